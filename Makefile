@@ -1,0 +1,29 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both build the environment first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_COMPILE_BYTECODE := 1
+# Airflow reads its home from here; keep it inside the checkout so nothing leaks into ~/airflow.
+export AIRFLOW_HOME ?= $(CURDIR)/.tongban/airflow
+
+.PHONY: venv demo test bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock -e .
+	touch $@
+
+demo: venv
+	$(BIN)/tongban sandbox demo
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python benchmarks/e2e.py
+
+clean:
+	rm -rf $(VENV) .tongban

@@ -1,0 +1,56 @@
+"""The one envelope for everything on the bus (DESIGN.md, "The message")."""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = "1"
+
+KIND_CASE_EVENT = "case_event"
+KIND_FLOWBACK = "flowback_record"
+KIND_SEALED = "sealed_document"
+KIND_RECEIPT = "receipt"
+
+
+def canonical_json(value: Any) -> bytes:
+    """Stable bytes for hashing: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+
+
+def content_digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+def idempotency_key(source: str, record_key: str, payload: Any) -> str:
+    """source system + source record key + content digest (DESIGN.md promise 2)."""
+    return f"{source}:{record_key}:{content_digest(payload)[:32]}"
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass
+class Envelope:
+    kind: str
+    source: str
+    idempotency_key: str
+    payload: dict
+    region: str | None = None
+    correlation: str | None = None  # the 办件编号 where there is one
+    message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created_at: str = field(default_factory=utcnow)
+    schema_version: str = SCHEMA_VERSION
+    attempt: int = 0  # delivery attempts so far (bus retry topology)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> "Envelope":
+        data = json.loads(body)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
