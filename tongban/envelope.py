@@ -45,7 +45,9 @@ class Envelope:
     message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=utcnow)
     schema_version: str = SCHEMA_VERSION
-    attempt: int = 0  # delivery attempts so far (bus retry topology)
+    attempt: int = 0  # failed delivery attempts so far (bus retry topology)
+    waits: int = 0  # times the ordering gate held it back for a predecessor
+    replay_of: str | None = None  # set when an operator replays a parked or quarantined message
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")

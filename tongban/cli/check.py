@@ -1,3 +1,146 @@
+"""`tongban check …`: validate one national code and show its parts.
+
+Exit 0 when the code is valid, 1 with `invalid <field>: <rule>` when not. ID numbers are personal data:
+they are shown masked and their birth date and sex are not printed; error rules never repeat the value.
+"""
+from __future__ import annotations
+
+from typing import NoReturn
+
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+def _show(rows: list[tuple[str, object]]) -> None:
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        typer.echo(f"{label.ljust(width)}  {'-' if value is None else value}")
+
+
+def _fail(error: Exception) -> NoReturn:
+    from tongban.codes import CodeError
+
+    if isinstance(error, CodeError):
+        typer.echo(f"invalid {error.field}: {error.rule}", err=True)
+    else:  # pragma: no cover - parsers only raise CodeError
+        typer.echo(f"invalid value: {error}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command("id-number")
+def id_number(value: str = typer.Argument(..., help="居民身份证号码 (shown masked).")) -> None:
+    """Check a 居民身份证号码 (GB 11643): length, birth date and check digit."""
+    from tongban.codes import CodeError, mask_id_number, parse_id_number
+
+    try:
+        parsed = parse_id_number(value)
+    except CodeError as error:
+        _fail(error)
+    _show([
+        ("id-number", mask_id_number(parsed.value)),
+        ("check", f"{parsed.check} (ok)"),
+        ("birth date", "valid (not shown: personal data)"),
+    ])
+
+
+@app.command("credit-code")
+def credit_code(
+    value: str = typer.Argument(..., help="统一社会信用代码 (18 characters)."),
+    lenient: bool = typer.Option(False, "--lenient", help="Flag a wrong check character instead of failing."),
+) -> None:
+    """Check a 统一社会信用代码 (GB 32100) and show its parts."""
+    from tongban.codes import CodeError, parse_credit_code
+
+    try:
+        parsed = parse_credit_code(value, strict=not lenient)
+    except CodeError as error:
+        _fail(error)
+    _show([
+        ("credit-code", parsed.value),
+        ("registering body", f"{parsed.registering_body} {parsed.registering_body_name or '(unknown)'}"),
+        ("category", f"{parsed.category} {parsed.category_name or '(unknown)'}"),
+        ("region", parsed.region),
+        ("org code", parsed.org_code),
+        ("check", f"{parsed.check} ({'ok' if parsed.checksum_ok else 'FAILS CHECKSUM — flagged'})"),
+    ])
+
+
+@app.command("org-code")
+def org_code(value: str = typer.Argument(..., help="组织机构代码, with or without the hyphen.")) -> None:
+    """Check a 组织机构代码 (GB 11714)."""
+    from tongban.codes import CodeError, parse_org_code
+
+    try:
+        parsed = parse_org_code(value)
+    except CodeError as error:
+        _fail(error)
+    _show([("org-code", parsed.formatted), ("check", f"{parsed.check} (ok)")])
+
+
+@app.command("region")
+def region(value: str = typer.Argument(..., help="行政区划代码: 6, 9 or 12 digits.")) -> None:
+    """Resolve a Chongqing 行政区划代码 to the county-level unit cases are routed to."""
+    from tongban.codes import CodeError, parse_region
+
+    try:
+        parsed = parse_region(value)
+    except CodeError as error:
+        _fail(error)
+    _show([
+        ("region", parsed.code),
+        ("county code", parsed.county_code),
+        ("name", parsed.name),
+        ("level", parsed.level),
+        ("retired from", parsed.retired_from),
+        ("rolled up", "yes" if parsed.rolled_up else "no"),
+    ])
+
+
+@app.command("item-code")
+def item_code(value: str = typer.Argument(..., help="基本编码 (12), 实施编码 (31) or 业务办理项编码 (33).")) -> None:
+    """Take apart a 政务服务事项编码."""
+    from tongban.codes import CodeError, parse_item_code
+
+    try:
+        parsed = parse_item_code(value)
+    except CodeError as error:
+        _fail(error)
+    rows: list[tuple[str, object]] = [
+        ("item-code", parsed.value),
+        ("kind", parsed.kind),
+        ("basic code", parsed.basic_code),
+        ("region prefix", parsed.region_prefix),
+        ("item type", f"{parsed.item_type} {parsed.item_type_name}"),
+        ("main", parsed.main),
+        ("sub", parsed.sub),
+    ]
+    if parsed.kind != "basic":
+        rows += [
+            ("implementing body", parsed.implementing_body_credit_code),
+            ("level", f"{parsed.level} {parsed.level_name}"),
+        ]
+    if parsed.handling_suffix is not None:
+        rows.append(("handling suffix", parsed.handling_suffix))
+    for flag in parsed.flags:
+        rows.append(("warning", flag))
+    _show(rows)
+
+
+@app.command("licence-id")
+def licence_id(value: str = typer.Argument(..., help="电子证照标识 (1.2.156.3005.2. …).")) -> None:
+    """Check an 电子证照标识 (GB/T 36904), including its MOD 37,36 check character."""
+    from tongban.codes import CodeError, parse_licence_id
+
+    try:
+        parsed = parse_licence_id(value)
+    except CodeError as error:
+        _fail(error)
+    _show([
+        ("licence-id", parsed.value),
+        ("type code", parsed.type_code),
+        ("issuer code", parsed.issuer_code),
+        ("serial", parsed.serial),
+        ("version", parsed.version),
+        ("check", f"{parsed.check} (ok)"),
+    ])

@@ -1,0 +1,151 @@
+"""Hardened XML parsing shared by the whole project (DESIGN.md promise 7: hostile input is harmless).
+
+Every XML document that enters tongban (SOAP responses, file drops, national batches, sealed documents) is
+parsed here or through `zeep_settings()`:
+
+- no DTD is loaded, no entity is expanded, nothing is fetched from the network or the local disk;
+- a document that *declares* a DOCTYPE or ENTITY is rejected outright (`HostileXMLError`): no legitimate
+  government exchange format needs one, and rejecting is clearer than silently parsing around it;
+- sizes are bounded before parsing (`XMLTooLargeError`);
+- broken documents raise `MalformedXMLError` naming the line.
+
+All three derive from `XMLRejected` (a ValueError) so callers can catch one thing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from lxml import etree
+
+# A generous default: the largest legitimate single documents (SOAP pages, sealed licences) are a few MB.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+# Passed to every lxml parser we create. `huge_tree=False` keeps libxml2's own depth/text-size limits on.
+_HARDENED = dict(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+)
+
+
+class XMLRejected(ValueError):
+    """An XML document tongban refuses to read."""
+
+
+class HostileXMLError(XMLRejected):
+    """The document declares a DOCTYPE or entities (billion laughs, XXE, external DTD …)."""
+
+
+class XMLTooLargeError(XMLRejected):
+    """The document is larger than the bound its caller set."""
+
+
+class MalformedXMLError(XMLRejected):
+    """The document is not well-formed XML (truncated, not XML at all …)."""
+
+
+class _NoExternalResolver(etree.Resolver):
+    """Belt and braces: should libxml2 ever ask to load anything, refuse with an error instead of reading it."""
+
+    def resolve(self, url, pubid, context):  # noqa: D401 - lxml API
+        raise HostileXMLError(f"XML tried to load an external resource ({url!r}); external resources are forbidden")
+
+
+def parser() -> etree.XMLParser:
+    """An lxml parser with entities, DTDs and network access switched off."""
+    p = etree.XMLParser(**_HARDENED)
+    p.resolvers.add(_NoExternalResolver())
+    return p
+
+
+def zeep_settings(**overrides):
+    """zeep settings with the same protection (forbid DTDs, entities and external references)."""
+    from zeep import Settings
+
+    options = dict(forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=False)
+    options.update(overrides)
+    return Settings(**options)
+
+
+def _reject_declarations(docinfo, source: str) -> None:
+    # lxml exposes the DOCTYPE even though nothing of it was loaded or expanded; its presence is the tell.
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.system_url or docinfo.public_id:
+        raise HostileXMLError(
+            f"{source}: XML declares a DOCTYPE/ENTITY ({docinfo.doctype or 'internal subset'}); "
+            "DTDs and entity declarations are forbidden (entity expansion / external entity attacks)"
+        )
+
+
+def _malformed(source: str, exc: etree.XMLSyntaxError) -> MalformedXMLError:
+    line = getattr(exc, "lineno", None) or (exc.position[0] if getattr(exc, "position", None) else "?")
+    return MalformedXMLError(f"{source}: not well-formed XML at line {line}: {exc.msg if hasattr(exc, 'msg') else exc}")
+
+
+def parse_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, source: str = "XML document") -> etree._Element:
+    """Parse a whole document held in memory and return its root element."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if len(data) > max_bytes:
+        raise XMLTooLargeError(f"{source}: {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        root = etree.fromstring(data, parser())
+    except etree.XMLSyntaxError as exc:
+        # An entity reference to an undeclared/unloaded entity also lands here; say what it was when we can.
+        if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+            raise HostileXMLError(
+                f"{source}: XML declares a DOCTYPE/ENTITY; DTDs and entity declarations are forbidden"
+            ) from None
+        raise _malformed(source, exc) from None
+    _reject_declarations(root.getroottree().docinfo, source)
+    return root
+
+
+def iterparse_file(
+    path: str | os.PathLike,
+    tag: str | None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Iterator[etree._Element]:
+    """Stream the elements named `tag` (`Record`, `{ns}Record` or `{*}Record`) from a file in constant memory.
+
+    Each element is complete when yielded and is cleared (with its already-seen siblings) as soon as the
+    caller asks for the next one, so the caller must copy out what it needs before advancing.
+    The DOCTYPE check happens before the first element is yielded: a hostile file yields nothing.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise XMLTooLargeError(f"{path.name}: {size} bytes exceeds the limit of {max_bytes} bytes")
+    if tag and not tag.startswith("{"):
+        tag = "{*}" + tag  # match the local name whatever namespace the exporter used
+    checked = False
+    with open(path, "rb") as stream:
+        context = etree.iterparse(stream, events=("end",), tag=tag, **_HARDENED)
+        context.resolvers.add(_NoExternalResolver())
+        try:
+            for _event, element in context:
+                if not checked:
+                    _reject_declarations(element.getroottree().docinfo, path.name)
+                    checked = True
+                yield element
+                # Free what we have consumed: the element itself and the siblings before it.
+                element.clear(keep_tail=True)
+                parent = element.getparent()
+                if parent is not None:
+                    while element.getprevious() is not None:
+                        del parent[0]
+        except etree.XMLSyntaxError as exc:
+            if not checked:
+                with open(path, "rb") as head_stream:
+                    head = head_stream.read(65536)
+                if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+                    raise HostileXMLError(
+                        f"{path.name}: XML declares a DOCTYPE/ENTITY; DTDs and entity declarations are forbidden"
+                    ) from None
+            raise _malformed(path.name, exc) from None
+        if not checked and context.root is not None:
+            _reject_declarations(context.root.getroottree().docinfo, path.name)

@@ -1,0 +1,64 @@
+"""The bus interface both transports implement."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from tongban.envelope import Envelope
+
+from .topology import WorkQueue
+
+
+class BusError(Exception):
+    pass
+
+
+class PublishError(BusError):
+    """The broker did not confirm a publish (nacked, unroutable, or the connection died)."""
+
+
+@dataclass
+class Delivery:
+    envelope: Envelope
+    queue: str
+    redelivered: bool = False
+
+
+Handler = Callable[[Delivery], None]
+
+
+class Bus:
+    """Publish with confirmation; consume with ack after the handler returns.
+
+    A handler that returns normally has its message acked; one that raises has it returned to the
+    queue (nothing is lost). Handlers route onward (retry, wait, park) by publishing before they return.
+    """
+
+    name = "abstract"
+
+    def declare(self, work: WorkQueue) -> None:
+        raise NotImplementedError
+
+    def publish(self, work: WorkQueue, envelopes: Sequence[Envelope]) -> None:
+        """Publish to the work queue; returns only when every message is confirmed, else raises PublishError."""
+        raise NotImplementedError
+
+    def publish_delayed(self, work: WorkQueue, envelope: Envelope, seconds: float) -> None:
+        """Publish so that the message reaches the work queue again after `seconds`."""
+        raise NotImplementedError
+
+    def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
+                idle_exit: float | None = None) -> None:
+        """Run until `stop` is set (or, with idle_exit, until the queue has been empty that long)."""
+        raise NotImplementedError
+
+    def depth(self, queue: str) -> int:
+        raise NotImplementedError
+
+    def purge(self, work: WorkQueue) -> None:
+        """Empty the work queue and its delay queues (tests and the sandbox only)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,104 @@
+"""The embedded-default bus: a durable queue in the tongban store (SQLite by default).
+
+It keeps the RabbitMQ transport's promises on one machine: messages survive process exits (so
+`tongban ingest` and `tongban worker` can run as separate commands), a message is removed only after
+its handler returned, and one that was claimed by a process that died is claimed again after a lease.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Sequence
+
+from sqlalchemy import delete, func, or_, select, update
+
+from tongban.envelope import Envelope
+from tongban.store import Store
+from tongban.store.tables import local_queue
+
+from .base import Bus, Delivery, Handler
+from .topology import WorkQueue
+
+LEASE_SECONDS = 60
+
+
+def _at(offset: float = 0.0) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=offset)).isoformat(timespec="microseconds")
+
+
+class LocalBus(Bus):
+    name = "inprocess"
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.consumer_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def declare(self, work: WorkQueue) -> None:
+        """Nothing to declare: the table is the queue."""
+
+    def publish(self, work: WorkQueue, envelopes: Sequence[Envelope]) -> None:
+        if not envelopes:
+            return
+        now = _at()
+        with self.store.write() as conn:
+            conn.execute(local_queue.insert(), [
+                {"queue": work.queue, "body": e.to_bytes().decode("utf-8"), "available_at": now} for e in envelopes])
+
+    def publish_delayed(self, work: WorkQueue, envelope: Envelope, seconds: float) -> None:
+        with self.store.write() as conn:
+            conn.execute(local_queue.insert().values(queue=work.queue, body=envelope.to_bytes().decode("utf-8"),
+                                                     available_at=_at(seconds)))
+
+    def _claim(self, work: WorkQueue, limit: int) -> list[tuple[int, str, bool]]:
+        now = _at()
+        stale = _at(-LEASE_SECONDS)
+        with self.store.write() as conn:
+            rows = conn.execute(
+                select(local_queue.c.id, local_queue.c.body, local_queue.c.claimed_by)
+                .where(local_queue.c.queue == work.queue, local_queue.c.available_at <= now,
+                       or_(local_queue.c.claimed_by.is_(None), local_queue.c.claimed_at < stale))
+                .order_by(local_queue.c.available_at, local_queue.c.id).limit(limit)).all()
+            if rows:
+                conn.execute(update(local_queue).where(local_queue.c.id.in_([r.id for r in rows]))
+                             .values(claimed_by=self.consumer_id, claimed_at=now))
+        return [(r.id, r.body, r.claimed_by is not None) for r in rows]
+
+    def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
+                idle_exit: float | None = None) -> None:
+        idle_since = time.monotonic()
+        while not stop.is_set():
+            batch = self._claim(work, prefetch)
+            if not batch:
+                if idle_exit is not None and time.monotonic() - idle_since > idle_exit and self.depth(work.queue) == 0:
+                    return
+                stop.wait(0.05)
+                continue
+            idle_since = time.monotonic()
+            for index, (row_id, body, redelivered) in enumerate(batch):
+                if stop.is_set():
+                    self._release([r[0] for r in batch[index:]])
+                    return
+                try:
+                    handler(Delivery(Envelope.from_bytes(body.encode("utf-8")), work.queue, redelivered))
+                except Exception:
+                    # Back to the queue, as a broker would on a nack with requeue.
+                    self._release([row_id])
+                    continue
+                with self.store.write() as conn:
+                    conn.execute(delete(local_queue).where(local_queue.c.id == row_id))
+
+    def _release(self, ids: list[int]) -> None:
+        with self.store.write() as conn:
+            conn.execute(update(local_queue).where(local_queue.c.id.in_(ids)).values(claimed_by=None, claimed_at=None))
+
+    def depth(self, queue_name: str) -> int:
+        with self.store.read() as conn:
+            return conn.execute(select(func.count()).select_from(local_queue)
+                                .where(local_queue.c.queue == queue_name)).scalar() or 0
+
+    def purge(self, work: WorkQueue) -> None:
+        with self.store.write() as conn:
+            conn.execute(delete(local_queue).where(local_queue.c.queue == work.queue))

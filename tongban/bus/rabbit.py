@@ -1,0 +1,240 @@
+"""RabbitMQ transport (pika): declared topology, publisher confirms, manual acks.
+
+pika's BlockingConnection only services heartbeats while it is called, so the consumer keeps the
+connection on its own thread and runs handlers on a worker thread, acking through
+`add_callback_threadsafe`. Handlers publish onward on a second connection owned by the worker thread.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+from typing import Sequence
+
+import pika
+import pika.exceptions as pex
+
+from tongban.envelope import Envelope
+
+from .base import Bus, Delivery, Handler, PublishError
+from .topology import RETRY_STEPS, WAIT_SECONDS, WorkQueue
+
+log = logging.getLogger("tongban.bus.rabbit")
+
+_CONNECTION_ERRORS = (pex.AMQPConnectionError, pex.ChannelClosed, pex.ConnectionClosed, pex.StreamLostError,
+                      pex.ChannelWrongStateError, ConnectionError, OSError)
+
+
+class _Publisher:
+    """One connection + confirming channel, reopened on failure."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.connection: pika.BlockingConnection | None = None
+        self.channel = None
+
+    def _open(self):
+        if self.connection is None or self.connection.is_closed or self.channel is None or self.channel.is_closed:
+            self.close()
+            params = pika.URLParameters(self.url)
+            params.heartbeat = 60
+            self.connection = pika.BlockingConnection(params)
+            self.channel = self.connection.channel()
+            self.channel.confirm_delivery()
+        return self.channel
+
+    def publish(self, exchange: str, routing_key: str, bodies: Sequence[bytes], *, expiration_ms: int | None = None,
+                message_ids: Sequence[str] | None = None) -> None:
+        for attempt in range(2):  # one reconnect: a connection closed by the broker is not a lost message
+            try:
+                channel = self._open()
+                for i, body in enumerate(bodies):
+                    props = pika.BasicProperties(
+                        delivery_mode=pika.DeliveryMode.Persistent, content_type="application/json",
+                        message_id=message_ids[i] if message_ids else None,
+                        expiration=str(expiration_ms) if expiration_ms is not None else None)
+                    channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
+                return
+            except pex.UnroutableError as exc:
+                raise PublishError(f"unroutable: no queue bound to {exchange}/{routing_key}") from exc
+            except pex.NackError as exc:
+                raise PublishError(f"broker refused the message on {exchange}/{routing_key}") from exc
+            except _CONNECTION_ERRORS as exc:
+                self.close()
+                if attempt == 1:
+                    raise PublishError(f"connection to RabbitMQ lost while publishing: {exc!r}") from exc
+                # Messages published before the failure may be re-sent: the idempotency key absorbs that.
+                bodies = list(bodies)
+
+    def close(self) -> None:
+        try:
+            if self.connection is not None and self.connection.is_open:
+                self.connection.close()
+        except Exception:
+            pass
+        self.connection = self.channel = None
+
+
+class RabbitBus(Bus):
+    name = "rabbitmq"
+
+    def __init__(self, url: str):
+        self.url = url
+        self._publisher = _Publisher(url)
+        self._local = threading.local()
+
+    # --- topology -------------------------------------------------------------------------------
+    def declare(self, work: WorkQueue) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            ch = connection.channel()
+            ch.exchange_declare(work.exchange, "direct", durable=True)
+            ch.queue_declare(work.queue, durable=True, arguments={"x-queue-type": "quorum"})
+            ch.queue_bind(work.queue, work.exchange, work.routing_key)
+            back = {"x-dead-letter-exchange": work.exchange, "x-dead-letter-routing-key": work.routing_key}
+            for seconds in (*RETRY_STEPS, WAIT_SECONDS):
+                name = work.wait_queue if seconds == WAIT_SECONDS else work.retry_queue(seconds)
+                ch.queue_declare(name, durable=True, arguments={**back, "x-message-ttl": int(seconds * 1000)})
+        finally:
+            connection.close()
+
+    def _thread_publisher(self) -> _Publisher:
+        # pika connections are not thread-safe: one publisher per thread.
+        if threading.current_thread() is threading.main_thread():
+            return self._publisher
+        pub = getattr(self._local, "publisher", None)
+        if pub is None:
+            pub = self._local.publisher = _Publisher(self.url)
+        return pub
+
+    def publish(self, work: WorkQueue, envelopes: Sequence[Envelope]) -> None:
+        if envelopes:
+            self._thread_publisher().publish(work.exchange, work.routing_key, [e.to_bytes() for e in envelopes],
+                                             message_ids=[e.message_id for e in envelopes])
+
+    def publish_delayed(self, work: WorkQueue, envelope: Envelope, seconds: float) -> None:
+        # Publish through the default exchange straight into the delay queue whose TTL is closest above.
+        steps = (*RETRY_STEPS,)
+        if seconds <= WAIT_SECONDS:
+            target = work.wait_queue
+        else:
+            step = next((s for s in steps if s >= seconds), steps[-1])
+            target = work.retry_queue(step)
+        self._thread_publisher().publish("", target, [envelope.to_bytes()], message_ids=[envelope.message_id])
+
+    # --- consuming ------------------------------------------------------------------------------
+    def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
+                idle_exit: float | None = None) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                self._consume_once(work, handler, stop=stop, prefetch=prefetch, idle_exit=idle_exit)
+                return
+            except _CONNECTION_ERRORS as exc:
+                # Unacked messages go back to the queue on the broker's side; reconnect and go on.
+                log.warning("consumer connection lost (%r); reconnecting in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10)
+
+    def _consume_once(self, work, handler, *, stop, prefetch, idle_exit) -> None:
+        params = pika.URLParameters(self.url)
+        params.heartbeat = 30
+        connection = pika.BlockingConnection(params)
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=prefetch)
+        inbox: queue.Queue = queue.Queue()
+        busy = threading.Event()  # set while the handler holds a message
+
+        def on_message(ch, method, properties, body):
+            inbox.put((method.delivery_tag, method.redelivered, body))
+
+        def settle(tag: int, ok: bool) -> None:
+            if channel.is_open:
+                if ok:
+                    channel.basic_ack(tag)
+                else:
+                    channel.basic_nack(tag, requeue=True)
+
+        def work_loop():
+            while True:
+                item = inbox.get()
+                if item is None:
+                    return
+                tag, redelivered, body = item
+                busy.set()
+                ok = True
+                try:
+                    handler(Delivery(Envelope.from_bytes(body), work.queue, redelivered))
+                except Exception:  # the message goes back to the queue; the worker goes on
+                    log.exception("handler failed; message returned to the queue")
+                    ok = False
+                busy.clear()
+                try:
+                    connection.add_callback_threadsafe(functools.partial(settle, tag, ok))
+                except Exception:
+                    return  # connection gone: the broker requeues what we did not ack
+
+        worker = threading.Thread(target=work_loop, name="tongban-handler", daemon=True)
+        worker.start()
+        channel.basic_consume(work.queue, on_message)
+        last_activity = time.monotonic()
+        try:
+            while not stop.is_set():
+                connection.process_data_events(time_limit=0.2)
+                if not inbox.empty() or busy.is_set():
+                    last_activity = time.monotonic()
+                if idle_exit is not None and inbox.empty() and not busy.is_set() and time.monotonic() - last_activity > idle_exit:
+                    if self._quiet(channel, work):
+                        break
+                    last_activity = time.monotonic()
+                if not worker.is_alive():
+                    break
+        finally:
+            inbox.put(None)
+            # Let the handler finish the message in hand (SIGTERM: finish, then exit), servicing the
+            # connection meanwhile so its ack can go out.
+            deadline = time.monotonic() + 30
+            while worker.is_alive() and time.monotonic() < deadline and connection.is_open:
+                connection.process_data_events(time_limit=0.1)
+            try:
+                connection.close()
+            except Exception:
+                pass
+
+    def _quiet(self, channel, work: WorkQueue) -> bool:
+        """No message anywhere in the work queue's family (work, wait, retry)."""
+        names = [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]
+        total = 0
+        for name in names:
+            total += channel.queue_declare(name, passive=True).method.message_count
+        return total == 0
+
+    def depth(self, queue_name: str) -> int:
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            return connection.channel().queue_declare(queue_name, passive=True).method.message_count
+        except pex.ChannelClosedByBroker:
+            return 0
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def purge(self, work: WorkQueue) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            ch = connection.channel()
+            for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
+                try:
+                    ch.queue_purge(name)
+                except pex.ChannelClosedByBroker:
+                    ch = connection.channel()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self._publisher.close()
+        pub = getattr(self._local, "publisher", None)
+        if pub is not None:
+            pub.close()

@@ -1,0 +1,157 @@
+"""The delivery worker: consume case events, push each to the platform, ack after the receipt is recorded.
+
+For each message, in this order:
+1. idempotent consumer — a key already delivered is recorded as a duplicate and acked, never re-pushed;
+2. blocked case — if an earlier event of the case is parked or was rejected, this one is parked behind
+   it (order holds; replaying the parked events releases the case);
+3. ordering gate — if the previous event of the case has no receipt yet, the message waits briefly on
+   the wait queue; competing workers therefore never deliver two events of one case out of order;
+4. push — transient failures go to a delay queue with backoff (attempt + 1), then to parking;
+   a 4xx rejection is quarantined with the platform's reason; a receipt is verified and recorded.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from tongban import ledger
+from tongban import quarantine as q
+from tongban.bus import Bus, Delivery
+from tongban.bus.topology import CASES, WAIT_SECONDS
+from tongban.envelope import Envelope
+from tongban.ledger import LedgerEvent
+from tongban.platform_client import PlatformClient, PlatformRejected, PlatformTransient, ReceiptInvalid
+from tongban.store import Store
+from tongban.store import state as st
+
+from .retry import RedeliveryPolicy
+
+log = logging.getLogger("tongban.worker")
+
+MAX_WAITS = 3000  # ~10 minutes of waiting for a predecessor before the message is parked
+
+
+@dataclass
+class WorkerStats:
+    delivered: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    parked: int = 0
+    rejected: int = 0
+    waited: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class DeliveryWorker:
+    def __init__(self, *, store: Store, bus: Bus, platform: PlatformClient, policy: RedeliveryPolicy | None = None,
+                 metrics=None):
+        self.store, self.bus, self.platform = store, bus, platform
+        self.policy = policy or RedeliveryPolicy()
+        self.stats = WorkerStats()
+        self.metrics = metrics
+
+    def _count(self, name: str, seconds: float | None = None) -> None:
+        setattr(self.stats, name, getattr(self.stats, name) + 1)
+        if self.metrics is not None:
+            self.metrics.count(name, seconds)
+
+    # --- outcomes ---------------------------------------------------------------------------------
+    def _ledger(self, hop: str, env: Envelope, detail: dict) -> LedgerEvent:
+        payload = env.payload
+        return LedgerEvent(hop, detail, system=env.source, message_id=env.message_id,
+                           idempotency_key=env.idempotency_key, case_number=env.correlation,
+                           source_key=payload.get("source_key"))
+
+    def _park(self, env: Envelope, reason: str) -> None:
+        with self.store.write() as conn:
+            q.park(conn, message_id=env.message_id, idempotency_key=env.idempotency_key, system=env.source,
+                   case_number=env.correlation, reason=reason, envelope_json=env.to_bytes().decode("utf-8"))
+            ledger.append(conn, [self._ledger("parked", env, {"reason": reason, "attempts": env.attempt})])
+        self._count("parked")
+
+    def _reject(self, env: Envelope, exc: PlatformRejected) -> None:
+        payload = env.payload
+        with self.store.write() as conn:
+            q.add(conn, q.QuarantineEntry(env.source, payload.get("source_key"), "platform", exc.reason,
+                                          field=payload.get("event"), position=f"event {payload.get('sequence')}",
+                                          record={"envelope": env.__dict__}))
+            ledger.append(conn, [self._ledger("rejected", env, {"status": exc.status, "reason": exc.reason})])
+        self._count("rejected")
+
+    def _retry(self, env: Envelope, reason: str, retry_after: float | None) -> None:
+        env.attempt += 1
+        if self.policy.exhausted(env.attempt):
+            self._park(env, f"gave up after {env.attempt} attempts: {reason}")
+            return
+        delay = self.policy.delay(env.attempt, retry_after)
+        self.bus.publish_delayed(CASES, env, delay)
+        ledger.record(self.store, self._ledger(
+            "retried", env, {"attempt": env.attempt, "delay_s": round(delay, 2), "reason": reason}))
+        self._count("retried")
+
+    # --- the handler ------------------------------------------------------------------------------
+    def handle(self, delivery: Delivery) -> None:
+        env = delivery.envelope
+        payload = env.payload
+        with self.store.read() as conn:
+            receipt = st.delivered_receipt(conn, env.idempotency_key)
+            blocked = None if receipt else q.is_blocked(conn, env.correlation, env.source, payload.get("source_key"))
+            last = st.last_delivered_sequence(conn, env.correlation) if env.correlation else 0
+        if receipt is not None:
+            ledger.record(self.store, self._ledger("duplicate", env, {
+                "receipt_id": receipt.get("receipt_id"), "redelivered": delivery.redelivered,
+                "replay": env.replay_of is not None}))
+            self._count("duplicates")
+            return
+        if blocked:
+            self._park(env, blocked)
+            return
+        sequence = payload.get("sequence")
+        if sequence is not None and env.correlation and sequence > last + 1:
+            env.waits += 1
+            if env.waits > MAX_WAITS:
+                self._park(env, f"event {last + 1} of case {env.correlation} never arrived")
+                return
+            self.bus.publish_delayed(CASES, env, WAIT_SECONDS)
+            self._count("waited")
+            return
+        started = time.monotonic()
+        try:
+            receipt = self.platform.push_event(payload, env.idempotency_key)
+        except PlatformRejected as exc:
+            self._reject(env, exc)
+            return
+        except PlatformTransient as exc:
+            self._retry(env, str(exc), exc.retry_after)
+            return
+        except ReceiptInvalid as exc:
+            self._park(env, f"receipt not accepted: {exc}")
+            return
+        elapsed = time.monotonic() - started
+        with self.store.write() as conn:
+            fresh = st.record_delivery(conn, env.idempotency_key, env.message_id, env.correlation, sequence, receipt)
+            if fresh:
+                ledger.append(conn, [
+                    self._ledger("delivered", env, {"event": payload.get("event"), "sequence": sequence,
+                                                    "attempts": env.attempt + 1, "duplicate_at_platform": receipt.get("duplicate", False),
+                                                    **({"replay_of": env.replay_of} if env.replay_of else {})}),
+                    self._ledger("receipt", env, {"receipt_id": receipt.get("receipt_id"), "digest": receipt.get("digest"),
+                                                  "received_at": receipt.get("received_at"),
+                                                  "signature": receipt.get("signature")}),
+                ])
+            else:
+                ledger.append(conn, [self._ledger("duplicate", env, {"receipt_id": receipt.get("receipt_id"),
+                                                                     "concurrent": True})])
+        if fresh:
+            self._count("delivered", elapsed)
+            self.stats.latencies.append(elapsed)
+        else:
+            self._count("duplicates")
+
+    def run(self, *, stop: threading.Event | None = None, idle_exit: float | None = None, prefetch: int = 20) -> WorkerStats:
+        stop = stop or threading.Event()
+        self.bus.declare(CASES)
+        self.bus.consume(CASES, self.handle, stop=stop, prefetch=prefetch, idle_exit=idle_exit)
+        return self.stats

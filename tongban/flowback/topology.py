@@ -1,0 +1,41 @@
+"""Flowback topology: exchange `tongban.flowback`, one durable queue per county-level unit
+(`tongban.flowback.<6-digit code>`) and one for the city (`tongban.flowback.city`); the routing key is the code
+(500000 for the city). `prefix` lets tests and the sandbox run on names of their own."""
+from __future__ import annotations
+
+from tongban.bus import Bus
+from tongban.bus.topology import RETRY_STEPS, WorkQueue
+from tongban.codes import CHONGQING_CODE
+
+from .config import CITY, TARGETS
+
+DEFAULT_PREFIX = "tongban.flowback"
+
+
+def work_queue(target: str, prefix: str = DEFAULT_PREFIX) -> WorkQueue:
+    key = CHONGQING_CODE if target == CITY else target
+    return WorkQueue(prefix, f"{prefix}.{target}", key)
+
+
+def flowback_topology(prefix: str = DEFAULT_PREFIX) -> dict[str, WorkQueue]:
+    """Target ("500101" … or "city") → its work queue."""
+    return {target: work_queue(target, prefix) for target in TARGETS}
+
+
+_declared: dict[int, set[str]] = {}
+
+
+def declare(bus: Bus, work: WorkQueue) -> None:
+    """Declare once per bus object (declaring is idempotent, but costs a broker round trip)."""
+    done = _declared.setdefault(id(bus), set())
+    if work.queue not in done:
+        bus.declare(work)
+        done.add(work.queue)
+
+
+def family_depth(bus: Bus, work: WorkQueue) -> int:
+    """Messages waiting in a work queue and its delay queues (the local bus keeps delayed ones in the queue)."""
+    names = [work.queue]
+    if bus.name == "rabbitmq":
+        names += [work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]
+    return sum(bus.depth(name) for name in names)

@@ -1,0 +1,175 @@
+"""The district delivery worker: consume each district's flowback queue and hand every record to that district's
+sink, with the platform delivery's guarantees:
+
+1. idempotent consumer — a message already settled (delivered, duplicate or parked) is acked and nothing more;
+   an idempotency key already delivered to the district (the same record in another batch, a replay) is recorded
+   as a duplicate and not sent again;
+2. transient failures go back to the queue through the bus's delay queues with backoff (RedeliveryPolicy),
+   and are parked when the policy gives up; a district's 4xx rejection is parked at once with its reason;
+3. the message is acked only after its outcome is in the store and the ledger.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from tongban import ledger
+from tongban import quarantine as q
+from tongban.bus import Bus, Delivery
+from tongban.delivery.retry import RedeliveryPolicy
+from tongban.envelope import Envelope, utcnow
+from tongban.ledger import LedgerEvent
+from tongban.store import Store
+
+from .config import TARGETS, SinksConfig
+from .sinks import Sink, SinkRejected, SinkTransient, build_sink
+from .tables import ensure_tables, flowback_deliveries
+from .topology import DEFAULT_PREFIX, declare, family_depth, work_queue
+
+log = logging.getLogger("tongban.flowback.worker")
+
+
+@dataclass
+class DeliverStats:
+    delivered: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    parked: int = 0
+    already_settled: int = 0
+
+
+class DistrictDeliverer:
+    def __init__(self, *, store: Store, bus: Bus, sinks: SinksConfig | dict[str, Sink],
+                 policy: RedeliveryPolicy | None = None, prefix: str = DEFAULT_PREFIX):
+        self.store, self.bus, self.prefix = store, bus, prefix
+        if isinstance(sinks, SinksConfig):
+            self.policy = policy or sinks.retry.policy()
+            self._sink_config: SinksConfig | None = sinks
+            self.sinks: dict[str, Sink] = {}
+        else:
+            self.policy = policy or RedeliveryPolicy()
+            self._sink_config = None
+            self.sinks = dict(sinks)
+        self.stats = DeliverStats()
+        self._lock = threading.Lock()
+        ensure_tables(store)
+
+    def sink(self, target: str) -> Sink:
+        with self._lock:
+            if target not in self.sinks:
+                if self._sink_config is None:
+                    raise KeyError(f"no sink for {target}")
+                self.sinks[target] = build_sink(self._sink_config.for_target(target), target)
+            return self.sinks[target]
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
+
+    # --- outcomes ------------------------------------------------------------------------------------
+    @staticmethod
+    def _event(hop: str, env: Envelope, detail: dict) -> LedgerEvent:
+        record = env.payload.get("record", {})
+        return LedgerEvent(hop, {"batch_id": env.payload.get("batch_id"), "target": env.payload.get("target"), **detail},
+                           system=env.source, message_id=env.message_id, idempotency_key=env.idempotency_key,
+                           case_number=env.correlation, source_key=record.get("ROWGUID"))
+
+    @staticmethod
+    def _row(env: Envelope, status: str, sink: str | None, receipt: dict | None) -> dict:
+        p = env.payload
+        return {"message_id": env.message_id, "idempotency_key": env.idempotency_key, "batch_id": p["batch_id"],
+                "run_id": p["run_id"], "target": p["target"], "status": status, "sink": sink,
+                "receipt": json.dumps(receipt, ensure_ascii=False) if receipt is not None else None, "at": utcnow()}
+
+    def _park(self, env: Envelope, reason: str, sink: str | None) -> None:
+        with self.store.write() as conn:
+            q.park(conn, message_id=env.message_id, idempotency_key=env.idempotency_key, system=env.source,
+                   case_number=env.correlation, reason=reason, envelope_json=env.to_bytes().decode("utf-8"))
+            conn.execute(flowback_deliveries.insert().values(**self._row(env, "parked", sink, {"reason": reason})))
+            ledger.append(conn, [self._event("parked", env, {"reason": reason, "attempts": env.attempt})])
+        self._count("parked")
+
+    def _retry(self, env: Envelope, reason: str, retry_after: float | None, sink: str) -> None:
+        env.attempt += 1
+        if self.policy.exhausted(env.attempt):
+            self._park(env, f"gave up after {env.attempt} attempts: {reason}", sink)
+            return
+        delay = self.policy.delay(env.attempt, retry_after)
+        self.bus.publish_delayed(work_queue(env.payload["target"], self.prefix), env, delay)
+        ledger.record(self.store, self._event("retried", env, {"attempt": env.attempt, "delay_s": round(delay, 2),
+                                                               "reason": reason}))
+        self._count("retried")
+
+    # --- the handler ---------------------------------------------------------------------------------
+    def handle(self, delivery: Delivery) -> None:
+        env = delivery.envelope
+        with self.store.read() as conn:
+            settled = conn.execute(select(flowback_deliveries.c.status)
+                                   .where(flowback_deliveries.c.message_id == env.message_id)).scalar()
+            earlier = None if settled else conn.execute(
+                select(flowback_deliveries.c.message_id).where(
+                    flowback_deliveries.c.idempotency_key == env.idempotency_key,
+                    flowback_deliveries.c.status == "delivered").limit(1)).scalar()
+        if settled:
+            self._count("already_settled")  # redelivered after a crash between settling and ack
+            return
+        if earlier:
+            self._settle_duplicate(env, earlier)
+            return
+        target = env.payload["target"]
+        sink = self.sink(target)
+        try:
+            receipt = sink.deliver(env)
+        except SinkTransient as exc:
+            self._retry(env, str(exc), exc.retry_after, sink.describe)
+            return
+        except SinkRejected as exc:
+            self._park(env, f"rejected by the district sink: {exc.reason}", sink.describe)
+            return
+        with self.store.write() as conn:
+            # Checked again inside the write transaction: a competing consumer may have delivered the same key.
+            earlier = conn.execute(select(flowback_deliveries.c.message_id).where(
+                flowback_deliveries.c.idempotency_key == env.idempotency_key,
+                flowback_deliveries.c.status == "delivered").limit(1)).scalar()
+            status = "duplicate" if earlier else "delivered"
+            conn.execute(flowback_deliveries.insert().values(**self._row(env, status, sink.describe, receipt)))
+            hop = "duplicate" if earlier else "flowback_delivered"
+            ledger.append(conn, [self._event(hop, env, {"sink": sink.describe, "attempts": env.attempt + 1,
+                                                        "duplicate_at_sink": bool(receipt.get("duplicate_at_sink"))})])
+        self._count("duplicates" if earlier else "delivered")
+
+    def _settle_duplicate(self, env: Envelope, earlier: str) -> None:
+        with self.store.write() as conn:
+            conn.execute(flowback_deliveries.insert().values(**self._row(env, "duplicate", None, {"delivered_as": earlier})))
+            ledger.append(conn, [self._event("duplicate", env, {"delivered_as": earlier,
+                                                                "replay": env.replay_of is not None})])
+        self._count("duplicates")
+
+    # --- running -------------------------------------------------------------------------------------
+    def run(self, *, targets: list[str] | None = None, idle_exit: float = 0.5, workers: int = 8,
+            stop: threading.Event | None = None, prefetch: int = 50) -> DeliverStats:
+        """Deliver until every district queue (and its delay queues) is empty, consuming the busy queues
+        in parallel; with `stop`, return when it is set."""
+        stop = stop or threading.Event()
+        targets = targets or list(TARGETS)
+        for target in targets:
+            declare(self.bus, work_queue(target, self.prefix))
+        while not stop.is_set():
+            busy = [t for t in targets if family_depth(self.bus, work_queue(t, self.prefix)) > 0]
+            if not busy:
+                break
+            with ThreadPoolExecutor(max_workers=min(workers, len(busy)), thread_name_prefix="flowback") as pool:
+                futures = [pool.submit(self.bus.consume, work_queue(t, self.prefix), self.handle, stop=stop,
+                                       prefetch=prefetch, idle_exit=idle_exit) for t in busy]
+                for future in futures:
+                    future.result()
+        return self.stats
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            sink.close()

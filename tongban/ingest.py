@@ -1,0 +1,268 @@
+"""One ingest run of one mapping file: fetch since the watermark → map → validate → detect changes →
+number (统一赋码) → publish with confirms → only then record state and advance the watermark.
+
+Crash safety: if the run dies after publishing but before recording, the next run computes the same
+events with the same idempotency keys, and the delivery side drops them as duplicates.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from adapters.base import Adapter, SourceError, adapter_class
+from tongban import codes, ledger
+from tongban import quarantine as q
+from tongban.bus import Bus
+from tongban.bus.topology import CASES
+from tongban.cases.changes import ChangeError, events_between
+from tongban.cases.models import CaseSnapshot, describe_errors
+from tongban.cases.statemachine import CaseState, TransitionError
+from tongban.envelope import KIND_CASE_EVENT, Envelope, content_digest, idempotency_key
+from tongban.ledger import LedgerEvent
+from tongban.mapping import Mapping, MappingError
+from tongban.platform_client import PlatformClient, PlatformRejected, PlatformTransient
+from tongban.store import Store
+from tongban.store import state as st
+
+log = logging.getLogger("tongban.ingest")
+
+PUBLISH_CHUNK = 500
+
+
+@dataclass
+class IngestReport:
+    system: str
+    fetched: int = 0
+    unchanged: int = 0
+    cases_changed: int = 0
+    events_published: int = 0
+    quarantined: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    failed_files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Pending:
+    """A changed case waiting for its events to be confirmed by the broker."""
+
+    key: str
+    snapshot: dict
+    digest: str
+    last_sequence: int
+    envelopes: list[Envelope]
+    position: str
+    flags: list[str]
+
+
+def _case_state(previous: dict | None, last_sequence: int) -> CaseState:
+    """The platform-side state implied by the last snapshot we published (for checking before pushing)."""
+    if previous is None:
+        return CaseState()
+    conclusion = previous.get("conclusion") or {}
+    suspended = any(s.get("resumed_at") in (None, "") for s in previous.get("suspensions") or [])
+    return CaseState(last_sequence=last_sequence, accepted=previous.get("acceptance") is not None,
+                     suspended=suspended, concluded=conclusion.get("result") == "1",
+                     returned=conclusion.get("result") == "2", evaluated=previous.get("evaluation") is not None)
+
+
+class Ingest:
+    def __init__(self, mapping: Mapping, *, store: Store, bus: Bus, platform: PlatformClient,
+                 adapter: Adapter | None = None):
+        self.mapping, self.store, self.bus, self.platform = mapping, store, bus, platform
+        self.system = mapping.system
+        self.adapter = adapter or adapter_class(mapping.source["adapter"])(self.system, mapping.source)
+        self.report = IngestReport(self.system)
+        self._quarantine_batch: list[tuple[q.QuarantineEntry, LedgerEvent]] = []
+
+    # --- quarantine -------------------------------------------------------------------------------
+    def _quarantine(self, *, key: str | None, stage: str, rule: str, field_name: str | None, position: str,
+                    record: Any) -> None:
+        entry = q.QuarantineEntry(self.system, key, stage, rule, field_name, position, record)
+        detail = {"stage": stage, "field": field_name, "rule": codes.mask_text(rule), "position": position}
+        self._quarantine_batch.append((entry, LedgerEvent("quarantined", detail, system=self.system, source_key=key)))
+        self.report.quarantined += 1
+        label = f"{stage}: {field_name or '-'}"
+        self.report.quarantine_reasons[label] = self.report.quarantine_reasons.get(label, 0) + 1
+
+    def _flush_quarantine(self) -> None:
+        if not self._quarantine_batch:
+            return
+        with self.store.write() as conn:
+            events = []
+            for entry, event in self._quarantine_batch:
+                if q.add(conn, entry) is not None:
+                    events.append(event)
+            ledger.append(conn, events)
+        self._quarantine_batch.clear()
+
+    # --- one record -------------------------------------------------------------------------------
+    def _prepare(self, raw, previous_in_run: dict[str, tuple[dict | None, int]]) -> _Pending | None:
+        try:
+            snapshot = self.mapping.map_record(raw.data)
+        except MappingError as exc:
+            self._quarantine(key=exc.record_key, stage="mapping", rule=str(exc), field_name=exc.field.split(" ")[0],
+                             position=raw.position, record=raw.data)
+            return None
+        key = snapshot["source_key"]
+        flags = snapshot.pop("_flags", [])
+        try:
+            CaseSnapshot.model_validate(snapshot)
+            codes.parse_item_code(snapshot["item_code"])
+        except ValidationError as exc:
+            problems = describe_errors(exc)
+            self._quarantine(key=key, stage="validation", rule=f"record {key}: " + "; ".join(problems),
+                             field_name=problems[0].split(":")[0], position=raw.position, record=raw.data)
+            return None
+        except codes.CodeError as exc:
+            self._quarantine(key=key, stage="validation", rule=f"record {key}: item_code: {exc.rule}",
+                             field_name="item_code", position=raw.position, record=raw.data)
+            return None
+
+        if key in previous_in_run:
+            previous, last_sequence = previous_in_run[key]
+        else:
+            with self.store.read() as conn:
+                previous, last_sequence = st.get_snapshot(conn, self.system, key)
+        try:
+            changes = events_between(previous, snapshot)
+        except ChangeError as exc:
+            self._quarantine(key=key, stage="change", rule=f"record {key}: {exc}", field_name=exc.field,
+                             position=raw.position, record=raw.data)
+            return None
+        if not changes:
+            self.report.unchanged += 1
+            return None
+
+        # Check the state machine before anything leaves: a forbidden transition is quarantined, not pushed.
+        state = _case_state(previous, last_sequence)
+        for offset, (event_type, _data, _at) in enumerate(changes, start=1):
+            try:
+                state = state.apply(event_type, last_sequence + offset)
+            except TransitionError as exc:
+                self._quarantine(key=key, stage="state", rule=f"record {key}: {exc.rule}", field_name=event_type,
+                                 position=raw.position, record=raw.data)
+                return None
+
+        case_number = self._case_number(key, snapshot["item_code"], raw)
+        if case_number is None:
+            return None
+        envelopes = []
+        for offset, (event_type, data, occurred_at) in enumerate(changes, start=1):
+            event = {"case_number": case_number, "event": event_type, "sequence": last_sequence + offset,
+                     "source_system": self.system, "source_key": key, "item_code": snapshot["item_code"],
+                     "local_item_code": snapshot.get("local_item_code"), "region": snapshot["region"],
+                     "occurred_at": occurred_at, "data": data}
+            envelopes.append(Envelope(kind=KIND_CASE_EVENT, source=self.system, region=snapshot["region"],
+                                      correlation=case_number, payload=event,
+                                      idempotency_key=idempotency_key(self.system, f"{key}#{event['sequence']}", event)))
+        last = last_sequence + len(changes)
+        previous_in_run[key] = (snapshot, last)
+        return _Pending(key, snapshot, content_digest(snapshot), last, envelopes, raw.position, flags)
+
+    def _case_number(self, key: str, item_code: str, raw) -> str | None:
+        with self.store.read() as conn:
+            number = st.get_case_number(conn, self.system, key)
+        if number:
+            return number
+        try:
+            number = self.platform.case_number(self.system, key, item_code)
+        except PlatformRejected as exc:
+            self._quarantine(key=key, stage="platform", rule=f"record {key}: numbering refused: {exc.reason}",
+                             field_name="case_number", position=raw.position, record=raw.data)
+            return None
+        # A transient numbering failure propagates: the run fails before the watermark moves, and is retried.
+        with self.store.write() as conn:
+            number = st.save_case_number(conn, self.system, key, number, item_code)
+            ledger.append(conn, [LedgerEvent("numbered", {"item_code": item_code}, system=self.system,
+                                             case_number=number, source_key=key)])
+        return number
+
+    # --- publishing -------------------------------------------------------------------------------
+    def _publish(self, pending: list[_Pending]) -> None:
+        if not pending:
+            return
+        envelopes = [env for p in pending for env in p.envelopes]
+        self.bus.publish(CASES, envelopes)  # returns only when the broker confirmed every message
+        events: list[LedgerEvent] = []
+        with self.store.write() as conn:
+            for p in pending:
+                st.save_snapshot(conn, self.system, p.key, p.snapshot, p.digest, p.last_sequence)
+                number = p.envelopes[0].correlation
+                events.append(LedgerEvent("fetched", {"position": p.position, "digest": p.digest,
+                                                      **({"flags": p.flags} if p.flags else {})},
+                                          system=self.system, source_key=p.key, case_number=number))
+                for env in p.envelopes:
+                    events.append(LedgerEvent(
+                        "published", {"event": env.payload["event"], "sequence": env.payload["sequence"],
+                                      "bus": self.bus.name, "queue": CASES.queue},
+                        system=self.system, message_id=env.message_id, idempotency_key=env.idempotency_key,
+                        case_number=number, source_key=p.key))
+            ledger.append(conn, events)
+        self.report.cases_changed += len(pending)
+        self.report.events_published += len(envelopes)
+
+    # --- the run ----------------------------------------------------------------------------------
+    def run(self) -> IngestReport:
+        self.bus.declare(CASES)
+        with self.store.read() as conn:
+            watermark = st.get_watermark(conn, self.system)
+        self.report.watermark_before = watermark
+        newest = watermark
+        pending: list[_Pending] = []
+        previous_in_run: dict[str, tuple[dict | None, int]] = {}
+        try:
+            for raw in self.adapter.fetch(watermark):
+                self.report.fetched += 1
+                mark = self.mapping.watermark_of(raw.data)
+                if mark and (newest is None or mark > newest):
+                    newest = mark
+                if raw.error:
+                    key = self.mapping.record_key(raw.data) if raw.data else None
+                    self._quarantine(key=key, stage="read", rule=f"{raw.position}: {raw.error}", field_name=None,
+                                     position=raw.position, record=raw.data)
+                    continue
+                prepared = self._prepare(raw, previous_in_run)
+                if prepared is not None:
+                    pending.append(prepared)
+                if sum(len(p.envelopes) for p in pending) >= PUBLISH_CHUNK:
+                    self._publish(pending)
+                    pending = []
+                    self._flush_quarantine()
+            self._publish(pending)
+            self._flush_quarantine()
+        except BaseException as exc:
+            self.adapter.abort(f"ingest failed: {exc}")
+            self._flush_quarantine()  # quarantined records are kept even when the run fails
+            raise
+        # Everything is confirmed by the broker: the source may now move on.
+        self.adapter.commit()
+        self.report.failed_files = list(getattr(self.adapter, "failed_files", []) or [])
+        if newest and newest != watermark:
+            with self.store.write() as conn:
+                st.set_watermark(conn, self.system, newest)
+                ledger.append(conn, [LedgerEvent("watermark", {"from": watermark, "to": newest}, system=self.system)])
+        self.report.watermark_after = newest
+        return self.report
+
+    def close(self) -> None:
+        self.adapter.close()
+
+
+def run_ingest(mapping: Mapping, *, store: Store, bus: Bus, platform: PlatformClient,
+               adapter: Adapter | None = None) -> IngestReport:
+    ingest = Ingest(mapping, store=store, bus=bus, platform=platform, adapter=adapter)
+    try:
+        return ingest.run()
+    finally:
+        ingest.close()
+
+
+__all__ = ["Ingest", "IngestReport", "run_ingest", "SourceError", "PlatformTransient"]

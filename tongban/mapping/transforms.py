@@ -1,0 +1,99 @@
+"""Named value transforms a mapping file can apply. Each takes the value and the field spec and returns
+the new value or raises ValueError with the rule that failed."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+from tongban import codes
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+CASE_TIME = "%Y%m%dT%H%M%S"  # GB/T 39046 time format
+
+
+def _datetime(value: Any, spec: dict, ctx: dict) -> str:
+    fmt = spec.get("format", "%Y-%m-%d %H:%M:%S")
+    text = codes.normalise_spaces(str(value)) if hasattr(codes, "normalise_spaces") else str(value).strip()
+    try:
+        parsed = datetime.strptime(text, fmt)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid date-time in format {fmt}") from None
+    zone = ZoneInfo(spec.get("timezone") or ctx.get("timezone") or "Asia/Shanghai")
+    return parsed.replace(tzinfo=zone).astimezone(BEIJING).strftime(CASE_TIME)
+
+
+def _date(value: Any, spec: dict, ctx: dict) -> str:
+    fmt = spec.get("format", "%Y-%m-%d")
+    try:
+        return datetime.strptime(str(value).strip(), fmt).strftime("%Y%m%d")
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid date in format {fmt}") from None
+
+
+def _region(value: Any, spec: dict, ctx: dict) -> str:
+    try:
+        region = codes.parse_region(str(value))
+    except codes.CodeError as exc:
+        raise ValueError(exc.rule) from None
+    return region.county_code
+
+
+def _identity(value: Any, spec: dict, ctx: dict) -> str:
+    """证件号码: normalised, then validated by its 证件类型 (111 居民身份证 → GB 11643, 001 → GB 32100)."""
+    id_type = ctx.get("id_type")
+    text = codes.normalise(str(value))
+    try:
+        if id_type == "111":
+            return codes.parse_id_number(text).value
+        if id_type == "001":
+            # Registered codes that fail the checksum exist: accept them (flagged in the ledger), don't drop.
+            parsed = codes.parse_credit_code(text, strict=False)
+            if not parsed.checksum_ok:
+                ctx.setdefault("flags", []).append("credit code checksum fails (registered code kept)")
+            return parsed.value
+    except codes.CodeError as exc:
+        raise ValueError(exc.rule) from None
+    return text
+
+
+def _satisfaction(value: Any, spec: dict, ctx: dict) -> int:
+    """好差评: national scale is 1 非常满意 … 5 非常不满意; `scale: reversed` flips a legacy 5-is-best scale."""
+    try:
+        score = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"satisfaction {value!r} is not a number 1–5") from None
+    if not 1 <= score <= 5:
+        raise ValueError(f"satisfaction {score} is outside 1–5")
+    scale = spec.get("scale", "national")
+    if scale not in ("national", "reversed"):
+        raise ValueError(f"scale must be national or reversed, not {scale!r}")
+    return 6 - score if scale == "reversed" else score
+
+
+def _int(value: Any, spec: dict, ctx: dict) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+
+
+def _float(value: Any, spec: dict, ctx: dict) -> float:
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
+
+
+def _str(value: Any, spec: dict, ctx: dict) -> str:
+    return str(value).strip()
+
+
+def _upper(value: Any, spec: dict, ctx: dict) -> str:
+    return codes.normalise(str(value))
+
+
+TRANSFORMS: dict[str, Callable[[Any, dict, dict], Any]] = {
+    "datetime": _datetime, "date": _date, "region": _region, "identity": _identity,
+    "satisfaction": _satisfaction, "int": _int, "float": _float, "str": _str, "upper": _upper,
+}

@@ -1,0 +1,79 @@
+"""Quarantine (records that broke a rule) and parking (deliveries that kept failing).
+
+Nothing is dropped silently: each entry keeps the whole record or envelope, the stage and the rule,
+and can be listed, counted and replayed. Views mask personal data."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from tongban.envelope import utcnow
+from tongban.store import Store
+from tongban.store.tables import parked, quarantine
+
+OPEN = "open"
+REPLAYED = "replayed"
+
+
+@dataclass
+class QuarantineEntry:
+    system: str
+    source_key: str | None
+    stage: str  # read | mapping | validation | change | state | platform | routing
+    rule: str
+    field: str | None = None
+    position: str | None = None
+    record: Any = None
+
+
+def add(conn: Connection, entry: QuarantineEntry) -> int | None:
+    """Insert unless the same record is already open in quarantine for the same rule (re-runs add nothing)."""
+    if entry.source_key is not None:
+        existing = conn.execute(select(quarantine.c.id).where(
+            quarantine.c.system == entry.system, quarantine.c.source_key == entry.source_key,
+            quarantine.c.stage == entry.stage, quarantine.c.rule == entry.rule,
+            quarantine.c.status == OPEN)).scalar()
+        if existing:
+            return None
+    result = conn.execute(quarantine.insert().values(
+        at=utcnow(), system=entry.system, source_key=entry.source_key, position=entry.position, field=entry.field,
+        rule=entry.rule, stage=entry.stage,
+        record=json.dumps(entry.record, ensure_ascii=False, default=str) if entry.record is not None else None,
+        status=OPEN))
+    return result.inserted_primary_key[0]
+
+
+def is_blocked(conn: Connection, case_number: str | None, system: str | None, source_key: str | None) -> str | None:
+    """Why later events of a case must not overtake an earlier one that is parked or was rejected."""
+    if case_number:
+        hit = conn.execute(select(parked.c.id).where(parked.c.case_number == case_number, parked.c.status == OPEN)).first()
+        if hit:
+            return f"an earlier event of case {case_number} is parked (#{hit.id})"
+    if system and source_key:
+        hit = conn.execute(select(quarantine.c.id).where(
+            quarantine.c.system == system, quarantine.c.source_key == source_key,
+            quarantine.c.stage == "platform", quarantine.c.status == OPEN)).first()
+        if hit:
+            return f"an earlier event of this case was rejected by the platform (quarantine #{hit.id})"
+    return None
+
+
+def park(conn: Connection, *, message_id: str, idempotency_key: str, system: str | None, case_number: str | None,
+         reason: str, envelope_json: str) -> int:
+    result = conn.execute(parked.insert().values(at=utcnow(), message_id=message_id, idempotency_key=idempotency_key,
+                                                 system=system, case_number=case_number, reason=reason,
+                                                 envelope=envelope_json, status=OPEN))
+    return result.inserted_primary_key[0]
+
+
+def counts(store: Store) -> dict[str, Any]:
+    with store.read() as conn:
+        # Grouped by stage and field: rule texts name the offending value, which would split the counts.
+        by_rule = {f"{stage}: {field or '-'}": n for stage, field, n in conn.execute(
+            select(quarantine.c.stage, quarantine.c.field, func.count()).where(quarantine.c.status == OPEN)
+            .group_by(quarantine.c.stage, quarantine.c.field))}
+        parked_n = conn.execute(select(func.count()).select_from(parked).where(parked.c.status == OPEN)).scalar()
+    return {"quarantined": sum(by_rule.values()), "by_rule": by_rule, "parked": parked_n or 0}

@@ -1,0 +1,3 @@
+"""The tongban store: one SQL database (SQLite under TONGBAN_HOME, or PostgreSQL with TONGBAN_DB_URL) for the
+ledger, watermarks, case numbers, sent snapshots, quarantine and parking."""
+from .db import Store, open_store  # noqa: F401

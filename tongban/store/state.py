@@ -1,0 +1,82 @@
+"""Small reads and writes of pipeline state: watermarks, case numbers, sent snapshots, deliveries.
+Functions taking `conn` run inside the caller's transaction."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from tongban.envelope import utcnow
+
+from .tables import case_numbers, case_snapshots, deliveries, watermarks
+
+
+def get_watermark(conn: Connection, system: str) -> str | None:
+    return conn.execute(select(watermarks.c.value).where(watermarks.c.system == system)).scalar()
+
+
+def set_watermark(conn: Connection, system: str, value: str) -> None:
+    if get_watermark(conn, system) is None:
+        conn.execute(watermarks.insert().values(system=system, value=value, updated_at=utcnow()))
+    else:
+        conn.execute(watermarks.update().where(watermarks.c.system == system).values(value=value, updated_at=utcnow()))
+
+
+def get_case_number(conn: Connection, system: str, source_key: str) -> str | None:
+    return conn.execute(select(case_numbers.c.case_number).where(
+        case_numbers.c.system == system, case_numbers.c.source_key == source_key)).scalar()
+
+
+def save_case_number(conn: Connection, system: str, source_key: str, number: str, item_code: str | None) -> str:
+    """Keep the first number ever assigned (never reassigned); returns the number in force."""
+    existing = get_case_number(conn, system, source_key)
+    if existing:
+        return existing
+    conn.execute(case_numbers.insert().values(system=system, source_key=source_key, case_number=number,
+                                              item_code=item_code, assigned_at=utcnow()))
+    return number
+
+
+def source_of_case_number(conn: Connection, number: str) -> tuple[str, str] | None:
+    row = conn.execute(select(case_numbers.c.system, case_numbers.c.source_key)
+                       .where(case_numbers.c.case_number == number)).first()
+    return (row.system, row.source_key) if row else None
+
+
+def get_snapshot(conn: Connection, system: str, source_key: str) -> tuple[dict | None, int]:
+    row = conn.execute(select(case_snapshots.c.snapshot, case_snapshots.c.last_sequence).where(
+        case_snapshots.c.system == system, case_snapshots.c.source_key == source_key)).first()
+    if row is None:
+        return None, 0
+    return json.loads(row.snapshot), row.last_sequence
+
+
+def save_snapshot(conn: Connection, system: str, source_key: str, snapshot: dict, digest: str, last_sequence: int) -> None:
+    values = {"snapshot": json.dumps(snapshot, ensure_ascii=False, sort_keys=True), "digest": digest,
+              "last_sequence": last_sequence, "updated_at": utcnow()}
+    updated = conn.execute(case_snapshots.update().where(
+        case_snapshots.c.system == system, case_snapshots.c.source_key == source_key).values(**values))
+    if updated.rowcount == 0:
+        conn.execute(case_snapshots.insert().values(system=system, source_key=source_key, **values))
+
+
+def delivered_receipt(conn: Connection, idempotency_key: str) -> dict | None:
+    row = conn.execute(select(deliveries.c.receipt).where(deliveries.c.idempotency_key == idempotency_key)).scalar()
+    return json.loads(row) if row else None
+
+
+def last_delivered_sequence(conn: Connection, case_number: str) -> int:
+    return conn.execute(select(func.max(deliveries.c.sequence))
+                        .where(deliveries.c.case_number == case_number)).scalar() or 0
+
+
+def record_delivery(conn: Connection, idempotency_key: str, message_id: str, case_number: str | None,
+                    sequence: int | None, receipt: dict[str, Any]) -> bool:
+    """False when the key was already recorded (a concurrent duplicate): the caller records a duplicate."""
+    if delivered_receipt(conn, idempotency_key) is not None:
+        return False
+    conn.execute(deliveries.insert().values(idempotency_key=idempotency_key, message_id=message_id,
+                                            case_number=case_number, sequence=sequence,
+                                            receipt=json.dumps(receipt, ensure_ascii=False), delivered_at=utcnow()))
+    return True
