@@ -16,7 +16,7 @@ from adapters.base import Adapter, SourceError, adapter_class
 from tongban import codes, ledger
 from tongban import quarantine as q
 from tongban.bus import Bus
-from tongban.bus.topology import CASES
+from tongban.bus.topology import CASES, WorkQueue
 from tongban.cases.changes import ChangeError, events_between
 from tongban.cases.models import CaseSnapshot, describe_errors
 from tongban.cases.statemachine import CaseState, TransitionError
@@ -75,8 +75,9 @@ def _case_state(previous: dict | None, last_sequence: int) -> CaseState:
 
 class Ingest:
     def __init__(self, mapping: Mapping, *, store: Store, bus: Bus, platform: PlatformClient,
-                 adapter: Adapter | None = None):
+                 adapter: Adapter | None = None, work: WorkQueue = CASES):
         self.mapping, self.store, self.bus, self.platform = mapping, store, bus, platform
+        self.work = work
         self.system = mapping.system
         self.adapter = adapter or adapter_class(mapping.source["adapter"])(self.system, mapping.source)
         self.report = IngestReport(self.system)
@@ -190,7 +191,7 @@ class Ingest:
         if not pending:
             return
         envelopes = [env for p in pending for env in p.envelopes]
-        self.bus.publish(CASES, envelopes)  # returns only when the broker confirmed every message
+        self.bus.publish(self.work, envelopes)  # returns only when the broker confirmed every message
         events: list[LedgerEvent] = []
         with self.store.write() as conn:
             for p in pending:
@@ -202,7 +203,7 @@ class Ingest:
                 for env in p.envelopes:
                     events.append(LedgerEvent(
                         "published", {"event": env.payload["event"], "sequence": env.payload["sequence"],
-                                      "bus": self.bus.name, "queue": CASES.queue},
+                                      "bus": self.bus.name, "queue": self.work.queue},
                         system=self.system, message_id=env.message_id, idempotency_key=env.idempotency_key,
                         case_number=number, source_key=p.key))
             ledger.append(conn, events)
@@ -211,7 +212,7 @@ class Ingest:
 
     # --- the run ----------------------------------------------------------------------------------
     def run(self) -> IngestReport:
-        self.bus.declare(CASES)
+        self.bus.declare(self.work)
         with self.store.read() as conn:
             watermark = st.get_watermark(conn, self.system)
         self.report.watermark_before = watermark
@@ -257,8 +258,8 @@ class Ingest:
 
 
 def run_ingest(mapping: Mapping, *, store: Store, bus: Bus, platform: PlatformClient,
-               adapter: Adapter | None = None) -> IngestReport:
-    ingest = Ingest(mapping, store=store, bus=bus, platform=platform, adapter=adapter)
+               adapter: Adapter | None = None, work: WorkQueue = CASES) -> IngestReport:
+    ingest = Ingest(mapping, store=store, bus=bus, platform=platform, adapter=adapter, work=work)
     try:
         return ingest.run()
     finally:

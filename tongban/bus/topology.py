@@ -36,3 +36,8 @@ class WorkQueue:
 
 
 CASES = WorkQueue(CASES_EXCHANGE, CASES_QUEUE, CASES_KEY)
+
+
+def cases_work(prefix: str = "tongban") -> WorkQueue:
+    """The case-event queues under a name prefix (tests and parallel sandboxes use their own prefix)."""
+    return WorkQueue(f"{prefix}.cases", f"{prefix}.cases.deliver", CASES_KEY)

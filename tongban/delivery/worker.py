@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from tongban import ledger
 from tongban import quarantine as q
 from tongban.bus import Bus, Delivery
-from tongban.bus.topology import CASES, WAIT_SECONDS
+from tongban.bus.topology import CASES, WAIT_SECONDS, WorkQueue
 from tongban.envelope import Envelope
 from tongban.ledger import LedgerEvent
 from tongban.platform_client import PlatformClient, PlatformRejected, PlatformTransient, ReceiptInvalid
@@ -46,8 +46,9 @@ class WorkerStats:
 
 class DeliveryWorker:
     def __init__(self, *, store: Store, bus: Bus, platform: PlatformClient, policy: RedeliveryPolicy | None = None,
-                 metrics=None):
+                 metrics=None, work: WorkQueue = CASES):
         self.store, self.bus, self.platform = store, bus, platform
+        self.work = work
         self.policy = policy or RedeliveryPolicy()
         self.stats = WorkerStats()
         self.metrics = metrics
@@ -86,7 +87,7 @@ class DeliveryWorker:
             self._park(env, f"gave up after {env.attempt} attempts: {reason}")
             return
         delay = self.policy.delay(env.attempt, retry_after)
-        self.bus.publish_delayed(CASES, env, delay)
+        self.bus.publish_delayed(self.work, env, delay)
         ledger.record(self.store, self._ledger(
             "retried", env, {"attempt": env.attempt, "delay_s": round(delay, 2), "reason": reason}))
         self._count("retried")
@@ -114,7 +115,7 @@ class DeliveryWorker:
             if env.waits > MAX_WAITS:
                 self._park(env, f"event {last + 1} of case {env.correlation} never arrived")
                 return
-            self.bus.publish_delayed(CASES, env, WAIT_SECONDS)
+            self.bus.publish_delayed(self.work, env, WAIT_SECONDS)
             self._count("waited")
             return
         started = time.monotonic()
@@ -152,6 +153,6 @@ class DeliveryWorker:
 
     def run(self, *, stop: threading.Event | None = None, idle_exit: float | None = None, prefetch: int = 20) -> WorkerStats:
         stop = stop or threading.Event()
-        self.bus.declare(CASES)
-        self.bus.consume(CASES, self.handle, stop=stop, prefetch=prefetch, idle_exit=idle_exit)
+        self.bus.declare(self.work)
+        self.bus.consume(self.work, self.handle, stop=stop, prefetch=prefetch, idle_exit=idle_exit)
         return self.stats
