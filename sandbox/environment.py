@@ -1,19 +1,31 @@
-"""The whole sandbox: a mock 渝快办 platform and the mock legacy systems, on 127.0.0.1.
+"""The whole sandbox: a mock 渝快办 platform and the mock legacy systems of three departments, on 127.0.0.1.
+
+- 市场监管局 `cq-samr-rest`: the legacy REST API (sandbox.legacy_rest);
+- 市人力社保局 `cq-hrss-soap`: the SOAP service with its WSDL (sandbox.legacy_soap);
+- 市卫生健康委 `cq-wsjkw-files`: daily export files (GBK CSV, XML, XLSX) dropped into a folder (sandbox.filedrop).
 
 State lives under TONGBAN_HOME/sandbox so that a second demo run continues the same world (the legacy
-systems' clocks, the platform's cases) and can show that nothing is delivered twice.
+systems' clocks, the platform's cases, the drop folder) and can show that nothing is delivered twice.
+`advance(days)` moves every department's clock: the REST and SOAP systems show later stages of their cases,
+and the health commission drops one more export holding the cases that changed.
 """
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, Callable
 
 from .runner import Server, port_free
 
 PLATFORM_PORT = 8700
 LEGACY_REST_PORT = 8701
+LEGACY_SOAP_PORT = 8702
 LEGACY_TOKEN = "sandbox-legacy-token"  # a sandbox value, not a secret
+DROP_AGE_SECONDS = 120  # exports are dated back so the file adapter's "still being written" wait lets them through
 
 
 def _port(preferred: int, fixed: bool) -> int:
@@ -23,21 +35,51 @@ def _port(preferred: int, fixed: bool) -> int:
 
 
 @dataclass
+class _Stoppable:
+    """A server that is not a sandbox.runner.Server (the SOAP mock runs its own WSGI thread)."""
+
+    url: str
+    stop: Callable[[], None]
+
+
+@dataclass
 class Sandbox:
     home: Path
     cases: int = 3000
     seed: int = 7
     bad_share: float = 0.03
     fixed_ports: bool = False
-    servers: dict[str, Server] = field(default_factory=dict)
+    servers: dict[str, Any] = field(default_factory=dict)
     world: object = None
+    soap: object = None                     # sandbox.legacy_soap.HrssSoapService
+    drop_dir: Path | None = None            # the health commission's drop folder
+    drop_as_of: datetime | None = None      # the moment of the last export written into it
 
+    # --- state ------------------------------------------------------------------------------------
+    @property
+    def _state_dir(self) -> Path:
+        return self.home / "sandbox"
+
+    @property
+    def _clocks_file(self) -> Path:
+        return self._state_dir / f"legacy-clocks-{self.seed}-{self.cases}.json"
+
+    def _load_clocks(self) -> dict[str, str]:
+        if self._clocks_file.exists():
+            return json.loads(self._clocks_file.read_text(encoding="utf-8"))
+        return {}
+
+    def _save_clocks(self) -> None:
+        self._clocks_file.write_text(json.dumps({
+            "soap": self.soap.clock.isoformat(), "files": self.drop_as_of.isoformat()}), encoding="utf-8")
+
+    # --- life cycle -------------------------------------------------------------------------------
     def start(self) -> "Sandbox":
         from .legacy_rest import create_app as legacy_app
         from .legacy_world import LegacyWorld
         from .platform import create_app as platform_app
 
-        state = self.home / "sandbox"
+        state = self._state_dir
         state.mkdir(parents=True, exist_ok=True)
         platform = Server(platform_app(str(state / "platform.db")), port=_port(PLATFORM_PORT, self.fixed_ports),
                           name="mock-platform").start()
@@ -47,21 +89,74 @@ class Sandbox:
         legacy = Server(legacy_app(self.world, token=LEGACY_TOKEN), port=_port(LEGACY_REST_PORT, self.fixed_ports),
                         name="legacy-rest").start()
         self.servers["legacy-rest"] = legacy
+        clocks = self._load_clocks()
+        self._start_soap(clocks.get("soap"))
+        self._start_drop(clocks.get("files"))
+        self._save_clocks()
         self.export_env()
         return self
 
+    def _start_soap(self, saved_clock: str | None) -> None:
+        from .legacy_soap import HrssSoapService, start_soap_server
+
+        self.soap = HrssSoapService(seed=self.seed, cases_count=self.cases)
+        # A restarted sandbox continues where it was; a new one starts two days into the data.
+        self.soap.clock = (datetime.fromisoformat(saved_clock) if saved_clock
+                           else self.soap.first_entry + timedelta(days=2))
+        url, stop = start_soap_server(port=_port(LEGACY_SOAP_PORT, self.fixed_ports), service=self.soap)
+        self.servers["legacy-soap"] = _Stoppable(url + "?wsdl", stop)
+
+    def _start_drop(self, saved_as_of: str | None) -> None:
+        from .filedrop import START
+
+        self.drop_dir = self._state_dir / "drops" / "wsjkw"
+        self.drop_dir.mkdir(parents=True, exist_ok=True)
+        if saved_as_of:
+            self.drop_as_of = datetime.fromisoformat(saved_as_of)  # earlier drops are in the folder or done/
+        else:
+            self.drop_as_of = START + timedelta(days=2)
+            self._write_drop(changed_after=None)
+
+    def _write_drop(self, changed_after: datetime | None):
+        """One export batch as of `drop_as_of`, holding the cases changed since `changed_after`."""
+        from .filedrop import write_exports
+
+        per_file = max(20, self.cases // 4)
+        manifest = write_exports(self.drop_dir, self.seed, rows=per_file, xml_rows=per_file,
+                                 xlsx_rows=max(10, per_file // 2), day=f"{self.drop_as_of:%Y%m%d%H%M}",
+                                 as_of=self.drop_as_of, changed_after=changed_after)
+        written = time.time() - DROP_AGE_SECONDS
+        for path in manifest.files:
+            os.utime(path, (written, written))
+        return manifest
+
     def export_env(self) -> None:
         """Point the embedded settings and the mapping files at the running sandbox."""
+        from .legacy_soap import USERNAME
+
         os.environ["TONGBAN_PLATFORM_URL"] = self.servers["platform"].url
         os.environ["CQ_SAMR_URL"] = self.servers["legacy-rest"].url
         os.environ.setdefault("CQ_SAMR_TOKEN", LEGACY_TOKEN)
+        os.environ["CQ_HRSS_WSDL"] = self.servers["legacy-soap"].url
+        # The sandbox's own credentials (not secrets): the service accepts exactly these.
+        os.environ["CQ_HRSS_USER"] = USERNAME
+        os.environ["CQ_HRSS_PASSWORD"] = self.soap.password
+        os.environ["CQ_WSJKW_DROP"] = str(self.drop_dir)
 
     def advance(self, days: int = 1) -> None:
-        """Move the legacy systems' clocks: cases progress between polls."""
+        """Move the legacy systems' clocks: cases progress between polls, and a new export is dropped."""
         self.world.advance(days)
+        self.soap.advance(days)
+        previous = self.drop_as_of
+        self.drop_as_of = previous + timedelta(days=days)
+        self._write_drop(changed_after=previous)
+        self._save_clocks()
 
     def urls(self) -> dict[str, str]:
-        return {name: server.url for name, server in self.servers.items()}
+        urls = {name: server.url for name, server in self.servers.items()}
+        if self.drop_dir is not None:
+            urls["wsjkw-drop"] = str(self.drop_dir)
+        return urls
 
     def stop(self) -> None:
         for server in self.servers.values():

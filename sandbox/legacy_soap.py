@@ -11,7 +11,11 @@ served by a threading WSGI server in a background thread.
 
 Data is synthetic and deterministic by seed: ~1000 cases with valid 身份证/统一社会信用代码 check digits,
 Chongqing region codes, and a few deliberately bad records (`service.bad_records`) for the validation layer
-to catch (wrong check digit, item number missing from the code table).
+to catch (wrong 身份证 check digit, item number missing from the code table); a credit code failing its checksum
+is flagged and kept, not bad (`service.flagged_records`).
+
+With `clock=` set the service shows the system as it was at that moment (cases keyed in later are absent,
+later stages missing) and `advance(days)` moves it on, so successive polls see lifecycles progress.
 
     service = HrssSoapService(seed=7)
     url, stop = start_soap_server(service=service)      # WSDL at url + "?wsdl"
@@ -106,11 +110,14 @@ def spoil_check_char(code: str) -> str:
     return code[:-1] + ("1" if last != "1" else "2")
 
 
-def generate_cases(seed: int, count: int = 1000) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Deterministic synthetic cases, oldest ModifyTime first; returns (cases, {CaseId: what is wrong})."""
+def generate_cases(seed: int, count: int = 1000, flagged: dict[str, str] | None = None
+                   ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Deterministic synthetic cases, oldest ModifyTime first; returns (cases, {CaseId: what is wrong}).
+    Cases that are not wrong but get flagged (a credit code failing its checksum) are noted in `flagged`."""
     rng = random.Random(seed)
     cases: list[dict[str, Any]] = []
     bad: dict[str, str] = {}
+    flagged = {} if flagged is None else flagged
     clock = datetime(2024, 3, 1, 8, 30, 0)
     items = sorted(ITEMS)
     for i in range(count):
@@ -134,9 +141,16 @@ def generate_cases(seed: int, count: int = 1000) -> tuple[list[dict[str, Any]], 
             case["FinishTime"] = case["AcceptTime"] + timedelta(hours=rng.randrange(1, 200))
             case["FinishResult"] = FINISH_RETURNED if rng.random() < 0.08 else FINISH_DONE
             if rng.random() < 0.6:
+                # 好差评 on the national scale (1 非常满意), given some hours after the conclusion.
                 case["Satisfaction"] = rng.choices([1, 2, 3, 4, 5], weights=[60, 25, 8, 4, 3])[0]
-        case["ModifyTime"] = max(clock, case.get("FinishTime", clock), case.get("AcceptTime", clock))
-        if i % 97 == 13:
+                case["EvaluateTime"] = case["FinishTime"] + timedelta(hours=rng.randrange(1, 72))
+        case["_Entered"] = clock  # when the record was keyed in; not served (the as-of view needs it)
+        case["ModifyTime"] = _modify_time(case)
+        if i % 97 == 13 and company:
+            # A registered credit code failing its checksum is flagged and kept (standards.md), not quarantined.
+            case["CertNo"] = spoil_check_char(case["CertNo"])
+            flagged[case["CaseId"]] = "CertNo credit-code checksum (flagged, kept)"
+        elif i % 97 == 13:
             case["CertNo"] = spoil_check_char(case["CertNo"])
             bad[case["CaseId"]] = "CertNo check digit"
         elif i % 89 == 7:
@@ -145,6 +159,28 @@ def generate_cases(seed: int, count: int = 1000) -> tuple[list[dict[str, Any]], 
         cases.append(case)
     cases.sort(key=lambda c: (c["ModifyTime"], c["CaseId"]))
     return cases, bad
+
+
+def _modify_time(case: dict[str, Any]) -> datetime:
+    return max(case[name] for name in ("_Entered", "AcceptTime", "FinishTime", "EvaluateTime") if name in case)
+
+
+# Each stage of a case: its time field and the fields that appear with it.
+_STAGES = (("AcceptTime", ("Acceptor",)), ("FinishTime", ("FinishResult",)), ("EvaluateTime", ("Satisfaction",)))
+
+
+def case_as_of(case: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """The case as the legacy system showed it at `now` (None before it was keyed in): later stages are not
+    there yet, and ModifyTime is the time of the last visible change — so polls see lifecycles progress."""
+    if case["_Entered"] > now:
+        return None
+    view = dict(case)
+    for time_field, companions in _STAGES:
+        if time_field in view and view[time_field] > now:
+            for name in (time_field, *companions):
+                view.pop(name, None)
+    view["ModifyTime"] = _modify_time(view)
+    return view
 
 
 def _xml_time(value: datetime) -> str:
@@ -173,13 +209,38 @@ class HrssSoapService:
     cases_count: int = 1000
     username: str = USERNAME
     password: str = field(default_factory=lambda: os.environ.get(PASSWORD_ENV) or DEFAULT_PASSWORD)
+    # None: serve every case in its final state. A datetime: serve the system as it was at that moment
+    # (cases not yet keyed in are absent, later stages missing); `advance()` moves it on.
+    clock: datetime | None = None
 
     def __post_init__(self) -> None:
-        self.cases, self.bad_records = generate_cases(self.seed, self.cases_count)
+        self.flagged_records: dict[str, str] = {}
+        self.cases, self.bad_records = generate_cases(self.seed, self.cases_count, self.flagged_records)
         self.calls: list[dict[str, Any]] = []  # QueryCases parameters as received, for tests
         self._faults: list[tuple[str, float]] = []
         self._lock = threading.Lock()
         self._wsdl_template = WSDL_PATH.read_text(encoding="utf-8")
+
+    # --- the clock -------------------------------------------------------------------------------
+    @property
+    def first_entry(self) -> datetime:
+        return min(case["_Entered"] for case in self.cases)
+
+    def advance(self, days: float = 1) -> datetime | None:
+        """Move the legacy clock on (a service without a clock already shows everything)."""
+        if self.clock is not None:
+            with self._lock:
+                self.clock += timedelta(days=days)
+        return self.clock
+
+    def visible_cases(self) -> list[dict[str, Any]]:
+        """What QueryCases serves now, oldest ModifyTime first."""
+        if self.clock is None:
+            return self.cases
+        now = self.clock
+        views = [view for case in self.cases if (view := case_as_of(case, now)) is not None]
+        views.sort(key=lambda c: (c["ModifyTime"], c["CaseId"]))
+        return views
 
     # --- fault injection -------------------------------------------------------------------------
     def fail_next(self, count: int, kind: str = "http500", delay: float = 0.0) -> None:
@@ -268,13 +329,13 @@ class HrssSoapService:
             raise SoapFault("soap:Client", "PageNo and PageSize must be integers") from None
         if page_no < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise SoapFault("soap:Client", f"PageNo must be ≥ 1 and PageSize 1–{MAX_PAGE_SIZE}")
-        selected = self.cases
+        selected = self.visible_cases()
         if params.get("ModifiedAfter"):
             try:
                 after = _parse_time(params["ModifiedAfter"])
             except ValueError:
                 raise SoapFault("soap:Client", f"ModifiedAfter is not a dateTime: {params['ModifiedAfter']!r}") from None
-            selected = [c for c in self.cases if c["ModifyTime"] > after]
+            selected = [c for c in selected if c["ModifyTime"] > after]
         page = selected[(page_no - 1) * page_size: page_no * page_size]
         return self._render(len(selected), page)
 
@@ -297,7 +358,7 @@ class HrssSoapService:
 
 
 _FIELD_ORDER = ["CaseId", "ItemNo", "ApplicantName", "CertType", "CertNo", "AreaCode", "ApplyTime", "AcceptTime",
-                "Acceptor", "FinishTime", "FinishResult", "Satisfaction", "ModifyTime"]
+                "Acceptor", "FinishTime", "FinishResult", "Satisfaction", "EvaluateTime", "ModifyTime"]
 
 
 def _respond(start_response, status: str, body: bytes, content_type: str, headers=()) -> list[bytes]:

@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from sandbox.platform_identity import include_identity
 from sandbox.platform_store import PlatformStore
 from tongban.cases.models import CASE_NUMBER_MAX, ItemCode, describe_errors
 from tongban.cases.schema import validate_event
@@ -245,8 +246,10 @@ def create_app(
     db_path: str | None = None,
     access_key: str = DEFAULT_ACCESS_KEY,
     secret: str = DEFAULT_SECRET,
+    certs_dir: str | None = None,
 ) -> FastAPI:
-    """The mock platform as an ASGI app; state in SQLite at `db_path` (None: in memory)."""
+    """The mock platform as an ASGI app; state in SQLite at `db_path` (None: in memory). With `certs_dir` (a
+    sandbox CA from `tongban certs init`) it also serves the sealed-document API (sandbox/platform_seal.py)."""
     store = PlatformStore(db_path)
     platform = Platform(store, secret)
     faults = Faults()
@@ -326,6 +329,11 @@ def create_app(
         return seen[1]
 
     app.include_router(api)
+    include_identity(app, require_signature, secret)  # unified users + item catalogue (统一用户/统一事项)
+    if certs_dir is not None:
+        from sandbox.platform_seal import mount_sealed_documents
+
+        mount_sealed_documents(app, certs_dir, access_key=access_key, secret=secret)
 
     # Sandbox controls: unsigned on purpose (they exist only in the sandbox, for tests and demos).
     @app.post("/_sandbox/faults")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from urllib.parse import quote
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -26,8 +27,10 @@ def content_digest(value: Any) -> str:
 
 
 def idempotency_key(source: str, record_key: str, payload: Any) -> str:
-    """source system + source record key + content digest (DESIGN.md promise 2)."""
-    return f"{source}:{record_key}:{content_digest(payload)[:32]}"
+    """source system + source record key + content digest (DESIGN.md promise 2).
+
+    The key travels in an HTTP header, which must be ASCII: a legacy key in Chinese is percent-encoded."""
+    return f"{quote(source, safe='')}:{quote(record_key, safe='#-_.')}:{content_digest(payload)[:32]}"
 
 
 def utcnow() -> str:

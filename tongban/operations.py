@@ -91,7 +91,7 @@ class StoredRecords(Adapter):
 
 
 def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, bus=None, platform=None,
-                      mappings_dir=None) -> str:
+                      mappings_dir=None, work=CASES) -> str:
     """Legacy records (read/mapping/validation/change/state) go through ingest again; platform rejections
     are re-published with their original idempotency key. Entries are marked replayed; a record that
     fails again is quarantined anew with its current reason."""
@@ -128,7 +128,7 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
             _mark(store, quarantine, [row["id"]], [LedgerEvent("replayed", {"quarantine_id": row["id"]},
                   system=env.source, message_id=env.message_id, idempotency_key=env.idempotency_key,
                   case_number=env.correlation, source_key=row["source_key"])])
-            bus.publish(CASES, [env])
+            bus.publish(work, [env])
             republished += 1
         elif row["record"] and row["system"] in mappings:
             by_system.setdefault(row["system"], []).append(row)
@@ -139,12 +139,12 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
               [LedgerEvent("replayed", {"quarantine_id": r["id"], "stage": r["stage"]}, system=system_name,
                            source_key=r["source_key"]) for r in system_rows])
         Ingest(mappings[system_name], store=store, bus=bus, platform=platform,
-               adapter=StoredRecords(system_name, system_rows)).run()
+               adapter=StoredRecords(system_name, system_rows), work=work).run()
         replayed += len(system_rows)
     return f"replayed {replayed} records through ingest, re-published {republished} events, skipped {skipped}"
 
 
-def replay_parked(store, bus, *, ids=None, system=None, reason=None) -> str:
+def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES) -> str:
     """Re-publish parked events in case order, with their original idempotency keys."""
     query = _filtered(parked, system=system, reason=reason, status="open")
     if ids:
@@ -163,8 +163,8 @@ def replay_parked(store, bus, *, ids=None, system=None, reason=None) -> str:
     _mark(store, parked, [r["id"] for r in rows],
           [LedgerEvent("replayed", {"parked_id": r["id"]}, system=r["system"], message_id=r["message_id"],
                        idempotency_key=r["idempotency_key"], case_number=r["case_number"]) for r in rows])
-    bus.declare(CASES)
-    bus.publish(CASES, envelopes)
+    bus.declare(work)
+    bus.publish(work, envelopes)
     return f"re-published {len(envelopes)} parked events"
 
 

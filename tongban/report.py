@@ -17,6 +17,17 @@ def _mask(value) -> str:
     return codes.mask_text(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
 
 
+def _compact(detail: dict) -> str:
+    """key=value pairs; long hashes and signatures shortened for the eye (the ledger keeps them whole)."""
+    parts = []
+    for key, value in detail.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        if key in ("digest", "signature") and len(text) > 16:
+            text = text[:12] + "…"
+        parts.append(f"{key}={text}")
+    return _mask(" ".join(parts))
+
+
 def print_trace(store, ident: str, *, as_json: bool = False) -> bool:
     events = ledger.trace(store, ident)
     if not events:
@@ -24,13 +35,13 @@ def print_trace(store, ident: str, *, as_json: bool = False) -> bool:
     if as_json:
         print(_mask(json.dumps(events, ensure_ascii=False, default=str, indent=2)))
         return True
-    table = Table(title=f"trace {ident}", show_lines=False)
-    for column in ("#", "at (UTC)", "hop", "system", "case", "message", "detail"):
-        table.add_column(column, overflow="fold")
+    first = events[0]
+    console.print(f"[bold]trace {ident}[/bold]  system {first['system'] or '-'}  case {first['case_number'] or '-'}  "
+                  f"legacy key {_mask(first['source_key'] or '-')}  ({len(events)} events)")
     for ev in events:
-        table.add_row(str(ev["seq"]), ev["at"][:23], ev["hop"], ev["system"] or "", ev["case_number"] or "",
-                      (ev["message_id"] or "")[:12], _mask(ev["detail"]))
-    console.print(table)
+        message = (ev["message_id"] or "")[:10]
+        console.print(f"  #{ev['seq']:<7} {ev['at'][:23].replace('T', ' ')}  {ev['hop']:<11} "
+                      f"{message:<10}  {_compact(ev['detail'])}", highlight=False, soft_wrap=True)
     return True
 
 

@@ -45,26 +45,27 @@ class LocalBus(Bus):
         now = _at()
         with self.store.write() as conn:
             conn.execute(local_queue.insert(), [
-                {"queue": work.queue, "body": e.to_bytes().decode("utf-8"), "available_at": now} for e in envelopes])
+                {"queue": work.queue, "body": e.to_bytes().decode("utf-8"), "available_at": now, "claims": 0}
+                for e in envelopes])
 
     def publish_delayed(self, work: WorkQueue, envelope: Envelope, seconds: float) -> None:
         with self.store.write() as conn:
             conn.execute(local_queue.insert().values(queue=work.queue, body=envelope.to_bytes().decode("utf-8"),
-                                                     available_at=_at(seconds)))
+                                                     available_at=_at(seconds), claims=0))
 
     def _claim(self, work: WorkQueue, limit: int) -> list[tuple[int, str, bool]]:
         now = _at()
         stale = _at(-LEASE_SECONDS)
         with self.store.write() as conn:
             rows = conn.execute(
-                select(local_queue.c.id, local_queue.c.body, local_queue.c.claimed_by)
+                select(local_queue.c.id, local_queue.c.body, local_queue.c.claims)
                 .where(local_queue.c.queue == work.queue, local_queue.c.available_at <= now,
                        or_(local_queue.c.claimed_by.is_(None), local_queue.c.claimed_at < stale))
                 .order_by(local_queue.c.available_at, local_queue.c.id).limit(limit)).all()
             if rows:
                 conn.execute(update(local_queue).where(local_queue.c.id.in_([r.id for r in rows]))
-                             .values(claimed_by=self.consumer_id, claimed_at=now))
-        return [(r.id, r.body, r.claimed_by is not None) for r in rows]
+                             .values(claimed_by=self.consumer_id, claimed_at=now, claims=local_queue.c.claims + 1))
+        return [(r.id, r.body, (r.claims or 0) > 0) for r in rows]
 
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
                 idle_exit: float | None = None) -> None:

@@ -1,4 +1,4 @@
-"""`tongban seal …`: put an e-seal (XAdES) on an XML document, or check one."""
+"""`tongban seal …`: put an e-seal (XAdES) on an XML document, check one, or send sealed documents to 渝快办."""
 from __future__ import annotations
 
 import os
@@ -80,3 +80,85 @@ def verify(
         raise typer.Exit(1)
     signed = result.signing_time.isoformat() if result.signing_time else "unknown time"
     typer.echo(f"valid seal: {result.signer_subject}; signed {signed}; sha256 {result.digest}")
+
+
+def _trust_store(trust_config: Path | None, party: str = "default"):
+    from tongban.seal.truststore import TrustConfigError, TrustStore
+
+    try:
+        return TrustStore.load(trust_config or default_trust_config(), party=party)
+    except TrustConfigError as exc:
+        typer.echo(f"trust store: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def send(
+    files: list[Path] = typer.Argument(..., metavar="FILE...", help="Sealed XML documents to send to 渝快办."),
+    system: str = typer.Option("sealed-documents", "--system", help="The sending system's name (ledger, quarantine)."),
+    trust_config: Path = typer.Option(None, "--trust-config", help="trust.yaml (default: $TONGBAN_CERTS/trust.yaml "
+                                                                   "or certs/trust.yaml)."),
+) -> None:
+    """Verify each document's seal and queue it for delivery; a bad seal is quarantined with its reason.
+    Exit 1 when any document was quarantined. `tongban seal deliver` (or the sandbox demo) delivers them."""
+    from tongban.bus import open_bus
+    from tongban.sealed import submit_sealed
+    from tongban.settings import load
+    from tongban.store import open_store
+
+    trust = _trust_store(trust_config)
+    settings = load()
+    store = open_store(settings.db_url)
+    bus = open_bus(settings, announce=lambda text: typer.echo(text, err=True))
+    refused = 0
+    try:
+        for path in files:
+            try:
+                result = submit_sealed(path, system=system, store=store, bus=bus, trust=trust)
+            except OSError as exc:
+                typer.echo(f"cannot read {path}: {exc.strerror}", err=True)
+                refused += 1
+                continue
+            if result.ok:
+                typer.echo(f"queued {path}: {result.document_id} ({result.message})")
+            else:
+                refused += 1
+                typer.echo(f"quarantined {path}: {result.reason}: {result.message}")
+    finally:
+        bus.close()
+    if refused:
+        raise typer.Exit(1)
+
+
+@app.command()
+def deliver(
+    trust_config: Path = typer.Option(None, "--trust-config", help="trust.yaml used to verify the platform's "
+                                                                   "receipts (default as for `send`)."),
+    idle_exit: float = typer.Option(None, "--idle-exit", help="Stop after the queue was empty this many seconds "
+                                                              "(default: run until interrupted)."),
+) -> None:
+    """Run the sealed-document worker: push queued documents to 渝快办 and verify each signed receipt."""
+    import threading
+
+    from tongban.bus import open_bus
+    from tongban.sealed import SealedDeliveryWorker, SealedPlatformClient
+    from tongban.settings import load
+    from tongban.store import open_store
+
+    trust = _trust_store(trust_config)
+    settings = load()
+    store = open_store(settings.db_url)
+    bus = open_bus(settings, announce=lambda text: typer.echo(text, err=True))
+    client = SealedPlatformClient(settings)
+    stop = threading.Event()
+    try:
+        stats = SealedDeliveryWorker(store=store, bus=bus, platform=client, trust=trust).run(
+            stop=stop, idle_exit=idle_exit)
+    except KeyboardInterrupt:
+        stop.set()
+        raise typer.Exit(130) from None
+    finally:
+        client.close()
+        bus.close()
+    typer.echo(f"delivered {stats.delivered} (receipts verified), duplicates {stats.duplicates}, "
+               f"rejected by the platform {stats.rejected}, retried {stats.retried}, parked {stats.parked}")

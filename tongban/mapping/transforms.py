@@ -12,23 +12,38 @@ BEIJING = ZoneInfo("Asia/Shanghai")
 CASE_TIME = "%Y%m%dT%H%M%S"  # GB/T 39046 time format
 
 
+def _parse_first(text: str, formats: list[str]) -> datetime | None:
+    for fmt in formats:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def _formats(spec: dict, default: str) -> list[str]:
+    """`format:` is one strptime format or a list of them, tried in order: one department's exports
+    often write the same field differently per file type (CSV text `2024/03/05 14:22`, XLSX date cells)."""
+    fmt = spec.get("format", default)
+    return [str(f) for f in fmt] if isinstance(fmt, (list, tuple)) else [str(fmt)]
+
+
 def _datetime(value: Any, spec: dict, ctx: dict) -> str:
-    fmt = spec.get("format", "%Y-%m-%d %H:%M:%S")
+    formats = _formats(spec, "%Y-%m-%d %H:%M:%S")
     text = codes.normalise_spaces(str(value)) if hasattr(codes, "normalise_spaces") else str(value).strip()
-    try:
-        parsed = datetime.strptime(text, fmt)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid date-time in format {fmt}") from None
+    parsed = _parse_first(text, formats)
+    if parsed is None:
+        raise ValueError(f"{value!r} is not a valid date-time in format {' or '.join(formats)}")
     zone = ZoneInfo(spec.get("timezone") or ctx.get("timezone") or "Asia/Shanghai")
     return parsed.replace(tzinfo=zone).astimezone(BEIJING).strftime(CASE_TIME)
 
 
 def _date(value: Any, spec: dict, ctx: dict) -> str:
-    fmt = spec.get("format", "%Y-%m-%d")
-    try:
-        return datetime.strptime(str(value).strip(), fmt).strftime("%Y%m%d")
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid date in format {fmt}") from None
+    formats = _formats(spec, "%Y-%m-%d")
+    parsed = _parse_first(str(value).strip(), formats)
+    if parsed is None:
+        raise ValueError(f"{value!r} is not a valid date in format {' or '.join(formats)}")
+    return parsed.strftime("%Y%m%d")
 
 
 def _region(value: Any, spec: dict, ctx: dict) -> str:

@@ -115,5 +115,6 @@ local_queue = Table(
     Column("available_at", String(40), nullable=False),
     Column("claimed_by", String(64)),
     Column("claimed_at", String(40)),
+    Column("claims", Integer, nullable=False, default=0),  # >0: a redelivery
 )
 Index("ix_local_queue", local_queue.c.queue, local_queue.c.claimed_by, local_queue.c.id)

@@ -1,0 +1,135 @@
+"""Flowback routing throughput and memory on 100k- and 1M-record national files, against a bare parse of the
+same file in the same run.
+
+    .venv/bin/python benchmarks/flowback.py [--sizes 100000 1000000] [--format xml|csv] [--bus null|local|rabbit]
+
+For each size a sandbox ministry file is written once (not timed), then two child processes read it:
+- parse: the bare streaming parse (adapters.safexml iterparse or csv) yielding each record, nothing else;
+- route: tongban's BatchIngest — parse, digest, validate 实施编码 and 行政区划, route, build envelopes, publish per
+  district, quarantine the rejects and write every ledger event (SQLite store in the work directory).
+Each child reports records/s and its peak RSS (ru_maxrss), so memory is measured per size, per mode.
+`--bus null` (default) discards publishes so the figure is the router's own cost; `--bus local|rabbit` puts the
+real transport in the loop (RabbitMQ's per-message confirms dominate then: see DESIGN.md, ~1.6k msg/s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_parse(path: Path, fmt: str) -> dict:
+    from tongban.flowback.sources import read_csv_records, read_xml_records
+
+    start = time.perf_counter()
+    records = read_xml_records(path, 1 << 40) if fmt == "xml" else read_csv_records(path, "utf-8-sig")
+    count = sum(1 for _ in records)
+    return {"records": count, "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
+
+
+class NullBus:
+    """Accepts and discards publishes (the router's own cost, without a transport)."""
+
+    name = "null"
+
+    def declare(self, work) -> None:
+        pass
+
+    def publish(self, work, envelopes) -> None:
+        for envelope in envelopes:
+            envelope.to_bytes()  # serialising is part of publishing: keep it in the measurement
+
+    def close(self) -> None:
+        pass
+
+
+def child_route(path: Path, fmt: str, workdir: Path, bus_kind: str) -> dict:
+    import uuid
+
+    from tongban.flowback.config import load_source_config
+    from tongban.flowback.ingest import BatchIngest
+    from tongban.flowback.records import Manifest
+    from tongban.flowback.routing import Router
+    from tongban.flowback.sources import Batch, read_csv_records, read_xml_records
+    from tongban.store import open_store
+
+    store = open_store(f"sqlite:///{workdir}/bench-{uuid.uuid4().hex[:6]}.db")
+    if bus_kind == "null":
+        bus = NullBus()
+    elif bus_kind == "local":
+        from tongban.bus.local import LocalBus
+
+        bus = LocalBus(store)
+    else:
+        from tongban.bus.rabbit import RabbitBus
+
+        bus = RabbitBus("amqp://guest:guest@127.0.0.1:5672/")
+    root = Path(__file__).resolve().parent.parent
+    config = load_source_config(root / "mappings" / "flowback" / "sources" / "mps-files.yaml")
+    manifest = Manifest.read(path.with_name(path.name.rsplit(".", 1)[0] + ".manifest.json"))
+    read = (lambda: read_xml_records(path, 1 << 40)) if fmt == "xml" else (lambda: read_csv_records(path, "utf-8-sig"))
+    ingest = BatchIngest(source="bench", router=Router(config.routing), store=store, bus=bus,
+                         prefix=f"bench.flowback.{uuid.uuid4().hex[:6]}")
+    start = time.perf_counter()
+    outcome = ingest.ingest(Batch(manifest, path.name, read, lambda: None))
+    seconds = time.perf_counter() - start
+    assert outcome.error is None and outcome.digest_ok, outcome
+    return {"records": outcome.records_in, "routed": outcome.routed, "quarantined": outcome.quarantined,
+            "seconds": seconds, "peak_mb": _peak_mb()}
+
+
+def run_child(mode: str, path: Path, fmt: str, workdir: Path, bus_kind: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", mode, "--file", str(path), "--format", fmt,
+                          "--workdir", str(workdir), "--bus", bus_kind], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--format", choices=["xml", "csv"], default="xml")
+    parser.add_argument("--bus", choices=["null", "local", "rabbit"], default="null")
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--child", choices=["parse", "route"])
+    parser.add_argument("--file", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        result = (child_parse(args.file, args.format) if args.child == "parse"
+                  else child_route(args.file, args.format, args.workdir, args.bus))
+        print(json.dumps(result))
+        return
+
+    from sandbox.ministry import large_records, write_records
+
+    with tempfile.TemporaryDirectory(prefix="flowback-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        print(f"flowback routing vs bare parse — {args.format.upper()} files, bus={args.bus}")
+        print(f"{'records':>9} {'file MB':>8} {'parse rec/s':>12} {'route rec/s':>12} {'ratio':>6} "
+              f"{'parse peak MB':>14} {'route peak MB':>14}")
+        for size in args.sizes:
+            batch_id = f"MPS-BENCH-{size}"
+            write_records(workdir, batch_id, large_records(batch_id, size), args.format)
+            path = workdir / f"{batch_id}.{args.format}"
+            parse = run_child("parse", path, args.format, workdir, args.bus)
+            route = run_child("route", path, args.format, workdir, args.bus)
+            parse_rate = parse["records"] / parse["seconds"]
+            route_rate = route["records"] / route["seconds"]
+            print(f"{size:>9} {path.stat().st_size / 1e6:>8.0f} {parse_rate:>12,.0f} {route_rate:>12,.0f} "
+                  f"{route_rate / parse_rate:>6.3f} {parse['peak_mb']:>14.0f} {route['peak_mb']:>14.0f}"
+                  f"   (routed {route['routed']}, quarantined {route['quarantined']})")
+            path.unlink()
+
+
+if __name__ == "__main__":
+    main()

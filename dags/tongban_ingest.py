@@ -1,0 +1,83 @@
+"""The ingest DAG factory: every mapping file in mappings/ becomes a DAG `ingest__<system>`.
+
+A department onboards a legacy system by writing one YAML file; no Python. The file declares the schedule
+(`schedule:`, cron or preset, in Asia/Shanghai time; none = triggered by hand) and the retry policy
+(`retries: {attempts, delay_seconds, max_delay_seconds}`; exponential backoff, doubling up to the maximum).
+
+Tasks (TaskFlow): check_mapping → ingest → report.
+  check_mapping  re-reads the file at run time; a broken file fails at once, no retries.
+  ingest         fetch from the watermark → map and validate → publish with confirms → advance the watermark.
+                 Legacy or platform outages propagate and Airflow retries; the watermark only moves after the
+                 broker confirmed everything, so a run that fails after its retries leaves nothing half-done.
+  report         counts into the log and XCom; fails when every fetched record was quarantined.
+Watermarks live in the tongban store, not in Airflow Variables, so `tongban ingest` and Airflow agree.
+
+A broken mapping file is left out here; dags/tongban_mapping_errors.py turns it into the import error that
+names the file, the line and the rule, while every other DAG keeps loading.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import pendulum
+from airflow.exceptions import AirflowFailException
+from airflow.sdk import dag, task
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helper next to this file
+import tongban_dagkit as kit  # noqa: E402
+
+START = pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai")
+
+
+def _fail_fast(function, *args):
+    try:
+        return function(*args)
+    except kit.Permanent as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def build_ingest_dag(plan: kit.IngestPlan):
+    doc = (f"**{plan.department or plan.system}** — {plan.description}\n\n"
+           f"Mapping file: `{plan.path}`. Schedule: `{plan.schedule or 'manual'}`. "
+           f"Attempts: {plan.attempts}, first retry after {plan.delay_seconds:g} s, doubling up to "
+           f"{plan.max_delay_seconds:g} s.")
+
+    @dag(dag_id=plan.dag_id, schedule=plan.schedule, start_date=START, catchup=False,
+         # One run at a time per source: two runs from the same watermark would only publish duplicates.
+         max_active_runs=1, default_args=plan.retry_args(), tags=["tongban", "ingest"], doc_md=doc,
+         description=f"ingest {plan.system} ({plan.department})"[:200])
+    def ingest_dag():
+        @task(retries=0)
+        def check_mapping(path: str) -> dict:
+            return _fail_fast(kit.check_mapping_task, path)
+
+        @task
+        def ingest(path: str) -> dict:
+            return _fail_fast(kit.run_ingest_task, path)
+
+        @task(retries=0)
+        def report(result: dict) -> dict:
+            return _fail_fast(kit.report_task, result)
+
+        checked = check_mapping(str(plan.path))
+        result = ingest(str(plan.path))
+        checked >> result
+        report(result)
+
+    return ingest_dag()
+
+
+def build_all() -> dict[str, object]:
+    plans, _errors = kit.discover()  # the errors are reported by tongban_mapping_errors.py
+    dags = {}
+    for plan in plans:
+        try:
+            dags[plan.dag_id] = build_ingest_dag(plan)
+        except Exception:
+            # Airflow refused something (the schedule, so far): the error module reports it in mapping terms.
+            continue
+    return dags
+
+
+globals().update(build_all())

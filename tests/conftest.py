@@ -1,0 +1,98 @@
+"""Shared fixtures: stores on SQLite and the real PostgreSQL, RabbitMQ queues of one's own, the sandbox servers."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
+AMQP_URL = os.environ.get("TONGBAN_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    from tongban.store import Store
+
+    store = Store(f"sqlite:///{tmp_path}/tongban.db")
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def pg_store():
+    """A store in a schema of its own on the real PostgreSQL, dropped afterwards."""
+    import sqlalchemy as sa
+
+    from tongban.store import Store
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_BASE)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    store = Store(f"{PG_BASE}?options=-csearch_path%3D{schema}")
+    yield store
+    store.dispose()
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def store(request):
+    """Both ledger back ends."""
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def rabbit_work():
+    """Case queues under a prefix of their own on the real RabbitMQ, deleted afterwards."""
+    import pika
+
+    from tongban.bus.topology import RETRY_STEPS, cases_work
+
+    work = cases_work(f"test-{uuid.uuid4().hex[:8]}")
+    yield work
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
+        channel.queue_delete(name)
+    channel.exchange_delete(work.exchange)
+    connection.close()
+
+
+@pytest.fixture
+def rabbit_bus():
+    from tongban.bus.rabbit import RabbitBus
+
+    bus = RabbitBus(AMQP_URL)
+    yield bus
+    bus.close()
+
+
+class SandboxServers:
+    def __init__(self, home, cases: int, bad_share: float = 0.05):
+        from sandbox.legacy_rest import create_app as legacy_app
+        from sandbox.legacy_world import LegacyWorld
+        from sandbox.platform import create_app as platform_app
+        from sandbox.runner import Server
+
+        self.world = LegacyWorld(seed=11, cases=cases, bad_share=bad_share)
+        self.platform = Server(platform_app(str(home / "platform.db")), name="platform").start()
+        self.legacy = Server(legacy_app(self.world, token="test-token"), name="legacy").start()
+
+    def stop(self):
+        self.platform.stop()
+        self.legacy.stop()
+
+
+@pytest.fixture
+def sandbox_env(tmp_path, monkeypatch):
+    """The mock platform and a small legacy REST world, with the environment pointing at them."""
+    servers = SandboxServers(tmp_path, cases=120)
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TONGBAN_PLATFORM_URL", servers.platform.url)
+    monkeypatch.setenv("CQ_SAMR_URL", servers.legacy.url)
+    monkeypatch.setenv("CQ_SAMR_TOKEN", "test-token")
+    yield servers
+    servers.stop()

@@ -1,0 +1,108 @@
+"""Mapping files: errors name the file's line, the record, the field and the rule; good records map to valid cases."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tongban.cases.models import CaseSnapshot
+from tongban.cli import app
+from tongban.mapping import MappingError, MappingFileError, load_mapping
+
+REPO = Path(__file__).resolve().parents[1]
+SAMR = REPO / "mappings" / "cq-samr-rest.yaml"
+
+
+def _record(**changes):
+    record = {
+        "ywh": "SB1", "sxbm": "SX-0001", "sqrxm": "张三", "zjlx": "SFZ", "zjhm": "11010519491231002x",
+        "lxdh": "13800138000", "xzqh": "500222", "sqsj": "2024-03-01 09:30:00", "bjlx": "2", "sbqd": "网上",
+        "cl": [{"clmc": "申请书", "fs": 1}], "slsj": "2024-03-01 10:00:00", "slr": "李四", "cnbjsj": None,
+        "hj": [{"hjmc": "审查", "clr": "王五", "yj": "同意", "kssj": "2024-03-02 09:00:00", "jssj": None,
+                "zt": "待办", "dz": None}],
+        "bjsj": None, "bjjg": None, "bjsm": None, "zzmc": None, "zzbh": None, "yxqq": None, "yxqz": None,
+        "pj": None, "gxsj": "2024-03-02 09:00:00"}
+    record.update(changes)
+    return record
+
+
+def _copy_mapping(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "tables").mkdir()
+    shutil.copy(REPO / "mappings" / "tables" / "samr_items.csv", tmp_path / "tables")
+    path = tmp_path / "m.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_good_record_maps_to_a_valid_case_with_national_codes():
+    snapshot = load_mapping(SAMR).map_record(_record())
+    CaseSnapshot.model_validate(snapshot)
+    assert snapshot["region"] == "500110"  # retired 500222 (綦江县) → 綦江区
+    assert snapshot["application"]["applicant_id_number"] == "11010519491231002X"
+    assert snapshot["application"]["applied_at"] == "20240301T093000"
+    assert snapshot["application"]["materials"] == [{"name": "申请书", "count": 1}]
+    assert len(snapshot["item_code"]) == 31 and snapshot["local_item_code"] == "SX-0001"
+    assert snapshot["steps"][0]["status"] == "1" and snapshot["conclusion"] is None
+
+
+def test_reversed_satisfaction_scale_is_normalised():
+    record = _record(bjsj="2024-03-03 10:00:00", bjjg="准予许可", pj={"myd": "5", "pjsj": "2024-03-04 10:00:00"})
+    assert load_mapping(SAMR).map_record(record)["evaluation"]["satisfaction"] == 1  # legacy 5 = 非常满意
+
+
+@pytest.mark.parametrize("change, field, rule", [
+    ({"zjhm": "110105194912310021"}, "application.applicant_id_number", "check digit"),
+    ({"sxbm": "SX-9999"}, "item_code", "not in table items"),
+    ({"sqsj": "2024-02-30 09:00:00"}, "application.applied_at", "not a valid date-time"),
+    ({"xzqh": "510104"}, "region", "outside Chongqing"),
+    ({"sqrxm": None}, "application.applicant_name", "required"),
+])
+def test_bad_records_name_record_field_rule_and_line(change, field, rule):
+    with pytest.raises(MappingError) as caught:
+        load_mapping(SAMR).map_record(_record(**change))
+    error = caught.value
+    assert error.record_key == "SB1" and error.field.startswith(field) and rule in error.rule
+    line = SAMR.read_text(encoding="utf-8").splitlines()[error.line - 1]
+    assert line.strip().startswith(field.split(".")[-1] + ":")  # the line really is that field's
+
+
+def test_unknown_key_is_reported_with_its_line(tmp_path):
+    text = SAMR.read_text(encoding="utf-8").replace("schedule:", "schedulee:")
+    with pytest.raises(MappingFileError) as caught:
+        load_mapping(_copy_mapping(tmp_path, text))
+    assert "unknown key 'schedulee'" in str(caught.value) and caught.value.line == 6
+
+
+def test_a_literal_secret_is_refused(tmp_path):
+    text = SAMR.read_text(encoding="utf-8").replace("token_env: CQ_SAMR_TOKEN", "token: abc123")
+    with pytest.raises(MappingFileError, match="literal secret"):
+        load_mapping(_copy_mapping(tmp_path, text))
+
+
+def test_unknown_transform_and_bad_yaml(tmp_path):
+    text = SAMR.read_text(encoding="utf-8").replace("transform: region", "transform: regio")
+    with pytest.raises(MappingFileError, match="unknown transform 'regio'"):
+        load_mapping(_copy_mapping(tmp_path, text))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("system: x\nsource: [unclosed\n", encoding="utf-8")
+    with pytest.raises(MappingFileError, match="not valid YAML"):
+        load_mapping(broken)
+
+
+def test_mapping_check_cli_reports_every_error_and_exits_1(tmp_path):
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps([_record(), _record(ywh="SB2", sxbm="SX-9999"), _record(ywh="SB3", zjhm="1")]),
+                      encoding="utf-8")
+    result = CliRunner().invoke(app, ["mapping", "check", str(SAMR), "--sample", str(sample)])
+    assert result.exit_code == 1
+    assert "record SB2: field item_code" in result.output and "record SB3: field application.applicant_id_number" in result.output
+    assert "3 records: 1 mapped, 2 with errors" in result.output
+    assert "11010519491231002X" not in result.output  # personal data masked
+
+
+def test_mapping_check_cli_accepts_a_good_file():
+    result = CliRunner().invoke(app, ["mapping", "check", str(SAMR)])
+    assert result.exit_code == 0 and "well-formed" in result.output
