@@ -29,6 +29,8 @@ DAG_PREFIX = "ingest__"
 DEFAULT_RETRIES = {"attempts": 3, "delay_seconds": 60, "max_delay_seconds": 900}
 BACKOFF_MULTIPLIER = 2.0  # each wait doubles, up to max_delay_seconds
 DAG_ID_SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
+TIMEZONE = "Asia/Shanghai"  # schedules are read in Chongqing time
+PRESETS_WITHOUT_CRON = {"@once", "@continuous"}
 
 
 class Permanent(Exception):
@@ -114,17 +116,20 @@ def plan_for(path: Path) -> IngestPlan:
     if schedule is not None and not isinstance(schedule, str):
         raise MappingFileError(str(path), _line(doc, "schedule"),
                                f"schedule must be a cron expression or a preset such as @hourly, not {schedule!r}")
+    if schedule is not None and schedule not in PRESETS_WITHOUT_CRON:
+        # Ask Airflow's own timetable, so that what passes here also passes when the DAG is built.
+        from airflow.sdk import CronTriggerTimetable
+
+        try:
+            CronTriggerTimetable(schedule, timezone=TIMEZONE).validate()
+        except Exception as exc:
+            raise MappingFileError(str(path), _line(doc, "schedule"),
+                                   f"schedule {schedule!r} is not a cron expression or preset (@hourly …): {exc}") from exc
     retries = _retries(path, doc)
     return IngestPlan(path=path, system=mapping.system, department=mapping.department,
                       description=str(doc.get("description") or ""), schedule=schedule,
                       attempts=int(retries["attempts"]), delay_seconds=float(retries["delay_seconds"]),
                       max_delay_seconds=float(retries["max_delay_seconds"]))
-
-
-def schedule_error(plan: IngestPlan, exc: Exception) -> MappingFileError:
-    """Airflow refused the schedule while building the DAG: say so in the mapping file's terms."""
-    doc = getattr(load_mapping(plan.path), "doc", {})
-    return MappingFileError(str(plan.path), _line(doc, "schedule"), f"schedule {plan.schedule!r} is not valid: {exc}")
 
 
 def discover(directory: Path | None = None) -> tuple[list[IngestPlan], list[MappingFileError]]:

@@ -21,7 +21,7 @@ import os
 import sys
 
 import pendulum
-from airflow.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import dag, task
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helper next to this file
@@ -75,8 +75,9 @@ def build_all() -> dict[str, object]:
         try:
             dags[plan.dag_id] = build_ingest_dag(plan)
         except Exception:
-            # Airflow refused something (the schedule, so far): the error module reports it in mapping terms.
-            continue
+            # plan_for already checked what Airflow checks (the schedule); should Airflow still refuse one file,
+            # that file alone goes missing and the processor's log names it — the other DAGs keep loading.
+            kit.log.exception("mapping file %s: Airflow refused its DAG", plan.path)
     return dags
 
 

@@ -245,8 +245,9 @@ class HrssSoapService:
     # --- fault injection -------------------------------------------------------------------------
     def fail_next(self, count: int, kind: str = "http500", delay: float = 0.0) -> None:
         """Make the next `count` SOAP calls fail: `http500`, `http503`, `http429` (plain HTTP errors),
-        `fault` (a SOAP Server fault) or `slow` (answer after `delay` seconds, for timeout tests)."""
-        if kind not in ("http500", "http503", "http429", "fault", "slow"):
+        `fault` (a SOAP Server fault), `slow` (answer after `delay` seconds, for timeout tests) or `hostile`
+        (a 200 reply whose XML carries a DOCTYPE with an entity bomb and an external entity: must be refused)."""
+        if kind not in ("http500", "http503", "http429", "fault", "slow", "hostile"):
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
             self._faults.extend([(kind, delay)] * count)
@@ -279,6 +280,8 @@ class HrssSoapService:
                 time.sleep(delay)
             elif kind == "fault":
                 return _fault(start_response, "soap:Server", "HRSS-DB-503 数据库暂不可用 database unavailable")
+            elif kind == "hostile":
+                return _respond(start_response, "200 OK", HOSTILE_REPLY, "text/xml; charset=utf-8")
             else:
                 status = {"http500": "500 Internal Server Error", "http503": "503 Service Unavailable",
                           "http429": "429 Too Many Requests"}[kind]
@@ -356,6 +359,19 @@ class HrssSoapService:
                 )
         return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
+
+# A reply no parser of ours may expand: a billion-laughs entity and an external entity (XXE) in one DOCTYPE.
+HOSTILE_MARKER = "HOSTILE-EXPANDED"
+HOSTILE_REPLY = (
+    '<?xml version="1.0"?>\n'
+    '<!DOCTYPE lolz [<!ENTITY lol "' + HOSTILE_MARKER + '">'
+    '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+    '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">'
+    '<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    f'<soap:Envelope xmlns:soap="{SOAP_ENV}" xmlns:h="{NS}"><soap:Body><h:QueryCasesResponse><h:Total>1</h:Total>'
+    '<h:Records><h:Record><h:CaseId>&lol3;</h:CaseId><h:ItemNo>&xxe;</h:ItemNo></h:Record></h:Records>'
+    '</h:QueryCasesResponse></soap:Body></soap:Envelope>'
+).encode("utf-8")
 
 _FIELD_ORDER = ["CaseId", "ItemNo", "ApplicantName", "CertType", "CertNo", "AreaCode", "ApplyTime", "AcceptTime",
                 "Acceptor", "FinishTime", "FinishResult", "Satisfaction", "EvaluateTime", "ModifyTime"]

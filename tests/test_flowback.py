@@ -16,6 +16,7 @@ from tongban.bus.local import LocalBus
 from tongban.flowback import load_source_config, reconcile, run_flowback_source
 from tongban.flowback.config import RoutingConfig
 from tongban.flowback.routing import Reject, Route, Router
+from tongban.flowback.worker import DistrictDeliverer, replay_parked_flowback
 from tongban.store import open_store
 
 ROUTING = Path(__file__).resolve().parents[1] / "mappings" / "flowback" / "routing.yaml"
@@ -210,6 +211,15 @@ def test_sink_failures_are_retried_then_parked_and_the_batch_still_balances(tmp_
     assert report.delivery.retried >= 2
     assert q.counts(store)["parked"] == lines[refusing].parked
 
+    # The district fixes its side; the operator replays the parked records and they arrive.
+    sinks.sink(refusing)._faults.clear()
+    assert "re-published" in replay_parked_flowback(store, bus, prefix="t.flowback")
+    DistrictDeliverer(store=store, bus=bus, sinks=sinks.sinks_config(), prefix="t.flowback").run(idle_exit=0.2)
+    (after,) = reconcile(store, "MPS-20240304-0001")
+    line = {t.target: t for t in after.targets}[refusing]
+    assert after.balanced and line.delivered == line.routed and line.parked == 0
+    assert len(sinks.received(refusing)) == line.routed
+
 
 def test_report_cli_prints_the_manifest_and_exits_1_on_a_gap(tmp_path, sinks, monkeypatch):
     from tongban.cli.flowback import app
@@ -241,3 +251,77 @@ def test_report_cli_prints_the_manifest_and_exits_1_on_a_gap(tmp_path, sinks, mo
     assert "records in 10 ≠ manifest count 11" in gap.output and "not yet delivered or parked" in gap.output
     assert "MPS-20240305-0001" in gap.output  # every batch when none is named
     assert runner.invoke(app, ["report", "NO-SUCH-BATCH"]).exit_code == 1
+
+
+class FailingBus(LocalBus):
+    """Loses the broker after `ok_publishes` publishes."""
+
+    def __init__(self, store, ok_publishes: int):
+        super().__init__(store)
+        self.left = ok_publishes
+
+    def publish(self, work, envelopes):
+        from tongban.bus import PublishError
+
+        if self.left <= 0:
+            raise PublishError("connection to RabbitMQ lost while publishing")
+        self.left -= 1
+        super().publish(work, envelopes)
+
+
+def test_an_interrupted_batch_shows_a_gap_stays_for_pickup_and_balances_when_rerun(tmp_path, sinks):
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    batch = make_batch("MPS-20240306-0001", 80, seed=10)
+    write_batch(tmp_path / "drop" / "incoming", batch, "xml")
+    config = file_source(tmp_path, sinks)
+    # Small chunks so that some records are published before the broker goes away.
+    from tongban.flowback import ingest as ingest_module
+
+    original = ingest_module.CHUNK
+    ingest_module.CHUNK = 20
+    try:
+        broken = run_flowback_source(config, store=store, bus=FailingBus(store, ok_publishes=10),
+                                     prefix="t.flowback")
+    finally:
+        ingest_module.CHUNK = original
+    assert "interrupted" in broken.batches[0].error and not broken.balanced
+    assert (tmp_path / "drop" / "incoming" / "MPS-20240306-0001.xml").exists()  # not moved to done/
+    (gap,) = reconcile(store, "MPS-20240306-0001")
+    assert not gap.balanced and "routing did not finish" in gap.gaps[0]
+
+    rerun = run_flowback_source(config, store=store, bus=LocalBus(store), prefix="t.flowback")
+
+    (done,) = rerun.reconciliations
+    assert done.balanced, done.gaps
+    assert done.superseded > 0  # what the broken run had sent was delivered once and is shown apart
+    assert_arrived_as_expected(batch, sinks)
+
+
+def test_cli_ingest_then_deliver_on_the_inprocess_bus(tmp_path, sinks, monkeypatch):
+    import yaml
+
+    from tongban.cli.flowback import app
+
+    db = f"sqlite:///{tmp_path}/cli.db"
+    monkeypatch.setenv("TONGBAN_DB_URL", db)
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TONGBAN_BUS", "inprocess")
+    config = file_source(tmp_path, sinks)
+    source_file, sinks_file = tmp_path / "source.yaml", tmp_path / "sinks.yaml"
+    source_file.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    sinks_file.write_text(yaml.safe_dump(config["sinks"], allow_unicode=True), encoding="utf-8")
+    batch = make_batch("MPS-20240307-0001", 50, seed=12)
+    write_batch(tmp_path / "drop" / "incoming", batch, "csv")
+    runner = CliRunner()
+
+    routed = runner.invoke(app, ["ingest", str(source_file)])
+    assert routed.exit_code == 0, routed.output
+    assert "MPS-20240307-0001: 50 records" in routed.output and "digest matches" in routed.output
+    assert runner.invoke(app, ["report"]).exit_code == 1  # routed, not delivered yet
+
+    delivered = runner.invoke(app, ["deliver", "--sinks", str(sinks_file), "--idle-exit", "0.2"])
+    assert delivered.exit_code == 0, delivered.output
+    assert runner.invoke(app, ["report", "MPS-20240307-0001"]).exit_code == 0
+    assert_arrived_as_expected(batch, sinks)
+    again = runner.invoke(app, ["ingest", str(source_file)])
+    assert "no new batches" in again.output

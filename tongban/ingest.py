@@ -20,7 +20,9 @@ from tongban.bus.topology import CASES, WorkQueue
 from tongban.cases.changes import ChangeError, events_between
 from tongban.cases.models import CaseSnapshot, describe_errors
 from tongban.cases.statemachine import CaseState, TransitionError
+from tongban.catalog import CatalogCheck, CatalogError
 from tongban.envelope import KIND_CASE_EVENT, Envelope, content_digest, idempotency_key
+from tongban.identity import IdentityError, IdentityResolver
 from tongban.ledger import LedgerEvent
 from tongban.mapping import Mapping, MappingError
 from tongban.platform_client import PlatformClient, PlatformRejected, PlatformTransient
@@ -82,6 +84,9 @@ class Ingest:
         self.adapter = adapter or adapter_class(mapping.source["adapter"])(self.system, mapping.source)
         self.report = IngestReport(self.system)
         self._quarantine_batch: list[tuple[q.QuarantineEntry, LedgerEvent]] = []
+        # 统一事项标准 and 统一用户体系: the item must be in the catalogue, the applicant a unified user.
+        self.catalog = CatalogCheck(mapping, store=store, platform=platform)
+        self.identity = IdentityResolver.for_mapping(mapping, store=store, platform=platform)  # None: off
 
     # --- quarantine -------------------------------------------------------------------------------
     def _quarantine(self, *, key: str | None, stage: str, rule: str, field_name: str | None, position: str,
@@ -132,6 +137,8 @@ class Ingest:
         else:
             with self.store.read() as conn:
                 previous, last_sequence = st.get_snapshot(conn, self.system, key)
+        if not self._unified(snapshot, previous, raw):
+            return None
         try:
             changes = events_between(previous, snapshot)
         except ChangeError as exc:
@@ -167,6 +174,32 @@ class Ingest:
         last = last_sequence + len(changes)
         previous_in_run[key] = (snapshot, last)
         return _Pending(key, snapshot, content_digest(snapshot), last, envelopes, raw.position, flags)
+
+    def _unified(self, snapshot: dict, previous: dict | None, raw) -> bool:
+        """Retired/unknown items (tongban.catalog) and unresolvable applicants (tongban.identity) wait in
+        quarantine; a resolved applicant's unified user id goes into the application."""
+        key = snapshot["source_key"]
+        try:
+            self.catalog.check(snapshot["item_code"])
+        except CatalogError as exc:
+            self._quarantine(key=key, stage="catalog", rule=f"record {key}: {exc}", field_name="item_code",
+                             position=raw.position, record=raw.data)
+            return False
+        if self.identity is None:
+            return True
+        if previous is not None:
+            # The application was sent already and cannot change: it keeps the user id it went with.
+            user_id = (previous.get("application") or {}).get("applicant_user_id")
+        else:
+            try:
+                user_id = self.identity.resolve(snapshot, raw.data)  # IdentityThrottled propagates (transient)
+            except IdentityError as exc:
+                self._quarantine(key=key, stage="identity", rule=f"record {key}: {exc.kind}: {exc}",
+                                 field_name=exc.field, position=raw.position, record=raw.data)
+                return False
+        if user_id:
+            snapshot["application"]["applicant_user_id"] = user_id
+        return True
 
     def _case_number(self, key: str, item_code: str, raw) -> str | None:
         with self.store.read() as conn:

@@ -25,6 +25,7 @@ HOPS = {
     "fetched", "mapped", "quarantined", "numbered", "published", "delivered", "receipt", "duplicate",
     "retried", "parked", "replayed", "rejected", "unchanged", "sealed", "seal_verified", "routed",
     "flowback_delivered", "batch_received", "pii_lookup", "watermark", "batch_routed",
+    "identity_conflict", "catalog_synced",
 }
 
 

@@ -151,9 +151,10 @@ def submit_sealed(path_or_bytes: str | Path | bytes, *, system: str, store: Stor
     bus.declare(work)
     bus.publish(work, [env])  # returns only when the broker confirmed it
     keys = dict(system=system, message_id=env.message_id, idempotency_key=env.idempotency_key, source_key=document_id)
+    sealed_detail = {"file": name, "document_digest": digest, "signed_data_digest": result.digest,
+                     "signer": result.signer_subject, "signing_time": seal["signing_time"]}
     ledger.record(store,
-                  LedgerEvent("sealed", {"file": name, "document_digest": digest, "signed_data_digest": result.digest,
-                                         "signer": result.signer_subject, "signing_time": seal["signing_time"]}, **keys),
+                  LedgerEvent("sealed", sealed_detail, **keys),
                   LedgerEvent("seal_verified", {"by": "sender", **seal}, **keys),
                   LedgerEvent("published", {"kind": KIND_SEALED, "queue": work.queue}, **keys))
     return SubmitResult(True, "valid", result.message, name, document_id, digest, env.message_id, env.idempotency_key)

@@ -109,6 +109,9 @@ class Application(_Dataset):
     applicant_phone: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
         default=None, description="申请人联系电话 applicant phone"
     )
+    applicant_user_id: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="申请人统一用户标识 the applicant's unified user id (统一用户体系, resolved by tongban.identity)"
+    )
     agent_name: Text | None = Field(default=None, description="代理人姓名 agent name")
     agent_id_type: IdType | None = Field(default=None, description="代理人证件类型 agent ID type (n3)")
     agent_id_number: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(

@@ -10,12 +10,14 @@ superseded). Any inequality is a gap; `balanced` is False when there is one.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import func, select
 
 from tongban.codes import CHONGQING_UNITS
 from tongban.store import Store
+from tongban.store.tables import quarantine
 
 from .config import CITY
 from .tables import ensure_tables, flowback_batches, flowback_deliveries, flowback_routes
@@ -50,6 +52,7 @@ class BatchReconciliation:
     digest: str | None
     targets: list[TargetLine] = field(default_factory=list)
     superseded: int = 0  # settled messages of an earlier, interrupted run
+    quarantined_by_field: dict[str, int] = field(default_factory=dict)
     gaps: list[str] = field(default_factory=list)
 
     @property
@@ -112,10 +115,20 @@ def reconcile(store: Store, batch_id: str | None = None) -> list[BatchReconcilia
                     continue
                 line = lines.setdefault(target, TargetLine(target, CHONGQING_UNITS.get(target, "市级")))
                 setattr(line, status, getattr(line, status) + n)
+            r.quarantined_by_field = {f or "-": n for f, n in conn.execute(
+                select(quarantine.c.field, func.count()).where(
+                    quarantine.c.system == r.source, quarantine.c.stage == "routing",
+                    quarantine.c.position.like(f"batch {r.batch_id} record %")).group_by(quarantine.c.field))}
             r.targets = sorted(lines.values(), key=lambda t: (t.target == CITY, t.target))
             r.gaps = _gaps(r)
             results.append(r)
     return results
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-justify counting CJK characters as two columns, so the table lines up in a terminal."""
+    shown = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - shown)
 
 
 def render(r: BatchReconciliation) -> str:
@@ -125,11 +138,13 @@ def render(r: BatchReconciliation) -> str:
         f"batch {r.batch_id}  source {r.source}  received {r.received_at}  (received {r.times_received}×)",
         f"  manifest: {r.manifest_count} records, digest {r.manifest_digest[:16]}…  → received {r.records_in}, "
         f"digest {digest_state}",
-        f"  records in {r.records_in} = routed {r.routed} + quarantined {r.quarantined}",
-        f"  {'target':<8} {'name':<12} {'routed':>8} {'delivered':>10} {'duplicate':>10} {'parked':>8} {'pending':>8}",
+        f"  records in {r.records_in} = routed {r.routed} + quarantined {r.quarantined}"
+        + (f"  (quarantined by field: {', '.join(f'{k} {v}' for k, v in sorted(r.quarantined_by_field.items()))})"
+           if r.quarantined_by_field else ""),
+        f"  {'target':<8} {'name':<20} {'routed':>8} {'delivered':>10} {'duplicate':>10} {'parked':>8} {'pending':>8}",
     ]
     for t in r.targets:
-        lines.append(f"  {t.target:<8} {t.name:<12} {t.routed:>8} {t.delivered:>10} {t.duplicate:>10} {t.parked:>8} "
+        lines.append(f"  {t.target:<8} {_pad(t.name, 20)} {t.routed:>8} {t.delivered:>10} {t.duplicate:>10} {t.parked:>8} "
                      f"{t.pending:>8}")
     if r.superseded:
         lines.append(f"  ({r.superseded} settled messages belong to an earlier, interrupted run)")

@@ -9,11 +9,30 @@ applicant's 证件号码, whose prefix can be a pre-1997 Sichuan code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from tongban.codes import CHONGQING_CODE, CodeError, normalise, parse_item_code, parse_region
+from tongban.codes import CHONGQING_CODE, CodeError, ItemCode, Region, normalise, parse_item_code, parse_region
 
 from .config import CITY, RoutingConfig
 from .records import AREACODE, ROWGUID, TASKCODE, Record
+
+
+# A batch repeats a few thousand 实施编码 and a few hundred 行政区划 over and over: parse each once.
+# Bounded caches, so memory does not grow with the batch. Errors are cached as values, not raised from the cache.
+@lru_cache(maxsize=8192)
+def _item(code: str) -> ItemCode | CodeError:
+    try:
+        return parse_item_code(code)
+    except CodeError as exc:
+        return exc
+
+
+@lru_cache(maxsize=8192)
+def _region(code: str) -> Region | CodeError:
+    try:
+        return parse_region(code)
+    except CodeError as exc:
+        return exc
 
 
 @dataclass(frozen=True)
@@ -53,10 +72,9 @@ class Router:
         task = record.get(TASKCODE)
         if not task:
             return Reject(TASKCODE, "TASKCODE (实施编码) is required")
-        try:
-            item = parse_item_code(task)
-        except CodeError as exc:
-            return Reject(TASKCODE, f"TASKCODE (实施编码): {exc.rule}")
+        item = _item(task)
+        if isinstance(item, CodeError):
+            return Reject(TASKCODE, f"TASKCODE (实施编码): {item.rule}")
         if item.kind == "basic":
             return Reject(TASKCODE, "TASKCODE must be a 31-character 实施编码, not a 12-character 基本编码")
         raw_area = record.get(AREACODE)
@@ -66,12 +84,11 @@ class Router:
         zone = self.zones.get(area[:6]) if len(area) in (6, 9, 12) and area.isdigit() else None
         if zone is not None:
             return Route(zone.route_to, area, rolled_up=len(area) > 6, zone=zone.name, why=f"functional zone {zone.name}")
-        try:
-            region = parse_region(area)
-        except CodeError as exc:
-            if exc.rule == "outside Chongqing":
+        region = _region(area)
+        if isinstance(region, CodeError):
+            if region.rule == "outside Chongqing":
                 return Reject(AREACODE, f"other province: AREACODE (行政区划) {area} is outside Chongqing")
-            return Reject(AREACODE, f"AREACODE (行政区划) {area}: {exc.rule}")
+            return Reject(AREACODE, f"AREACODE (行政区划) {area}: {region.rule}")
         if region.county_code == CHONGQING_CODE:
             return Route(CITY, area, rolled_up=region.rolled_up, why="行政区划 500000")
         if item.level in self.municipal_levels:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator

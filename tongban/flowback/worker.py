@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from tongban import ledger
 from tongban import quarantine as q
@@ -86,11 +86,16 @@ class DistrictDeliverer:
                 "run_id": p["run_id"], "target": p["target"], "status": status, "sink": sink,
                 "receipt": json.dumps(receipt, ensure_ascii=False) if receipt is not None else None, "at": utcnow()}
 
+    def _settle(self, conn, env: Envelope, status: str, sink: str | None, receipt: dict | None) -> None:
+        # One row per message: a replayed parked message replaces its "parked" row with its new outcome.
+        conn.execute(delete(flowback_deliveries).where(flowback_deliveries.c.message_id == env.message_id))
+        conn.execute(flowback_deliveries.insert().values(**self._row(env, status, sink, receipt)))
+
     def _park(self, env: Envelope, reason: str, sink: str | None) -> None:
         with self.store.write() as conn:
             q.park(conn, message_id=env.message_id, idempotency_key=env.idempotency_key, system=env.source,
                    case_number=env.correlation, reason=reason, envelope_json=env.to_bytes().decode("utf-8"))
-            conn.execute(flowback_deliveries.insert().values(**self._row(env, "parked", sink, {"reason": reason})))
+            self._settle(conn, env, "parked", sink, {"reason": reason})
             ledger.append(conn, [self._event("parked", env, {"reason": reason, "attempts": env.attempt})])
         self._count("parked")
 
@@ -115,7 +120,7 @@ class DistrictDeliverer:
                 select(flowback_deliveries.c.message_id).where(
                     flowback_deliveries.c.idempotency_key == env.idempotency_key,
                     flowback_deliveries.c.status == "delivered").limit(1)).scalar()
-        if settled:
+        if settled and not (settled == "parked" and env.replay_of):
             self._count("already_settled")  # redelivered after a crash between settling and ack
             return
         if earlier:
@@ -137,7 +142,7 @@ class DistrictDeliverer:
                 flowback_deliveries.c.idempotency_key == env.idempotency_key,
                 flowback_deliveries.c.status == "delivered").limit(1)).scalar()
             status = "duplicate" if earlier else "delivered"
-            conn.execute(flowback_deliveries.insert().values(**self._row(env, status, sink.describe, receipt)))
+            self._settle(conn, env, status, sink.describe, receipt)
             hop = "duplicate" if earlier else "flowback_delivered"
             ledger.append(conn, [self._event(hop, env, {"sink": sink.describe, "attempts": env.attempt + 1,
                                                         "duplicate_at_sink": bool(receipt.get("duplicate_at_sink"))})])
@@ -145,7 +150,7 @@ class DistrictDeliverer:
 
     def _settle_duplicate(self, env: Envelope, earlier: str) -> None:
         with self.store.write() as conn:
-            conn.execute(flowback_deliveries.insert().values(**self._row(env, "duplicate", None, {"delivered_as": earlier})))
+            self._settle(conn, env, "duplicate", None, {"delivered_as": earlier})
             ledger.append(conn, [self._event("duplicate", env, {"delivered_as": earlier,
                                                                 "replay": env.replay_of is not None})])
         self._count("duplicates")
@@ -173,3 +178,28 @@ class DistrictDeliverer:
     def close(self) -> None:
         for sink in self.sinks.values():
             sink.close()
+
+
+def replay_parked_flowback(store: Store, bus: Bus, *, prefix: str = DEFAULT_PREFIX, system: str | None = None,
+                           ids: list[int] | None = None) -> str:
+    """Re-publish parked flowback messages to their own district queues (tongban.operations.replay_parked,
+    one target at a time); the worker then delivers them and their reconciliation line moves from parked."""
+    from tongban.operations import replay_parked
+    from tongban.store.tables import parked
+
+    query = select(parked.c.id, parked.c.envelope).where(parked.c.status == q.OPEN)
+    if system:
+        query = query.where(parked.c.system == system)
+    if ids:
+        query = query.where(parked.c.id.in_(ids))
+    by_target: dict[str, list[int]] = {}
+    with store.read() as conn:
+        for row in conn.execute(query):
+            env = Envelope.from_bytes(row.envelope.encode("utf-8"))
+            if env.kind == "flowback_record":
+                by_target.setdefault(env.payload["target"], []).append(row.id)
+    if not by_target:
+        return "nothing to replay"
+    for target, target_ids in by_target.items():
+        replay_parked(store, bus, ids=target_ids, work=work_queue(target, prefix))
+    return f"re-published {sum(map(len, by_target.values()))} parked flowback records to {len(by_target)} districts"

@@ -1,0 +1,320 @@
+"""Airflow schedules and retries every ingest: the DAG factory, the operations DAGs, and real `dag.test()` runs.
+
+Airflow runs in subprocesses (its settings are read once per process, from the environment) with a metadata
+database of its own under a tmp AIRFLOW_HOME; the sandbox (mock 渝快办 + legacy REST) runs in this process on
+127.0.0.1, and the DAGs' tasks reach it over HTTP. Retry delays in the test mappings are a second or two.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+from sqlalchemy import func, select
+
+pytestmark = pytest.mark.airflow
+
+REPO = Path(__file__).resolve().parents[1]
+DAGS = REPO / "dags"
+SAMR = REPO / "mappings" / "cq-samr-rest.yaml"
+BIN = Path(sys.executable).parent
+LEGACY_TOKEN = "test-token"
+
+# Runs one DAG with dag.test() and prints the outcome as JSON on the last line.
+RUN_DAG = r"""
+import json, os, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.utils.session import create_session
+bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+dag = bag.get_dag(sys.argv[1])
+run = dag.test()
+with create_session() as session:
+    tries = {ti.task_id: [ti.try_number, str(ti.state)] for ti in run.get_task_instances(session=session)}
+print(json.dumps({"state": str(run.state), "tries": tries}))
+"""
+
+LOAD_DAGS = r"""
+import json, os
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+out = {"dags": sorted(bag.dag_ids), "errors": {str(k): v for k, v in bag.import_errors.items()}, "tasks": {}}
+for dag in bag.dags.values():
+    out["tasks"][dag.dag_id] = {"schedule": getattr(dag.timetable, "expression", None) or type(dag.timetable).__name__,
+        **{t.task_id: [t.retries, t.retry_delay.total_seconds(), t.retry_exponential_backoff,
+                       t.max_retry_delay.total_seconds() if t.max_retry_delay else None] for t in dag.tasks}}
+print(json.dumps(out))
+"""
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory) -> dict[str, str]:
+    """An Airflow home with a migrated SQLite metadata database (about 3 s), shared by this module's tests."""
+    home = tmp_path_factory.mktemp("airflow")
+    env = {**os.environ,
+           "AIRFLOW_HOME": str(home),
+           "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+           "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "TONGBAN_BUS": "inprocess"}
+    done = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return env
+
+
+def _python(code: str, env: dict[str, str], *args: str, timeout: float = 120) -> dict:
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=env.get("TONGBAN_HOME", str(REPO)))
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0 and lines, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-5000:]}"
+    return json.loads(lines[-1])
+
+
+def _samr_mapping(directory: Path, *, system: str = "cq-samr-rest", attempts: int = 3) -> Path:
+    """A copy of the real cq-samr-rest mapping with test-sized retries: Airflow waits 1 s, then 2 s; the REST
+    adapter tries once per call, so a legacy outage reaches Airflow instead of being absorbed inside the task."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "tables").exists():
+        shutil.copytree(REPO / "mappings" / "tables", directory / "tables")
+    text = SAMR.read_text(encoding="utf-8")
+    text, n_system = re.subn(r"(?m)^system: .*$", f"system: {system}", text)
+    text, n_retries = re.subn(r"(?m)^retries: .*$",
+                              f"retries: {{attempts: {attempts}, delay_seconds: 1, max_delay_seconds: 2}}", text)
+    text, n_retry = re.subn(r"(?m)^  retry: .*$", "  retry: {attempts: 1, initial_wait: 0.1, max_wait: 0.2}", text)
+    assert (n_system, n_retries, n_retry) == (1, 1, 1), "cq-samr-rest.yaml changed shape; update this test"
+    path = directory / f"{system}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class LegacyOutage:
+    """ASGI wrapper around the legacy REST sandbox: from page `from_page` on, answer 503 — a legacy system that
+    dies in the middle of a run, after the first pages were already read and published."""
+
+    def __init__(self, app):
+        self.app, self.from_page = app, None
+
+    async def __call__(self, scope, receive, send):
+        if self.from_page and scope["type"] == "http" and scope["path"] == "/api/cases":
+            page = int(parse_qs(scope["query_string"].decode()).get("page", ["1"])[0])
+            if page >= self.from_page:
+                from starlette.responses import JSONResponse
+
+                await JSONResponse({"code": 503, "message": "legacy system down"}, status_code=503)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def world_env(tmp_path, airflow_env):
+    """The sandbox on 127.0.0.1 and an environment pointing the DAGs' tasks at it and at a tmp tongban home."""
+    from sandbox.legacy_rest import create_app as legacy_app
+    from sandbox.legacy_world import LegacyWorld
+    from sandbox.platform import create_app as platform_app
+    from sandbox.runner import Server
+
+    world = LegacyWorld(seed=5, cases=260, bad_share=0.03)
+    outage = LegacyOutage(legacy_app(world, token=LEGACY_TOKEN))
+    platform = Server(platform_app(str(tmp_path / "platform.db")), name="platform").start()
+    legacy = Server(outage, name="legacy").start()
+    home = tmp_path / "home"
+    home.mkdir()
+    mappings = tmp_path / "mappings"
+    _samr_mapping(mappings)
+    env = {**airflow_env, "TONGBAN_HOME": str(home), "TONGBAN_MAPPINGS": str(mappings),
+           "TONGBAN_PLATFORM_URL": platform.url, "CQ_SAMR_URL": legacy.url, "CQ_SAMR_TOKEN": LEGACY_TOKEN,
+           "TONGBAN_DB_URL": f"sqlite:///{home}/tongban.db"}
+    yield {"env": env, "world": world, "outage": outage, "platform_url": platform.url, "legacy_url": legacy.url,
+           "home": home, "mappings": mappings}
+    platform.stop()
+    legacy.stop()
+
+
+def _settings(env):
+    from tongban.settings import Settings
+
+    return Settings(home=Path(env["TONGBAN_HOME"]), db_url_override=env["TONGBAN_DB_URL"], bus="inprocess",
+                    platform_url=env["TONGBAN_PLATFORM_URL"])
+
+
+def _store(env):
+    from tongban.store import open_store
+
+    return open_store(env["TONGBAN_DB_URL"])
+
+
+def _deliver(env) -> object:
+    """The bus worker's job (not Airflow's): drain the local queue to the platform."""
+    from tongban.bus.local import LocalBus
+    from tongban.delivery.worker import DeliveryWorker
+    from tongban.platform_client import PlatformClient
+
+    store = _store(env)
+    platform = PlatformClient(_settings(env))
+    stats = DeliveryWorker(store=store, bus=LocalBus(store), platform=platform).run(stop=threading.Event(),
+                                                                                   idle_exit=0.8)
+    return stats, platform
+
+
+def _watermark(env, system="cq-samr-rest"):
+    from tongban.store import state
+
+    with _store(env).read() as conn:
+        return state.get_watermark(conn, system)
+
+
+def _published_keys(env) -> list[str]:
+    from tongban.store.tables import ledger
+
+    with _store(env).read() as conn:
+        return list(conn.execute(select(ledger.c.idempotency_key).where(ledger.c.hop == "published")).scalars())
+
+
+def _valid_cases(world) -> int:
+    bad = world.bad_cases()
+    return sum(1 for k in world.keys() if world.record(k) is not None and k not in bad)
+
+
+# ------------------------------------------------------------------------------------------ loading
+def test_every_dag_loads_with_the_schedule_and_retries_its_mapping_file_declares(airflow_env):
+    loaded = _python(LOAD_DAGS, airflow_env)
+    assert loaded["errors"] == {}
+    systems = [p.stem for p in sorted((REPO / "mappings").glob("*.yaml"))]
+    for system in systems:
+        assert f"ingest__{system}" in loaded["dags"]
+    assert {"ops__replay", "ops__reconcile"} <= set(loaded["dags"])
+    samr = loaded["tasks"]["ingest__cq-samr-rest"]
+    assert samr["schedule"] == "*/15 * * * *"
+    # mappings/cq-samr-rest.yaml: retries: {attempts: 3, delay_seconds: 60, max_delay_seconds: 900}
+    assert samr["ingest"] == [2, 60.0, 2.0, 900.0]
+    assert samr["check_mapping"][0] == 0  # a broken file is not retried
+
+
+def test_a_broken_mapping_file_is_one_named_import_error_and_a_new_file_is_a_new_dag(airflow_env, tmp_path):
+    mappings = tmp_path / "mappings"
+    _samr_mapping(mappings)
+    _samr_mapping(mappings, system="cq-newcomer-rest")  # a department onboarding: one file, no code
+    broken = _samr_mapping(mappings, system="cq-broken-rest")
+    text = broken.read_text(encoding="utf-8")
+    broken.write_text(text.replace('schedule: "*/15 * * * *"', 'schedule: "every quarter hour"'), encoding="utf-8")
+    line = next(i for i, l in enumerate(broken.read_text(encoding="utf-8").splitlines(), 1) if l.startswith("schedule:"))
+
+    loaded = _python(LOAD_DAGS, {**airflow_env, "TONGBAN_MAPPINGS": str(mappings)})
+
+    assert {"ingest__cq-samr-rest", "ingest__cq-newcomer-rest", "ops__replay", "ops__reconcile"} <= set(loaded["dags"])
+    assert "ingest__cq-broken-rest" not in loaded["dags"]
+    assert len(loaded["errors"]) == 1
+    (where, message), = loaded["errors"].items()
+    assert where.endswith("tongban_mapping_errors.py")
+    assert f"{broken}:{line}: schedule 'every quarter hour' is not a cron expression" in message
+    assert "cq-samr-rest.yaml" not in message and "cq-newcomer-rest.yaml" not in message
+    assert loaded["tasks"]["ingest__cq-newcomer-rest"]["ingest"] == [2, 1.0, 2.0, 2.0]
+
+
+# ------------------------------------------------------------------------------------------ runs
+def test_the_legacy_system_fails_the_first_attempts_and_airflow_retry_delivers(world_env):
+    import httpx
+
+    env = world_env["env"]
+    # The first two fetches fail (503); the REST adapter gives up at once, so Airflow's third try succeeds.
+    httpx.post(f"{world_env['legacy_url']}/_sandbox/faults", json={"fail_next": 2, "status": 503}).raise_for_status()
+
+    run = _python(RUN_DAG, env, "ingest__cq-samr-rest")
+
+    assert run["state"] == "success"
+    assert run["tries"]["ingest"] == [3, "success"]
+    assert run["tries"]["report"][1] == "success"
+    assert _watermark(env) is not None
+    stats, platform = _deliver(env)
+    assert platform.get("/api/v1/stats")["cases"] == _valid_cases(world_env["world"])
+    assert stats.duplicates == 0
+
+
+def test_a_run_that_fails_for_good_leaves_nothing_half_done_and_the_next_run_delivers_once(world_env):
+    env, world = world_env["env"], world_env["world"]
+    world_env["outage"].from_page = 2  # page 1 (200 records, >500 events) is read and published, then 503s
+
+    failed = _python(RUN_DAG, env, "ingest__cq-samr-rest")
+
+    assert failed["state"] == "failed"
+    assert failed["tries"]["ingest"] == [3, "failed"]  # every attempt the mapping file allows
+    assert _watermark(env) is None  # the watermark has not moved
+    partly = _published_keys(env)
+    assert partly, "the outage should come after the first chunk was published"
+
+    world_env["outage"].from_page = None
+    later = _python(RUN_DAG, env, "ingest__cq-samr-rest")
+    assert later["state"] == "success"
+    assert _watermark(env) is not None
+    stats, platform = _deliver(env)
+
+    published = _published_keys(env)
+    assert len(published) == len(set(published))  # nothing published twice across the failed and the later run
+    platform_stats = platform.get("/api/v1/stats")
+    assert platform_stats["cases"] == _valid_cases(world)
+    assert platform_stats["events"] == len(set(published)) == stats.delivered  # each event delivered exactly once
+
+    # ops__reconcile agrees: receipts for everything, per-item counts equal.
+    reconciled = _python(RUN_DAG, env, "ops__reconcile")
+    assert reconciled["state"] == "success"
+
+
+def test_reconcile_fails_and_names_the_gap_when_the_platform_lacks_a_case(world_env):
+    from tongban.platform_client import PlatformClient
+    from tongban.reconcile import reconcile
+    from tongban.store.tables import case_numbers, deliveries
+
+    env = world_env["env"]
+    run = _python(RUN_DAG, env, "ingest__cq-samr-rest")
+    assert run["state"] == "success"
+    _deliver(env)
+    store = _store(env)
+    platform = PlatformClient(_settings(env))
+    assert reconcile(store, platform).gaps == []
+    # The ledger claims one more delivered case than the platform holds (e.g. the platform lost it).
+    with store.write() as conn:
+        item = conn.execute(select(case_numbers.c.item_code).limit(1)).scalar()
+        conn.execute(case_numbers.insert().values(system="cq-samr-rest", source_key="GHOST", case_number="GHOST-1",
+                                                  item_code=item, assigned_at="2026-01-01T00:00:00Z"))
+        conn.execute(deliveries.insert().values(idempotency_key="ghost", message_id="m-ghost", case_number="GHOST-1",
+                                                sequence=1, receipt="{}", delivered_at="2026-01-01T00:00:00Z"))
+    report = reconcile(store, platform)
+    assert any(g.startswith(f"item {item}: ledger has") for g in report.gaps)
+
+    failed = _python(RUN_DAG, env, "ops__reconcile")
+    assert failed["state"] == "failed"
+
+
+def test_ops_replay_replays_only_the_entries_an_operator_marked(world_env):
+    from tongban.replay_marks import mark_for_replay, pending
+    from tongban.store.tables import ledger, quarantine
+
+    env = world_env["env"]
+    assert _python(RUN_DAG, env, "ingest__cq-samr-rest")["state"] == "success"
+    store = _store(env)
+    with store.read() as conn:
+        ids = list(conn.execute(select(quarantine.c.id).where(quarantine.c.status == "open")
+                                .order_by(quarantine.c.id)).scalars())
+    assert len(ids) >= 2, "the sandbox world seeds bad records"
+    with pytest.raises(ValueError, match="999999"):
+        mark_for_replay(store, "quarantine", [999999])
+    assert mark_for_replay(store, "quarantine", [ids[0]], by="operator") == 1
+
+    run = _python(RUN_DAG, env, "ops__replay")
+
+    assert run["state"] == "success"
+    with store.read() as conn:
+        status = dict(conn.execute(select(quarantine.c.id, quarantine.c.status).where(quarantine.c.id.in_(ids[:2]))).all())
+        replayed = conn.execute(select(func.count()).select_from(ledger).where(ledger.c.hop == "replayed")).scalar()
+    assert status == {ids[0]: "replayed", ids[1]: "open"}  # the unmarked entry is untouched
+    assert replayed == 1
+    assert pending(store, "quarantine") == []

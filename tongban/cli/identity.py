@@ -1,0 +1,92 @@
+"""`tongban identity …`: operators' view of the unified user mapping (统一用户体系). Everything printed is
+masked, and every lookup of a person is itself a ledger event (`pii_lookup`)."""
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _store():
+    from tongban.settings import load
+    from tongban.store import open_store
+
+    return open_store(load().db_url)
+
+
+def _operator(given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@app.command("lookup")
+def lookup(id_number: str = typer.Argument(..., help="居民身份证号码 or 统一社会信用代码"),
+           operator: Optional[str] = typer.Option(None, help="who looks (default: the login name)"),
+           purpose: Optional[str] = typer.Option(None, help="why (recorded in the ledger)"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """What tongban knows about one person or organisation (masked); the lookup is recorded in the ledger."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tongban import codes
+    from tongban.identity import IdentityError
+    from tongban.identity import lookup as do_lookup
+
+    try:
+        result = do_lookup(_store(), id_number, operator=_operator(operator), purpose=purpose)
+    except IdentityError as exc:
+        typer.echo(f"error: {codes.mask_text(str(exc))}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(codes.mask_text(json.dumps(result, ensure_ascii=False, default=str, indent=2)))
+        return
+    table = Table(title=f"identity {result['id_number']} (证件类型 {result['id_type']})")
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    if not result["found"]:
+        table.add_row("status", "never seen by tongban")
+    else:
+        for name in ("status", "user_id", "reason", "updated_at"):
+            table.add_row(name, str(result[name] or "-"))
+    for account in result["accounts"]:
+        table.add_row("legacy account", f"{account['system']}: {account['account_id']}")
+    for conflict in result["conflicts"]:
+        table.add_row(f"conflict #{conflict['id']}", f"{conflict['kind']} ({conflict['status']}): {conflict['detail']}")
+    table.add_row("cases waiting", str(result["waiting_cases"]))
+    Console().print(table, highlight=False)
+
+
+@app.command("conflicts")
+def conflicts(status: str = typer.Option("open", help="open, accepted or all")) -> None:
+    """Identity conflicts flagged by the resolver (never guessed)."""
+    from tongban.identity import list_conflicts
+    from tongban.operations import print_rows
+
+    rows = list_conflicts(_store(), status=status)
+    print_rows(rows, ["id", "at", "kind", "system", "account_ids", "detail", "status"], f"identity conflicts: {len(rows)}")
+
+
+@app.command("accept")
+def accept(conflict_id: int, operator: Optional[str] = typer.Option(None), note: Optional[str] = typer.Option(None)) -> None:
+    """Accept a conflict as genuine (recorded in the ledger); `tongban identity retry` then replays its cases."""
+    from tongban import codes
+    from tongban.identity import accept_conflict
+
+    typer.echo(codes.mask_text(accept_conflict(_store(), conflict_id, operator=_operator(operator), note=note)))
+
+
+@app.command("retry")
+def retry(no_replay: bool = typer.Option(False, "--no-replay", help="only ask the platform again")) -> None:
+    """Ask the unified user service again about unresolved applicants and replay the cases that now resolve."""
+    from tongban.identity import retry_unresolved
+
+    summary = retry_unresolved(replay=not no_replay)
+    typer.echo(" ".join(f"{key}={value}" for key, value in summary.items()))
