@@ -32,7 +32,7 @@ import requests
 import zeep
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 from zeep.cache import InMemoryCache, SqliteCache
-from zeep.exceptions import Fault, TransportError, XMLSyntaxError
+from zeep.exceptions import DTDForbidden, EntitiesForbidden, Fault, TransportError, XMLSyntaxError
 from zeep.helpers import serialize_object
 from zeep.transports import Transport
 
@@ -198,6 +198,8 @@ class SoapAdapter(Adapter):
                 return SourceError(self.system, f"authentication failed (HTTP {status}) while {what}: check the "
                                                 "credentials named by auth.username_env / auth.password_env")
             return SourceError(self.system, f"HTTP {status} while {what}")
+        if isinstance(exc, (DTDForbidden, EntitiesForbidden)):
+            return SourceError(self.system, f"hostile XML refused while {what}: {type(exc).__name__}")
         if isinstance(exc, (XMLSyntaxError, safexml.XMLRejected)):
             return SourceError(self.system, f"unreadable XML while {what}: {exc}")
         if isinstance(exc, (ValueError, TypeError)) and what.startswith("calling"):

@@ -55,6 +55,11 @@ class RestDistrictSink:
         with self._lock:
             self._faults.extend([status] * count)
 
+    def heal(self) -> None:
+        """Drop the faults still pending."""
+        with self._lock:
+            self._faults.clear()
+
 
 def is_rest_target(target: str) -> bool:
     """Districts (5001xx) and the city take REST; counties (5002xx) take file drops."""

@@ -212,7 +212,7 @@ def test_sink_failures_are_retried_then_parked_and_the_batch_still_balances(tmp_
     assert q.counts(store)["parked"] == lines[refusing].parked
 
     # The district fixes its side; the operator replays the parked records and they arrive.
-    sinks.sink(refusing)._faults.clear()
+    sinks.sink(refusing).heal()
     assert "re-published" in replay_parked_flowback(store, bus, prefix="t.flowback")
     DistrictDeliverer(store=store, bus=bus, sinks=sinks.sinks_config(), prefix="t.flowback").run(idle_exit=0.2)
     (after,) = reconcile(store, "MPS-20240304-0001")

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from adapters.base import Adapter, RawRecord
 from tongban import codes, ledger
 from tongban.bus.topology import CASES
-from tongban.envelope import Envelope
+from tongban.envelope import KIND_SEALED, Envelope
 from tongban.ledger import LedgerEvent
 from tongban.store.tables import parked, quarantine
 
@@ -158,14 +158,25 @@ def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES)
         env = Envelope.from_bytes(row["envelope"].encode("utf-8"))
         env.attempt, env.waits, env.replay_of = 0, 0, f"parked#{row['id']}"
         envelopes.append(env)
-    envelopes.sort(key=lambda e: (e.correlation or "", e.payload.get("sequence") or 0))
+    envelopes.sort(key=lambda e: (e.kind, e.correlation or "", e.payload.get("sequence") or 0))
     # Mark first: a replayed event must not find itself "blocked" by its own parked entry.
     _mark(store, parked, [r["id"] for r in rows],
           [LedgerEvent("replayed", {"parked_id": r["id"]}, system=r["system"], message_id=r["message_id"],
                        idempotency_key=r["idempotency_key"], case_number=r["case_number"]) for r in rows])
-    bus.declare(work)
-    bus.publish(work, envelopes)
+    for kind in sorted({e.kind for e in envelopes}):
+        target = _work_for(kind, work)
+        bus.declare(target)
+        bus.publish(target, [e for e in envelopes if e.kind == kind])
     return f"re-published {len(envelopes)} parked events"
+
+
+def _work_for(kind: str, default):
+    """Each message kind has its own queue: a parked sealed document goes back to the sealed queue."""
+    if kind == KIND_SEALED:
+        from tongban.sealed import SEALED
+
+        return SEALED
+    return default
 
 
 def _mark(store, table, ids: list[int], events: list[LedgerEvent]) -> None:

@@ -45,13 +45,13 @@ def print_trace(store, ident: str, *, as_json: bool = False) -> bool:
     return True
 
 
-def print_status(store, bus) -> None:
+def print_status(store, bus, work=CASES) -> None:
     table = Table(title=f"tongban status (bus: {bus.name})")
     table.add_column("what")
     table.add_column("count", justify="right")
-    names = [CASES.queue, CASES.wait_queue, *(CASES.retry_queue(s) for s in RETRY_STEPS)]
+    names = [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]
     if bus.name == "inprocess":
-        names = [CASES.queue]
+        names = [work.queue]
     for name in names:
         table.add_row(f"queue {name}", str(bus.depth(name)))
     counts = q.counts(store)

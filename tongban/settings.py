@@ -29,7 +29,8 @@ class Settings:
     mappings_dir: Path = field(default_factory=lambda: Path(_env("TONGBAN_MAPPINGS", "mappings")).resolve())
     # Key for keyed hashes of personal identifiers (HMAC); sandbox default, production sets it.
     pii_key: str = field(default_factory=lambda: _env("TONGBAN_PII_KEY", "sandbox-pii-key-not-for-production"))
-    partitions: int = field(default_factory=lambda: int(_env("TONGBAN_PARTITIONS", "8")))
+    # Prefix of every exchange and queue name: parallel environments on one broker keep apart.
+    queue_prefix: str = field(default_factory=lambda: _env("TONGBAN_QUEUE_PREFIX", "tongban"))
 
     @property
     def db_url(self) -> str:

@@ -49,8 +49,9 @@ class Bus:
         raise NotImplementedError
 
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
-                idle_exit: float | None = None) -> None:
-        """Run until `stop` is set (or, with idle_exit, until the queue has been empty that long)."""
+                idle_exit: float | None = None, lanes: int = 1) -> None:
+        """Run until `stop` is set (or, with idle_exit, until the queue has been empty that long).
+        `lanes` handler threads share the work; messages with the same correlation keep to one lane."""
         raise NotImplementedError
 
     def depth(self, queue: str) -> int:

@@ -68,7 +68,8 @@ class LocalBus(Bus):
         return [(r.id, r.body, (r.claims or 0) > 0) for r in rows]
 
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
-                idle_exit: float | None = None) -> None:
+                idle_exit: float | None = None, lanes: int = 1) -> None:
+        # One lane: SQLite takes one writer at a time anyway, so parallel handlers would only queue.
         idle_since = time.monotonic()
         while not stop.is_set():
             batch = self._claim(work, prefetch)

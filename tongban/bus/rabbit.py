@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from typing import Sequence
 
 import pika
@@ -126,11 +127,11 @@ class RabbitBus(Bus):
 
     # --- consuming ------------------------------------------------------------------------------
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
-                idle_exit: float | None = None) -> None:
+                idle_exit: float | None = None, lanes: int = 1) -> None:
         backoff = 0.5
         while not stop.is_set():
             try:
-                self._consume_once(work, handler, stop=stop, prefetch=prefetch, idle_exit=idle_exit)
+                self._consume_once(work, handler, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=max(1, lanes))
                 return
             except _CONNECTION_ERRORS as exc:
                 # Unacked messages go back to the queue on the broker's side; reconnect and go on.
@@ -138,17 +139,26 @@ class RabbitBus(Bus):
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10)
 
-    def _consume_once(self, work, handler, *, stop, prefetch, idle_exit) -> None:
+    def _consume_once(self, work, handler, *, stop, prefetch, idle_exit, lanes) -> None:
         params = pika.URLParameters(self.url)
         params.heartbeat = 30
         connection = pika.BlockingConnection(params)
         channel = connection.channel()
         channel.basic_qos(prefetch_count=prefetch)
-        inbox: queue.Queue = queue.Queue()
-        busy = threading.Event()  # set while the handler holds a message
+        # Handler lanes: messages with the same correlation (one case) always take the same lane, so a
+        # worker never handles two events of one case at once; different cases go in parallel.
+        inboxes: list[queue.Queue] = [queue.Queue() for _ in range(lanes)]
+        in_flight = [0]
+        in_flight_lock = threading.Lock()
 
         def on_message(ch, method, properties, body):
-            inbox.put((method.delivery_tag, method.redelivered, body))
+            try:
+                key = Envelope.from_bytes(body).correlation or properties.message_id or ""
+            except Exception:
+                key = ""
+            with in_flight_lock:
+                in_flight[0] += 1
+            inboxes[zlib.crc32(key.encode("utf-8")) % lanes].put((method.delivery_tag, method.redelivered, body))
 
         def settle(tag: int, ok: bool) -> None:
             if channel.is_open:
@@ -157,46 +167,55 @@ class RabbitBus(Bus):
                 else:
                     channel.basic_nack(tag, requeue=True)
 
-        def work_loop():
+        def lane_loop(inbox: queue.Queue):
             while True:
                 item = inbox.get()
                 if item is None:
                     return
                 tag, redelivered, body = item
-                busy.set()
                 ok = True
                 try:
                     handler(Delivery(Envelope.from_bytes(body), work.queue, redelivered))
                 except Exception:  # the message goes back to the queue; the worker goes on
                     log.exception("handler failed; message returned to the queue")
                     ok = False
-                busy.clear()
+                with in_flight_lock:
+                    in_flight[0] -= 1
                 try:
                     connection.add_callback_threadsafe(functools.partial(settle, tag, ok))
                 except Exception:
                     return  # connection gone: the broker requeues what we did not ack
 
-        worker = threading.Thread(target=work_loop, name="tongban-handler", daemon=True)
-        worker.start()
+        threads = [threading.Thread(target=lane_loop, args=(inbox,), name=f"tongban-lane-{i}", daemon=True)
+                   for i, inbox in enumerate(inboxes)]
+        for thread in threads:
+            thread.start()
         channel.basic_consume(work.queue, on_message)
         last_activity = time.monotonic()
         try:
             while not stop.is_set():
                 connection.process_data_events(time_limit=0.2)
-                if not inbox.empty() or busy.is_set():
+                if in_flight[0]:
                     last_activity = time.monotonic()
-                if idle_exit is not None and inbox.empty() and not busy.is_set() and time.monotonic() - last_activity > idle_exit:
+                elif idle_exit is not None and time.monotonic() - last_activity > idle_exit:
                     if self._quiet(channel, work):
                         break
                     last_activity = time.monotonic()
-                if not worker.is_alive():
+                if not all(t.is_alive() for t in threads):
                     break
         finally:
-            inbox.put(None)
-            # Let the handler finish the message in hand (SIGTERM: finish, then exit), servicing the
-            # connection meanwhile so its ack can go out.
+            # Stop taking messages; what waits in the lanes unhandled goes back to the queue when the
+            # connection closes. The message in hand in each lane is finished (SIGTERM: finish, then exit),
+            # servicing the connection meanwhile so its ack can go out.
+            for inbox in inboxes:
+                while True:
+                    try:
+                        inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                inbox.put(None)
             deadline = time.monotonic() + 30
-            while worker.is_alive() and time.monotonic() < deadline and connection.is_open:
+            while any(t.is_alive() for t in threads) and time.monotonic() < deadline and connection.is_open:
                 connection.process_data_events(time_limit=0.1)
             try:
                 connection.close()

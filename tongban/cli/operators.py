@@ -44,9 +44,12 @@ def quarantine_show(entry_id: int) -> None:
 def quarantine_replay(ids: list[int] = typer.Argument(None), system: Optional[str] = typer.Option(None),
                       stage: Optional[str] = typer.Option(None), reason: Optional[str] = typer.Option(None)) -> None:
     """Run quarantined records through the current mapping again (after the mapping or data was fixed)."""
+    from tongban.bus.topology import cases_work
     from tongban.operations import replay_quarantine
+    from tongban.settings import load
 
-    result = replay_quarantine(_store(), ids=ids or None, system=system, stage=stage, reason=reason)
+    result = replay_quarantine(_store(), ids=ids or None, system=system, stage=stage, reason=reason,
+                               work=cases_work(load().queue_prefix))
     typer.echo(result)
 
 
@@ -75,6 +78,9 @@ def parked_replay(ids: list[int] = typer.Argument(None), system: Optional[str] =
                   reason: Optional[str] = typer.Option(None)) -> None:
     """Send parked deliveries again, in case order, with their original idempotency keys."""
     from tongban.bus import open_bus
+    from tongban.bus.topology import cases_work
     from tongban.operations import replay_parked
+    from tongban.settings import load
 
-    typer.echo(replay_parked(_store(), open_bus(), ids=ids or None, system=system, reason=reason))
+    work = cases_work(load().queue_prefix)
+    typer.echo(replay_parked(_store(), open_bus(), ids=ids or None, system=system, reason=reason, work=work))

@@ -32,6 +32,7 @@ def ingest(files: list[Path] = typer.Argument(None, help="mapping files (default
     """Fetch each legacy system since its watermark, map, validate and publish its case events."""
     from rich.console import Console
 
+    from tongban.bus.topology import cases_work
     from tongban.ingest import run_ingest
     from tongban.mapping import MappingFileError, load_mapping
 
@@ -46,7 +47,7 @@ def ingest(files: list[Path] = typer.Argument(None, help="mapping files (default
             console.print(f"[red]mapping error[/red] {exc}")
             failed = True
             continue
-        report = run_ingest(mapping, store=store, bus=bus, platform=platform)
+        report = run_ingest(mapping, store=store, bus=bus, platform=platform, work=cases_work(settings.queue_prefix))
         console.print(f"{mapping.system}: fetched {report.fetched}, unchanged {report.unchanged}, "
                       f"cases changed {report.cases_changed}, events published {report.events_published}, "
                       f"quarantined {report.quarantined}")
@@ -55,12 +56,16 @@ def ingest(files: list[Path] = typer.Argument(None, help="mapping files (default
 
 
 def worker(idle_exit: Optional[float] = typer.Option(None, help="exit after the queues are empty this many seconds"),
-           prefetch: int = typer.Option(20, help="messages in flight per worker"),
+           prefetch: int = typer.Option(50, help="messages in flight per worker"),
+           lanes: int = typer.Option(8, help="handler threads (one case always keeps to one lane)"),
+           max_attempts: int = typer.Option(8, help="delivery attempts before a message is parked"),
            metrics_port: Optional[int] = typer.Option(None, help="serve Prometheus /metrics on this port")) -> None:
     """Consume case events and deliver them to 渝快办 (SIGTERM: finish the message in hand, then exit)."""
     import signal
     import threading
 
+    from tongban.bus.topology import cases_work
+    from tongban.delivery.retry import RedeliveryPolicy
     from tongban.delivery.worker import DeliveryWorker
 
     settings, store, bus_factory, platform_factory = _context()
@@ -72,8 +77,10 @@ def worker(idle_exit: Optional[float] = typer.Option(None, help="exit after the 
         from tongban.metrics import Metrics
 
         metrics = Metrics.serve(metrics_port, store=store)
-    w = DeliveryWorker(store=store, bus=bus_factory(), platform=platform_factory(), metrics=metrics)
-    stats = w.run(stop=stop, idle_exit=idle_exit, prefetch=prefetch)
+    policy = RedeliveryPolicy(max_attempts=max_attempts)
+    w = DeliveryWorker(store=store, bus=bus_factory(), platform=platform_factory(), metrics=metrics, policy=policy,
+                       work=cases_work(settings.queue_prefix))
+    stats = w.run(stop=stop, idle_exit=idle_exit, prefetch=prefetch, lanes=lanes)
     typer.echo(f"worker stopped: delivered {stats.delivered}, duplicates {stats.duplicates}, retried {stats.retried}, "
                f"parked {stats.parked}, rejected {stats.rejected}")
 
@@ -93,8 +100,10 @@ def status() -> None:
     """Queue depths, parked and quarantined counts, ledger size."""
     from tongban.report import print_status
 
+    from tongban.bus.topology import cases_work
+
     settings, store, bus_factory, _ = _context()
-    print_status(store, bus_factory())
+    print_status(store, bus_factory(), cases_work(settings.queue_prefix))
 
 
 def register(app: typer.Typer) -> None:

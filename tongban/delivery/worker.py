@@ -25,6 +25,7 @@ from tongban.ledger import LedgerEvent
 from tongban.platform_client import PlatformClient, PlatformRejected, PlatformTransient, ReceiptInvalid
 from tongban.store import Store
 from tongban.store import state as st
+from tongban.store.batcher import WriteBatcher
 
 from .retry import RedeliveryPolicy
 
@@ -51,10 +52,13 @@ class DeliveryWorker:
         self.work = work
         self.policy = policy or RedeliveryPolicy()
         self.stats = WorkerStats()
+        self.writes = WriteBatcher(store)  # group commit across handler lanes
+        self._stats_lock = threading.Lock()  # handler lanes run in parallel
         self.metrics = metrics
 
     def _count(self, name: str, seconds: float | None = None) -> None:
-        setattr(self.stats, name, getattr(self.stats, name) + 1)
+        with self._stats_lock:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
         if self.metrics is not None:
             self.metrics.count(name, seconds)
 
@@ -66,19 +70,24 @@ class DeliveryWorker:
                            source_key=payload.get("source_key"))
 
     def _park(self, env: Envelope, reason: str) -> None:
-        with self.store.write() as conn:
+        def write(conn):
             q.park(conn, message_id=env.message_id, idempotency_key=env.idempotency_key, system=env.source,
                    case_number=env.correlation, reason=reason, envelope_json=env.to_bytes().decode("utf-8"))
             ledger.append(conn, [self._ledger("parked", env, {"reason": reason, "attempts": env.attempt})])
+
+        self.writes.write(write)
         self._count("parked")
 
     def _reject(self, env: Envelope, exc: PlatformRejected) -> None:
         payload = env.payload
-        with self.store.write() as conn:
+
+        def write(conn):
             q.add(conn, q.QuarantineEntry(env.source, payload.get("source_key"), "platform", exc.reason,
                                           field=payload.get("event"), position=f"event {payload.get('sequence')}",
                                           record={"envelope": env.__dict__}))
             ledger.append(conn, [self._ledger("rejected", env, {"status": exc.status, "reason": exc.reason})])
+
+        self.writes.write(write)
         self._count("rejected")
 
     def _retry(self, env: Envelope, reason: str, retry_after: float | None) -> None:
@@ -88,8 +97,8 @@ class DeliveryWorker:
             return
         delay = self.policy.delay(env.attempt, retry_after)
         self.bus.publish_delayed(self.work, env, delay)
-        ledger.record(self.store, self._ledger(
-            "retried", env, {"attempt": env.attempt, "delay_s": round(delay, 2), "reason": reason}))
+        event = self._ledger("retried", env, {"attempt": env.attempt, "delay_s": round(delay, 2), "reason": reason})
+        self.writes.write(lambda conn: ledger.append(conn, [event]))
         self._count("retried")
 
     # --- the handler ------------------------------------------------------------------------------
@@ -101,9 +110,10 @@ class DeliveryWorker:
             blocked = None if receipt else q.is_blocked(conn, env.correlation, env.source, payload.get("source_key"))
             last = st.last_delivered_sequence(conn, env.correlation) if env.correlation else 0
         if receipt is not None:
-            ledger.record(self.store, self._ledger("duplicate", env, {
-                "receipt_id": receipt.get("receipt_id"), "redelivered": delivery.redelivered,
-                "replay": env.replay_of is not None}))
+            event = self._ledger("duplicate", env, {"receipt_id": receipt.get("receipt_id"),
+                                                    "redelivered": delivery.redelivered,
+                                                    "replay": env.replay_of is not None})
+            self.writes.write(lambda conn: ledger.append(conn, [event]))
             self._count("duplicates")
             return
         if blocked:
@@ -131,28 +141,37 @@ class DeliveryWorker:
             self._park(env, f"receipt not accepted: {exc}")
             return
         elapsed = time.monotonic() - started
-        with self.store.write() as conn:
-            fresh = st.record_delivery(conn, env.idempotency_key, env.message_id, env.correlation, sequence, receipt)
-            if fresh:
-                ledger.append(conn, [
-                    self._ledger("delivered", env, {"event": payload.get("event"), "sequence": sequence,
-                                                    "attempts": env.attempt + 1, "duplicate_at_platform": receipt.get("duplicate", False),
-                                                    **({"replay_of": env.replay_of} if env.replay_of else {})}),
-                    self._ledger("receipt", env, {"receipt_id": receipt.get("receipt_id"), "digest": receipt.get("digest"),
-                                                  "received_at": receipt.get("received_at"),
-                                                  "signature": receipt.get("signature")}),
-                ])
-            else:
-                ledger.append(conn, [self._ledger("duplicate", env, {"receipt_id": receipt.get("receipt_id"),
-                                                                     "concurrent": True})])
+        fresh = self.writes.write(lambda conn: self._record(conn, env, receipt))
         if fresh:
             self._count("delivered", elapsed)
-            self.stats.latencies.append(elapsed)
+            with self._stats_lock:
+                self.stats.latencies.append(elapsed)
         else:
             self._count("duplicates")
 
-    def run(self, *, stop: threading.Event | None = None, idle_exit: float | None = None, prefetch: int = 20) -> WorkerStats:
+    def _record(self, conn, env: Envelope, receipt: dict) -> bool:
+        """The delivery and its receipt, in the ledger, in the committer's transaction."""
+        payload = env.payload
+        sequence = payload.get("sequence")
+        fresh = st.record_delivery(conn, env.idempotency_key, env.message_id, env.correlation, sequence, receipt)
+        if not fresh:
+            ledger.append(conn, [self._ledger("duplicate", env, {"receipt_id": receipt.get("receipt_id"),
+                                                                 "concurrent": True})])
+            return False
+        ledger.append(conn, [
+            self._ledger("delivered", env, {"event": payload.get("event"), "sequence": sequence,
+                                            "attempts": env.attempt + 1,
+                                            "duplicate_at_platform": receipt.get("duplicate", False),
+                                            **({"replay_of": env.replay_of} if env.replay_of else {})}),
+            self._ledger("receipt", env, {"receipt_id": receipt.get("receipt_id"), "digest": receipt.get("digest"),
+                                          "received_at": receipt.get("received_at"),
+                                          "signature": receipt.get("signature")}),
+        ])
+        return True
+
+    def run(self, *, stop: threading.Event | None = None, idle_exit: float | None = None, prefetch: int = 50,
+            lanes: int = 8) -> WorkerStats:
         stop = stop or threading.Event()
         self.bus.declare(self.work)
-        self.bus.consume(self.work, self.handle, stop=stop, prefetch=prefetch, idle_exit=idle_exit)
+        self.bus.consume(self.work, self.handle, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=lanes)
         return self.stats

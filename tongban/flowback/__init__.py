@@ -10,4 +10,4 @@ from .reconcile import BatchReconciliation, reconcile, render  # noqa: F401
 from .routing import Reject, Route, Router  # noqa: F401
 from .run import FlowbackRunReport, ingest_source, run_flowback_source  # noqa: F401
 from .topology import flowback_topology, work_queue  # noqa: F401
-from .worker import DistrictDeliverer  # noqa: F401
+from .worker import DistrictDeliverer, replay_parked_flowback  # noqa: F401

@@ -1,0 +1,55 @@
+"""Group commit for concurrent writers.
+
+The ledger's hash chain admits one writer at a time, and every commit waits for the disk. Handler lanes
+therefore hand their writes to one committer thread, which runs whatever has queued up in a single
+transaction and then wakes the callers: the same durability (a caller returns only after its commit), many
+writes per disk flush. A batch that fails is retried one write at a time, so one bad write fails alone."""
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from sqlalchemy import Connection
+
+from .db import Store
+
+Write = Callable[[Connection], Any]
+
+
+class WriteBatcher:
+    def __init__(self, store: Store, max_batch: int = 200):
+        self.store = store
+        self.max_batch = max_batch
+        self._pending: queue.Queue[tuple[Write, Future]] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="tongban-committer", daemon=True)
+        self._thread.start()
+
+    def write(self, fn: Write) -> Any:
+        """Run `fn(conn)` in a write transaction; returns its result once committed."""
+        future: Future = Future()
+        self._pending.put((fn, future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._pending.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.store.write() as conn:
+                    results = [fn(conn) for fn, _ in batch]
+            except Exception:
+                for fn, future in batch:
+                    try:
+                        with self.store.write() as conn:
+                            future.set_result(fn(conn))
+                    except Exception as exc:
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results):
+                future.set_result(result)
