@@ -1,6 +1,6 @@
 """Airflow schedules and retries every ingest: the DAG factory, the operations DAGs, and real `dag.test()` runs.
 
-Airflow runs in subprocesses (its settings are read once per process, from the environment) with a metadata
+Airflow runs in one long-lived subprocess (its settings are read once per process, from the environment) with a metadata
 database of its own under a tmp AIRFLOW_HOME; the sandbox (mock 渝快办 + legacy REST) runs in this process on
 127.0.0.1, and the DAGs' tasks reach it over HTTP. Retry delays in the test mappings are a second or two.
 """
@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 pytestmark = pytest.mark.airflow
@@ -235,7 +236,7 @@ def test_every_dag_loads_with_the_schedule_and_retries_its_mapping_file_declares
     loaded = airflow("load", {"TONGBAN_MAPPINGS": str(REPO / "mappings")})
     assert loaded["errors"] == {}
     for path in sorted((REPO / "mappings").glob("*.yaml")):
-        assert f"ingest__{path.stem}" in loaded["dags"]
+        assert f"ingest__{yaml.safe_load(path.read_text(encoding='utf-8'))['system']}" in loaded["dags"]
     assert {"ops__replay", "ops__reconcile"} <= set(loaded["dags"])
     samr = loaded["tasks"]["ingest__cq-samr-rest"]
     assert samr["schedule"] == "*/15 * * * *"
@@ -355,3 +356,73 @@ def test_ops_replay_replays_only_the_entries_an_operator_marked(world):
     assert status == {ids[0]: "replayed", ids[1]: "open"}  # the unmarked entry is untouched
     assert replayed == 1
     assert pending(store, "quarantine") == []
+
+
+def test_every_ingest_dag_of_the_repository_runs_against_the_full_sandbox(airflow, tmp_path, monkeypatch):
+    """The real mapping files, unchanged, against the sandbox's REST, SOAP and file-drop departments."""
+    from sandbox.environment import Sandbox
+    from tongban.store.tables import ledger
+
+    exported = ["TONGBAN_PLATFORM_URL", "CQ_SAMR_URL", "CQ_SAMR_TOKEN", "CQ_HRSS_WSDL", "CQ_HRSS_USER",
+                "CQ_HRSS_PASSWORD", "CQ_WSJKW_DROP"]
+    for name in exported:  # Sandbox.start() exports these into os.environ; monkeypatch puts them back afterwards
+        monkeypatch.delenv(name, raising=False)
+    sandbox = Sandbox(tmp_path / "sandbox", cases=40).start()
+    try:
+        home = tmp_path / "home"
+        env = {"TONGBAN_HOME": str(home), "TONGBAN_MAPPINGS": str(REPO / "mappings"), "TONGBAN_BUS": "inprocess",
+               "TONGBAN_DB_URL": f"sqlite:///{home}/tongban.db", **{name: os.environ[name] for name in exported}}
+        systems = [yaml.safe_load(path.read_text(encoding="utf-8"))["system"]
+                   for path in sorted((REPO / "mappings").glob("*.yaml"))]
+        for system in systems:
+            run = airflow("run", env, f"ingest__{system}")
+            assert run["state"] == "success", (system, run)
+        stats, platform = _deliver(env)
+        with _store(env).read() as conn:
+            published_by_system = dict(conn.execute(select(ledger.c.system, func.count())
+                                                    .where(ledger.c.hop == "published").group_by(ledger.c.system)).all())
+        assert set(published_by_system) == set(systems)
+        assert stats.delivered == sum(published_by_system.values())
+        assert airflow("run", env, "ops__reconcile")["state"] == "success"
+    finally:
+        sandbox.stop()
+
+
+def test_a_marked_parked_delivery_is_republished_once_and_the_mark_closes(tmp_path):
+    """replay_marks without Airflow: the parked entry stays open (holding its case back) until the replay runs."""
+    from tongban import quarantine as q
+    from tongban.bus.local import LocalBus
+    from tongban.bus.topology import CASES
+    from tongban.envelope import KIND_CASE_EVENT, Envelope
+    from tongban.replay_marks import mark_for_replay, pending, replay_marked
+    from tongban.store import Store
+    from tongban.store.tables import parked
+
+    store = Store(f"sqlite:///{tmp_path}/t.db")
+    bus = LocalBus(store)
+    bus.declare(CASES)
+    env = Envelope(kind=KIND_CASE_EVENT, source="cq-samr-rest", idempotency_key="k1", correlation="N1",
+                   payload={"event": "application", "sequence": 1, "source_key": "YW1"})
+    with store.write() as conn:
+        first = q.park(conn, message_id=env.message_id, idempotency_key="k1", system="cq-samr-rest", case_number="N1",
+                       reason="gave up after 8 attempts", envelope_json=env.to_bytes().decode())
+        second = q.park(conn, message_id="m2", idempotency_key="k2", system="cq-samr-rest", case_number="N2",
+                        reason="gave up after 8 attempts", envelope_json=env.to_bytes().decode())
+
+    assert mark_for_replay(store, "parked", [first]) == 1
+    assert mark_for_replay(store, "parked", [first]) == 0  # marking twice is harmless
+    with store.read() as conn:  # still open: later events of case N1 keep waiting behind it
+        assert q.is_blocked(conn, "N1", None, None)
+    assert pending(store, "parked") == [first]
+
+    result = replay_marked(store, bus)
+
+    assert result.parked_ids == [first]
+    assert bus.depth(CASES.queue) == 1
+    with store.read() as conn:
+        assert dict(conn.execute(select(parked.c.id, parked.c.status)).all()) == {first: "replayed", second: "open"}
+    assert pending(store, "parked") == []
+    assert replay_marked(store, bus).messages == ["nothing marked for replay"]
+    with pytest.raises(ValueError, match="not found or not open"):
+        mark_for_replay(store, "parked", [first])
+    store.dispose()

@@ -140,14 +140,14 @@ def _sequences(store, code) -> dict[str, int]:
     return {key: seq for key, seq, snapshot in rows if json.loads(snapshot)["item_code"] == code}
 
 
-def test_catalog_cli_sync_diff_and_check(sandbox_env, tmp_path, monkeypatch):
+def test_catalog_cli_sync_diff_and_check(sandbox_env):
     from tongban.cli.catalog import app
 
     runner = CliRunner()
     codes = _samr_codes()
     synced = runner.invoke(app, ["sync", "--mappings", str(MAPPINGS)])
     assert synced.exit_code == 0, synced.output
-    assert "version None → 1" in synced.output and "cq-samr-rest.yaml: ok" in synced.output
+    assert "version (none) → 1" in synced.output and "cq-samr-rest.yaml: ok" in synced.output
     _publish(sandbox_env.platform.url, retire=[codes["SX-0007"]])
     synced = runner.invoke(app, ["sync", "--mappings", str(MAPPINGS)])
     assert f"retired   {codes['SX-0007']}" in synced.output

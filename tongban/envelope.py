@@ -5,7 +5,7 @@ import hashlib
 import json
 import uuid
 from urllib.parse import quote
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -53,7 +53,8 @@ class Envelope:
     replay_of: str | None = None  # set when an operator replays a parked or quarantined message
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        # The fields are plain JSON values already: no deep copy (dataclasses.asdict) on the hot path.
+        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, body: bytes) -> "Envelope":

@@ -18,7 +18,7 @@ def _store():
 
 
 def _print_diff(changes) -> None:
-    typer.echo(f"catalogue version {changes.old_version} → {changes.new_version}")
+    typer.echo(f"catalogue version {changes.old_version or '(none)'} → {changes.new_version}")
     if changes.empty:
         typer.echo("  no changes")
     for code in changes.added:
