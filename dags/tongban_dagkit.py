@@ -261,3 +261,245 @@ def reconcile_task() -> dict[str, Any]:
     if report.gaps:
         raise Permanent("reconciliation found gaps:\n" + "\n".join(f"  {g}" for g in report.gaps))
     return report.as_dict()
+
+
+# ------------------------------------------------------------------------------------------ flowback sources
+# National data flowback (数据回流): every ministry source file in <mappings>/flowback/sources/ becomes a DAG
+# `flowback__<source>`. The same split as the ingest DAGs: parse time reads local files only (the `${NAME}`
+# references are expanded again at run time, with the worker's environment).
+FLOWBACK_PREFIX = "flowback__"
+# A source file declares no retry policy: a ministry service that is briefly away is worth two more tries; an
+# unbalanced batch is not (it is the finding, see run_flowback_task).
+FLOWBACK_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
+                    "max_retry_delay": timedelta(minutes=10)}
+
+
+def flowback_sources_dir(directory: Path | None = None) -> Path:
+    """<mappings>/flowback/sources, beside the mapping files (TONGBAN_MAPPINGS moves both)."""
+    return (directory or mappings_dir()) / "flowback" / "sources"
+
+
+def flowback_source_files(directory: Path | None = None) -> list[Path]:
+    folder = flowback_sources_dir(directory)
+    return sorted(p for p in folder.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+def schedule_problem(schedule: Any) -> str | None:
+    """Why Airflow would refuse `schedule`, or None. Asks Airflow's own timetable, as plan_for does."""
+    if schedule is None or schedule in PRESETS_WITHOUT_CRON:
+        return None
+    if not isinstance(schedule, str):
+        return f"schedule must be a cron expression or a preset such as @hourly, not {schedule!r}"
+    from airflow.sdk import CronTriggerTimetable
+
+    try:
+        CronTriggerTimetable(schedule, timezone=TIMEZONE).validate()
+    except Exception as exc:
+        return f"schedule {schedule!r} is not a cron expression or preset (@hourly …): {exc}"
+    return None
+
+
+def _top_level_line(path: Path, key: str) -> int | None:
+    """The line of a top-level key (`key:` at column 0); good enough to point a person at the right place."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    return next((n for n, text in enumerate(lines, 1) if re.match(rf"{re.escape(key)}\s*:", text)), None)
+
+
+def _flowback_config_error(path: Path, exc: Exception) -> MappingFileError:
+    """A FlowbackConfigError as file:line: rule. Its pydantic cause (kept as __context__ although raised
+    `from None`) says which field; without it the message is used as it is."""
+    from pydantic import ValidationError
+
+    cause = exc.__context__
+    if isinstance(cause, ValidationError) and cause.errors():
+        first = cause.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"]) or "(file)"
+        more = len(cause.errors()) - 1
+        rule = f"{loc}: {first['msg']}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+        return MappingFileError(str(path), _top_level_line(path, str(first["loc"][0])) if first["loc"] else None, rule)
+    message = str(exc)
+    prefix = f"{path}: "
+    rule = message[len(prefix):] if message.startswith(prefix) else message
+    section = re.match(r"([A-Za-z_]+): ", rule)  # "sinks: cannot read …" points at the `sinks:` line
+    return MappingFileError(str(path), _top_level_line(path, section.group(1)) if section else None, rule)
+
+
+@dataclass(frozen=True)
+class FlowbackPlan:
+    """What the factory needs to make one flowback DAG from one ministry source file."""
+
+    path: Path
+    source: str
+    name: str
+    schedule: str | None
+    transport: str  # soap | files
+
+    @property
+    def dag_id(self) -> str:
+        return f"{FLOWBACK_PREFIX}{self.source}"
+
+
+def flowback_plan_for(path: Path) -> FlowbackPlan:
+    """Read one source file (tongban.flowback.load_source_config) into a plan; raises MappingFileError."""
+    import yaml
+
+    from tongban.flowback import FlowbackConfigError, load_source_config
+
+    try:
+        config = load_source_config(path)
+    except FlowbackConfigError as exc:
+        raise _flowback_config_error(path, exc) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise MappingFileError(str(path), mark.line + 1 if mark else None,
+                               f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    if not DAG_ID_SAFE.match(config.source):
+        raise MappingFileError(str(path), _top_level_line(path, "source"),
+                               f"source {config.source!r} may use only letters, digits, '-', '_' and '.' "
+                               "(it becomes the DAG id flowback__<source>)")
+    problem = schedule_problem(config.schedule)
+    if problem:
+        raise MappingFileError(str(path), _top_level_line(path, "schedule"), problem)
+    return FlowbackPlan(path=path, source=config.source, name=config.name, schedule=config.schedule,
+                        transport=config.transport.kind)
+
+
+def discover_flowback(directory: Path | None = None) -> tuple[list[FlowbackPlan], list[MappingFileError]]:
+    """Every flowback source file as a plan, or as the error that keeps it from being one. Never raises."""
+    plans: list[FlowbackPlan] = []
+    errors: list[MappingFileError] = []
+    seen: dict[str, Path] = {}
+    for path in flowback_source_files(directory):
+        try:
+            plan = flowback_plan_for(path)
+        except MappingFileError as exc:
+            errors.append(exc)
+            continue
+        except Exception as exc:  # a loader bug must still name the file, not take every DAG down
+            errors.append(MappingFileError(str(path), None, f"{type(exc).__name__}: {exc}"))
+            continue
+        if plan.source in seen:
+            errors.append(MappingFileError(str(path), _top_level_line(path, "source"),
+                                           f"source {plan.source!r} is already declared by {seen[plan.source]}"))
+            continue
+        seen[plan.source] = path
+        plans.append(plan)
+    return plans, errors
+
+
+def describe_flowback_errors(errors: list[MappingFileError]) -> str:
+    count = f"{len(errors)} flowback source file{'s' if len(errors) != 1 else ''}"
+    return "\n".join([f"{count} cannot become a flowback DAG (the other source files are unaffected):",
+                      *[f"  {exc}" for exc in errors]])
+
+
+def run_flowback_task(path: str) -> dict[str, Any]:
+    """One flowback run: fetch the source's new batches → route by 行政区划 → deliver to the district sinks →
+    reconcile each batch. Returns the report (`FlowbackRunReport.to_dict()`).
+
+    An unbalanced report fails at once, without retry: the batches are already routed and moved out of the
+    source's reach, so a retry would find nothing new, reconcile nothing and pass — hiding the gap. Errors
+    raised while fetching (the ministry service away) propagate and Airflow retries them."""
+    from tongban.flowback import run_flowback_source
+
+    try:
+        flowback_plan_for(Path(path))  # the file may have changed since the DAG was parsed
+    except MappingFileError as exc:
+        raise Permanent(str(exc)) from exc
+    result = run_flowback_source(path).to_dict()
+    delivery = result["delivery"] or {}
+    log.info("%s: %d batches (%d duplicate), %d unreadable; delivered %d, duplicates %d, retried %d, parked %d",
+             result["source"], len(result["batches"]), sum(1 for b in result["batches"] if b["duplicate"]),
+             len(result["unreadable"]), delivery.get("delivered", 0), delivery.get("duplicates", 0),
+             delivery.get("retried", 0), delivery.get("parked", 0))
+    problems: list[str] = [f"unreadable: {what}" for what in result["unreadable"]]
+    for batch in result["batches"]:
+        log.info("  batch %s: %d records in, %d routed, %d quarantined%s", batch["batch_id"], batch["records_in"],
+                 batch["routed"], batch["quarantined"], f", error: {batch['error']}" if batch["error"] else "")
+        if batch["error"]:
+            problems.append(f"batch {batch['batch_id']}: {batch['error']}")
+    for rec in result["reconciliations"]:
+        for gap in rec["gaps"]:
+            problems.append(f"batch {rec['batch_id']}: {gap}")
+    if not result["balanced"]:
+        raise Permanent(f"flowback {result['source']} does not balance (`tongban flowback report` shows the batches):\n"
+                        + "\n".join(f"  {p}" for p in problems or ["(see the task log)"]))
+    return result
+
+
+# ------------------------------------------------------------------------------------------ daily / hourly chores
+def catalog_sync_task() -> dict[str, Any]:
+    """Sync the unified item catalogue (统一事项标准) and judge what it means for the mapping files."""
+    from tongban.catalog import sync_and_report
+
+    return judge_catalog_report(sync_and_report(mappings_dir=mappings_dir()))
+
+
+def judge_catalog_report(report: dict[str, Any]) -> dict[str, Any]:
+    """Log the catalogue report per mapping file; fail (Permanent: a retry changes nothing, a person must edit
+    the mapping table) when a mapping file sends a withdrawn 实施编码 or has any other catalogue problem.
+
+    Returns the report plus `affected_files` ({file: {codes, open_cases, quarantined, rows}}) and
+    `problems_by_file` ({file: [problem, …]}, files with problems only)."""
+    by_file: dict[str, dict[str, Any]] = {}
+    for row in report.get("affected") or []:
+        entry = by_file.setdefault(row["mapping_file"], {"codes": {}, "rows": []})
+        entry["rows"].append(row)
+        entry["codes"][row["code"]] = (row.get("open_cases", 0), row.get("quarantined", 0))
+    affected_files = {
+        path: {"codes": sorted(entry["codes"]), "rows": entry["rows"],
+               # counts are per 实施编码: two legacy codes sending the same withdrawn code count its cases once
+               "open_cases": sum(n for n, _ in entry["codes"].values()),
+               "quarantined": sum(n for _, n in entry["codes"].values())}
+        for path, entry in sorted(by_file.items())}
+    problems_by_file = {path: [_problem_text(p) for p in found]
+                        for path, found in sorted((report.get("mapping_problems") or {}).items()) if found}
+    log.info("catalogue version %s (previous %s)%s", report.get("version"), report.get("previous_version"),
+             ", newly stored" if report.get("stored") else ", unchanged")
+    lines: list[str] = []
+    for path, entry in affected_files.items():
+        lines.append(f"{path}: sends withdrawn 实施编码 {', '.join(entry['codes'])} — "
+                     f"{entry['open_cases']} open cases, {entry['quarantined']} quarantined")
+    for path, found in problems_by_file.items():
+        lines += [f"{path}: {p}" for p in found]
+    for line in lines:
+        log.warning(line)
+    result = {**report, "affected_files": affected_files, "problems_by_file": problems_by_file}
+    if affected_files or problems_by_file:
+        raise Permanent("the unified item catalogue no longer fits the mapping files (fix the mapping tables, "
+                        "then `tongban quarantine replay --stage catalog`):\n" + "\n".join(f"  {l}" for l in lines))
+    return result
+
+
+def _problem_text(problem: dict[str, Any]) -> str:
+    where = f"{problem['table']}: {problem['legacy_code']} → {problem['code']}: " if problem.get("table") else ""
+    return f"{where}{problem['kind']}: {problem['rule']}"
+
+
+class IdentityServiceThrottled(Exception):
+    """The unified user service (统一用户) answered 429 or was away: worth an Airflow retry later."""
+
+
+def identity_retry_task() -> dict[str, Any]:
+    """Ask the unified user service again about waiting applicants and replay the cases that now resolve.
+    When the service throttled the run, raise after the work done so far is saved, so that Airflow retries
+    the rest later (resolved answers are stored; a retry does not ask them again)."""
+    from tongban.identity import retry_unresolved
+
+    settings, store, bus, platform = _context()
+    try:
+        summary = retry_unresolved(store=store, platform=platform, bus=bus, settings=settings,
+                                   mappings_dir=mappings_dir())
+    finally:
+        bus.close()
+        platform.close()
+    log.info("identity retry: asked %d, resolved %d, still unresolved %d, replayed %d, still waiting %d%s",
+             summary["asked"], summary["resolved"], summary["still_unresolved"], summary["replayed"],
+             summary["waiting"], ", throttled" if summary["throttled"] else "")
+    if summary["throttled"]:
+        raise IdentityServiceThrottled(f"the unified user service throttled the retry after {summary['asked']} "
+                                       f"applicants; {summary['waiting']} cases still wait (Airflow retries)")
+    return summary

@@ -5,6 +5,8 @@ files, so it leaves the broken ones out; this separate file re-checks the same m
 only, no network) and raises when any is broken. The UI, `airflow dags list-import-errors` and
 `DagBag(...).import_errors` then show exactly one error, attributed to this file, whose message names each
 broken mapping file with its line and the rule it breaks. When every file is good it defines nothing.
+Broken flowback source files (mappings/flowback/sources/, left out by tongban_flowback.py) are reported in the
+same error, after the mapping files.
 (Airflow only imports files that mention "airflow" and "dag"; this docstring does.)
 """
 from __future__ import annotations
@@ -19,9 +21,12 @@ import tongban_dagkit as kit  # noqa: E402
 
 
 class MappingFileInvalid(AirflowException):
-    """One or more mapping files cannot become ingest DAGs."""
+    """One or more mapping files (or flowback source files) cannot become DAGs."""
 
 
 _plans, _errors = kit.discover()
-if _errors:
-    raise MappingFileInvalid(kit.describe_errors(_errors))
+_flowback_plans, _flowback_errors = kit.discover_flowback()
+_messages = ([kit.describe_errors(_errors)] if _errors else []) + \
+            ([kit.describe_flowback_errors(_flowback_errors)] if _flowback_errors else [])
+if _messages:
+    raise MappingFileInvalid("\n".join(_messages))

@@ -74,6 +74,7 @@ def run_demo(*, polls: int = 4, days_per_poll: int = 4, cases: int = 1000, quiet
             say(f"        delivered {stats.delivered}, duplicates dropped {stats.duplicates}, retried {stats.retried}, "
                 f"parked {stats.parked}, rejected {stats.rejected}")
             sandbox.advance(days_per_poll)
+        _sealed_exchange(say, store, bus, settings, sandbox)
         counts = q.counts(store)
         result.quarantined = counts["quarantined"]
         result.quarantine_reasons = counts["by_rule"]
@@ -91,6 +92,18 @@ def run_demo(*, polls: int = 4, days_per_poll: int = 4, cases: int = 1000, quiet
         platform.close()
         sandbox.stop()
     return result
+
+
+def _sealed_exchange(say, store, bus, settings, sandbox) -> None:
+    """One department exchanging sealed licences (电子证照 with e-seals). The licences are made once per home:
+    a second demo run re-sends the same documents, which must not be delivered twice."""
+    from .sealed_dept import run_sealed_demo
+
+    licences = settings.home / "licences"
+    if licences.exists() and any(licences.iterdir()):
+        say("sealed licences: already exchanged in this home (delete .tongban/licences to make new ones)")
+        return
+    run_sealed_demo(store, bus, settings, settings.home, sandbox.servers["platform"].url, say=say)
 
 
 def _summary(say, result: DemoResult, before: dict, after: dict, counts: dict) -> None:

@@ -81,8 +81,11 @@ class Sandbox:
 
         state = self._state_dir
         state.mkdir(parents=True, exist_ok=True)
-        platform = Server(platform_app(str(state / "platform.db")), port=_port(PLATFORM_PORT, self.fixed_ports),
-                          name="mock-platform").start()
+        from .sealed_dept import certs_dir_of
+
+        # The platform verifies sealed documents against the sandbox CA (created on first use, git-ignored).
+        platform = Server(platform_app(str(state / "platform.db"), certs_dir=str(certs_dir_of(self.home))),
+                          port=_port(PLATFORM_PORT, self.fixed_ports), name="mock-platform").start()
         self.servers["platform"] = platform
         self.world = LegacyWorld(seed=self.seed, cases=self.cases, bad_share=self.bad_share,
                                  state_file=str(state / f"legacy-rest-{self.seed}-{self.cases}.json"))

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from tests.conftest import AMQP_URL
 from tongban import ledger
 from tongban.bus.rabbit import RabbitBus
-from tongban.bus.topology import cases_work
+from tongban.bus.topology import RETRY_STEPS, cases_work
 from tongban.cases.samples import sample_snapshot
 from tongban.cases.changes import events_between
 from tongban.envelope import KIND_CASE_EVENT, Envelope, idempotency_key
@@ -32,7 +32,7 @@ from tongban.store.tables import deliveries, parked, quarantine
 
 CASES = int(os.environ.get("TONGBAN_CHAOS_CASES", "10000"))
 TONGBAN = str(Path(sys.executable).with_name("tongban"))
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def _counts(store) -> tuple[int, int, int]:
@@ -128,4 +128,13 @@ def test_nothing_lost_nothing_doubled_under_chaos(pg_store, tmp_path, monkeypatc
     assert by_hop["retried"] > CASES * 0.05  # the faults really happened and were retried
     assert ledger.verify(pg_store).ok
     # The queues are empty: nothing is left behind.
-    assert sum(bus.depth(q) for q in [work.queue, work.wait_queue]) == 0
+    names = [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]
+    assert sum(bus.depth(q) for q in names) == 0
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    for name in names:
+        channel.queue_delete(name)
+    channel.exchange_delete(work.exchange)
+    connection.close()

@@ -1,0 +1,372 @@
+"""Delivery throughput and latency (issue 5): `tongban worker` processes on RabbitMQ with the PostgreSQL ledger,
+delivering case events to the mock 渝快办 platform (no faults), next to raw pika publish-and-consume of the same
+number of messages measured in the same run. Prints ratios: these machines are noisy, an absolute rate alone
+means little.
+
+What is measured, in one run:
+1. baseline — raw pika: publish N messages of an envelope's size with confirms, consume them with acks.
+2. throughput — N one-event cases (each event is the case's application, sequence 1, so the ordering gate
+   never holds anything back: this measures delivery, not waiting) are published first; then one, and in a
+   second round two, `tongban worker` processes (as production runs them) drain the queue. The rate counts
+   deliveries recorded after every worker had attached to the queue (process start-up is not delivery), up to
+   the last recorded receipt, from the deliveries table's delivered_at.
+3. platform ceiling — the same number of events pushed straight to the mock platform from 16 threads (two
+   workers × 8 lanes), no bus and no ledger: what the platform itself sustains here, shared by every worker.
+4. latency — one worker; events published one by one at a steady rate (half the measured one-worker
+   throughput) for --latency-seconds; latency = deliveries.delivered_at (the receipt recorded in the ledger's
+   transaction) minus the envelope's created_at (set just before its publish). Prints p50/p99.
+
+Everything runs on 127.0.0.1: the mock platform in a process of its own, the workers as subprocesses with a
+PostgreSQL schema of their own (dropped at the end) and queues under a prefix of their own (deleted at the end).
+
+    .venv/bin/python benchmarks/delivery.py [--events 1500] [--latency-seconds 20]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+AMQP = os.environ.get("TONGBAN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
+TONGBAN = str(Path(sys.executable).with_name("tongban"))
+
+
+def raw_pika(messages: int, body: bytes) -> float:
+    """Messages per second: publish with confirms, then consume with acks, nothing else."""
+    import pika
+
+    queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.confirm_delivery()
+    started = time.perf_counter()
+    props = pika.BasicProperties(delivery_mode=2)
+    for _ in range(messages):
+        channel.basic_publish("", queue, body, props, mandatory=True)
+    channel.basic_qos(prefetch_count=50)
+    got = 0
+    for method, _props, _body in channel.consume(queue, inactivity_timeout=5):
+        if method is None:
+            break
+        channel.basic_ack(method.delivery_tag)
+        got += 1
+        if got == messages:
+            break
+    elapsed = time.perf_counter() - started
+    channel.cancel()
+    channel.queue_delete(queue)
+    connection.close()
+    return messages / elapsed
+
+
+def _when(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _platform_process(db: Path) -> tuple[subprocess.Popen, str]:
+    """The mock platform in a process of its own (as the real one is): its work does not share this process's
+    interpreter lock with the publisher and the pollers here."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = db.with_suffix(".log")  # a file, not a pipe: a full pipe would stall the platform
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "sandbox.platform", "--port", str(port), "--db", str(db)],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the mock platform did not start: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+
+
+class Bench:
+    """The shared pieces of one run: platform, PostgreSQL schema, queue prefixes; cleaned up by close()."""
+
+    def __init__(self, home: Path):
+        import sqlalchemy as sa
+
+        from tongban.platform_client import PlatformClient
+        from tongban.settings import Settings
+        from tongban.store import Store
+
+        self.home = home
+        self.run_id = uuid.uuid4().hex[:8]
+        self.platform_proc, self.platform_url = _platform_process(home / "platform.db")
+        self.platform = PlatformClient(Settings(platform_url=self.platform_url))
+        self.schema = f"bench_{self.run_id}"
+        self.admin = sa.create_engine(PG_BASE)
+        with self.admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {self.schema}")
+        self.db_url = f"{PG_BASE}?options=-csearch_path%3D{self.schema}"
+        self.store = Store(self.db_url)  # creates the tables once, before any worker races to
+        self.prefixes: list[str] = []
+        self.worker_logs: list[Path] = []
+
+    # --- cases ------------------------------------------------------------------------------------
+    def cases(self, system: str, count: int) -> list[tuple[dict, str]]:
+        """`count` cases numbered by the platform, each with its application event: (event, idempotency key)."""
+        from tongban.cases.changes import events_between
+        from tongban.cases.samples import sample_snapshot
+        from tongban.envelope import idempotency_key
+
+        snapshot = sample_snapshot("applied")
+        (event_type, data, occurred_at), = events_between(None, snapshot)
+
+        def one(i: int) -> tuple[dict, str]:
+            key = f"L{i:06d}"
+            number = self.platform.case_number(system, key, snapshot["item_code"])
+            event = {"case_number": number, "event": event_type, "sequence": 1, "source_system": system,
+                     "source_key": key, "item_code": snapshot["item_code"], "local_item_code": None,
+                     "region": snapshot["region"], "occurred_at": occurred_at, "data": data}
+            return event, idempotency_key(system, f"{key}#1", event)
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(one, range(count)))
+
+    @staticmethod
+    def envelope(event: dict, key: str):
+        from tongban.envelope import KIND_CASE_EVENT, Envelope
+
+        return Envelope(kind=KIND_CASE_EVENT, source=event["source_system"], region=event["region"],
+                        correlation=event["case_number"], payload=event, idempotency_key=key)
+
+    # --- queues and workers -----------------------------------------------------------------------
+    def work(self, label: str):
+        from tongban.bus.topology import cases_work
+
+        prefix = f"bench-{self.run_id}-{label}"
+        self.prefixes.append(prefix)
+        return prefix, cases_work(prefix)
+
+    def start_workers(self, prefix: str, count: int) -> list[subprocess.Popen]:
+        env = {**os.environ, "TONGBAN_DB_URL": self.db_url, "TONGBAN_BUS": "rabbitmq", "TONGBAN_AMQP_URL": AMQP,
+               "TONGBAN_QUEUE_PREFIX": prefix, "TONGBAN_PLATFORM_URL": self.platform_url,
+               "TONGBAN_HOME": str(self.home / "home")}
+        procs = []
+        for _ in range(count):
+            # stderr to a file, not a pipe nobody reads while the worker runs: a full pipe would stall it.
+            log = self.home / f"worker-{len(self.worker_logs)}.log"
+            self.worker_logs.append(log)
+            with log.open("wb") as stderr:
+                proc = subprocess.Popen([TONGBAN, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                        start_new_session=True)
+            proc.log = log
+            procs.append(proc)
+        return procs
+
+    @staticmethod
+    def stop_workers(workers: list[subprocess.Popen]) -> None:
+        for proc in workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)  # finish the message in hand, then exit
+        for proc in workers:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    @staticmethod
+    def wait_for_consumers(work, count: int, workers: list[subprocess.Popen], timeout: float = 60) -> None:
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP))
+        try:
+            channel = connection.channel()
+            deadline = time.monotonic() + timeout
+            while channel.queue_declare(work.queue, passive=True).method.consumer_count < count:
+                for proc in workers:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"tongban worker exited early: {proc.log.read_text(errors='replace')[-2000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{count} workers did not attach to {work.queue} within {timeout}s")
+                time.sleep(0.02)
+        finally:
+            connection.close()
+
+    def delivered(self, system: str) -> list[tuple[str, str]]:
+        """(idempotency key, delivered_at) of the system's recorded deliveries."""
+        from sqlalchemy import select
+
+        from tongban.store.tables import deliveries
+
+        with self.store.read() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(deliveries.c.idempotency_key, deliveries.c.delivered_at)
+                .where(deliveries.c.idempotency_key.like(f"{system}:%")))]
+
+    def wait_delivered(self, system: str, count: int, workers: list[subprocess.Popen],
+                       timeout: float = 600) -> list[tuple[str, str]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.delivered(system)
+            if len(rows) >= count:
+                return rows
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(rows)} of {count} events of {system} delivered within {timeout}s")
+            if all(proc.poll() is not None for proc in workers):
+                raise RuntimeError(f"every worker exited: {workers[0].log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        import pika
+
+        from tongban.bus.topology import RETRY_STEPS, cases_work
+
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(AMQP))
+            channel = connection.channel()
+            for prefix in self.prefixes:
+                work = cases_work(prefix)
+                for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
+                    channel.queue_delete(name)
+                channel.exchange_delete(work.exchange)
+            connection.close()
+        finally:
+            self.platform.close()
+            self.platform_proc.terminate()
+            self.platform_proc.wait(timeout=30)
+            self.store.dispose()
+            with self.admin.begin() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA {self.schema} CASCADE")
+            self.admin.dispose()
+
+
+def throughput(bench: Bench, events: int, workers: int) -> dict:
+    """Events per second delivered by `workers` worker processes draining a queue of `events` ready events."""
+    from tongban.bus.rabbit import RabbitBus
+
+    system = f"bench-{workers}w-{bench.run_id}"
+    cases = bench.cases(system, events)
+    prefix, work = bench.work(f"{workers}w")
+    bus = RabbitBus(AMQP)
+    bus.declare(work)
+    envelopes = [bench.envelope(event, key) for event, key in cases]
+    for start in range(0, len(envelopes), 500):
+        bus.publish(work, envelopes[start:start + 500])
+    bus.close()
+    procs = bench.start_workers(prefix, workers)
+    try:
+        bench.wait_for_consumers(work, workers, procs)
+        attached = time.time()  # from here every worker is consuming: start-up is behind us
+        rows = bench.wait_delivered(system, events, procs)
+    finally:
+        bench.stop_workers(procs)
+    stamps = sorted(_when(at) for _key, at in rows)
+    counted = [s for s in stamps if s >= attached]
+    seconds = stamps[-1] - attached
+    return {"workers": workers, "events": len(rows), "counted": len(counted), "seconds": seconds,
+            "per_s": len(counted) / seconds if seconds > 0 else float("nan"), "sample": envelopes[0].to_bytes()}
+
+
+def platform_ceiling(bench: Bench, events: int, threads: int = 16) -> float:
+    """Events per second pushed straight to the same mock platform from `threads` threads (two workers × 8 lanes),
+    no bus, no ledger: how fast the platform itself answers on this machine, the cap every worker count shares."""
+    from tongban.platform_client import PlatformClient
+
+    cases = bench.cases(f"bench-direct-{bench.run_id}", events)
+    clients = [PlatformClient(bench.platform.settings) for _ in range(threads)]
+
+    def push_share(i: int) -> None:
+        for event, key in cases[i::threads]:
+            clients[i].push_event(event, key)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(push_share, range(threads)))
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        client.close()
+    return events / elapsed
+
+
+def latency(bench: Bench, rate: float, seconds: float) -> dict:
+    """One worker; events published one at a time at `rate` per second; publish → recorded receipt."""
+    from tongban.bus.rabbit import RabbitBus
+
+    system = f"bench-lat-{bench.run_id}"
+    total = max(1, int(rate * seconds))
+    cases = bench.cases(system, total)
+    prefix, work = bench.work("lat")
+    bus = RabbitBus(AMQP)
+    bus.declare(work)
+    procs = bench.start_workers(prefix, 1)
+    created: dict[str, float] = {}
+    try:
+        bench.wait_for_consumers(work, 1, procs)
+        started = time.monotonic()
+        for i, (event, key) in enumerate(cases):
+            due = started + i / rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            envelope = bench.envelope(event, key)  # created_at: now, just before the publish
+            bus.publish(work, [envelope])
+            created[key] = _when(envelope.created_at)
+        offered = total / (time.monotonic() - started)
+        rows = bench.wait_delivered(system, total, procs)
+    finally:
+        bench.stop_workers(procs)
+        bus.close()
+    latencies = sorted(_when(at) - created[key] for key, at in rows)
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"events": total, "offered": offered, "p50": cuts[49], "p99": cuts[98], "max": latencies[-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1500, help="events per throughput round")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--latency-load", type=float, default=0.5, help="offered rate ÷ one-worker throughput")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(Path(tmp))
+        try:
+            one = throughput(bench, args.events, 1)
+            two = throughput(bench, args.events, 2)
+            ceiling = platform_ceiling(bench, args.events)
+            lat = latency(bench, one["per_s"] * args.latency_load, args.latency_seconds)
+        finally:
+            bench.close()
+    raw = raw_pika(args.events, one["sample"])
+    print(f"raw pika publish(confirm)+consume(ack): {raw:,.0f} msg/s  "
+          f"(baseline, same run, {args.events} messages of {len(one['sample'])} bytes)")
+    for r in (one, two):
+        print(f"tongban worker ×{r['workers']} (RabbitMQ, PostgreSQL ledger, mock platform): {r['per_s']:,.0f} events/s "
+              f"({r['counted']} of {r['events']} events counted, after every worker attached, in {r['seconds']:.1f}s); "
+              f"ratio ÷ raw pika = {r['per_s'] / raw:.3f}")
+    print(f"platform ceiling: the same number of events pushed straight to the mock platform from 16 threads "
+          f"(no bus, no ledger): {ceiling:,.0f} events/s; two workers ÷ ceiling = {two['per_s'] / ceiling:.3f}")
+    print(f"two workers ÷ one worker = {two['per_s'] / one['per_s']:.2f}  (on {os.cpu_count()} cores, "
+          f"the mock platform and PostgreSQL on the same machine)")
+    print(f"latency publish → recorded receipt, one worker, {lat['events']} events offered at {lat['offered']:,.1f}/s "
+          f"({args.latency_load:.0%} of one-worker throughput): p50 {lat['p50'] * 1000:,.1f} ms, "
+          f"p99 {lat['p99'] * 1000:,.1f} ms, max {lat['max'] * 1000:,.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
