@@ -219,7 +219,7 @@ class SftpInbox(Inbox):
     def _drop_connection(self) -> None:
         conn, self._conn, self._sftp = self._conn, None, None
         if conn is not None and self._loop is not None:
-            conn.close()
+            self._loop.loop.call_soon_threadsafe(conn.close)  # asyncssh objects belong to their loop's thread
 
     def _run(self, what: str, operation: Callable[[asyncssh.SFTPClient, int], Awaitable[T]],
              timeout: float | None = -1.0) -> T:

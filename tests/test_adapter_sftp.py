@@ -83,6 +83,9 @@ class SftpTestServer:
         return self
 
     def stop(self) -> None:
+        if not self.thread.is_alive():
+            return  # already stopped by the test
+
         async def close():
             self.acceptor.close()
             await self.acceptor.wait_closed()
@@ -299,9 +302,9 @@ def test_server_down_is_transient(tmp_path, monkeypatch):
 def test_server_gone_before_abort_leaves_the_claim_for_a_later_run(server, tmp_path):
     drop = server.root / "drop"
     finished(drop / "cases.csv", "办件编号\nWJ1\n")
-    source = adapter(server, tmp_path)
+    source = adapter(server, tmp_path, timeout=1)
     assert len(list(source.fetch(None))) == 1
-    server.stop()
+    server.stop()  # its loop stops too: the open connection hangs, so this also covers an operation timing out
     source.abort("broker did not confirm")  # must not raise over the failure that caused the abort
     source.close()
     assert names(drop / "processing") == ["cases.csv"]  # reclaim_after_seconds returns it later

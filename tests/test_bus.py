@@ -83,3 +83,16 @@ def test_local_queue_survives_a_new_process_handle(sqlite_store):
     seen = []
     _drain(reopened, work, lambda d: seen.append(d.envelope.payload["i"]))
     assert seen == [1, 2]
+
+
+def test_status_can_see_the_oldest_waiting_message(bus_and_work):
+    bus, work = bus_and_work
+    bus.declare(work)
+    assert bus.oldest_created_at(work.queue) is None
+    first, second = _env(1), _env(2)
+    bus.publish(work, [first, second])
+    assert bus.oldest_created_at(work.queue) == first.created_at
+    assert bus.depth(work.queue) == 2  # looking did not take anything away
+    seen = []
+    _drain(bus, work, lambda d: seen.append(d.envelope.payload["i"]))
+    assert sorted(seen) == [1, 2]

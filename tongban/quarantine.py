@@ -75,5 +75,8 @@ def counts(store: Store) -> dict[str, Any]:
         by_rule = {f"{stage}: {field or '-'}": n for stage, field, n in conn.execute(
             select(quarantine.c.stage, quarantine.c.field, func.count()).where(quarantine.c.status == OPEN)
             .group_by(quarantine.c.stage, quarantine.c.field))}
-        parked_n = conn.execute(select(func.count()).select_from(parked).where(parked.c.status == OPEN)).scalar()
-    return {"quarantined": sum(by_rule.values()), "by_rule": by_rule, "parked": parked_n or 0}
+        parked_n, oldest_parked = conn.execute(select(func.count(), func.min(parked.c.at))
+                                               .where(parked.c.status == OPEN)).one()
+        oldest_quarantined = conn.execute(select(func.min(quarantine.c.at)).where(quarantine.c.status == OPEN)).scalar()
+    return {"quarantined": sum(by_rule.values()), "by_rule": by_rule, "parked": parked_n or 0,
+            "oldest_parked": oldest_parked, "oldest_quarantined": oldest_quarantined}

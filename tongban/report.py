@@ -45,6 +45,19 @@ def print_trace(store, ident: str, *, as_json: bool = False) -> bool:
     return True
 
 
+def _age(created_at: str | None) -> str:
+    """How long ago, for an operator's eye: "-" for nothing waiting."""
+    if not created_at:
+        return "-"
+    from datetime import datetime, timezone
+
+    seconds = (datetime.now(timezone.utc) - datetime.fromisoformat(created_at)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
+
+
 def print_status(store, bus, work=CASES) -> None:
     table = Table(title=f"tongban status (bus: {bus.name})")
     table.add_column("what")
@@ -54,9 +67,12 @@ def print_status(store, bus, work=CASES) -> None:
         names = [work.queue]
     for name in names:
         table.add_row(f"queue {name}", str(bus.depth(name)))
+    table.add_row(f"oldest message in {work.queue}", _age(bus.oldest_created_at(work.queue)))
     counts = q.counts(store)
     table.add_row("parked", str(counts["parked"]))
+    table.add_row("  oldest parked", _age(counts.get("oldest_parked")))
     table.add_row("quarantined", str(counts["quarantined"]))
+    table.add_row("  oldest quarantined", _age(counts.get("oldest_quarantined")))
     for reason, n in sorted(counts["by_rule"].items()):
         table.add_row(f"  {reason}", str(n))
     for hop, n in sorted(ledger.count_by_hop(store).items()):

@@ -57,6 +57,10 @@ class Bus:
     def depth(self, queue: str) -> int:
         raise NotImplementedError
 
+    def oldest_created_at(self, queue: str) -> str | None:
+        """The created_at of the message at the head of the queue (None when empty)."""
+        raise NotImplementedError
+
     def purge(self, work: WorkQueue) -> None:
         """Empty the work queue and its delay queues (tests and the sandbox only)."""
         raise NotImplementedError

@@ -101,6 +101,12 @@ class LocalBus(Bus):
             return conn.execute(select(func.count()).select_from(local_queue)
                                 .where(local_queue.c.queue == queue_name)).scalar() or 0
 
+    def oldest_created_at(self, queue_name: str) -> str | None:
+        with self.store.read() as conn:
+            body = conn.execute(select(local_queue.c.body).where(local_queue.c.queue == queue_name)
+                                .order_by(local_queue.c.id).limit(1)).scalar()
+        return Envelope.from_bytes(body.encode("utf-8")).created_at if body else None
+
     def purge(self, work: WorkQueue) -> None:
         with self.store.write() as conn:
             conn.execute(delete(local_queue).where(local_queue.c.queue == work.queue))

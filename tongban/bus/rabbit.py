@@ -240,6 +240,23 @@ class RabbitBus(Bus):
             if connection.is_open:
                 connection.close()
 
+    def oldest_created_at(self, queue_name: str) -> str | None:
+        """Peek at the head message (get, then return it unacked). AMQP has no peek; the message goes back to
+        the queue marked redelivered, which the workers' idempotency check makes harmless."""
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            channel = connection.channel()
+            method, _props, body = channel.basic_get(queue_name, auto_ack=False)
+            if method is None:
+                return None
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            return Envelope.from_bytes(body).created_at
+        except pex.ChannelClosedByBroker:
+            return None
+        finally:
+            if connection.is_open:
+                connection.close()
+
     def purge(self, work: WorkQueue) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(self.url))
         try:
