@@ -47,7 +47,7 @@ import asyncssh
 import tenacity
 
 from adapters.base import SourceError, TransientSourceError
-from adapters.inbox import FAILED, INBOX, PROCESSING, DONE, Entry, Inbox
+from adapters.inbox import DONE, FAILED, INBOX, PROCESSING, Entry, Inbox
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +173,8 @@ class SftpInbox(Inbox):
                                            f"read: {exc}") from exc
 
     def _credential_names(self) -> str:
-        names = [f"{v} ({k})" for k, v in (("password_env", self.password_env), ("private_key_env", self.private_key_env))
-                 if v]
-        return " and ".join(names)
+        named = (("password_env", self.password_env), ("private_key_env", self.private_key_env))
+        return " and ".join(f"{variable} ({setting})" for setting, variable in named if variable)
 
     # --- connection -----------------------------------------------------------------------------------
     async def _connect(self, password: str | None, key: asyncssh.SSHKey | None) -> None:

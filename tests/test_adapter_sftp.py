@@ -161,11 +161,12 @@ def test_gbk_csv_and_xml_are_fetched_and_commit_moves_them_to_done_on_the_server
     damaged = {r.position for r in csv_records if r.error}
     assert damaged == {f"cases.csv line {n}" for n in manifest.csv_damaged_lines}
     good = [r for r in csv_records if not r.error]
-    assert list(good[0].data) == HEADER and all(r.data["行政区划"].startswith("500") for r in good)  # GBK decoded
+    assert list(good[0].data) == HEADER  # the GBK header decoded
+    assert all(r.data["行政区划"].startswith("500") for r in good)
     assert xml_records[-1].position == "cases.xml record 80" and xml_records[0].data["BJBH"]
     assert names(drop / "done") == ["cases.csv", "cases.xml"]
     assert names(drop / "processing") == [] and names(drop) == []
-    assert downloads(tmp_path) == []  # the temporary copies are gone
+    assert (tmp_path / "home" / "tmp" / "sftp").is_dir() and downloads(tmp_path) == []  # copies went, and are gone
 
 
 def test_abort_returns_the_files_and_the_next_run_reads_the_same_records(server, tmp_path):
