@@ -43,34 +43,7 @@ AMQP = os.environ.get("TONGBAN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 TONGBAN = str(Path(sys.executable).with_name("tongban"))
 
-
-def raw_pika(messages: int, body: bytes) -> float:
-    """Messages per second: publish with confirms, then consume with acks, nothing else."""
-    import pika
-
-    queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP))
-    channel = connection.channel()
-    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
-    channel.confirm_delivery()
-    started = time.perf_counter()
-    props = pika.BasicProperties(delivery_mode=2)
-    for _ in range(messages):
-        channel.basic_publish("", queue, body, props, mandatory=True)
-    channel.basic_qos(prefetch_count=50)
-    got = 0
-    for method, _props, _body in channel.consume(queue, inactivity_timeout=5):
-        if method is None:
-            break
-        channel.basic_ack(method.delivery_tag)
-        got += 1
-        if got == messages:
-            break
-    elapsed = time.perf_counter() - started
-    channel.cancel()
-    channel.queue_delete(queue)
-    connection.close()
-    return messages / elapsed
+from benchmarks.baseline import raw_pika  # noqa: E402  (after the path set-up above)
 
 
 def _when(iso: str) -> float:

@@ -20,34 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 AMQP = os.environ.get("TONGBAN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
-
-def raw_pika(messages: int, body: bytes) -> float:
-    """Messages per second: publish with confirms, then consume with acks, nothing else."""
-    import pika
-
-    queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP))
-    channel = connection.channel()
-    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
-    channel.confirm_delivery()
-    started = time.perf_counter()
-    props = pika.BasicProperties(delivery_mode=2)
-    for _ in range(messages):
-        channel.basic_publish("", queue, body, props, mandatory=True)
-    channel.basic_qos(prefetch_count=50)
-    got = 0
-    for method, _props, _body in channel.consume(queue, inactivity_timeout=5):
-        if method is None:
-            break
-        channel.basic_ack(method.delivery_tag)
-        got += 1
-        if got == messages:
-            break
-    elapsed = time.perf_counter() - started
-    channel.cancel()
-    channel.queue_delete(queue)
-    connection.close()
-    return messages / elapsed
+from benchmarks.baseline import raw_pika  # noqa: E402  (after the path set-up above)
 
 
 def tongban_run(cases: int, bus_kind: str, home: Path) -> dict:
@@ -91,16 +64,7 @@ def tongban_run(cases: int, bus_kind: str, home: Path) -> dict:
     platform_server.stop()
     legacy_server.stop()
     if bus_kind == "rabbitmq":
-        import pika
-
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP))
-        channel = connection.channel()
-        from tongban.bus.topology import RETRY_STEPS
-
-        for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
-            channel.queue_delete(name)
-        channel.exchange_delete(work.exchange)
-        connection.close()
+        bus.delete(work)
     assert stats.delivered == report.events_published, (stats, report)
     return {"cases": report.cases_changed, "events": stats.delivered, "seconds": elapsed,
             "ingest_seconds": ingest_done - started, "cases_per_s": report.cases_changed / elapsed,

@@ -57,7 +57,7 @@ def _capturing_bus():
 
 def real_path(cases: int, home: Path) -> dict:
     """World → run_ingest (numbering, change detection) → RabbitMQ → DeliveryWorker (ordering gate) → platform."""
-    import pika
+
     import sqlalchemy as sa
 
     from sandbox.legacy_rest import create_app as legacy_app
@@ -65,7 +65,7 @@ def real_path(cases: int, home: Path) -> dict:
     from sandbox.platform import create_app as platform_app
     from sandbox.runner import Server
     from tongban.bus.rabbit import RabbitBus
-    from tongban.bus.topology import RETRY_STEPS, cases_work
+    from tongban.bus.topology import cases_work
     from tongban.delivery.worker import DeliveryWorker
     from tongban.ingest import run_ingest
     from tongban.mapping import load_mapping
@@ -104,12 +104,7 @@ def real_path(cases: int, home: Path) -> dict:
         platform.close()
         platform_server.stop()
         legacy_server.stop()
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP))
-        channel = connection.channel()
-        for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
-            channel.queue_delete(name)
-        channel.exchange_delete(work.exchange)
-        connection.close()
+        RabbitBus(AMQP).delete(work)
         store.dispose()
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")

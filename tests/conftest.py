@@ -47,18 +47,12 @@ def store(request):
 @pytest.fixture
 def rabbit_work():
     """Case queues under a prefix of their own on the real RabbitMQ, deleted afterwards."""
-    import pika
-
-    from tongban.bus.topology import RETRY_STEPS, cases_work
+    from tongban.bus.rabbit import RabbitBus
+    from tongban.bus.topology import cases_work
 
     work = cases_work(f"test-{uuid.uuid4().hex[:8]}")
     yield work
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    channel = connection.channel()
-    for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
-        channel.queue_delete(name)
-    channel.exchange_delete(work.exchange)
-    connection.close()
+    RabbitBus(AMQP_URL).delete(work)
 
 
 @pytest.fixture

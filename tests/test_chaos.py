@@ -130,11 +130,4 @@ def test_nothing_lost_nothing_doubled_under_chaos(pg_store, tmp_path, monkeypatc
     # The queues are empty: nothing is left behind.
     names = [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]
     assert sum(bus.depth(q) for q in names) == 0
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    channel = connection.channel()
-    for name in names:
-        channel.queue_delete(name)
-    channel.exchange_delete(work.exchange)
-    connection.close()
+    bus.delete(work)

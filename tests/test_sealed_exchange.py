@@ -10,7 +10,6 @@ import threading
 import uuid
 
 import httpx
-import pika
 import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
@@ -22,7 +21,6 @@ from sandbox.sealed_dept import BAD_KINDS, SYSTEM, ensure_certs, make_licences, 
 from tongban import ledger
 from tongban.bus.local import LocalBus
 from tongban.bus.select import rabbitmq_answers
-from tongban.bus.topology import RETRY_STEPS
 from tongban.cli import app as cli_app
 from tongban.envelope import KIND_SEALED, Envelope, idempotency_key
 from tongban.platform_auth import signed_headers
@@ -276,13 +274,8 @@ def test_sealed_licences_through_rabbitmq(store, licences, trust, platform):
         assert (worker.stats.delivered, worker.stats.rejected) == (1, 0)
         assert _hops(store, ok.document_id)[-2:] == ["delivered", "receipt"]
     finally:
+        bus.delete(work)
         bus.close()
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP))
-        channel = connection.channel()
-        for queue in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
-            channel.queue_delete(queue)
-        channel.exchange_delete(work.exchange)
-        connection.close()
 
 
 # ------------------------------------------------------------------------------------------ demo and CLI

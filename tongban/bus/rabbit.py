@@ -269,6 +269,17 @@ class RabbitBus(Bus):
         finally:
             connection.close()
 
+    def delete(self, work: WorkQueue) -> None:
+        """Remove the work queue, its delay queues and its exchange (tests, benchmarks, retired sandboxes)."""
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            channel = connection.channel()
+            for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
+                channel.queue_delete(name)
+            channel.exchange_delete(work.exchange)
+        finally:
+            connection.close()
+
     def close(self) -> None:
         self._publisher.close()
         pub = getattr(self._local, "publisher", None)
