@@ -165,7 +165,8 @@ class SftpInbox(Inbox):
         value = self._secret(self.private_key_env, "private_key_env")
         passphrase = self._secret(self.passphrase_env, "private_key_passphrase_env") if self.passphrase_env else None
         try:
-            if "PRIVATE KEY" in value or value.lstrip().startswith(("PuTTY", "openssh-key")):
+            # Key text (PEM, OpenSSH or PuTTY format) rather than a path to a key file.
+            if value.lstrip().startswith(("-----BEGIN ", "PuTTY", "openssh-key")):
                 return asyncssh.import_private_key(value, passphrase)
             return asyncssh.read_private_key(os.path.expanduser(value), passphrase)
         except (OSError, asyncssh.KeyImportError) as exc:

@@ -8,7 +8,6 @@
 - Operators: `lookup(...)` (a `pii_lookup` ledger event), `list_conflicts`, `accept_conflict`,
   `retry_unresolved(...)` (the retry DAG's callable).
 """
-from . import logmask
 from .operations import accept_conflict, list_conflicts, lookup, retry_unresolved
 from .protect import decrypt, encrypt, pii_hash
 from .resolver import (
@@ -19,9 +18,6 @@ from .users import (
     IdentityConflict, IdentityError, IdentityThrottled, IdentityUnresolved, LegacyUser, normalise_user,
     user_from_snapshot,
 )
-
-# Personal data never reaches a log in clear, whoever logs it (the pipeline imports this package).
-logmask.install()
 
 __all__ = [
     "ACCOUNT_CHANGED_NUMBER", "CONFLICT_KINDS", "NUMBER_SHARED_BY_ACCOUNTS", "PERSON_NUMBER_FOR_LEGAL_PERSON",
