@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -133,18 +134,32 @@ class Sandbox:
             os.utime(path, (written, written))
         return manifest
 
-    def export_env(self) -> None:
-        """Point the embedded settings and the mapping files at the running sandbox."""
+    def environment(self) -> dict[str, str]:
+        """The variables that point the settings and the mapping files at this sandbox. The credentials are
+        the sandbox's own (the mock services accept exactly these), not secrets."""
         from .legacy_soap import USERNAME
 
-        os.environ["TONGBAN_PLATFORM_URL"] = self.servers["platform"].url
-        os.environ["CQ_SAMR_URL"] = self.servers["legacy-rest"].url
-        os.environ.setdefault("CQ_SAMR_TOKEN", LEGACY_TOKEN)
-        os.environ["CQ_HRSS_WSDL"] = self.servers["legacy-soap"].url
-        # The sandbox's own credentials (not secrets): the service accepts exactly these.
-        os.environ["CQ_HRSS_USER"] = USERNAME
-        os.environ["CQ_HRSS_PASSWORD"] = self.soap.password
-        os.environ["CQ_WSJKW_DROP"] = str(self.drop_dir)
+        return {
+            "TONGBAN_PLATFORM_URL": self.servers["platform"].url,
+            "CQ_SAMR_URL": self.servers["legacy-rest"].url,
+            "CQ_SAMR_TOKEN": os.environ.get("CQ_SAMR_TOKEN", LEGACY_TOKEN),
+            "CQ_HRSS_WSDL": self.servers["legacy-soap"].url,
+            "CQ_HRSS_USER": USERNAME,
+            "CQ_HRSS_PASSWORD": self.soap.password,
+            "CQ_WSJKW_DROP": str(self.drop_dir),
+        }
+
+    def export_env(self) -> None:
+        """Point this process at the running sandbox, and write the same variables to
+        `<TONGBAN_HOME>/sandbox/env.sh` so that other shells (`tongban ingest`, `tongban worker`) can follow."""
+        variables = self.environment()
+        os.environ.update(variables)
+        lines = [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]
+        (self._state_dir / "env.sh").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    @property
+    def env_file(self) -> Path:
+        return self._state_dir / "env.sh"
 
     def advance(self, days: int = 1) -> None:
         """Move the legacy systems' clocks: cases progress between polls, and a new export is dropped."""

@@ -90,3 +90,24 @@ def test_a_rerun_after_a_crash_keeps_the_case_number(sqlite_store, sandbox_env, 
         assert st.get_case_number(conn, "cq-samr-rest", "LC-1") == first
     assert platform.get("/api/v1/stats")["numbers_issued"] == issued_before
     assert q.counts(sqlite_store)["quarantined"] == 0
+
+
+def test_a_quarantined_record_is_replayed_once_its_mapping_is_fixed(sqlite_store, sandbox_env, tmp_path, mapping):
+    from tongban.operations import replay_quarantine
+
+    bus, work, platform = LocalBus(sqlite_store), cases_work("lc"), PlatformClient(load())
+    unknown_item = _record(ywh="LC-2", sxbm="SX-0777")
+    report = run_ingest(mapping, store=sqlite_store, bus=bus, platform=platform, adapter=Records([unknown_item]),
+                        work=work)
+    assert report.quarantined == 1 and report.events_published == 0
+    # The department adds the missing item to its table; the operator replays the quarantined record.
+    table = tmp_path / "tables" / "samr_items.csv"
+    first_code = table.read_text(encoding="utf-8").splitlines()[1].split(",")[1]
+    with table.open("a", encoding="utf-8") as handle:
+        handle.write(f"SX-0777,{first_code},补录事项,01\n")
+    result = replay_quarantine(sqlite_store, bus=bus, platform=platform, mappings_dir=tmp_path, work=work)
+    assert result.startswith("replayed 1 records")
+    assert q.counts(sqlite_store)["quarantined"] == 0
+    assert bus.depth(work.queue) == 1  # the case's application is on its way
+    rows, total = list_quarantine(sqlite_store, status="replayed")
+    assert total == 1 and rows[0]["source_key"] == "LC-2"

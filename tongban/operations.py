@@ -5,7 +5,6 @@ import json
 from typing import Any, Iterator
 
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import func, select
 
 from adapters.base import Adapter, RawRecord
@@ -51,12 +50,14 @@ def list_parked(store, *, system=None, reason=None, since=None, status="open", l
 
 
 def print_rows(rows: list[dict], columns: list[str], title: str) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    """One entry per line, the long text (rule or reason) on its own indented line: readable at 80 columns."""
+    console.print(f"[bold]{title}[/bold]" + (f" (showing {len(rows)})" if rows else ""))
+    long_column = columns[-2]  # rule / reason
     for row in rows:
-        table.add_row(*[codes.mask_text(str(row.get(c) or "")) for c in columns])
-    console.print(table)
+        head = "  ".join(str(row.get(c) or "-")[:32] if c == "at" else str(row.get(c) or "-")
+                         for c in columns if c != long_column)
+        console.print(codes.mask_text(f"#{head}"), highlight=False, soft_wrap=True)
+        console.print(codes.mask_text(f"    {row.get(long_column) or ''}"), highlight=False, soft_wrap=True)
 
 
 def _show(store, table, entry_id: int) -> bool:

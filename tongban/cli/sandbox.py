@@ -30,7 +30,9 @@ def up(cases: int = typer.Option(1000, help="cases in the mock legacy REST syste
     sandbox = Sandbox(load().home, cases=cases, fixed_ports=True).start()
     for name, url in sandbox.urls().items():
         typer.echo(f"{name:<14} {url}")
-    typer.echo("sandbox up; Ctrl-C stops it")
+    typer.echo(f"sandbox up; Ctrl-C stops it. In another shell, point tongban at it and run the pipeline:\n"
+               f"  source {sandbox.env_file}\n"
+               f"  .venv/bin/tongban ingest && .venv/bin/tongban worker --idle-exit 3 && .venv/bin/tongban status")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
