@@ -14,34 +14,32 @@ file and the rule, while every other DAG keeps loading.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import pendulum
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helper next to this file
-import tongban_dagkit as kit  # noqa: E402
+from tongban.scheduling.common import TIMEZONE, Permanent, log
+from tongban.scheduling.flowback_plans import FLOWBACK_RETRIES, FlowbackPlan, discover_flowback
+from tongban.scheduling.tasks import run_flowback_task
 
-START = pendulum.datetime(2026, 1, 1, tz=kit.TIMEZONE)
+START = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
 
 
-def build_flowback_dag(plan: kit.FlowbackPlan):
+def build_flowback_dag(plan: FlowbackPlan):
     doc = (f"**{plan.name or plan.source}** — national data flowback (数据回流) by {plan.transport}.\n\n"
            f"Source file: `{plan.path}`. Schedule: `{plan.schedule or 'manual'}`. Fails without retry when a "
            f"batch does not reconcile (`tongban flowback report`).")
 
     @dag(dag_id=plan.dag_id, schedule=plan.schedule, start_date=START, catchup=False,
          # One run at a time per source: two runs would compete for the same batches.
-         max_active_runs=1, default_args=kit.FLOWBACK_RETRIES, tags=["tongban", "flowback"], doc_md=doc,
+         max_active_runs=1, default_args=FLOWBACK_RETRIES, tags=["tongban", "flowback"], doc_md=doc,
          description=f"flowback {plan.source} ({plan.transport})"[:200])
     def flowback_dag():
         @task
         def flowback(path: str) -> dict:
             try:
-                return kit.run_flowback_task(path)
-            except kit.Permanent as exc:
+                return run_flowback_task(path)
+            except Permanent as exc:
                 raise AirflowFailException(str(exc)) from exc
 
         flowback(str(plan.path))
@@ -50,7 +48,7 @@ def build_flowback_dag(plan: kit.FlowbackPlan):
 
 
 def build_all() -> dict[str, object]:
-    plans, _errors = kit.discover_flowback()  # the errors are reported by tongban_mapping_errors.py
+    plans, _errors = discover_flowback()  # the errors are reported by tongban_mapping_errors.py
     dags = {}
     for plan in plans:
         try:
@@ -58,7 +56,7 @@ def build_all() -> dict[str, object]:
         except Exception:
             # flowback_plan_for already checked what Airflow checks; should Airflow still refuse one file, that
             # file alone goes missing and the processor's log names it.
-            kit.log.exception("flowback source file %s: Airflow refused its DAG", plan.path)
+            log.exception("flowback source file %s: Airflow refused its DAG", plan.path)
     return dags
 
 

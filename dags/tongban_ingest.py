@@ -17,15 +17,13 @@ names the file, the line and the rule, while every other DAG keeps loading.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import pendulum
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import dag, task
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helper next to this file
-import tongban_dagkit as kit  # noqa: E402
+from tongban.scheduling.common import Permanent, log
+from tongban.scheduling.ingest_plans import IngestPlan, discover
+from tongban.scheduling.tasks import check_mapping_task, report_task, run_ingest_task
 
 START = pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai")
 
@@ -33,11 +31,11 @@ START = pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai")
 def _fail_fast(function, *args):
     try:
         return function(*args)
-    except kit.Permanent as exc:
+    except Permanent as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
-def build_ingest_dag(plan: kit.IngestPlan):
+def build_ingest_dag(plan: IngestPlan):
     doc = (f"**{plan.department or plan.system}** — {plan.description}\n\n"
            f"Mapping file: `{plan.path}`. Schedule: `{plan.schedule or 'manual'}`. "
            f"Attempts: {plan.attempts}, first retry after {plan.delay_seconds:g} s, doubling up to "
@@ -50,15 +48,15 @@ def build_ingest_dag(plan: kit.IngestPlan):
     def ingest_dag():
         @task(retries=0)
         def check_mapping(path: str) -> dict:
-            return _fail_fast(kit.check_mapping_task, path)
+            return _fail_fast(check_mapping_task, path)
 
         @task
         def ingest(path: str) -> dict:
-            return _fail_fast(kit.run_ingest_task, path)
+            return _fail_fast(run_ingest_task, path)
 
         @task(retries=0)
         def report(result: dict) -> dict:
-            return _fail_fast(kit.report_task, result)
+            return _fail_fast(report_task, result)
 
         checked = check_mapping(str(plan.path))
         result = ingest(str(plan.path))
@@ -69,7 +67,7 @@ def build_ingest_dag(plan: kit.IngestPlan):
 
 
 def build_all() -> dict[str, object]:
-    plans, _errors = kit.discover()  # the errors are reported by tongban_mapping_errors.py
+    plans, _errors = discover()  # the errors are reported by tongban_mapping_errors.py
     dags = {}
     for plan in plans:
         try:
@@ -77,7 +75,7 @@ def build_all() -> dict[str, object]:
         except Exception:
             # plan_for already checked what Airflow checks (the schedule); should Airflow still refuse one file,
             # that file alone goes missing and the processor's log names it — the other DAGs keep loading.
-            kit.log.exception("mapping file %s: Airflow refused its DAG", plan.path)
+            log.exception("mapping file %s: Airflow refused its DAG", plan.path)
     return dags
 
 

@@ -11,22 +11,19 @@ same error, after the mapping files.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 from airflow.sdk.exceptions import AirflowException
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tongban_dagkit as kit  # noqa: E402
+from tongban.scheduling.flowback_plans import describe_flowback_errors, discover_flowback
+from tongban.scheduling.ingest_plans import describe_errors, discover
 
 
 class MappingFileInvalid(AirflowException):
     """One or more mapping files (or flowback source files) cannot become DAGs."""
 
 
-_plans, _errors = kit.discover()
-_flowback_plans, _flowback_errors = kit.discover_flowback()
-_messages = ([kit.describe_errors(_errors)] if _errors else []) + \
-            ([kit.describe_flowback_errors(_flowback_errors)] if _flowback_errors else [])
+_plans, _errors = discover()
+_flowback_plans, _flowback_errors = discover_flowback()
+_messages = ([describe_errors(_errors)] if _errors else []) + \
+            ([describe_flowback_errors(_flowback_errors)] if _flowback_errors else [])
 if _messages:
     raise MappingFileInvalid("\n".join(_messages))

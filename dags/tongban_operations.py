@@ -15,35 +15,33 @@ None touches the per-message hot path: replay re-publishes to the bus and the bu
 """
 from __future__ import annotations
 
-import os
-import sys
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tongban_dagkit as kit  # noqa: E402
+from tongban.scheduling.common import BACKOFF_MULTIPLIER, TIMEZONE, Permanent
+from tongban.scheduling.tasks import catalog_sync_task, identity_retry_task, reconcile_task, replay_task
 
-START = pendulum.datetime(2026, 1, 1, tz=kit.TIMEZONE)
+START = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
 # The platform or the bus being briefly away is worth a retry; a reconciliation gap is not (it is the finding).
-OPS_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": kit.BACKOFF_MULTIPLIER,
+OPS_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
                "max_retry_delay": timedelta(minutes=10)}
 
 
 # A catalogue finding is not worth a retry (Permanent); the platform being away is, soon.
-CATALOG_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": kit.BACKOFF_MULTIPLIER,
+CATALOG_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
                    "max_retry_delay": timedelta(minutes=5)}
 # A throttled unified user service asks for patience: the waits grow, but stay inside the hour.
-IDENTITY_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": kit.BACKOFF_MULTIPLIER,
+IDENTITY_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
                     "max_retry_delay": timedelta(minutes=15)}
 
 
 def _fail_fast(function):
     try:
         return function()
-    except kit.Permanent as exc:
+    except Permanent as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
@@ -53,7 +51,7 @@ def _fail_fast(function):
 def ops_replay():
     @task
     def replay_marked() -> dict:
-        return _fail_fast(kit.replay_task)
+        return _fail_fast(replay_task)
 
     replay_marked()
 
@@ -64,7 +62,7 @@ def ops_replay():
 def ops_reconcile():
     @task
     def reconcile() -> dict:
-        return _fail_fast(kit.reconcile_task)
+        return _fail_fast(reconcile_task)
 
     reconcile()
 
@@ -76,7 +74,7 @@ def ops_reconcile():
 def ops_catalog_sync():
     @task
     def catalog_sync() -> dict:
-        return _fail_fast(kit.catalog_sync_task)
+        return _fail_fast(catalog_sync_task)
 
     catalog_sync()
 
@@ -88,7 +86,7 @@ def ops_catalog_sync():
 def ops_identity_retry():
     @task
     def identity_retry() -> dict:
-        return _fail_fast(kit.identity_retry_task)
+        return _fail_fast(identity_retry_task)
 
     identity_retry()
 

@@ -22,7 +22,8 @@ class Permanent(Exception):
 
 
 def mappings_dir() -> Path:
-    """TONGBAN_MAPPINGS, else the checkout's mappings/ (not the working directory: Airflow's is arbitrary)."""
+    """TONGBAN_MAPPINGS, else the checkout's mappings/ beside the tongban package (not the working directory:
+    Airflow's is arbitrary)."""
     configured = os.environ.get("TONGBAN_MAPPINGS")
     return Path(configured).resolve() if configured else REPO / "mappings"
 
