@@ -16,6 +16,7 @@ from tongban.delivery.retry import RedeliveryPolicy
 from tongban.delivery.worker import DeliveryWorker
 from tongban.ingest import run_ingest
 from tongban.mapping import load_mapping
+from tongban.operations import list_quarantine
 from tongban.platform_client import PlatformClient
 from tongban.settings import load
 
@@ -134,3 +135,26 @@ def test_transient_failures_are_retried_and_delivered(sqlite_store, sandbox_env)
     httpx.delete(f"{sandbox_env.platform.url}/_sandbox/faults")
     assert stats.retried > 0 and stats.parked == 0
     assert stats.delivered == report.events_published == platform.get("/api/v1/stats")["events"]
+
+
+def test_unroutable_publishes_are_quarantined_not_lost(sqlite_store, sandbox_env, rabbit_bus, rabbit_work):
+    from tongban.bus.topology import WorkQueue
+
+    rabbit_bus.declare(rabbit_work)
+    nowhere = WorkQueue(rabbit_work.exchange, rabbit_work.queue, "no-queue-bound-to-this-key")
+
+    class NoDeclare(type(rabbit_bus)):
+        def declare(self, work):  # the topology is broken: nothing binds the key ingest publishes with
+            pass
+
+    bus = NoDeclare(rabbit_bus.url)
+    report = run_ingest(load_mapping(SAMR), store=sqlite_store, bus=bus, platform=PlatformClient(load()), work=nowhere)
+    bus.close()
+    assert report.events_published == 0 and report.cases_changed == 0
+    # Every fetched record is accounted for: the valid ones wait in quarantine (stage "bus"), the bad ones
+    # under their own rule; nothing was dropped.
+    on_the_floor = report.fetched - report.quarantined - report.unchanged
+    assert on_the_floor == 0 and report.quarantine_reasons["bus: -"] > 0
+    assert q.counts(sqlite_store)["quarantined"] == report.quarantined
+    rows, _ = list_quarantine(sqlite_store, stage="bus")
+    assert rows and "unroutable" in rows[0]["rule"]

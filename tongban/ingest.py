@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from adapters.base import Adapter, SourceError, adapter_class
 from tongban import codes, ledger
 from tongban import quarantine as q
-from tongban.bus import Bus
+from tongban.bus import Bus, PublishError
 from tongban.bus.topology import CASES, WorkQueue
 from tongban.cases.changes import ChangeError, events_between
 from tongban.cases.models import CaseSnapshot, describe_errors
@@ -62,6 +62,7 @@ class _Pending:
     envelopes: list[Envelope]
     position: str
     flags: list[str]
+    record: dict
 
 
 def _case_state(previous: dict | None, last_sequence: int) -> CaseState:
@@ -173,7 +174,7 @@ class Ingest:
                                       idempotency_key=idempotency_key(self.system, f"{key}#{event['sequence']}", event)))
         last = last_sequence + len(changes)
         previous_in_run[key] = (snapshot, last)
-        return _Pending(key, snapshot, content_digest(snapshot), last, envelopes, raw.position, flags)
+        return _Pending(key, snapshot, content_digest(snapshot), last, envelopes, raw.position, flags, raw.data)
 
     def _unified(self, snapshot: dict, previous: dict | None, raw) -> bool:
         """Retired/unknown items (tongban.catalog) and unresolvable applicants (tongban.identity) wait in
@@ -224,7 +225,16 @@ class Ingest:
         if not pending:
             return
         envelopes = [env for p in pending for env in p.envelopes]
-        self.bus.publish(self.work, envelopes)  # returns only when the broker confirmed every message
+        try:
+            self.bus.publish(self.work, envelopes)  # returns only when the broker confirmed every message
+        except PublishError as exc:
+            if not exc.unroutable:
+                raise  # connection trouble: the run fails, the watermark stays, the next run resends
+            # No queue is bound to take them (a broken topology): keep the records, with the reason, for replay.
+            for p in pending:
+                self._quarantine(key=p.key, stage="bus", rule=f"record {p.key}: {exc}", field_name=None,
+                                 position=p.position, record=p.record)
+            return
         events: list[LedgerEvent] = []
         with self.store.write() as conn:
             for p in pending:

@@ -17,6 +17,10 @@ class BusError(Exception):
 class PublishError(BusError):
     """The broker did not confirm a publish (nacked, unroutable, or the connection died)."""
 
+    def __init__(self, message: str, *, unroutable: bool = False):
+        super().__init__(message)
+        self.unroutable = unroutable  # no queue is bound: retrying will not help until the topology is fixed
+
 
 @dataclass
 class Delivery:

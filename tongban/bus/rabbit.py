@@ -59,7 +59,7 @@ class _Publisher:
                     channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
                 return
             except pex.UnroutableError as exc:
-                raise PublishError(f"unroutable: no queue bound to {exchange}/{routing_key}") from exc
+                raise PublishError(f"unroutable: no queue bound to {exchange}/{routing_key}", unroutable=True) from exc
             except pex.NackError as exc:
                 raise PublishError(f"broker refused the message on {exchange}/{routing_key}") from exc
             except _CONNECTION_ERRORS as exc:

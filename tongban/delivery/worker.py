@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from tongban import ledger
 from tongban import quarantine as q
-from tongban.bus import Bus, Delivery
+from tongban.bus import Bus, Delivery, PublishError
 from tongban.bus.topology import CASES, WAIT_SECONDS, WorkQueue
 from tongban.envelope import Envelope
 from tongban.ledger import LedgerEvent
@@ -96,10 +96,22 @@ class DeliveryWorker:
             self._park(env, f"gave up after {env.attempt} attempts: {reason}")
             return
         delay = self.policy.delay(env.attempt, retry_after)
-        self.bus.publish_delayed(self.work, env, delay)
+        if not self._delay(env, delay):
+            return
         event = self._ledger("retried", env, {"attempt": env.attempt, "delay_s": round(delay, 2), "reason": reason})
         self.writes.write(lambda conn: ledger.append(conn, [event]))
         self._count("retried")
+
+    def _delay(self, env: Envelope, seconds: float) -> bool:
+        """Send the message round a delay queue; a delay queue nobody declared parks it rather than loop."""
+        try:
+            self.bus.publish_delayed(self.work, env, seconds)
+            return True
+        except PublishError as exc:
+            if not exc.unroutable:
+                raise  # connection trouble: the message returns to its queue and is tried again
+            self._park(env, f"cannot delay for a retry: {exc}")
+            return False
 
     # --- the handler ------------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:
@@ -125,8 +137,8 @@ class DeliveryWorker:
             if env.waits > MAX_WAITS:
                 self._park(env, f"event {last + 1} of case {env.correlation} never arrived")
                 return
-            self.bus.publish_delayed(self.work, env, WAIT_SECONDS)
-            self._count("waited")
+            if self._delay(env, WAIT_SECONDS):
+                self._count("waited")
             return
         started = time.monotonic()
         try:
