@@ -7,6 +7,7 @@ events with the same idempotency keys, and the delivery side drops them as dupli
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from tongban.store import state as st
 log = logging.getLogger("tongban.ingest")
 
 PUBLISH_CHUNK = 500
+NUMBERING_CONCURRENCY = 8  # numbering round trips in flight at once
 
 
 @dataclass
@@ -63,6 +65,18 @@ class _Pending:
     position: str
     flags: list[str]
     record: dict
+
+
+@dataclass
+class _Draft:
+    """A changed case whose events are known but not yet numbered (统一赋码 happens per chunk)."""
+
+    key: str
+    snapshot: dict
+    changes: list
+    last_sequence: int
+    raw: Any
+    flags: list[str]
 
 
 def _case_state(previous: dict | None, last_sequence: int) -> CaseState:
@@ -111,7 +125,7 @@ class Ingest:
         self._quarantine_batch.clear()
 
     # --- one record -------------------------------------------------------------------------------
-    def _prepare(self, raw, previous_in_run: dict[str, tuple[dict | None, int]]) -> _Pending | None:
+    def _prepare(self, raw, previous_in_run: dict[str, tuple[dict | None, int]]) -> _Draft | None:
         try:
             snapshot = self.mapping.map_record(raw.data)
         except MappingError as exc:
@@ -160,21 +174,24 @@ class Ingest:
                                  position=raw.position, record=raw.data)
                 return None
 
-        case_number = self._case_number(key, snapshot["item_code"], raw)
-        if case_number is None:
-            return None
+        last = last_sequence + len(changes)
+        previous_in_run[key] = (snapshot, last)
+        return _Draft(key, snapshot, changes, last_sequence, raw, flags)
+
+    def _finish(self, draft: _Draft, case_number: str) -> _Pending:
+        """The draft's events as envelopes under the case's 办件编号."""
+        snapshot, key = draft.snapshot, draft.key
         envelopes = []
-        for offset, (event_type, data, occurred_at) in enumerate(changes, start=1):
-            event = {"case_number": case_number, "event": event_type, "sequence": last_sequence + offset,
+        for offset, (event_type, data, occurred_at) in enumerate(draft.changes, start=1):
+            event = {"case_number": case_number, "event": event_type, "sequence": draft.last_sequence + offset,
                      "source_system": self.system, "source_key": key, "item_code": snapshot["item_code"],
                      "local_item_code": snapshot.get("local_item_code"), "region": snapshot["region"],
                      "occurred_at": occurred_at, "data": data}
             envelopes.append(Envelope(kind=KIND_CASE_EVENT, source=self.system, region=snapshot["region"],
                                       correlation=case_number, payload=event,
                                       idempotency_key=idempotency_key(self.system, f"{key}#{event['sequence']}", event)))
-        last = last_sequence + len(changes)
-        previous_in_run[key] = (snapshot, last)
-        return _Pending(key, snapshot, content_digest(snapshot), last, envelopes, raw.position, flags, raw.data)
+        return _Pending(key, snapshot, content_digest(snapshot), draft.last_sequence + len(draft.changes), envelopes,
+                        draft.raw.position, draft.flags, draft.raw.data)
 
     def _unified(self, snapshot: dict, previous: dict | None, raw) -> bool:
         """Retired/unknown items (tongban.catalog) and unresolvable applicants (tongban.identity) wait in
@@ -202,23 +219,38 @@ class Ingest:
             snapshot["application"]["applicant_user_id"] = user_id
         return True
 
-    def _case_number(self, key: str, item_code: str, raw) -> str | None:
+    def _numbered(self, drafts: list[_Draft]) -> list[_Pending]:
+        """Every draft's 办件编号: the stored one, or a new one from the platform's numbering service (统一赋码).
+        New numbers are asked for concurrently (one round trip each) and stored before anything is published,
+        so a re-run after a crash asks again and gets the same number (the service is idempotent)."""
+        keys = {d.key for d in drafts}
         with self.store.read() as conn:
-            number = st.get_case_number(conn, self.system, key)
-        if number:
-            return number
-        try:
-            number = self.platform.case_number(self.system, key, item_code)
-        except PlatformRejected as exc:
-            self._quarantine(key=key, stage="platform", rule=f"record {key}: numbering refused: {exc.reason}",
-                             field_name="case_number", position=raw.position, record=raw.data)
-            return None
-        # A transient numbering failure propagates: the run fails before the watermark moves, and is retried.
-        with self.store.write() as conn:
-            number = st.save_case_number(conn, self.system, key, number, item_code)
-            ledger.append(conn, [LedgerEvent("numbered", {"item_code": item_code}, system=self.system,
-                                             case_number=number, source_key=key)])
-        return number
+            known = {k: n for k in keys if (n := st.get_case_number(conn, self.system, k))}
+        wanted = {d.key: d for d in drafts if d.key not in known}
+        if wanted:
+            def ask(draft: _Draft):
+                try:
+                    return draft, self.platform.case_number(self.system, draft.key, draft.snapshot["item_code"]), None
+                except PlatformRejected as exc:
+                    return draft, None, exc
+
+            # A transient numbering failure propagates: the run fails before the watermark moves, and is retried.
+            with ThreadPoolExecutor(NUMBERING_CONCURRENCY) as pool:
+                answers = list(pool.map(ask, wanted.values()))
+            with self.store.write() as conn:
+                events = []
+                for draft, number, refused in answers:
+                    if refused is not None:
+                        self._quarantine(key=draft.key, stage="platform", field_name="case_number",
+                                         rule=f"record {draft.key}: numbering refused: {refused.reason}",
+                                         position=draft.raw.position, record=draft.raw.data)
+                        continue
+                    known[draft.key] = st.save_case_number(conn, self.system, draft.key, number,
+                                                           draft.snapshot["item_code"])
+                    events.append(LedgerEvent("numbered", {"item_code": draft.snapshot["item_code"]},
+                                              system=self.system, case_number=known[draft.key], source_key=draft.key))
+                ledger.append(conn, events)
+        return [self._finish(d, known[d.key]) for d in drafts if d.key in known]
 
     # --- publishing -------------------------------------------------------------------------------
     def _publish(self, pending: list[_Pending]) -> None:
@@ -260,7 +292,7 @@ class Ingest:
             watermark = st.get_watermark(conn, self.system)
         self.report.watermark_before = watermark
         newest = watermark
-        pending: list[_Pending] = []
+        drafts: list[_Draft] = []
         previous_in_run: dict[str, tuple[dict | None, int]] = {}
         try:
             for raw in self.adapter.fetch(watermark):
@@ -273,14 +305,14 @@ class Ingest:
                     self._quarantine(key=key, stage="read", rule=f"{raw.position}: {raw.error}", field_name=None,
                                      position=raw.position, record=raw.data)
                     continue
-                prepared = self._prepare(raw, previous_in_run)
-                if prepared is not None:
-                    pending.append(prepared)
-                if sum(len(p.envelopes) for p in pending) >= PUBLISH_CHUNK:
-                    self._publish(pending)
-                    pending = []
+                draft = self._prepare(raw, previous_in_run)
+                if draft is not None:
+                    drafts.append(draft)
+                if sum(len(d.changes) for d in drafts) >= PUBLISH_CHUNK:
+                    self._publish(self._numbered(drafts))
+                    drafts = []
                     self._flush_quarantine()
-            self._publish(pending)
+            self._publish(self._numbered(drafts))
             self._flush_quarantine()
         except BaseException as exc:
             self.adapter.abort(f"ingest failed: {exc}")
