@@ -96,3 +96,16 @@ def test_status_can_see_the_oldest_waiting_message(bus_and_work):
     seen = []
     _drain(bus, work, lambda d: seen.append(d.envelope.payload["i"]))
     assert sorted(seen) == [1, 2]
+
+
+def test_batches_survive_the_broker_closing_every_connection(rabbit_bus, rabbit_work):
+    import subprocess
+
+    rabbit_bus.declare(rabbit_work)
+    rabbit_bus.publish(rabbit_work, [_env(i) for i in range(300)])
+    subprocess.run(["rabbitmqctl", "close_all_connections", "test: broker restart"], check=True,
+                   capture_output=True, timeout=60)
+    rabbit_bus.publish(rabbit_work, [_env(i) for i in range(300, 600)])  # reconnects, then confirms
+    seen = set()
+    _drain(rabbit_bus, rabbit_work, lambda d: seen.add(d.envelope.payload["i"]))
+    assert seen == set(range(600))

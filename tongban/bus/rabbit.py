@@ -20,6 +20,7 @@ import pika.exceptions as pex
 from tongban.envelope import Envelope
 
 from .base import Bus, Delivery, Handler, PublishError
+from .confirms import AsyncConfirmPublisher
 from .topology import RETRY_STEPS, WAIT_SECONDS, WorkQueue
 
 log = logging.getLogger("tongban.bus.rabbit")
@@ -83,7 +84,8 @@ class RabbitBus(Bus):
 
     def __init__(self, url: str):
         self.url = url
-        self._publisher = _Publisher(url)
+        self._publisher = _Publisher(url)  # single messages (delays, retries)
+        self._batches: AsyncConfirmPublisher | None = None  # batches, confirmed asynchronously
         self._local = threading.local()
 
     # --- topology -------------------------------------------------------------------------------
@@ -111,9 +113,20 @@ class RabbitBus(Bus):
         return pub
 
     def publish(self, work: WorkQueue, envelopes: Sequence[Envelope]) -> None:
-        if envelopes:
-            self._thread_publisher().publish(work.exchange, work.routing_key, [e.to_bytes() for e in envelopes],
-                                             message_ids=[e.message_id for e in envelopes])
+        if not envelopes:
+            return
+        if self._batches is None:
+            self._batches = AsyncConfirmPublisher(self.url)
+        bodies, ids = [e.to_bytes() for e in envelopes], [e.message_id for e in envelopes]
+        try:
+            self._batches.publish_batch(work.exchange, work.routing_key, bodies, ids)
+        except PublishError as exc:
+            if exc.unroutable:
+                raise
+            # One more try on a fresh connection (a broker restart, a forced close): the idempotency keys
+            # make a message that went through twice harmless.
+            log.warning("publishing again after: %s", exc)
+            self._batches.publish_batch(work.exchange, work.routing_key, bodies, ids)
 
     def publish_delayed(self, work: WorkQueue, envelope: Envelope, seconds: float) -> None:
         # Publish through the default exchange straight into the delay queue whose TTL is closest above.
@@ -282,6 +295,8 @@ class RabbitBus(Bus):
 
     def close(self) -> None:
         self._publisher.close()
+        if self._batches is not None:
+            self._batches.close()
         pub = getattr(self._local, "publisher", None)
         if pub is not None:
             pub.close()
