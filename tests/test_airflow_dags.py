@@ -23,6 +23,8 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
+from tongban.store.at_rest import reveal
+
 pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -547,7 +549,7 @@ def test_catalog_sync_passes_on_the_default_catalogue_and_fails_once_an_item_of_
 
     store = _store(world.env)
     with store.read() as conn:
-        snapshots = [json.loads(s) for s in conn.execute(select(case_snapshots.c.snapshot)).scalars()]
+        snapshots = [json.loads(reveal(s)) for s in conn.execute(select(case_snapshots.c.snapshot)).scalars()]
     code = Counter(s["item_code"] for s in snapshots if not s.get("conclusion")).most_common(1)[0][0]
     open_cases = waiting_cases(store, [code])[code]["open_cases"]
     assert open_cases >= 1
@@ -595,4 +597,4 @@ def test_identity_retry_is_retried_by_airflow_while_throttled_and_then_replays_t
     with _store(world.env).read() as conn:
         snapshot = conn.execute(select(case_snapshots.c.snapshot)
                                 .where(case_snapshots.c.source_key == victim["ywh"])).scalar()
-    assert snapshot and json.loads(snapshot)["application"]["applicant_user_id"].startswith("U")
+    assert snapshot and json.loads(reveal(snapshot))["application"]["applicant_user_id"].startswith("U")

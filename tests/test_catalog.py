@@ -22,6 +22,7 @@ from tongban.platform_client import PlatformClient, PlatformRejected
 from tongban.settings import load
 from tongban.store import Store
 from tongban.store.tables import case_snapshots, quarantine
+from tongban.store.at_rest import reveal
 
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 SAMR = MAPPINGS / "cq-samr-rest.yaml"
@@ -129,7 +130,7 @@ def _item_with_most_open_cases(store) -> str:
     from collections import Counter
 
     with store.read() as conn:
-        snapshots = [json.loads(s) for s in conn.execute(select(case_snapshots.c.snapshot)).scalars()]
+        snapshots = [json.loads(reveal(s)) for s in conn.execute(select(case_snapshots.c.snapshot)).scalars()]
     return Counter(s["item_code"] for s in snapshots if not s.get("conclusion")).most_common(1)[0][0]
 
 
@@ -137,7 +138,7 @@ def _sequences(store, code) -> dict[str, int]:
     with store.read() as conn:
         rows = conn.execute(select(case_snapshots.c.source_key, case_snapshots.c.last_sequence,
                                    case_snapshots.c.snapshot)).all()
-    return {key: seq for key, seq, snapshot in rows if json.loads(snapshot)["item_code"] == code}
+    return {key: seq for key, seq, snapshot in rows if json.loads(reveal(snapshot))["item_code"] == code}
 
 
 def test_catalog_cli_sync_diff_and_check(sandbox_env):

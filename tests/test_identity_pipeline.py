@@ -18,12 +18,14 @@ from tongban.settings import load
 from tongban.store import Store
 from tongban.store.tables import case_snapshots, quarantine
 
+from tongban.store.at_rest import reveal
+
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
 
 def _snapshots(store) -> dict[str, dict]:
     with store.read() as conn:
-        return {key: json.loads(s) for key, s in conn.execute(select(case_snapshots.c.source_key, case_snapshots.c.snapshot))}
+        return {key: json.loads(reveal(s)) for key, s in conn.execute(select(case_snapshots.c.source_key, case_snapshots.c.snapshot))}
 
 
 def test_applicants_resolve_unknown_ones_wait_and_are_replayed(sandbox_env, tmp_path):

@@ -111,3 +111,20 @@ def test_a_quarantined_record_is_replayed_once_its_mapping_is_fixed(sqlite_store
     assert bus.depth(work.queue) == 1  # the case's application is on its way
     rows, total = list_quarantine(sqlite_store, status="replayed")
     assert total == 1 and rows[0]["source_key"] == "LC-2"
+
+
+def test_records_with_personal_data_are_encrypted_at_rest(sqlite_store, sandbox_env, mapping):
+    from sqlalchemy import select
+
+    from tongban.store.at_rest import reveal
+    from tongban.store.tables import case_snapshots, quarantine
+
+    bus, platform = LocalBus(sqlite_store), PlatformClient(load())
+    good, bad = _record(ywh="PII-1"), _record(ywh="PII-2", sxbm="SX-9999")
+    run_ingest(mapping, store=sqlite_store, bus=bus, platform=platform, adapter=Records([good, bad]), work=cases_work("p"))
+    with sqlite_store.read() as conn:
+        stored = [r for (r,) in conn.execute(select(case_snapshots.c.snapshot))] + \
+                 [r for (r,) in conn.execute(select(quarantine.c.record))]
+    assert len(stored) == 2
+    assert not any("11010519491231002X" in s or "张三" in s for s in stored)  # a copied database file gives nothing away
+    assert all("11010519491231002X" in reveal(s) for s in stored)  # and tongban itself can still replay them

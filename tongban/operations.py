@@ -12,6 +12,7 @@ from tongban import codes, ledger
 from tongban.bus.topology import CASES
 from tongban.envelope import KIND_SEALED, Envelope
 from tongban.ledger import LedgerEvent
+from tongban.store.at_rest import reveal
 from tongban.store.tables import parked, quarantine
 
 console = Console()
@@ -65,7 +66,11 @@ def _show(store, table, entry_id: int) -> bool:
         row = conn.execute(select(table).where(table.c.id == entry_id)).mappings().first()
     if row is None:
         return False
-    console.print(codes.mask_text(json.dumps(dict(row), ensure_ascii=False, indent=2, default=str)))
+    shown = dict(row)
+    for column in ("record", "envelope"):
+        if shown.get(column):
+            shown[column] = reveal(shown[column])  # decrypted for the operator, then masked like everything shown
+    console.print(codes.mask_text(json.dumps(shown, ensure_ascii=False, indent=2, default=str)))
     return True
 
 
@@ -88,7 +93,7 @@ class StoredRecords(Adapter):
 
     def fetch(self, watermark: str | None) -> Iterator[RawRecord]:
         for row in self.rows:
-            yield RawRecord(json.loads(row["record"]), f"quarantine #{row['id']} ({row['position']})")
+            yield RawRecord(json.loads(reveal(row["record"])), f"quarantine #{row['id']} ({row['position']})")
 
 
 def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, bus=None, platform=None,
@@ -123,7 +128,7 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
     by_system: dict[str, list[dict]] = {}
     for row in rows:
         if row["stage"] == "platform":
-            record = json.loads(row["record"])["envelope"]
+            record = json.loads(reveal(row["record"]))["envelope"]
             env = Envelope(**{k: v for k, v in record.items() if k in Envelope.__dataclass_fields__})
             env.attempt, env.waits, env.replay_of = 0, 0, f"quarantine#{row['id']}"
             _mark(store, quarantine, [row["id"]], [LedgerEvent("replayed", {"quarantine_id": row["id"]},
@@ -156,7 +161,7 @@ def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES)
         return "nothing to replay"
     envelopes = []
     for row in rows:
-        env = Envelope.from_bytes(row["envelope"].encode("utf-8"))
+        env = Envelope.from_bytes(reveal(row["envelope"]).encode("utf-8"))
         env.attempt, env.waits, env.replay_of = 0, 0, f"parked#{row['id']}"
         envelopes.append(env)
     envelopes.sort(key=lambda e: (e.kind, e.correlation or "", e.payload.get("sequence") or 0))

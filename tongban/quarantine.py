@@ -12,6 +12,7 @@ from sqlalchemy import Connection, func, select
 
 from tongban.envelope import utcnow
 from tongban.store import Store
+from tongban.store.at_rest import protect
 from tongban.store.tables import parked, quarantine
 
 OPEN = "open"
@@ -41,7 +42,7 @@ def add(conn: Connection, entry: QuarantineEntry) -> int | None:
     result = conn.execute(quarantine.insert().values(
         at=utcnow(), system=entry.system, source_key=entry.source_key, position=entry.position, field=entry.field,
         rule=entry.rule, stage=entry.stage,
-        record=json.dumps(entry.record, ensure_ascii=False, default=str) if entry.record is not None else None,
+        record=protect(json.dumps(entry.record, ensure_ascii=False, default=str)) if entry.record is not None else None,
         status=OPEN))
     return result.inserted_primary_key[0]
 
@@ -65,7 +66,7 @@ def park(conn: Connection, *, message_id: str, idempotency_key: str, system: str
          reason: str, envelope_json: str) -> int:
     result = conn.execute(parked.insert().values(at=utcnow(), message_id=message_id, idempotency_key=idempotency_key,
                                                  system=system, case_number=case_number, reason=reason,
-                                                 envelope=envelope_json, status=OPEN))
+                                                 envelope=protect(envelope_json), status=OPEN))
     return result.inserted_primary_key[0]
 
 

@@ -144,6 +144,7 @@ class CatalogCheck:
 
 def waiting_cases(store: Store, codes: Iterable[str]) -> dict[str, dict[str, int]]:
     """Per 实施编码: cases already numbered under it and not concluded, and cases quarantined for it."""
+    from tongban.store.at_rest import reveal
     from tongban.store.tables import case_numbers, case_snapshots, quarantine
 
     result: dict[str, dict[str, int]] = {}
@@ -155,7 +156,7 @@ def waiting_cases(store: Store, codes: Iterable[str]) -> dict[str, dict[str, int
                         case_snapshots, (case_snapshots.c.system == case_numbers.c.system)
                         & (case_snapshots.c.source_key == case_numbers.c.source_key)))
                     .where(case_numbers.c.item_code == code)):
-                if not (json.loads(snapshot).get("conclusion") or {}).get("concluded_at"):
+                if not (json.loads(reveal(snapshot)).get("conclusion") or {}).get("concluded_at"):
                     open_cases += 1
             quarantined = conn.execute(select(func.count()).select_from(quarantine).where(
                 quarantine.c.stage == "catalog", quarantine.c.status == "open",

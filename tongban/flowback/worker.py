@@ -23,6 +23,7 @@ from tongban import quarantine as q
 from tongban.bus import Bus, Delivery
 from tongban.delivery.retry import RedeliveryPolicy
 from tongban.envelope import Envelope, utcnow
+from tongban.store.at_rest import reveal
 from tongban.ledger import LedgerEvent
 from tongban.store import Store
 
@@ -195,7 +196,7 @@ def replay_parked_flowback(store: Store, bus: Bus, *, prefix: str = DEFAULT_PREF
     by_target: dict[str, list[int]] = {}
     with store.read() as conn:
         for row in conn.execute(query):
-            env = Envelope.from_bytes(row.envelope.encode("utf-8"))
+            env = Envelope.from_bytes(reveal(row.envelope).encode("utf-8"))
             if env.kind == "flowback_record":
                 by_target.setdefault(env.payload["target"], []).append(row.id)
     if not by_target:

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, func, select
 
 from tongban.envelope import utcnow
 
+from .at_rest import protect, reveal
 from .tables import case_numbers, case_snapshots, deliveries, watermarks
 
 
@@ -49,11 +50,11 @@ def get_snapshot(conn: Connection, system: str, source_key: str) -> tuple[dict |
         case_snapshots.c.system == system, case_snapshots.c.source_key == source_key)).first()
     if row is None:
         return None, 0
-    return json.loads(row.snapshot), row.last_sequence
+    return json.loads(reveal(row.snapshot)), row.last_sequence
 
 
 def save_snapshot(conn: Connection, system: str, source_key: str, snapshot: dict, digest: str, last_sequence: int) -> None:
-    values = {"snapshot": json.dumps(snapshot, ensure_ascii=False, sort_keys=True), "digest": digest,
+    values = {"snapshot": protect(json.dumps(snapshot, ensure_ascii=False, sort_keys=True)), "digest": digest,
               "last_sequence": last_sequence, "updated_at": utcnow()}
     updated = conn.execute(case_snapshots.update().where(
         case_snapshots.c.system == system, case_snapshots.c.source_key == source_key).values(**values))
