@@ -106,3 +106,8 @@ def test_mapping_check_cli_reports_every_error_and_exits_1(tmp_path):
 def test_mapping_check_cli_accepts_a_good_file():
     result = CliRunner().invoke(app, ["mapping", "check", str(SAMR)])
     assert result.exit_code == 0 and "well-formed" in result.output
+
+
+def test_a_default_is_sent_as_it_is_not_mapped_again():
+    snapshot = load_mapping(SAMR).map_record(_record(sbqd=None, bjlx=None))
+    assert snapshot["application"]["channel"] == "9" and snapshot["application"]["case_type"] == "9"

@@ -2,7 +2,7 @@
 
 Paths into the legacy record are JMESPath expressions (a well-kept path language, not a home-made one).
 A field spec is a small dict:
-  path: JMESPath into the record        const: a constant           default: used when the path is empty
+  path: JMESPath into the record        const: a constant           default: sent as it is when the path is empty
   map: {legacy: national}               lookup: {table, key, value} transform: a name in transforms.py
   required: true|false                  format / timezone / scale: options of the transform
 A section (acceptance, conclusion, evaluation) may say `when: <path>`: it exists only when that path has a value.
@@ -66,7 +66,10 @@ class _Field:
         else:
             value = self.path.search(record) if self.path is not None else None
             if value in (None, "", []):
-                value = spec.get("default", None)
+                # A default is the value to send, already in the national form: no map, lookup or transform.
+                if spec.get("required") and "default" not in spec:
+                    raise ValueError("required value is missing")
+                return spec.get("default")
         if value in (None, ""):
             if spec.get("required"):
                 raise ValueError("required value is missing")

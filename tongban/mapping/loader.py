@@ -19,8 +19,18 @@ class LineDict(dict):
     key_lines: dict[str, int]
 
 
+MAX_MAPPING_BYTES = 1024 * 1024  # a mapping file is configuration: anything larger is a mistake or an attack
+
+
 class _LineLoader(yaml.SafeLoader):
-    pass
+    def compose_node(self, parent, index):
+        # Anchors and aliases are refused: a mapping file needs none, and nested aliases ("billion laughs")
+        # would make every walk over the document exponential.
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise MappingFileError(self.name, event.start_mark.line + 1,
+                                   "YAML aliases (*name) are not allowed in mapping files")
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
@@ -100,9 +110,15 @@ def load_mapping(path: str | Path):
 
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_MAPPING_BYTES:
+            raise MappingFileError(str(path), None, f"mapping file larger than {MAX_MAPPING_BYTES} bytes")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingFileError(str(path), None, f"cannot read mapping file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise MappingFileError(str(path), None, f"mapping file is not UTF-8 (byte {exc.start})") from exc
+    if "\x00" in text:
+        raise MappingFileError(str(path), None, "mapping file contains NUL bytes")
     loader = _LineLoader(text)
     loader.name = str(path)
     try:
