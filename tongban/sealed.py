@@ -237,11 +237,8 @@ class SealedDeliveryWorker(DeliveryWorker):
         payload = env.payload
         with self.store.read() as conn:
             stored = st.delivered_receipt(conn, env.idempotency_key)
-        if stored is not None:  # idempotent consumer: already delivered, never pushed again
-            ledger.record(self.store, self._ledger("duplicate", env, {
-                "receipt_digest": stored.get("receipt_digest"), "redelivered": delivery.redelivered,
-                "replay": env.replay_of is not None}))
-            self._count("duplicates")
+        if stored is not None:
+            self._duplicate(delivery, {"receipt_digest": stored.get("receipt_digest")})
             return
         document = base64.b64decode(payload["document_b64"])
         try:

@@ -102,6 +102,14 @@ class DeliveryWorker:
         self.writes.write(lambda conn: ledger.append(conn, [event]))
         self._count("retried")
 
+    def _duplicate(self, delivery: Delivery, receipt_detail: dict) -> None:
+        """Idempotent consumer: a message already delivered is recorded as a duplicate, never pushed again."""
+        env = delivery.envelope
+        event = self._ledger("duplicate", env, {**receipt_detail, "redelivered": delivery.redelivered,
+                                                "replay": env.replay_of is not None})
+        self.writes.write(lambda conn: ledger.append(conn, [event]))
+        self._count("duplicates")
+
     def _delay(self, env: Envelope, seconds: float) -> bool:
         """Send the message round a delay queue; a delay queue nobody declared parks it rather than loop."""
         try:
@@ -122,11 +130,7 @@ class DeliveryWorker:
             blocked = None if receipt else q.is_blocked(conn, env.correlation, env.source, payload.get("source_key"))
             last = st.last_delivered_sequence(conn, env.correlation) if env.correlation else 0
         if receipt is not None:
-            event = self._ledger("duplicate", env, {"receipt_id": receipt.get("receipt_id"),
-                                                    "redelivered": delivery.redelivered,
-                                                    "replay": env.replay_of is not None})
-            self.writes.write(lambda conn: ledger.append(conn, [event]))
-            self._count("duplicates")
+            self._duplicate(delivery, {"receipt_id": receipt.get("receipt_id")})
             return
         if blocked:
             self._park(env, blocked)
