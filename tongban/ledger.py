@@ -52,8 +52,15 @@ def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
     """Append events inside the caller's write transaction (Store.write serialises writers)."""
     if not events:
         return
-    last = conn.execute(select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)).scalar()
-    prev_hash = last or GENESIS
+    # Within one write transaction no other writer can append (Store.write holds the lock), so the chain's
+    # tail is read once per transaction, however many appends a group commit makes.
+    transaction = conn.get_transaction()
+    cached = conn.info.get("ledger_tail")
+    if cached is not None and cached[0] is transaction:
+        prev_hash = cached[1]
+    else:
+        last = conn.execute(select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)).scalar()
+        prev_hash = last or GENESIS
     rows = []
     for ev in events:
         if ev.hop not in HOPS:
@@ -73,6 +80,7 @@ def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
         row["hash"] = prev_hash = _hash(prev_hash, row)
         rows.append(row)
     conn.execute(ledger.insert(), rows)
+    conn.info["ledger_tail"] = (transaction, prev_hash)
 
 
 def record(store: Store, *events: LedgerEvent) -> None:

@@ -105,6 +105,8 @@ parked = Table(
     Column("status", String(20), nullable=False, default="open"),
 )
 
+Index("ix_parked_case", parked.c.case_number, parked.c.status)
+
 # The durable in-process bus for the embedded default (no RabbitMQ): survives process exits.
 local_queue = Table(
     "local_queue",
