@@ -111,3 +111,21 @@ def test_mapping_check_cli_accepts_a_good_file():
 def test_a_default_is_sent_as_it_is_not_mapped_again():
     snapshot = load_mapping(SAMR).map_record(_record(sbqd=None, bjlx=None))
     assert snapshot["application"]["channel"] == "9" and snapshot["application"]["case_type"] == "9"
+
+
+def test_ingest_cli_names_a_failing_system_and_goes_on_with_the_others(tmp_path, monkeypatch):
+    text = SAMR.read_text(encoding="utf-8").replace("retry: {attempts: 5, initial_wait: 0.5, max_wait: 30}",
+                                                    "retry: {attempts: 1}")
+    mappings = _copy_mapping(tmp_path, text).parent
+    broken = mappings / "zz-broken.yaml"
+    broken.write_text("system: zz\nsource: {adapter: rest}\n", encoding="utf-8")
+    monkeypatch.setenv("TONGBAN_MAPPINGS", str(mappings))
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TONGBAN_BUS", "inprocess")
+    monkeypatch.setenv("CQ_SAMR_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("CQ_SAMR_TOKEN", "t")
+    result = CliRunner().invoke(app, ["ingest"])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "cq-samr-rest: ingest failed" in output and "the watermark did not move" in output
+    assert "zz-broken.yaml" in output and "missing required key 'record'" in output

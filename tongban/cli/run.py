@@ -32,9 +32,13 @@ def ingest(files: list[Path] = typer.Argument(None, help="mapping files (default
     """Fetch each legacy system since its watermark, map, validate and publish its case events."""
     from rich.console import Console
 
+    from adapters.base import SourceError
+    from tongban.bus import BusError
     from tongban.bus.topology import cases_work
+    from tongban.codes import mask_text
     from tongban.ingest import run_ingest
     from tongban.mapping import MappingFileError, load_mapping
+    from tongban.platform_client import PlatformRejected, PlatformTransient
 
     console = Console()
     settings, store, bus_factory, platform_factory = _context()
@@ -47,7 +51,15 @@ def ingest(files: list[Path] = typer.Argument(None, help="mapping files (default
             console.print(f"[red]mapping error[/red] {exc}")
             failed = True
             continue
-        report = run_ingest(mapping, store=store, bus=bus, platform=platform, work=cases_work(settings.queue_prefix))
+        try:
+            report = run_ingest(mapping, store=store, bus=bus, platform=platform,
+                                work=cases_work(settings.queue_prefix))
+        except (SourceError, PlatformTransient, PlatformRejected, BusError) as exc:
+            # One system's failure does not stop the others; nothing half-done stays behind.
+            console.print(f"[red]{mapping.system}: ingest failed[/red]: {mask_text(str(exc))} — the watermark did not "
+                          f"move; the next run fetches the same records again")
+            failed = True
+            continue
         console.print(f"{mapping.system}: fetched {report.fetched}, unchanged {report.unchanged}, "
                       f"cases changed {report.cases_changed}, events published {report.events_published}, "
                       f"quarantined {report.quarantined}")
