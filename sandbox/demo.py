@@ -75,6 +75,7 @@ def run_demo(*, polls: int = 4, days_per_poll: int = 4, cases: int = 1000, quiet
                 f"parked {stats.parked}, rejected {stats.rejected}")
             sandbox.advance(days_per_poll)
         _sealed_exchange(say, store, bus, settings, sandbox)
+        _flowback_exchange(say, store, bus, settings)
         counts = q.counts(store)
         result.quarantined = counts["quarantined"]
         result.quarantine_reasons = counts["by_rule"]
@@ -104,6 +105,41 @@ def _sealed_exchange(say, store, bus, settings, sandbox) -> None:
         say("sealed licences: already exchanged in this home (delete .tongban/licences to make new ones)")
         return
     run_sealed_demo(store, bus, settings, settings.home, sandbox.servers["platform"].url, say=say)
+
+
+FLOWBACK_SOURCE = Path(__file__).resolve().parents[1] / "mappings" / "flowback" / "sources" / "mps-files.yaml"
+FLOWBACK_BATCH = "MPS-DEMO-0001"
+
+
+def _flowback_exchange(say, store, bus, settings) -> None:
+    """National data flowback (数据回流): the mock ministry drops a batch, tongban routes it by each record's own
+    行政区划 to the district sinks and reconciles it. A second demo run drops the same batch again: it is
+    recognised and routes nothing twice."""
+    import os
+
+    from tongban.flowback import run_flowback_source
+
+    from .district_sinks import DistrictSinkWorld
+    from .ministry import make_batch, write_batch
+
+    os.environ["TONGBAN_HOME"] = str(settings.home)  # the source and sink files name folders under it
+    sinks = DistrictSinkWorld(settings.home / "flowback-drop").start()
+    os.environ["TONGBAN_DISTRICT_GATEWAY"] = sinks.server.url
+    try:
+        write_batch(settings.home / "ministry-drop" / "incoming", make_batch(FLOWBACK_BATCH, 400, seed=5), "xml")
+        report = run_flowback_source(FLOWBACK_SOURCE, store=store, bus=bus)
+    finally:
+        sinks.stop()
+    for outcome in report.batches:
+        if outcome.duplicate:
+            say(f"flowback: batch {outcome.batch_id} received again — recognised, nothing routed twice")
+            continue
+        say(f"flowback: batch {outcome.batch_id}: {outcome.records_in} national records → {outcome.routed} routed to "
+            f"{len(outcome.per_target)} districts/counties and the city, {outcome.quarantined} quarantined "
+            f"(other provinces, no region)")
+    delivered = report.delivery.delivered if report.delivery else 0
+    say(f"        delivered to district sinks {delivered}; reconciliation "
+        f"{'balances' if report.balanced else 'SHOWS GAPS: tongban flowback report'}")
 
 
 def _summary(say, result: DemoResult, before: dict, after: dict, counts: dict) -> None:

@@ -26,6 +26,8 @@ def test_demo_trace_audit_and_tamper(tmp_path):
     first = _run(["sandbox", "demo", "--cases", "150", "--polls", "2"], env)
     assert "in-process bus" in first.stdout  # the embedded default says which bus it chose
     assert "hash chain verified" in first.stdout
+    assert "sealed licences: 3 delivered with verified receipts" in " ".join(first.stdout.split())
+    assert "reconciliation balances" in first.stdout  # national flowback routed to the districts and reconciled
     delivered = int(re.search(r"events delivered \(receipt recorded\)\s*│\s*(\d+)", first.stdout).group(1))
     assert delivered > 0
     assert re.search(r"mapping: application\.applicant_id_number\s*│\s*\d+", first.stdout)  # reason counts shown
@@ -33,6 +35,7 @@ def test_demo_trace_audit_and_tamper(tmp_path):
 
     # A second run continues the same world: new progress is delivered, nothing twice.
     second = _run(["sandbox", "demo", "--cases", "150", "--polls", "1"], env)
+    assert "recognised, nothing routed twice" in " ".join(second.stdout.split())
     assert "duplicates dropped before delivery │ 0" in second.stdout.replace("  ", " ") or \
         re.search(r"duplicates dropped before delivery\s*│\s*0", second.stdout)
 
