@@ -241,13 +241,8 @@ class SealedDeliveryWorker(DeliveryWorker):
             self._duplicate(delivery, {"receipt_digest": stored.get("receipt_digest")})
             return
         document = base64.b64decode(payload["document_b64"])
-        try:
-            receipt = self.platform.push(document, env.idempotency_key)
-        except PlatformRejected as exc:
-            self._reject(env, exc)
-            return
-        except PlatformTransient as exc:
-            self._retry(env, str(exc), exc.retry_after)
+        receipt = self._attempt(env, lambda: self.platform.push(document, env.idempotency_key))
+        if receipt is None:
             return
         # Non-repudiation of receipt: the platform must have sealed it, and it must acknowledge exactly our bytes.
         checked = verify_receipt(receipt, self.trust, document=document)

@@ -102,6 +102,19 @@ class DeliveryWorker:
         self.writes.write(lambda conn: ledger.append(conn, [event]))
         self._count("retried")
 
+    def _attempt(self, env: Envelope, push):
+        """Call `push()`; a rejection is quarantined, a transient failure retried later, a receipt that does not
+        hold up parked. Returns the receipt, or None when the message was routed elsewhere."""
+        try:
+            return push()
+        except PlatformRejected as exc:
+            self._reject(env, exc)
+        except PlatformTransient as exc:
+            self._retry(env, str(exc), exc.retry_after)
+        except ReceiptInvalid as exc:
+            self._park(env, f"receipt not accepted: {exc}")
+        return None
+
     def _duplicate(self, delivery: Delivery, receipt_detail: dict) -> None:
         """Idempotent consumer: a message already delivered is recorded as a duplicate, never pushed again."""
         env = delivery.envelope
@@ -145,16 +158,8 @@ class DeliveryWorker:
                 self._count("waited")
             return
         started = time.monotonic()
-        try:
-            receipt = self.platform.push_event(payload, env.idempotency_key)
-        except PlatformRejected as exc:
-            self._reject(env, exc)
-            return
-        except PlatformTransient as exc:
-            self._retry(env, str(exc), exc.retry_after)
-            return
-        except ReceiptInvalid as exc:
-            self._park(env, f"receipt not accepted: {exc}")
+        receipt = self._attempt(env, lambda: self.platform.push_event(payload, env.idempotency_key))
+        if receipt is None:
             return
         elapsed = time.monotonic() - started
         fresh = self.writes.write(lambda conn: self._record(conn, env, receipt))
