@@ -80,8 +80,9 @@ class Sandbox:
         from .legacy_world import LegacyWorld
         from .platform import create_app as platform_app
 
-        state = self._state_dir
-        state.mkdir(parents=True, exist_ok=True)
+        from tongban.store.files import private_dir
+
+        state = private_dir(self._state_dir)  # 0700 from creation: the mock platform's cases, the drops
         from .sealed_dept import certs_dir_of
 
         # The platform verifies sealed documents against the sandbox CA (created on first use, git-ignored).

@@ -1,7 +1,9 @@
 """The mock 渝快办 platform: numbering (统一赋码), the case-push API with signed receipts, fault injection.
 
 It keeps the promises the real platform is expected to keep, strictly enough that tongban's mistakes show:
-- every /api call is signed (tongban.platform_auth); a wrong or missing signature is 401 with the reason;
+- every /api call is signed (tongban.platform_auth, docs/platform-auth.md): the signature binds method, path,
+  query, the body's SHA-256, the Idempotency-Key, the date (±5 min) and a nonce the platform remembers, so a
+  wrong or missing signature, a changed body or key, a stale date or a replayed request is 401 with the reason;
 - a case event is validated against the published schema (422), must belong to a case number the platform
   issued (422), and must follow the case state machine with no sequence gap (409 naming the rule);
 - an `Idempotency-Key` seen before returns the original receipt marked `"duplicate": true` and stores
@@ -45,7 +47,7 @@ from tongban.cases.models import CASE_NUMBER_MAX, ItemCode, describe_errors
 from tongban.cases.schema import validate_event
 from tongban.cases.statemachine import TransitionError
 from tongban.envelope import canonical_json, utcnow
-from tongban.platform_auth import check_request, sign_receipt
+from tongban.platform_auth import RequestVerifier, sign_receipt
 
 DEFAULT_ACCESS_KEY = "sandbox-access-key"
 DEFAULT_SECRET = "sandbox-secret-not-for-production"
@@ -272,8 +274,12 @@ def create_app(
             platform.counts.add("rejected")
         return JSONResponse(refusal.body, refusal.status, headers=refusal.headers)
 
-    def require_signature(request: Request) -> None:
-        reason = check_request(request.method, request.url.path, request.url.query, request.headers, access_key, secret)
+    verifier = RequestVerifier(access_key, secret)  # one per platform: a nonce spent on one route is spent on all
+    app.state.verifier = verifier
+
+    async def require_signature(request: Request) -> None:
+        body = await request.body()  # cached by Starlette: the route reads the same bytes
+        reason = verifier.check(request.method, request.url.path, request.url.query, request.headers, body)
         if reason:
             raise Unauthorized(reason)
 
@@ -333,7 +339,7 @@ def create_app(
     if certs_dir is not None:
         from sandbox.platform_seal import mount_sealed_documents
 
-        mount_sealed_documents(app, certs_dir, access_key=access_key, secret=secret)
+        mount_sealed_documents(app, certs_dir, access_key=access_key, secret=secret, verifier=verifier)
 
     # Sandbox controls: unsigned on purpose (they exist only in the sandbox, for tests and demos).
     @app.post("/_sandbox/faults")

@@ -9,7 +9,8 @@ The platform trusts nobody's word: it verifies each document's seal with its *ow
 The `Idempotency-Key` header works as on the case-event API: the same key and bytes get the original receipt
 back; the same key with other bytes is 409.
 
-Requests are signed like every /api call (`tongban.platform_auth.check_request`). `GET /api/v1/sealed-documents`
+Requests are signed like every /api call (`tongban.platform_auth.RequestVerifier`, shared with the platform's
+other routes so a nonce is spent once across all of them). `GET /api/v1/sealed-documents`
 lists what was received; `GET /_sandbox/sealed-documents` (unsigned, sandbox only) adds the refusal counts.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tongban.platform_auth import check_request
+from tongban.platform_auth import RequestVerifier
 from tongban.seal import Signer, TrustStore, XadesSigner, build_receipt, verify_sealed
 from tongban.seal.ca import PLATFORM_NAME
 from tongban.seal.receipt import document_id_of
@@ -129,9 +130,10 @@ def _received_at(receipt: bytes) -> str:
     return parse_untrusted(receipt).findtext(f"{{{RECEIPT_NS}}}ReceivedAt") or ""
 
 
-def sealed_router(service: SealedDocumentService, *, access_key: str, secret: str) -> APIRouter:
-    def require_signature(request: Request) -> None:
-        reason = check_request(request.method, request.url.path, request.url.query, request.headers, access_key, secret)
+def sealed_router(service: SealedDocumentService, *, verifier: RequestVerifier) -> APIRouter:
+    async def require_signature(request: Request) -> None:
+        body = await request.body()  # cached by Starlette: the route reads the same bytes
+        reason = verifier.check(request.method, request.url.path, request.url.query, request.headers, body)
         if reason:
             raise _SealRefusal(401, {"error": "unauthorized", "reason": reason})
 
@@ -158,8 +160,9 @@ def sealed_router(service: SealedDocumentService, *, access_key: str, secret: st
 
 
 def mount_sealed_documents(app: FastAPI, certs_dir: str | Path, *, access_key: str, secret: str,
-                           **service_options) -> SealedDocumentService:
-    """Add the sealed-document API to the mock platform `app`; the service is `app.state.sealed`."""
+                           verifier: RequestVerifier | None = None, **service_options) -> SealedDocumentService:
+    """Add the sealed-document API to the mock platform `app`; the service is `app.state.sealed`. Pass the
+    platform's `verifier` to share its nonce memory (a verifier of its own is made from the key and secret)."""
     service = SealedDocumentService(certs_dir, **service_options)
     app.state.sealed = service
 
@@ -167,7 +170,7 @@ def mount_sealed_documents(app: FastAPI, certs_dir: str | Path, *, access_key: s
     async def _refused(_: Request, refusal: _SealRefusal) -> JSONResponse:
         return JSONResponse(refusal.body, refusal.status)
 
-    app.include_router(sealed_router(service, access_key=access_key, secret=secret))
+    app.include_router(sealed_router(service, verifier=verifier or RequestVerifier(access_key, secret)))
 
     @app.get("/_sandbox/sealed-documents")
     def sandbox_view():  # unsigned on purpose, like the other /_sandbox controls

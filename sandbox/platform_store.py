@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from pathlib import Path
 from typing import Any
 
 from tongban.cases.statemachine import CaseState
@@ -47,7 +46,9 @@ CREATE TABLE IF NOT EXISTS events (
 class PlatformStore:
     def __init__(self, db_path: str | None = None):
         if db_path:
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            from tongban.store.files import private_file
+
+            private_file(db_path)  # 0600 before SQLite opens it, so its -wal/-shm are 0600 too
         self.lock = threading.RLock()
         self._db = sqlite3.connect(db_path or ":memory:", check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row

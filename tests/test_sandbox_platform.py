@@ -16,7 +16,7 @@ from sandbox.platform import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, create_app
 from tongban.cases.changes import events_between
 from tongban.cases.samples import SAMPLE_ITEM_CODE, sample_event, sample_snapshot
 from tongban.envelope import content_digest
-from tongban.platform_auth import http_date, sign_request, signed_headers, verify_receipt
+from tongban.platform_auth import PlatformAuth, http_date, sign_request, signed_headers, verify_receipt
 
 
 class SignedClient:
@@ -25,10 +25,10 @@ class SignedClient:
     def __init__(self, app, access_key=DEFAULT_ACCESS_KEY, secret=DEFAULT_SECRET):
         self.http = TestClient(app)
         self.access_key, self.secret = access_key, secret
+        self.auth = PlatformAuth(access_key, secret)
 
     def request(self, method, url, **kwargs):
-        headers = {**signed_headers(method, url, self.access_key, self.secret), **kwargs.pop("headers", {})}
-        return self.http.request(method, url, headers=headers, **kwargs)
+        return self.http.request(method, url, auth=self.auth, **kwargs)
 
     def get(self, url, **kwargs):
         return self.request("GET", url, **kwargs)
@@ -93,13 +93,18 @@ def test_signature_is_hmac_sha256_over_the_documented_string():
     import hmac
 
     date = "Tue, 02 Apr 2024 10:00:00 GMT"
-    expected = base64.b64encode(hmac.new(b"s3cret", b"GET\n/api/v1/receipts\nidempotency_key=k1\nak\n" + date.encode(),
-                                         hashlib.sha256).digest()).decode()
-    assert sign_request("GET", "/api/v1/receipts", "idempotency_key=k1", "ak", "s3cret", date) == expected
+    nonce, empty = "n" * 24, hashlib.sha256(b"").hexdigest()
+    text = f"TB-HMAC-SHA256-2\nGET\n/api/v1/receipts\nidempotency_key=k1\nak\n{date}\n{nonce}\n{empty}\n"
+    expected = base64.b64encode(hmac.new(b"s3cret", text.encode(), hashlib.sha256).digest()).decode()
+    assert sign_request("GET", "/api/v1/receipts", "idempotency_key=k1", "ak", "s3cret", date, nonce=nonce,
+                        content_sha256=empty) == expected
     # The query is canonicalised: parameter order and encoding do not change the signature.
-    assert sign_request("GET", "/p", "b=2&a=%E6%B8%9D", "ak", "s", date) == sign_request("GET", "/p", "a=渝&b=2", "ak", "s", date)
-    headers = signed_headers("GET", "http://127.0.0.1:8700/api/v1/receipts?idempotency_key=k1", "ak", "s3cret", date)
-    assert headers == {"X-Access-Key": "ak", "X-Date": date, "X-Signature": expected}
+    assert sign_request("GET", "/p", "b=2&a=%E6%B8%9D", "ak", "s", date, nonce=nonce, content_sha256=empty) == \
+        sign_request("GET", "/p", "a=渝&b=2", "ak", "s", date, nonce=nonce, content_sha256=empty)
+    headers = signed_headers("GET", "http://127.0.0.1:8700/api/v1/receipts?idempotency_key=k1", "ak", "s3cret",
+                             date=date, nonce=nonce)
+    assert headers == {"X-Access-Key": "ak", "X-Date": date, "X-Nonce": nonce, "X-Content-SHA256": empty,
+                       "X-Signature": expected}
 
 
 # --------------------------------------------------------------------------------------------- numbering
@@ -320,10 +325,10 @@ def served_platform():
 
 
 def test_over_http_signed_calls_work_and_a_timeout_fault_outlasts_the_client(served_platform):
+    auth = PlatformAuth(DEFAULT_ACCESS_KEY, DEFAULT_SECRET)
+
     def call(http, method, path, **kwargs):
-        url = served_platform + path
-        headers = {**signed_headers(method, url, DEFAULT_ACCESS_KEY, DEFAULT_SECRET), **kwargs.pop("headers", {})}
-        return http.request(method, url, headers=headers, **kwargs)
+        return http.request(method, served_platform + path, auth=auth, **kwargs)
 
     with httpx.Client(timeout=5) as http:
         numbered = call(http, "POST", "/api/v1/numbering",
@@ -332,7 +337,9 @@ def test_over_http_signed_calls_work_and_a_timeout_fault_outlasts_the_client(ser
         event = lifecycle_events(numbered.json()["case_number"])[0]
         pushed = call(http, "POST", "/api/v1/case-events", json=event, headers={"Idempotency-Key": "cq:SB 1/2&x=y+z"})
         assert pushed.status_code == 200
-        looked_up = call(http, "GET", "/api/v1/receipts", params={"idempotency_key": "cq:SB 1/2&x=y+z"})
+        url = served_platform + "/api/v1/receipts"
+        looked_up = http.get(url, params={"idempotency_key": "cq:SB 1/2&x=y+z"},
+                             headers=signed_headers("GET", url, DEFAULT_ACCESS_KEY, DEFAULT_SECRET))
         assert looked_up.status_code == 401  # params added after signing are not covered: signature must fail
         from urllib.parse import quote
         looked_up = call(http, "GET", "/api/v1/receipts?idempotency_key=" + quote("cq:SB 1/2&x=y+z"))

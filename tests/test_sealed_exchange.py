@@ -249,8 +249,10 @@ def test_the_sealed_document_api_requires_signed_requests_and_names_the_seal_rea
     url = f"{platform.url}/api/v1/sealed-documents"
     unsigned = httpx.post(url, content=licences["valid0"].path.read_bytes(), headers={"Idempotency-Key": "k1"})
     assert unsigned.status_code == 401
-    headers = {**signed_headers("POST", url, DEFAULT_ACCESS_KEY, DEFAULT_SECRET), "Idempotency-Key": "k-tampered"}
-    refused = httpx.post(url, content=licences["tampered"].path.read_bytes(), headers=headers)
+    tampered = licences["tampered"].path.read_bytes()
+    headers = signed_headers("POST", url, DEFAULT_ACCESS_KEY, DEFAULT_SECRET, body=tampered,
+                             idempotency_key="k-tampered")
+    refused = httpx.post(url, content=tampered, headers=headers)
     assert refused.status_code == 422
     assert refused.json()["error"] == "seal" and refused.json()["reason"] == "digest_mismatch"
 

@@ -28,7 +28,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 
 from tongban import ledger
 from tongban import quarantine as q
@@ -38,13 +37,11 @@ from tongban.delivery.retry import RedeliveryPolicy
 from tongban.delivery.worker import DeliveryWorker
 from tongban.envelope import KIND_SEALED, Envelope, idempotency_key
 from tongban.ledger import LedgerEvent
-from tongban.platform_auth import signed_headers
-from tongban.platform_client import TRANSIENT_STATUS, PlatformRejected, PlatformTransient
+from tongban.platform_client import SEALED_DOCUMENTS_PATH, PlatformClient, PlatformRejected
 from tongban.seal import LicenceError, SealResult, TrustStore, parse_licence, verify_receipt, verify_sealed
 from tongban.seal.licence import LICENCE_NS
 from tongban.seal.receipt import document_id_of
 from tongban.seal.xmlsafe import MAX_DOCUMENT_BYTES
-from tongban.settings import Settings
 from tongban.store import Store
 from tongban.store import state as st
 
@@ -53,7 +50,7 @@ SEALED_QUEUE = "tongban.sealed.deliver"
 SEALED_KEY = "deliver"
 SEALED = WorkQueue(SEALED_EXCHANGE, SEALED_QUEUE, SEALED_KEY)
 
-SEALED_PATH = "/api/v1/sealed-documents"
+SEALED_PATH = SEALED_DOCUMENTS_PATH
 SENDER_STAGE = "seal"            # quarantine stage: our own check refused the seal before publishing
 PLATFORM_STAGE = "platform_seal"  # quarantine stage: the platform refused the document
 
@@ -171,42 +168,20 @@ class SealRejected(PlatformRejected):
         self.code = code
 
 
-class SealedPlatformClient:
-    """POSTs sealed XML to the platform's sealed-document API with the signed request headers."""
-
-    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None, timeout: float = 5.0):
-        self.settings = settings
-        self.client = httpx.Client(base_url=settings.platform_url, timeout=timeout, transport=transport)
+class SealedPlatformClient(PlatformClient):
+    """The platform client (one signing path, one retry) with the sealed-document push the worker calls:
+    a seal refusal from the platform becomes `SealRejected` carrying its reason code."""
 
     def push(self, document: bytes, key: str) -> bytes:
         """Send the document; returns the platform's sealed receipt (bytes, not yet verified)."""
-        url = httpx.URL(self.settings.platform_url).join(SEALED_PATH)
-        headers = signed_headers("POST", str(url), self.settings.platform_access_key, self.settings.platform_secret)
-        headers.update({"Content-Type": "application/xml", "Idempotency-Key": key})
         try:
-            response = self.client.post(SEALED_PATH, content=document, headers=headers)
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise PlatformTransient(f"{type(exc).__name__} calling {SEALED_PATH}") from exc
-        if response.status_code in TRANSIENT_STATUS:
-            try:
-                retry_after = float(response.headers["Retry-After"])
-            except (KeyError, ValueError):
-                retry_after = None
-            raise PlatformTransient(f"HTTP {response.status_code} from {SEALED_PATH}", retry_after)
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            if not isinstance(body, dict):
-                body = {}
-            if body.get("error") == "seal" and body.get("reason"):
-                raise SealRejected(response.status_code, str(body["reason"]), str(body.get("message") or ""))
-            raise PlatformRejected(response.status_code, str(body.get("error") or body or response.text[:300]))
-        return response.content
-
-    def close(self) -> None:
-        self.client.close()
+            return self.push_sealed(document, key)
+        except SealRejected:
+            raise
+        except PlatformRejected as exc:
+            if exc.body.get("error") == "seal" and exc.body.get("reason"):
+                raise SealRejected(exc.status, str(exc.body["reason"]), str(exc.body.get("message") or "")) from None
+            raise
 
 
 # ------------------------------------------------------------------------------------------ the worker

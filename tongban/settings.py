@@ -1,13 +1,39 @@
 """Settings every command reads the same way (environment first, embedded defaults second).
 
-The embedded defaults let a newcomer run everything on one machine with no configuration:
-state and ledger in SQLite under TONGBAN_HOME, RabbitMQ when one answers, in-process bus otherwise.
+This module is the one reader of tongban's environment. An entry point (a CLI command, an Airflow task, a
+benchmark) calls `load()` once and passes the `Settings` down; code that has no settings handed to it (encryption
+at rest, for one) asks `current()`, the settings this process loaded last, instead of reading the environment again.
+
+`TONGBAN_ENV` says where we run:
+- `sandbox` (the default): the embedded defaults let a newcomer run everything on one machine with no configuration
+  (state and ledger in SQLite under TONGBAN_HOME, RabbitMQ when one answers, in-process bus otherwise); the secrets
+  fall back to public sandbox values, and one line on stderr says so, once per process;
+- `production`: no secret has a default. A missing (or sandbox-valued) TONGBAN_PLATFORM_SECRET or TONGBAN_PII_KEY,
+  or a platform URL that is not https (unless TONGBAN_ALLOW_HTTP_PLATFORM=1), is a `SettingsError` naming the
+  variable — a start-up error, before anything is read or sent.
 """
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+SANDBOX, PRODUCTION = "sandbox", "production"
+ENVIRONMENTS = (SANDBOX, PRODUCTION)
+# Public values, known to everyone who has read this file: fit for the sandbox only.
+SANDBOX_PLATFORM_SECRET = "sandbox-secret-not-for-production"
+SANDBOX_PII_KEY = "sandbox-pii-key-not-for-production"
+_SECRETS = {  # field → (variable, sandbox value)
+    "platform_secret": ("TONGBAN_PLATFORM_SECRET", SANDBOX_PLATFORM_SECRET),
+    "pii_key": ("TONGBAN_PII_KEY", SANDBOX_PII_KEY),
+}
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message is one line naming the variable and what to do."""
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -15,22 +41,75 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def _path(name: str) -> Path | None:
+    value = _env(name)
+    return Path(value) if value else None
+
+
+_warned = False
+_warn_lock = threading.Lock()
+
+
+def _warn_sandbox_defaults(names: list[str]) -> None:
+    global _warned
+    with _warn_lock:
+        if _warned:
+            return
+        _warned = True
+    # The process's own stderr: a command's captured output (its --json, say) stays clean.
+    stream = sys.__stderr__ or sys.stderr
+    print(f"tongban: sandbox mode: {', '.join(names)} not set, using the public sandbox values "
+          f"(set TONGBAN_ENV=production to require real ones)", file=stream, flush=True)
+
+
 @dataclass(frozen=True)
 class Settings:
+    env: str = field(default_factory=lambda: _env("TONGBAN_ENV", SANDBOX).strip().lower())
     home: Path = field(default_factory=lambda: Path(_env("TONGBAN_HOME", ".tongban")).resolve())
     db_url_override: str | None = field(default_factory=lambda: _env("TONGBAN_DB_URL"))
     amqp_url: str = field(default_factory=lambda: _env("TONGBAN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
     # "auto" (RabbitMQ if it answers, else in-process), "rabbitmq" or "inprocess".
     bus: str = field(default_factory=lambda: _env("TONGBAN_BUS", "auto"))
     platform_url: str = field(default_factory=lambda: _env("TONGBAN_PLATFORM_URL", "http://127.0.0.1:8700"))
+    # Plain http to the platform outside the sandbox only when an operator says so (a TLS-terminating sidecar).
+    allow_http_platform: bool = field(default_factory=lambda: _env("TONGBAN_ALLOW_HTTP_PLATFORM") == "1")
     platform_access_key: str = field(default_factory=lambda: _env("TONGBAN_PLATFORM_ACCESS_KEY", "sandbox-access-key"))
-    # The sandbox platform's secret is a sandbox value; production sets TONGBAN_PLATFORM_SECRET.
-    platform_secret: str = field(default_factory=lambda: _env("TONGBAN_PLATFORM_SECRET", "sandbox-secret-not-for-production"))
+    # None here means "not set": __post_init__ puts the sandbox value in, or refuses in production.
+    platform_secret: str | None = field(default_factory=lambda: _env("TONGBAN_PLATFORM_SECRET"), repr=False)
     mappings_dir: Path = field(default_factory=lambda: Path(_env("TONGBAN_MAPPINGS", "mappings")).resolve())
-    # Key for keyed hashes of personal identifiers (HMAC); sandbox default, production sets it.
-    pii_key: str = field(default_factory=lambda: _env("TONGBAN_PII_KEY", "sandbox-pii-key-not-for-production"))
+    # Key for keyed hashes of personal identifiers (HMAC) and for encryption at rest.
+    pii_key: str | None = field(default_factory=lambda: _env("TONGBAN_PII_KEY"), repr=False)
     # Prefix of every exchange and queue name: parallel environments on one broker keep apart.
     queue_prefix: str = field(default_factory=lambda: _env("TONGBAN_QUEUE_PREFIX", "tongban"))
+    # The sandbox CA / trust store folder (`tongban certs`, `tongban seal`); None: the commands' defaults.
+    certs_dir: Path | None = field(default_factory=lambda: _path("TONGBAN_CERTS"))
+
+    def __post_init__(self) -> None:
+        if self.env not in ENVIRONMENTS:
+            raise SettingsError(f"TONGBAN_ENV must be {' or '.join(ENVIRONMENTS)}, not {self.env!r}")
+        unset = [name for attr, (name, _) in _SECRETS.items() if not getattr(self, attr)]
+        if self.env == PRODUCTION:
+            public = [name for attr, (name, value) in _SECRETS.items() if getattr(self, attr) == value]
+            if unset or public:
+                problems = ([f"{', '.join(unset)} not set"] if unset else []) + \
+                           ([f"{', '.join(public)} set to the public sandbox value"] if public else [])
+                raise SettingsError(f"TONGBAN_ENV=production: {'; '.join(problems)} "
+                                    f"(there are no default secrets outside the sandbox)")
+        for attr, (_, value) in _SECRETS.items():
+            if not getattr(self, attr):
+                object.__setattr__(self, attr, value)  # frozen dataclass: filled in once, here
+        scheme = urlsplit(self.platform_url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise SettingsError(f"TONGBAN_PLATFORM_URL must be an http(s) URL, not {self.platform_url!r}")
+        if scheme == "http" and self.env != SANDBOX and not self.allow_http_platform:
+            raise SettingsError(f"TONGBAN_PLATFORM_URL {self.platform_url} is plain http: outside the sandbox the "
+                                f"platform must be reached over https (TONGBAN_ALLOW_HTTP_PLATFORM=1 allows http)")
+        if unset and self.env == SANDBOX:
+            _warn_sandbox_defaults(unset)
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.env == SANDBOX
 
     @property
     def db_url(self) -> str:
@@ -39,7 +118,35 @@ class Settings:
         return f"sqlite:///{self.home / 'tongban.db'}"
 
 
+_current: Settings | None = None
+_current_lock = threading.Lock()
+
+
 def load() -> Settings:
+    """Read the environment (once per entry point), create TONGBAN_HOME (0700) and make these the process's
+    settings (`current()`). Raises SettingsError when the configuration cannot be used."""
+    global _current
+    from tongban.store.files import private_dir
+
     settings = Settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home)
+    with _current_lock:
+        _current = settings
     return settings
+
+
+def startup() -> Settings:
+    """Check the configuration at a command's start (nothing created on disk) and make it the process's settings.
+    Raises SettingsError (one line naming the variable) when it cannot be used."""
+    global _current
+    settings = Settings()
+    with _current_lock:
+        _current = settings
+    return settings
+
+
+def current() -> Settings:
+    """The settings this process loaded last (loading them on first use): no environment read per call."""
+    with _current_lock:
+        settings = _current
+    return settings if settings is not None else load()

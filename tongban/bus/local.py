@@ -3,6 +3,9 @@
 It keeps the RabbitMQ transport's promises on one machine: messages survive process exits (so
 `tongban ingest` and `tongban worker` can run as separate commands), a message is removed only after
 its handler returned, and one that was claimed by a process that died is claimed again after a lease.
+
+Queued bodies hold whole case events (names, 证件号码): they are stored encrypted like quarantine
+(tongban.store.at_rest), so the database file shows no personal data while messages wait.
 """
 from __future__ import annotations
 
@@ -17,12 +20,21 @@ from sqlalchemy import delete, func, or_, select, update
 
 from tongban.envelope import Envelope
 from tongban.store import Store
+from tongban.store.at_rest import protect, reveal
 from tongban.store.tables import local_queue
 
 from .base import Bus, Delivery, Handler
 from .topology import WorkQueue
 
 LEASE_SECONDS = 60
+
+
+def _sealed_body(envelope: Envelope) -> str:
+    return protect(envelope.to_bytes().decode("utf-8"))
+
+
+def _envelope(body: str) -> Envelope:
+    return Envelope.from_bytes(reveal(body).encode("utf-8"))
 
 
 def _at(offset: float = 0.0) -> str:
@@ -45,12 +57,12 @@ class LocalBus(Bus):
         now = _at()
         with self.store.write() as conn:
             conn.execute(local_queue.insert(), [
-                {"queue": work.queue, "body": e.to_bytes().decode("utf-8"), "available_at": now, "claims": 0}
+                {"queue": work.queue, "body": _sealed_body(e), "available_at": now, "claims": 0}
                 for e in envelopes])
 
     def publish_delayed(self, work: WorkQueue, envelope: Envelope, seconds: float) -> None:
         with self.store.write() as conn:
-            conn.execute(local_queue.insert().values(queue=work.queue, body=envelope.to_bytes().decode("utf-8"),
+            conn.execute(local_queue.insert().values(queue=work.queue, body=_sealed_body(envelope),
                                                      available_at=_at(seconds), claims=0))
 
     def _claim(self, work: WorkQueue, limit: int) -> list[tuple[int, str, bool]]:
@@ -84,7 +96,7 @@ class LocalBus(Bus):
                     self._release([r[0] for r in batch[index:]])
                     return
                 try:
-                    handler(Delivery(Envelope.from_bytes(body.encode("utf-8")), work.queue, redelivered))
+                    handler(Delivery(_envelope(body), work.queue, redelivered))
                 except Exception:
                     # Back to the queue, as a broker would on a nack with requeue.
                     self._release([row_id])
@@ -105,7 +117,7 @@ class LocalBus(Bus):
         with self.store.read() as conn:
             body = conn.execute(select(local_queue.c.body).where(local_queue.c.queue == queue_name)
                                 .order_by(local_queue.c.id).limit(1)).scalar()
-        return Envelope.from_bytes(body.encode("utf-8")).created_at if body else None
+        return _envelope(body).created_at if body else None
 
     def purge(self, work: WorkQueue) -> None:
         with self.store.write() as conn:

@@ -3,6 +3,7 @@ commands so that `tongban --help` starts fast."""
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -27,6 +28,23 @@ _GROUPS = [
     ("catalog", "catalog", "The unified item catalogue (统一事项目录): sync, diff, check mappings."),
 ]
 _COMMAND_MODULES = ["run"]  # modules whose register(app) adds top-level commands (ingest, worker, trace …)
+
+
+
+@app.callback()
+def _startup(ctx: typer.Context) -> None:
+    """Check the settings before any command runs: outside the sandbox a missing secret or a plain-http platform
+    URL stops here with one line naming the variable (exit 2), before anything is read or sent."""
+    from tongban.settings import SettingsError, startup
+
+    if "--help" in sys.argv[1:] or "--help" in ctx.args:
+        return  # help needs no settings
+    try:
+        startup()
+    except SettingsError as exc:
+        typer.echo(f"tongban: {exc}", err=True)
+        raise typer.Exit(2) from None
+
 
 for module_name, group, help_text in _GROUPS:
     module = importlib.import_module(f"tongban.cli.{module_name}")

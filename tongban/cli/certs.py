@@ -1,7 +1,6 @@
 """`tongban certs …`: the sandbox certificate authority (SANDBOX ONLY keys, never for production)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -11,7 +10,9 @@ app = typer.Typer(no_args_is_help=True)
 
 def default_certs_dir() -> Path:
     """TONGBAN_CERTS when set, else certs/sandbox (git-ignored)."""
-    return Path(os.environ.get("TONGBAN_CERTS") or "certs/sandbox")
+    from tongban.settings import current
+
+    return current().certs_dir or Path("certs/sandbox")
 
 
 @app.command()

@@ -1,7 +1,6 @@
 """`tongban seal …`: put an e-seal (XAdES) on an XML document, check one, or send sealed documents to 渝快办."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -12,8 +11,10 @@ app = typer.Typer(no_args_is_help=True)
 
 def default_trust_config() -> Path:
     """$TONGBAN_CERTS/trust.yaml when TONGBAN_CERTS is set, else certs/trust.yaml (which points into certs/sandbox)."""
-    certs_dir = os.environ.get("TONGBAN_CERTS")
-    return Path(certs_dir) / "trust.yaml" if certs_dir else Path("certs") / "trust.yaml"
+    from tongban.settings import current
+
+    certs_dir = current().certs_dir
+    return certs_dir / "trust.yaml" if certs_dir else Path("certs") / "trust.yaml"
 
 
 def _read_input(path: Path) -> bytes:

@@ -23,7 +23,7 @@ from tongban.envelope import utcnow
 from tongban.ledger import LedgerEvent
 from tongban.mapping.errors import MappingFileError
 from tongban.platform_client import PlatformRejected, PlatformTransient
-from tongban.settings import Settings, load
+from tongban.settings import Settings, current
 from tongban.store import Store
 
 from .protect import encrypt, pii_hash
@@ -61,8 +61,8 @@ def _is_id_card_number(number: str) -> bool:
 
 
 def ask_platform(platform: Any, id_type: str, number: str) -> dict:
-    """One signed call to the unified user service (PlatformClient has no public POST helper)."""
-    return platform._call("POST", RESOLVE_PATH, {"id_type": id_type, "id_number": number})
+    """One signed call to the unified user service, through the platform client's one signing path."""
+    return platform.post_json(RESOLVE_PATH, {"id_type": id_type, "id_number": number})
 
 
 def _wait_for_retry_after(max_wait: float):
@@ -80,7 +80,7 @@ class IdentityResolver:
     def __init__(self, *, store: Store, platform: Any, settings: Settings | None = None,
                  account_path: str | None = None, attempts: int = 4, max_wait: float = 5.0):
         self.store, self.platform = store, platform
-        self.key = (settings or load()).pii_key
+        self.key = (settings or current()).pii_key
         self.account_path = jmespath.compile(account_path) if account_path else None
         self.attempts, self.max_wait = attempts, max_wait
         self._memo: dict[str, tuple[str, str | None, str | None]] = {}   # pii_hash → (status, user_id, reason)

@@ -59,8 +59,9 @@ def write_private_key(path: Path, key) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    path.write_bytes(SANDBOX_KEY_MARKER.encode("utf-8") + b"\n" + pem)
-    path.chmod(0o600)
+    from tongban.store.files import write_private
+
+    write_private(path, SANDBOX_KEY_MARKER.encode("utf-8") + b"\n" + pem)  # created 0600, no chmod window
 
 
 def strip_comment_lines(pem: bytes) -> bytes:

@@ -12,11 +12,19 @@ The answer is a `SealResult` with one reason code:
     missing          the document carries no signature
     malformed        not safe, well-formed XML (DOCTYPE, entities, too big) or not an XAdES signature we can read
     key_usage        the seal certificate may not make signatures (KeyUsage lacks digitalSignature)
+    unsupported_transform
+                     a reference or the SignedInfo names a transform XAdES-BES does not need: only the enveloped
+                     signature transform and Canonical XML (1.0, 1.1, exclusive; with or without comments) are
+                     known, anything else (XSLT, XPath, XPath Filter 2.0, base64, decryption …) is refused
+                     rather than skipped, even when a trusted key signed it
 
 Signature wrapping is defeated by shape and by provenance: the profile is exactly one ds:Signature, a child of the
 root, whose data reference is URI="" with the enveloped transform (so the whole document is signed), and whose other
 references point inside the signature itself (XAdES SignedProperties and KeyInfo). The data handed back is the
 canonicalised data signxml verified, never the tree as received.
+
+Transforms are refused unless known: signxml applies the ones it knows and silently skips the rest, so a seal whose
+reference carries, say, an XSLT transform would verify while meaning something else to another verifier.
 """
 from __future__ import annotations
 
@@ -36,8 +44,17 @@ from .xmlsafe import MAX_DOCUMENT_BYTES, UnsafeXMLError, parse_untrusted, safe_p
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XADES_NS = "http://uri.etsi.org/01903/v1.3.2#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+C14N_METHODS = frozenset({
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
+    "http://www.w3.org/2006/12/xml-c14n11",
+    "http://www.w3.org/2006/12/xml-c14n11#WithComments",
+    "http://www.w3.org/2001/10/xml-exc-c14n#",
+    "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+})
+KNOWN_TRANSFORMS = C14N_METHODS | {ENVELOPED}
 REASONS = ("valid", "digest_mismatch", "untrusted_issuer", "expired", "revoked", "wrapped", "missing",
-           "malformed", "key_usage")
+           "malformed", "key_usage", "unsupported_transform")
 
 _CONFIG_ALGORITHMS = dict(
     signature_methods=frozenset({
@@ -100,6 +117,7 @@ def _check_shape(root: etree._Element) -> int:
     if duplicated:
         raise _Rejected("wrapped", f"Id values {duplicated} occur more than once")
 
+    _check_transforms(signed_info)
     data_index = None
     for index, reference in enumerate(signed_info.findall(_ds("Reference"))):
         uri = reference.get("URI")
@@ -120,6 +138,22 @@ def _check_shape(root: etree._Element) -> int:
     if data_index is None:
         raise _Rejected("wrapped", 'no reference signs the whole document (URI="" enveloped)')
     return data_index
+
+
+def _check_transforms(signed_info: etree._Element) -> None:
+    """Every transform and the SignedInfo canonicalisation must be one XAdES-BES needs (KNOWN_TRANSFORMS)."""
+    method = signed_info.find(_ds("CanonicalizationMethod"))
+    algorithm = method.get("Algorithm") if method is not None else None
+    if algorithm not in C14N_METHODS:
+        raise _Rejected("unsupported_transform", f"SignedInfo canonicalisation {algorithm!r} is not Canonical XML "
+                                                 "1.0, 1.1 or exclusive")
+    for reference in signed_info.iterfind(_ds("Reference")):
+        for transform in reference.iterfind(f"{_ds('Transforms')}/{_ds('Transform')}"):
+            algorithm = transform.get("Algorithm")
+            if algorithm not in KNOWN_TRANSFORMS:
+                raise _Rejected("unsupported_transform",
+                                f"reference {reference.get('URI')!r} applies transform {algorithm!r}; only the "
+                                "enveloped-signature transform and Canonical XML are accepted")
 
 
 class _TrustStoreChain:

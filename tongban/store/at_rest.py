@@ -1,9 +1,12 @@
 """Encryption at rest of the stored records that carry personal data (DESIGN.md promise 6).
 
 Quarantine keeps whole legacy records, parking whole envelopes, change detection the last snapshot of each
-case: all of them hold 证件号码, names and phone numbers. They are stored Fernet-encrypted under a key derived
-(HKDF) from TONGBAN_PII_KEY, so a copied database file or dump does not give them away. Values written before
-encryption was introduced (no prefix) are read as they are.
+case, the embedded bus its queued messages: all of them hold 证件号码, names and phone numbers. They are stored
+Fernet-encrypted under a key derived (HKDF) from TONGBAN_PII_KEY, so a copied database file or dump does not
+give them away. Values written before encryption was introduced (no prefix) are read as they are.
+
+The key comes from the process's settings (`tongban.settings.current()`, read once), not from the environment
+on every call; a caller holding other settings passes `key=`.
 """
 from __future__ import annotations
 
@@ -28,22 +31,24 @@ def _fernet(key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
-def _key() -> str:
-    from tongban.settings import load
+def _key(key: str | None) -> str:
+    if key is not None:
+        return key
+    from tongban.settings import current
 
-    return load().pii_key
+    return current().pii_key
 
 
-def protect(text: str | None) -> str | None:
+def protect(text: str | None, *, key: str | None = None) -> str | None:
     if text is None:
         return None
-    return PREFIX + _fernet(_key()).encrypt(text.encode("utf-8")).decode("ascii")
+    return PREFIX + _fernet(_key(key)).encrypt(text.encode("utf-8")).decode("ascii")
 
 
-def reveal(stored: str | None) -> str | None:
+def reveal(stored: str | None, *, key: str | None = None) -> str | None:
     if stored is None or not stored.startswith(PREFIX):
         return stored
     try:
-        return _fernet(_key()).decrypt(stored[len(PREFIX):].encode("ascii")).decode("utf-8")
+        return _fernet(_key(key)).decrypt(stored[len(PREFIX):].encode("ascii")).decode("utf-8")
     except InvalidToken:
         raise UnreadableRecord("a stored record was encrypted under another TONGBAN_PII_KEY") from None

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from tongban import settings as settings_module
 
+from .files import private_sqlite_file
 from .tables import metadata
 
 _engines: dict[str, Engine] = {}
@@ -17,6 +18,8 @@ _engines_lock = threading.Lock()
 
 
 def _sqlite_engine(url: str) -> Engine:
+    # The file exists 0600 before SQLite opens it, so the database and its -wal/-shm/-journal are private.
+    private_sqlite_file(url)
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
