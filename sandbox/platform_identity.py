@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-import os
 import re
 import threading
 from pathlib import Path
@@ -224,7 +223,9 @@ class Catalogue:
 
 def include_identity(app: FastAPI, require_signature: Callable, secret: str, mappings_dir: Path | None = None) -> None:
     """Mount the unified user service and the catalogue on the mock platform (`app.state.users`, `.catalogue`)."""
-    directory = mappings_dir or Path(os.environ.get("TONGBAN_MAPPINGS") or DEFAULT_MAPPINGS)
+    from tongban.settings import default_mappings_dir
+
+    directory = mappings_dir or default_mappings_dir()
     if not (directory / "tables").is_dir():
         directory = DEFAULT_MAPPINGS
     users = UnifiedUsers(secret)

@@ -46,6 +46,19 @@ def _path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
+CHECKOUT_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+
+
+def default_mappings_dir() -> Path:
+    """The one default of the mapping folder: TONGBAN_MAPPINGS, else `mappings/` in the working directory when
+    there is one, else the checkout's `mappings/` beside the package (Airflow's working directory is arbitrary)."""
+    configured = _env("TONGBAN_MAPPINGS")
+    if configured:
+        return Path(configured).resolve()
+    here = Path("mappings")
+    return here.resolve() if here.is_dir() else CHECKOUT_MAPPINGS
+
+
 _warned = False
 _warn_lock = threading.Lock()
 
@@ -76,7 +89,7 @@ class Settings:
     platform_access_key: str = field(default_factory=lambda: _env("TONGBAN_PLATFORM_ACCESS_KEY", "sandbox-access-key"))
     # None here means "not set": __post_init__ puts the sandbox value in, or refuses in production.
     platform_secret: str | None = field(default_factory=lambda: _env("TONGBAN_PLATFORM_SECRET"), repr=False)
-    mappings_dir: Path = field(default_factory=lambda: Path(_env("TONGBAN_MAPPINGS", "mappings")).resolve())
+    mappings_dir: Path = field(default_factory=default_mappings_dir)
     # Key for keyed hashes of personal identifiers (HMAC) and for encryption at rest.
     pii_key: str | None = field(default_factory=lambda: _env("TONGBAN_PII_KEY"), repr=False)
     # Prefix of every exchange and queue name: parallel environments on one broker keep apart.

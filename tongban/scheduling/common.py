@@ -3,7 +3,6 @@ where the mapping files are. No Airflow import: this is read at DAG parse time a
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -22,8 +21,8 @@ class Permanent(Exception):
 
 
 def mappings_dir() -> Path:
-    """TONGBAN_MAPPINGS, else the checkout's mappings/ beside the tongban package (not the working directory:
-    Airflow's is arbitrary)."""
-    configured = os.environ.get("TONGBAN_MAPPINGS")
-    return Path(configured).resolve() if configured else REPO / "mappings"
+    """The mapping folder, with the one default every command uses (tongban.settings.default_mappings_dir)."""
+    from tongban.settings import default_mappings_dir
+
+    return default_mappings_dir()
 
