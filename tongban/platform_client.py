@@ -1,8 +1,8 @@
 """Client of the 渝快办 platform: the one seam every platform endpoint is called through.
 
 Numbering (统一赋码), case push, sealed documents (`push_sealed`, used by tongban.sealed), the unified user
-service (`post_json`, used by tongban.identity), the item catalogue and reconciliation statistics (`get`) all go
-through `send`: one httpx client, one signing path (`tongban.platform_auth.PlatformAuth`: the signature binds
+service (`resolve_user`, used by tongban.identity), the item catalogue (`catalog`) and reconciliation statistics
+(`stats`) all go through `send`: one httpx client, one signing path (`tongban.platform_auth.PlatformAuth`: the signature binds
 method, path, query, body digest, Idempotency-Key, date and a fresh nonce per attempt), one mapping of failures
 and one quick in-call retry (tenacity) that absorbs blips; longer outages are the bus's job (delay queues, then
 parking). Redirects are never followed: a signed request goes to the configured platform or nowhere.
@@ -22,6 +22,9 @@ TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 NUMBERING_PATH = "/api/v1/numbering"
 CASE_EVENTS_PATH = "/api/v1/case-events"
 SEALED_DOCUMENTS_PATH = "/api/v1/sealed-documents"
+RESOLVE_USER_PATH = "/api/v1/users/resolve"
+CATALOG_PATH = "/api/v1/catalog"
+STATS_PATH = "/api/v1/stats"
 
 
 class PlatformTransient(Exception):
@@ -149,6 +152,18 @@ class PlatformClient:
             # Non-repudiation of receipt: the platform must acknowledge exactly what we sent.
             raise ReceiptInvalid("the receipt's digest does not match the event sent")
         return receipt
+
+    def resolve_user(self, id_type: str, id_number: str) -> dict:
+        """统一用户: the unified user service's answer for one identity number (404 unknown, 409 ambiguous)."""
+        return self.post_json(RESOLVE_USER_PATH, {"id_type": id_type, "id_number": id_number})
+
+    def catalog(self, version: int | None = None) -> dict:
+        """统一事项目录: the item catalogue, the latest or one `version`."""
+        return self.get(CATALOG_PATH + (f"?version={int(version)}" if version is not None else ""))
+
+    def stats(self) -> dict:
+        """What the platform holds (counts per 实施编码 under `by_item`), for reconciliation."""
+        return self.get(STATS_PATH)
 
     def push_sealed(self, document: bytes, idempotency_key: str) -> bytes:
         """POST sealed XML; returns the platform's sealed receipt (bytes, verified by the caller against the

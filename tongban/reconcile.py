@@ -90,7 +90,7 @@ def reconcile(store: Store, platform, *, secret: str | None = None, list_limit: 
     report.gaps.extend(receipt_gaps)
     if problems > len(receipt_gaps):
         report.gaps.append(f"… and {problems - len(receipt_gaps)} more deliveries without a valid receipt")
-    stats = platform.get("/api/v1/stats")
+    stats = platform.stats()
     report.platform_cases_by_item = {str(k): int(v) for k, v in (stats.get("by_item") or {}).items()}
     for item in sorted(set(report.delivered_cases_by_item) | set(report.platform_cases_by_item)):
         ours, theirs = report.delivered_cases_by_item.get(item, 0), report.platform_cases_by_item.get(item, 0)

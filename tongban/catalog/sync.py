@@ -19,8 +19,6 @@ from .tables import catalog_versions, ensure_tables
 
 log = logging.getLogger("tongban.catalog")
 
-CATALOG_PATH = "/api/v1/catalog"
-
 
 @dataclass
 class SyncResult:
@@ -63,7 +61,7 @@ def versions(store: Store) -> list[dict[str, Any]]:
 def sync(store: Store, platform: Any, *, version: int | None = None) -> SyncResult:
     """Fetch the catalogue (latest, or `version`) and store it unless it is the one we have."""
     ensure_tables(store)
-    body = platform.get(CATALOG_PATH + (f"?version={int(version)}" if version is not None else ""))
+    body = platform.catalog(version)  # one signed call through the platform client
     fetched = Catalogue.from_json(body)
     items = body.get("items") or []
     digest = hashlib.sha256(canonical_json(items)).hexdigest()

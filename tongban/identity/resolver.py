@@ -35,7 +35,6 @@ from .users import (
 
 log = logging.getLogger("tongban.identity")
 
-RESOLVE_PATH = "/api/v1/users/resolve"
 RESOLVED, UNKNOWN, AMBIGUOUS, INVALID = "resolved", "unknown", "ambiguous", "invalid"
 OPEN, ACCEPTED = "open", "accepted"
 
@@ -62,7 +61,7 @@ def _is_id_card_number(number: str) -> bool:
 
 def ask_platform(platform: Any, id_type: str, number: str) -> dict:
     """One signed call to the unified user service, through the platform client's one signing path."""
-    return platform.post_json(RESOLVE_PATH, {"id_type": id_type, "id_number": number})
+    return platform.resolve_user(id_type, number)
 
 
 def _wait_for_retry_after(max_wait: float):
