@@ -134,3 +134,15 @@ def test_a_message_queued_before_encryption_is_still_delivered(sqlite_store):
     bus, got, stop = LocalBus(sqlite_store), [], threading.Event()
     bus.consume(work, lambda d: (got.append(d.envelope.idempotency_key), stop.set()), stop=stop, idle_exit=1.0)
     assert got == ["k"]
+
+
+def test_a_database_others_can_read_is_named_not_silently_used(tmp_path, caplog):
+    from tongban.store import Store
+
+    old = tmp_path / "old.db"
+    old.touch()
+    os.chmod(old, 0o644)  # as an older tongban left it
+    with caplog.at_level("WARNING", logger="tongban.store"):
+        Store(f"sqlite:///{old}").dispose()
+    assert f"{old} is readable by other users (mode 0644)" in caplog.text
+    assert _mode(old) == 0o644  # reported, not changed behind the operator's back

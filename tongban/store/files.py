@@ -9,8 +9,13 @@ file 0600 before SQLite opens it (`private_sqlite_file`) makes all four private.
 """
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
+
+log = logging.getLogger("tongban.store")
+_warned: set[str] = set()
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -72,7 +77,17 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def private_sqlite_file(url: str) -> None:
-    """Create the SQLite database file of `url` 0600 (in a 0700 folder) before SQLite creates it 0644."""
+    """Create the SQLite database file of `url` 0600 (in a 0700 folder) before SQLite creates it 0644.
+    A database that exists already and that others may read (made by an older tongban) is named in a warning,
+    once: changing its mode is the operator's decision."""
     path = sqlite_path(url)
-    if path is not None:
-        private_file(path)
+    if path is None:
+        return
+    existed = path.exists()
+    private_file(path)
+    if existed and str(path) not in _warned:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            _warned.add(str(path))
+            log.warning("%s is readable by other users (mode %04o); `chmod 600 %s*` keeps its ledger and "
+                        "personal data private", path, mode, path)
