@@ -31,19 +31,21 @@ CODE = make_credit_code("1", "1", "500000", "00000001")
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return init_sandbox_ca(tmp_path_factory.mktemp("pki-transforms"), [("scjgj", "重庆市市场监督管理局")])
-
-
-@pytest.fixture(scope="module")
-def trust(pki):
-    return TrustStore.load(pki["trust_config"])
-
-
-@pytest.fixture(scope="module")
-def seal(pki):
+def department(tmp_path_factory):
+    """A sandbox CA with one trusted department seal: (trust store, that department's signer)."""
+    pki = init_sandbox_ca(tmp_path_factory.mktemp("pki-transforms"), [("scjgj", "重庆市市场监督管理局")])
     issued = pki["departments"]["scjgj"]
-    return XadesSigner(issued.cert_path, issued.key_path)
+    return TrustStore.load(pki["trust_config"]), XadesSigner(issued.cert_path, issued.key_path)
+
+
+@pytest.fixture
+def trust(department):
+    return department[0]
+
+
+@pytest.fixture
+def seal(department):
+    return department[1]
 
 
 def _licence() -> bytes:
