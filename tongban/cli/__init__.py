@@ -30,7 +30,6 @@ _GROUPS = [
 _COMMAND_MODULES = ["run"]  # modules whose register(app) adds top-level commands (ingest, worker, trace …)
 
 
-
 @app.callback()
 def _startup(ctx: typer.Context) -> None:
     """Check the settings before any command runs: outside the sandbox a missing secret or a plain-http platform
