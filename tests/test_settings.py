@@ -153,3 +153,29 @@ def test_only_the_settings_module_reads_tongbans_environment():
             if ("os.environ" in line or "getenv" in line) and "TONGBAN_" in line:
                 offenders.append(f"{path.relative_to(REPO)}:{number}")
     assert offenders == []
+
+
+# ------------------------------------------------------------------------------------------ scheduled tasks
+
+
+def test_the_scheduled_ingest_task_honours_the_queue_prefix(sandbox_env, monkeypatch):
+    from tongban.bus.local import LocalBus
+    from tongban.scheduling.tasks import run_ingest_task
+    from tongban.store import open_store
+
+    monkeypatch.setenv("TONGBAN_QUEUE_PREFIX", "district-a")
+    monkeypatch.setenv("TONGBAN_BUS", "inprocess")
+    run_ingest_task(str(REPO / "mappings" / "cq-samr-rest.yaml"))
+    bus = LocalBus(open_store(settings_module.load().db_url))
+    assert bus.depth("district-a.cases.deliver") > 0
+    assert bus.depth("tongban.cases.deliver") == 0  # as `tongban ingest` does: nothing on another environment's queue
+
+
+def test_a_scheduled_task_in_production_without_secrets_fails_for_good(clean_env, tmp_path):
+    from tongban.scheduling.common import Permanent
+    from tongban.scheduling.tasks import run_ingest_task
+
+    clean_env.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    clean_env.setenv("TONGBAN_ENV", "production")
+    with pytest.raises(Permanent, match="TONGBAN_PLATFORM_SECRET"):  # Airflow does not retry it
+        run_ingest_task(str(REPO / "mappings" / "cq-samr-rest.yaml"))

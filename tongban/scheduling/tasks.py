@@ -17,10 +17,13 @@ from tongban.scheduling.ingest_plans import plan_for
 def _context():
     from tongban.bus import open_bus
     from tongban.platform_client import PlatformClient
-    from tongban.settings import load
+    from tongban.settings import SettingsError, load
     from tongban.store import open_store
 
-    settings = load()
+    try:
+        settings = load()
+    except SettingsError as exc:  # a missing secret in production: retrying cannot fix it
+        raise Permanent(str(exc)) from None
     return settings, open_store(settings.db_url), open_bus(settings, announce=log.info), PlatformClient(settings)
 
 
@@ -47,9 +50,12 @@ def run_ingest_task(path: str) -> dict[str, Any]:
         mapping = load_mapping(Path(path))
     except MappingFileError as exc:
         raise Permanent(str(exc)) from exc
+    from tongban.bus.topology import cases_work
+
     settings, store, bus, platform = _context()
     try:
-        report = run_ingest(mapping, store=store, bus=bus, platform=platform)
+        # The queue prefix from the settings, as the CLI's `tongban ingest` does.
+        report = run_ingest(mapping, store=store, bus=bus, platform=platform, work=cases_work(settings.queue_prefix))
     except TransientSourceError:
         raise  # the legacy system is down or slow: Airflow retries with backoff
     except SourceError as exc:
