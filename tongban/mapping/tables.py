@@ -103,11 +103,21 @@ def read_table(spec: TableSpec, base: Path, mapping_path: str) -> TableRows:
         fd = os.open(path, flags)  # the resolved path: O_NOFOLLOW refuses a symlink swapped in since
     except OSError as exc:
         raise MappingFileError(mapping_path, spec.line, f"{what}: cannot read {spec.path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise MappingFileError(mapping_path, spec.line, f"{what}: {spec.path} is not a regular file")
-        raw = handle.read(MAX_TABLE_BYTES + 1)
+        chunks, size = [], 0
+        while size <= MAX_TABLE_BYTES:  # read at most one byte past the cap, whatever the file claims
+            chunk = os.read(fd, min(1 << 20, MAX_TABLE_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        raw = b"".join(chunks)
+    except OSError as exc:
+        raise MappingFileError(mapping_path, spec.line, f"{what}: cannot read {spec.path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_TABLE_BYTES:
         raise MappingFileError(mapping_path, spec.line, f"{what}: {spec.path} is larger than {MAX_TABLE_BYTES} bytes")
     return parse_table(raw, spec, mapping_path)
@@ -132,7 +142,7 @@ def parse_table(raw: bytes, spec: TableSpec, mapping_path: str) -> TableRows:
     try:
         rows = TableRows(reader)
     except csv.Error as exc:
-        raise MappingFileError(mapping_path, spec.line, f"{what}: {spec.path} line {reader.line_num}: "
+        raise MappingFileError(mapping_path, spec.line, f"{what}: {spec.path} line {reader.line_num + 1}: "
                                                         f"not readable CSV ({exc})") from None
     if not reader.fieldnames:
         raise MappingFileError(mapping_path, spec.line, f"{what}: {spec.path} has no header row")
