@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from typer.testing import CliRunner
+
+from tongban.cases.models import CaseSnapshot
 
 from tongban.cli import app
 from tongban.mapping import MappingError, MappingFileError, load_mapping
@@ -185,7 +188,13 @@ def _assert_maps_or_names_the_problem(mapping, record):
         assert exc.field and exc.rule  # which field, which rule
         assert str(exc).startswith(f"record {exc.record_key or '?'}: field {exc.field}: ")
         return
-    assert snapshot["source_key"] and snapshot["item_code"] is not None
+    # a mapped snapshot goes on to validation: it passes or fails there with pydantic's error, nothing else
+    assert snapshot["source_key"]
+    json.dumps(snapshot, ensure_ascii=False, default=str)
+    try:
+        CaseSnapshot.model_validate(snapshot)
+    except ValidationError:
+        pass
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -200,3 +209,45 @@ def test_fuzz_the_engine_on_the_files_mapping(record):
     if _MAPPINGS["wsjkw"] is None:
         _MAPPINGS["wsjkw"] = load_mapping(WSJKW)
     _assert_maps_or_names_the_problem(_MAPPINGS["wsjkw"], record)
+
+
+_SAMR_LINES = SAMR.read_text(encoding="utf-8").splitlines()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(drop=st.sets(st.integers(0, len(_SAMR_LINES) - 1), max_size=4),
+       replace=st.dictionaries(st.integers(0, len(_SAMR_LINES) - 1),
+                               st.sampled_from(["  x: 1", "case: 5", "  region: [1, 2]", "tables: {items: 5}",
+                                                "  lookup: {table: items}", "record: {key: {a: 1}}", "- 1", "{",
+                                                "  when: {a: b}", "  path: '[['", "1: 2", "source: []", "  ? [a]: b",
+                                                "tables: {items: {path: tables/samr_items.csv, encoding: 5}}"]),
+                               max_size=2))
+def test_fuzz_the_loader_a_damaged_mapping_file_is_a_mapping_file_error(tmp_path_factory, drop, replace):
+    """Lines of a real mapping file deleted or replaced: the loader answers with the file and the rule, or loads it."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    shutil.copytree(SAMR.parent / "tables", folder / "tables")
+    lines = [replace.get(i, line) for i, line in enumerate(_SAMR_LINES) if i not in drop]
+    path = folder / "m.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        load_mapping(path)
+    except MappingFileError as exc:
+        assert str(exc).startswith(str(path)) and exc.rule
+
+
+def test_mapping_check_json_reports_a_broken_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("system: x\nsource: {adapter: rest}\nrecord: {key: id}\ncase: {region: {path: r}}\n", encoding="utf-8")
+    result = runner.invoke(app, ["mapping", "check", "--json", str(path)])
+    assert result.exit_code == 1
+    out = json.loads(result.output)
+    assert out["ok"] is False and out["errors"][0]["line"] == 4 and "application" in out["errors"][0]["message"]
+
+
+def test_an_env_setting_must_name_a_variable_and_its_value_is_never_quoted(tmp_path):
+    path = _variant(tmp_path, "token_env: CQ_SAMR_TOKEN", "token_env: 'eyJhbGciOi.pasted-token'")
+    result = runner.invoke(app, ["mapping", "check", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:{_line(path, 'token_env')}: 'token_env' must name an environment variable" in result.output
+    assert "pasted-token" not in result.output

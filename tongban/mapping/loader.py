@@ -4,7 +4,8 @@ What the loader refuses (each a `MappingFileError` naming the file and the line)
   - a file over MAX_MAPPING_BYTES, not UTF-8, with NUL bytes, or not valid YAML;
   - YAML aliases (`*name`) and nesting deeper than MAX_NESTING (no "billion laughs", no RecursionError);
   - duplicate keys, unknown top-level keys, a missing required key;
-  - a literal secret (a credential-looking key holding a value instead of naming a variable: `token_env: VAR`);
+  - a literal secret (a credential-looking key holding a value instead of naming a variable: `token_env: VAR`), and a
+    `…_env` setting whose value is not a variable name (a pasted secret; the value is never quoted);
   - `${VAR}` anywhere outside `source:` — case fields, constants, defaults, maps and tables never see the
     environment, so a variable (a secret) can never travel to the platform inside a case field;
   - a `${VAR}` in `source:` that is not set and has no `${VAR:-default}`.
@@ -175,6 +176,7 @@ def _refuse_env_refs(path: str, node: Any, where: str, line: int | None = None) 
 TOP_KEYS = {"system", "department", "description", "schedule", "retries", "source", "record", "tables", "case",
             "evaluation_scale", "identity"}
 REQUIRED_TOP = ("system", "source", "record", "case")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 SECRET_HINTS = re.compile(r"(password|secret|token|api_key|apikey)$", re.I)
 
 
@@ -186,6 +188,10 @@ def _check_no_secrets(path: str, node: Any) -> None:
                 raise MappingFileError(path, node.key_lines.get(key),
                                        f"{key!r} holds a literal secret; name an environment variable instead "
                                        f"({key}_env: VARIABLE_NAME)")
+            if isinstance(key, str) and key.endswith("_env") and not (isinstance(value, str) and _VARIABLE.match(value)):
+                # the value is not quoted: someone may have pasted the secret itself here
+                raise MappingFileError(path, node.key_lines.get(key),
+                                       f"{key!r} must name an environment variable (letters, digits, _), not hold a value")
             _check_no_secrets(path, value)
     elif isinstance(node, list):
         for item in node:
