@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from tongban.cases.models import CaseSnapshot
-
 from tongban.cli import app
 from tongban.mapping import MappingError, MappingFileError, load_mapping
 from tongban.mapping.engine import MAX_RECORD_DEPTH

@@ -45,6 +45,16 @@ def _compile(expr: Any, where: str, path_text: str, line: int | None):
         raise MappingFileError(path_text, line, f"{where}: bad path {expr!r}: {exc}") from None
 
 
+def _check_timezone(name: Any, where: str, path_text: str, line: int | None) -> None:
+    """A zone the transforms will use for every record: checked once, here, not per record at run time."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(str(name))
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        raise MappingFileError(path_text, line, f"{where}: unknown time zone {name!r} (e.g. Asia/Shanghai)") from None
+
+
 def nesting_exceeds(value: Any, limit: int) -> bool:
     """True when dicts/lists nest deeper than `limit` (walked without recursion, stopping at the limit)."""
     if not isinstance(value, (dict, list, tuple)):
@@ -77,13 +87,15 @@ class FieldRule:
         self.spec = spec
         self.path = _compile(spec["path"], where, mapping.path_text, line) if "path" in spec else None
         transform = spec.get("transform")
-        if transform is not None and transform not in TRANSFORMS:
+        if transform is not None and (not isinstance(transform, str) or transform not in TRANSFORMS):
             raise MappingFileError(mapping.path_text, line, f"{where}: unknown transform {transform!r}"
                                                             f"{_did_you_mean(transform, TRANSFORMS)} "
                                                             f"(known: {', '.join(sorted(TRANSFORMS))})")
         if "retired" in spec and (transform != "region" or spec["retired"] not in ("translate", "reject")):
             raise MappingFileError(mapping.path_text, line, f"{where}: `retired:` is an option of transform: region, "
                                                             f"either translate (the default) or reject")
+        if "timezone" in spec:
+            _check_timezone(spec["timezone"], where, mapping.path_text, line)
         if "map" in spec and not isinstance(spec["map"], dict):
             raise MappingFileError(mapping.path_text, line, f"{where}: map must be {{legacy value: national value}}")
         self.map = {str(k): v for k, v in spec["map"].items()} if "map" in spec else None
@@ -93,8 +105,8 @@ class FieldRule:
 
     def _compile_lookup(self, lk: Any, mapping: "Mapping") -> None:
         where, line = f"field {self.name}: lookup", self.line
-        if not isinstance(lk, dict) or set(lk) != LOOKUP_KEYS:
-            raise MappingFileError(mapping.path_text, line, f"{where} needs exactly {{table, key, value}}")
+        if not isinstance(lk, dict) or set(lk) != LOOKUP_KEYS or not all(isinstance(v, str) for v in lk.values()):
+            raise MappingFileError(mapping.path_text, line, f"{where} needs exactly {{table, key, value}} (names)")
         table = mapping.tables.get(lk["table"])
         if table is None:
             raise MappingFileError(mapping.path_text, line, f"{where} names unknown table {lk['table']!r} "
@@ -241,6 +253,7 @@ class Mapping:
         self.watermark_path = _compile(self.watermark_field, "record.watermark", self.path_text,
                                        record_lines.get("watermark")) if self.watermark_field else None
         self.timezone = record.get("timezone", "Asia/Shanghai")
+        _check_timezone(self.timezone, "record.timezone", self.path_text, record_lines.get("timezone"))
         self.tables: dict[str, list[dict[str, str]]] = {}
         self.table_columns: dict[str, list[str]] = {}
         self.table_specs = {}
