@@ -133,7 +133,12 @@ def schema(kind: str = typer.Argument(..., help="the adapter kind (rest, soap, f
     if model is None:
         typer.echo(f"error: adapter {kind!r} ({cls.__module__}.{cls.__name__}) declares no settings model", err=True)
         raise typer.Exit(1)
-    document = model.model_json_schema()
+    try:
+        document = model.model_json_schema()
+    except Exception as exc:  # a third-party model pydantic cannot describe
+        typer.echo(f"error: the settings model of adapter {kind!r} has no JSON Schema ({type(exc).__name__}: {exc})",
+                   err=True)
+        raise typer.Exit(1)
     if as_json:
         typer.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return

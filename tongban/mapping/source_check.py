@@ -77,7 +77,10 @@ def validate_settings(model, settings: dict, node: Any, path_text: str, prefix: 
     try:
         model.model_validate(settings)
     except ValidationError as exc:
-        schema = model.model_json_schema()
+        try:
+            schema = model.model_json_schema()
+        except Exception:  # a model pydantic cannot describe: errors without suggestions, still with lines
+            schema = {}
         problems, seen = [], set()
         for error in exc.errors(include_input=False, include_url=False):
             problem = _problem(error, schema, node, path_text, prefix, line)
@@ -85,6 +88,9 @@ def validate_settings(model, settings: dict, node: Any, path_text: str, prefix: 
                 seen.add((problem.line, problem.rule))
                 problems.append(problem)
         return problems
+    except Exception as exc:  # a validator of a third-party model that raises something else: name it, no traceback
+        return [MappingFileError(path_text, line, f"{prefix}: the adapter's settings model failed "
+                                                  f"({type(exc).__name__}: {exc})")]
     return []
 
 
