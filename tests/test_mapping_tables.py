@@ -141,3 +141,36 @@ def test_a_damaged_csv_table_names_its_line(tmp_path):
         load_mapping(path)
     assert "line 3: not readable CSV (field larger than field limit" in caught.value.rule
     assert caught.value.line == _decl_line(path)
+
+
+def test_another_record_kind_reuses_the_loader_tables_and_field_rules(tmp_path):
+    """The same language for a ministry batch (issue 13): its own sections, a GB18030 table, the field rules."""
+    from types import SimpleNamespace
+
+    from tongban.mapping import MappingError, read_mapping_document
+    from tongban.mapping.engine import FieldRule
+    from tongban.mapping.tables import load_tables
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "towns.csv").write_bytes("code,county\n500222001,500110\n".encode("gb18030"))
+    path = tmp_path / "batch.yaml"
+    path.write_text("source: {adapter: files, directory: '${BATCH_DIR:-drops}'}\n"
+                    "tables: {towns: {path: tables/towns.csv, encoding: gb18030}}\n"
+                    "fields:\n"
+                    "  ROWGUID: {path: WYBS, required: true}\n"
+                    "  AREACODE: {path: XZQH, transform: region}\n", encoding="utf-8")
+    doc, _refs = read_mapping_document(path, top_keys={"source", "tables", "fields"}, required=("source", "fields"))
+    tables, columns, _specs = load_tables(doc, path)
+    owner = SimpleNamespace(path_text=str(path), tables=tables, table_columns=columns)
+    rules = [FieldRule(name, spec, doc["fields"].key_lines[name], owner) for name, spec in doc["fields"].items()]
+    ctx: dict = {}
+    assert {r.name: r.value({"WYBS": "g-1", "XZQH": "500222"}, ctx) for r in rules} == {"ROWGUID": "g-1",
+                                                                                       "AREACODE": "500110"}
+    assert ctx["notes"] == ["region: retired region code 500222 rewritten to its successor 500110 (綦江区)"]
+    assert doc["source"]["directory"] == "drops" and tables["towns"][0]["county"] == "500110"
+    try:
+        rules[0].value({}, {})
+    except ValueError as exc:
+        error = rules[0].error("row 7", "ROWGUID", exc)
+    assert isinstance(error, MappingError) and str(error) == "record row 7: field ROWGUID (WYBS): required: value is " \
+                                                            "missing (mapping line 4)"

@@ -25,7 +25,7 @@ from jmespath.exceptions import JMESPathError
 
 from .errors import MappingError, MappingFileError
 from .loader import LineDict, _did_you_mean
-from .tables import read_table, table_spec
+from .tables import load_tables
 from .transforms import TRANSFORMS
 
 SPEC_KEYS = {"path", "const", "default", "map", "lookup", "transform", "required", "format", "timezone", "scale",
@@ -70,7 +70,13 @@ def nesting_exceeds(value: Any, limit: int) -> bool:
 
 
 class FieldRule:
-    """One case field: where its value comes from and the rules it must pass."""
+    """One field: where its value comes from and the rules it must pass.
+
+    `mapping` is anything with `path_text`, `tables` and `table_columns` (a `Mapping`, or the loaded source file of
+    another record kind — a flowback batch — built with `read_mapping_document` and `load_tables`): the field language
+    is the same for every kind of record. `value(record, ctx)` raises ValueError/TypeError/JMESPathError whose text
+    starts with the rule; `error(key, name, exc)` turns that into the MappingError the pipeline quarantines.
+    """
 
     def __init__(self, name: str, spec: Any, line: int | None, mapping: "Mapping"):
         self.name, self.line = name, line
@@ -254,17 +260,7 @@ class Mapping:
                                        record_lines.get("watermark")) if self.watermark_field else None
         self.timezone = record.get("timezone", "Asia/Shanghai")
         _check_timezone(self.timezone, "record.timezone", self.path_text, record_lines.get("timezone"))
-        self.tables: dict[str, list[dict[str, str]]] = {}
-        self.table_columns: dict[str, list[str]] = {}
-        self.table_specs = {}
-        tables_node = doc.get("tables") or {}
-        if not isinstance(tables_node, dict):
-            raise MappingFileError(self.path_text, lines.get("tables"), "tables: must map names to table files")
-        for name, node in tables_node.items():
-            spec = table_spec(str(name), node, self.path_text, getattr(tables_node, "key_lines", {}).get(name))
-            rows = read_table(spec, path.parent, self.path_text)
-            self.table_specs[name], self.tables[name] = spec, rows
-            self.table_columns[name] = rows.columns
+        self.tables, self.table_columns, self.table_specs = load_tables(doc, path)
         case = doc["case"]
         case_lines = case.key_lines
         self.top_fields = []

@@ -148,3 +148,19 @@ def parse_table(raw: bytes, spec: TableSpec, mapping_path: str) -> TableRows:
         raise MappingFileError(mapping_path, spec.line, f"{what}: {spec.path} has no header row")
     rows.columns = [str(name) for name in reader.fieldnames]
     return rows
+
+
+def load_tables(doc: Any, mapping_path: Path) -> tuple[dict[str, TableRows], dict[str, list[str]], dict[str, TableSpec]]:
+    """(rows, columns, specs) by name of every table the document's `tables:` section declares, read beside
+    `mapping_path` (any YAML file of the mapping language: department mappings, flowback sources)."""
+    path_text = str(mapping_path)
+    node = doc.get("tables") or {}
+    if not isinstance(node, dict):
+        raise MappingFileError(path_text, getattr(doc, "key_lines", {}).get("tables"),
+                               "tables: must map names to table files")
+    rows: dict[str, TableRows] = {}
+    specs: dict[str, TableSpec] = {}
+    for name, entry in node.items():
+        specs[name] = table_spec(str(name), entry, path_text, getattr(node, "key_lines", {}).get(name))
+        rows[name] = read_table(specs[name], Path(mapping_path).parent, path_text)
+    return rows, {name: table.columns for name, table in rows.items()}, specs
