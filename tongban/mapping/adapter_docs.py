@@ -36,7 +36,12 @@ prints a source's settings with every credential masked.
 
 Lookup tables (`tables:`) are files beside the mapping file: `items: tables/items.csv` (UTF-8, with or without BOM) or
 `items: {path: tables/items.csv, encoding: gb18030}`. Paths stay inside the mapping file's folder (no absolute paths,
-no `..` out of it, no symlinks out of it, regular files of at most 16 MB).
+no `..` out of it, no symlinks out of it, regular files of at most @table_mb@ MB).
+
+Limits of the mapping language (each a clear error naming the file and line, never a traceback): a mapping file of at
+most @mapping_kb@ KB nested at most @nesting@ levels, without YAML aliases; a table of at most @table_mb@ MB; a legacy
+record nested at most @record_depth@ levels (a deeper one is quarantined with field `record`); `mapping check --sample`
+reads at most @sample_mb@ MB nested at most @sample_nesting@ levels.
 """
 
 
@@ -79,7 +84,19 @@ def _cell(text: str) -> str:
 def render(mappings: Path = REPO / "mappings") -> str:
     from .schema_walk import setting_rows
 
-    parts = [HEADER]
+    from tongban.cli.mapping import MAX_SAMPLE_BYTES, MAX_SAMPLE_NESTING
+
+    from .engine import MAX_RECORD_DEPTH
+    from .loader import MAX_MAPPING_BYTES, MAX_NESTING
+    from .tables import MAX_TABLE_BYTES
+
+    limits = {"table_mb": MAX_TABLE_BYTES // 2**20, "mapping_kb": MAX_MAPPING_BYTES // 1024, "nesting": MAX_NESTING,
+              "record_depth": MAX_RECORD_DEPTH, "sample_mb": MAX_SAMPLE_BYTES // 2**20,
+              "sample_nesting": MAX_SAMPLE_NESTING}
+    header = HEADER
+    for name, value in limits.items():
+        header = header.replace(f"@{name}@", str(value))
+    parts = [header]
     adapters = registered()
     parts.append("Registered adapters: " + ", ".join(f"[`{kind}`](#{kind})" for kind, *_ in adapters) + ".\n")
     for kind, target, cls, error in adapters:
