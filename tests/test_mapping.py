@@ -230,3 +230,16 @@ def test_unknown_keys_anywhere_in_the_mapping_are_errors_with_lines(tmp_path, ol
     original = set(text.splitlines())
     changed = next(i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line not in original)
     assert f"{path}:{changed}:" in result.output
+
+
+def test_a_mapped_case_that_fails_validation_points_at_the_rule_that_made_it(tmp_path):
+    """A map that yields a value the national format refuses: the error names the mapping line of that field."""
+    path = _copy_mapping(tmp_path, SAMR.read_text(encoding="utf-8").replace(
+        'case_type: {path: bjlx, map: {"1": "1", "2": "2"}, default: "9"}',
+        'case_type: {path: bjlx, map: {"1": "1", "2": "7"}, default: "9"}'))
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps([_record(bjlx="2")]), encoding="utf-8")
+    result = CliRunner().invoke(app, ["mapping", "check", str(path), "--sample", str(sample)])
+    assert result.exit_code == 1
+    line = next(i for i, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "case_type:" in l)
+    assert f"{path}:{line}: record SB1: application.case_type: Input should be '1', '2' or '9'" in result.output

@@ -161,8 +161,10 @@ def check(file: Path = typer.Argument(..., help="the mapping file"),
             continue
         except ValidationError as exc:
             errors += 1
-            for problem in describe_errors(exc):
-                report.error(codes.mask_text(f"{file}: record {snapshot.get('source_key')}: {problem}"),
+            for problem, detail in zip(describe_errors(exc), exc.errors()):
+                line = mapping.field_line(tuple(detail["loc"]))
+                where = f"{file}:{line}: " if line else f"{file}: "
+                report.error(codes.mask_text(f"{where}record {snapshot.get('source_key')}: {problem}"), line,
                              record=snapshot.get("source_key"), rule=codes.mask_text(problem))
             continue
         for note in notes:

@@ -276,6 +276,22 @@ class Mapping:
             if needed not in {f.name for f in self.top_fields}:
                 raise MappingFileError(self.path_text, case.line, f"case needs `{needed}:`")
 
+    def field_line(self, loc: tuple) -> int | None:
+        """The mapping file's line of the field at a snapshot location (`('application', 'case_type')`,
+        `('steps', 0, 'status')`, `('region',)`): validation errors of a mapped case point at the rule that made it."""
+        names = [part for part in loc if isinstance(part, str)]
+        if not names:
+            return None
+        section = self.sections.get(names[0])
+        if section is None:
+            return next((f.line for f in self.top_fields if f.name == names[0]), None)
+        if len(names) > 1:
+            wanted = f"{names[0]}.{names[1]}"
+            found = next((f.line for f in section.fields if f.name == wanted), None)
+            if found:
+                return found
+        return section.line
+
     def record_key(self, record: Any) -> str | None:
         try:
             key = self.key_path.search(record)  # JMESPath walks the expression, not the record: safe on deep records
