@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 class SourceError(Exception):
@@ -43,6 +46,19 @@ class Adapter:
     """Base class of every source adapter. Subclasses set `kind` and implement `fetch`."""
 
     kind: ClassVar[str] = ""
+
+    settings_model: ClassVar[type[BaseModel] | None] = None
+    """The declared settings of this adapter: a pydantic v2 model of the mapping file's `source:` section without its
+    `adapter` key, with `model_config = ConfigDict(extra="forbid")` and a `description=` on every field.
+
+    `tongban mapping check` validates `source:` against it (an unknown or misspelled key, a wrong type, a missing
+    required setting → an error naming the file's line), `tongban adapter schema KIND` prints its JSON Schema and
+    docs/adapters.md (`scripts/gen-adapter-docs`) documents every field. Nested settings are nested models; a choice of
+    shapes (`auth: {type: bearer | login | …}`) is a discriminated union (`Field(discriminator="type")`), so that an
+    error names the one variant the author meant. An example for the reference: `json_schema_extra={"examples": [{…}]}`
+    in the model's config (else the docs quote a mapping file under mappings/ that uses the adapter).
+    `None` (a third-party adapter that has not declared one): the settings are not checked, and `mapping check` says so.
+    """
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
         # `seams` carries test doubles (an httpx transport, a clock); production passes none.

@@ -65,6 +65,7 @@ class _Pending:
     position: str
     flags: list[str]
     record: dict
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class _Draft:
     last_sequence: int
     raw: Any
     flags: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
 def _case_state(previous: dict | None, last_sequence: int) -> CaseState:
@@ -127,7 +129,8 @@ class Ingest:
     # --- one record -------------------------------------------------------------------------------
     def _prepare(self, raw, previous_in_run: dict[str, tuple[dict | None, int]]) -> _Draft | None:
         try:
-            snapshot = self.mapping.map_record(raw.data)
+            notes: list[str] = []  # what the mapping rewrote (a retired region code …): kept in the ledger
+            snapshot = self.mapping.map_record(raw.data, notes)
         except MappingError as exc:
             self._quarantine(key=exc.record_key, stage="mapping", rule=str(exc), field_name=exc.field.split(" ")[0],
                              position=raw.position, record=raw.data)
@@ -176,7 +179,7 @@ class Ingest:
 
         last = last_sequence + len(changes)
         previous_in_run[key] = (snapshot, last)
-        return _Draft(key, snapshot, changes, last_sequence, raw, flags)
+        return _Draft(key, snapshot, changes, last_sequence, raw, flags, notes)
 
     def _finish(self, draft: _Draft, case_number: str) -> _Pending:
         """The draft's events as envelopes under the case's 办件编号."""
@@ -191,7 +194,7 @@ class Ingest:
                                       correlation=case_number, payload=event,
                                       idempotency_key=idempotency_key(self.system, f"{key}#{event['sequence']}", event)))
         return _Pending(key, snapshot, content_digest(snapshot), draft.last_sequence + len(draft.changes), envelopes,
-                        draft.raw.position, draft.flags, draft.raw.data)
+                        draft.raw.position, draft.flags, draft.raw.data, draft.notes)
 
     def _unified(self, snapshot: dict, previous: dict | None, raw) -> bool:
         """Retired/unknown items (tongban.catalog) and unresolvable applicants (tongban.identity) wait in
@@ -273,7 +276,8 @@ class Ingest:
                 st.save_snapshot(conn, self.system, p.key, p.snapshot, p.digest, p.last_sequence)
                 number = p.envelopes[0].correlation
                 events.append(LedgerEvent("fetched", {"position": p.position, "digest": p.digest,
-                                                      **({"flags": p.flags} if p.flags else {})},
+                                                      **({"flags": p.flags} if p.flags else {}),
+                                                      **({"notes": p.notes} if p.notes else {})},
                                           system=self.system, source_key=p.key, case_number=number))
                 for env in p.envelopes:
                     events.append(LedgerEvent(

@@ -47,10 +47,23 @@ def _date(value: Any, spec: dict, ctx: dict) -> str:
 
 
 def _region(value: Any, spec: dict, ctx: dict) -> str:
+    """行政区划 → the current 6-digit county code. A retired code (綦江县 500222 → 綦江区 500110) is translated and
+    noted (the `notes` of map_record, written into the ledger), or refused with `retired: reject`; a 9/12-digit town or village code
+    is rolled up to its county and noted."""
     try:
         region = codes.parse_region(str(value))
     except codes.CodeError as exc:
         raise ValueError(exc.rule) from None
+    field = ctx.get("field", "region")
+    if region.retired_from:
+        if spec.get("retired", "translate") == "reject":
+            raise ValueError(f"{region.retired_from} is a retired region code (its successor is {region.county_code} "
+                             f"{region.name}) and the mapping says retired: reject")
+        ctx.setdefault("notes", []).append(f"{field}: retired region code {region.retired_from} rewritten to its "
+                                           f"successor {region.county_code} ({region.name})")
+    if region.rolled_up:
+        ctx.setdefault("notes", []).append(f"{field}: {region.code} rolled up to its county {region.county_code} "
+                                           f"({region.name})")
     return region.county_code
 
 
