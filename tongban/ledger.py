@@ -26,6 +26,7 @@ HOPS = {
     "retried", "parked", "replayed", "rejected", "unchanged", "sealed", "seal_verified", "routed",
     "flowback_delivered", "batch_received", "pii_lookup", "watermark", "batch_routed",
     "identity_conflict", "catalog_synced",
+    "watermark_set", "watermark_reset",  # an operator moved or cleared a system's watermark (tongban watermark)
 }
 
 
