@@ -148,8 +148,9 @@ def explain(exc: BaseException) -> Failure:
 def _os_failure(exc: OSError) -> Failure:
     name = exc.filename or ""
     if exc.errno == errno.EADDRINUSE:
-        return Failure(EXIT_UNREACHABLE, _first_line(exc) if "in use" in str(exc) else f"a port is already in use "
-                       f"({exc.strerror})", "stop what holds it, or choose other ports (e.g. --port-base)")
+        named = exc.strerror if exc.strerror and "in use" in exc.strerror and "port" in exc.strerror else None
+        return Failure(EXIT_UNREACHABLE, named or f"a port is already in use ({exc.strerror})",
+                       "stop what holds it, or choose other ports (e.g. --port-base)")
     if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT) or \
             isinstance(exc, (ConnectionError, TimeoutError)):
         return Failure(EXIT_UNREACHABLE, f"a service did not answer ({exc.strerror or _first_line(exc)})",
