@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import click
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -166,7 +167,7 @@ def _os_failure(exc: OSError) -> Failure:
                    "check the file or device named")
 
 
-def debug_requested(ctx: click.Context | None) -> bool:
+def debug_requested(ctx) -> bool:
     if os.environ.get("TONGBAN_DEBUG", "") not in ("", "0"):
         return True
     while ctx is not None:
@@ -176,7 +177,7 @@ def debug_requested(ctx: click.Context | None) -> bool:
     return False
 
 
-def report(exc: BaseException, ctx: click.Context | None = None) -> int:
+def report(exc: BaseException, ctx=None) -> int:
     """Print the one line (and the traceback under --debug) to stderr; return the exit code."""
     failure = explain(exc)
     if debug_requested(ctx):
@@ -186,13 +187,18 @@ def report(exc: BaseException, ctx: click.Context | None = None) -> int:
     return failure.code
 
 
+# Exits and usage errors are the command line's own answers (typer vendors click; plain click's are there too).
+_PASS_THROUGH = (typer.Exit, typer.Abort, TyperException, click.exceptions.Exit, click.exceptions.Abort,
+                 click.ClickException, SystemExit, GeneratorExit)
+
+
 class GuardedGroup(TyperGroup):
     """The top-level group: every subcommand runs inside `invoke`, so one try covers them all."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit, GeneratorExit):
+        except _PASS_THROUGH:
             raise
         except BaseException as exc:  # noqa: BLE001 - the point: nothing reaches the user as a traceback
             raise typer.Exit(report(exc, ctx)) from None
