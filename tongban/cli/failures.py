@@ -126,8 +126,7 @@ def explain(exc: BaseException) -> Failure:
     if _is(exc, "adapters.base", "SourceError"):
         transient = _is(exc, "adapters.base", "TransientSourceError")
         return Failure(EXIT_UNREACHABLE if transient else EXIT_FAILED, f"legacy system {_first_line(exc)}",
-                       "check the system's URL and credentials in its mapping file's source: and the environment; "
-                       "the watermark did not move")
+                       "check the system's URL and credentials (its mapping file's source: and the environment)")
     if _is(exc, "httpx", "TransportError"):
         request = getattr(exc, "_request", None)
         where = safe_url(str(request.url)) if request is not None else "a service"

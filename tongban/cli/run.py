@@ -69,8 +69,8 @@ def _ingest_one(path: Path, settings, store, bus, platform, show_bar: bool) -> d
                 ingest.close()
     except Exception as exc:  # noqa: BLE001 - named, masked, and the others go on; nothing half-done stays
         failure = explain(exc)
-        outcome.update(error=f"{mapping.system}: {failure.line().removeprefix('error: ')}; the watermark did not "
-                       f"move, the next run fetches the same records again", exit_code=failure.code)
+        outcome.update(error=f"{mapping.system}: ingest failed: {failure.line().removeprefix('error: ')}; the "
+                       f"watermark did not move, the next run fetches the same records again", exit_code=failure.code)
         return outcome
     outcome.update({k: v for k, v in report.as_dict().items() if k != "system"})
     return outcome
