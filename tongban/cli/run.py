@@ -88,11 +88,9 @@ def ingest(files: list[Path] = typer.Argument(None, help="mapping files (default
         for path in paths:
             outcome = _ingest_one(path, settings, store, bus, platform, interactive(as_json))
             outcomes.append(outcome)
-            if as_json:
-                continue
-            if outcome["error"]:
+            if outcome["error"]:  # on stderr with --json too: the JSON has it, the operator sees it
                 typer.echo(f"error: {outcome['error']}", err=True)
-            else:
+            elif not as_json:
                 typer.echo(f"{outcome['system']}: fetched {outcome['fetched']}, unchanged {outcome['unchanged']}, "
                            f"cases changed {outcome['cases_changed']}, events published {outcome['events_published']}, "
                            f"quarantined {outcome['quarantined']}")

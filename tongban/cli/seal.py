@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 
+from tongban.cli.failures import EXIT_USAGE, CliFailure
 from tongban.cli.output import JSON_OPTION, emit_json
 
 app = typer.Typer(no_args_is_help=True)
+TRUST_TODO = "create the sandbox CA with `tongban certs init`, or name the trust store (--trust / --trust-config)"
 
 
 def default_trust_config() -> Path:
@@ -25,8 +27,7 @@ def _read_input(path: Path) -> bytes:
         with path.open("rb") as handle:
             return handle.read(MAX_DOCUMENT_BYTES + 1)  # one byte over lets the verifier report the size rule
     except OSError as exc:
-        typer.echo(f"cannot read {path}: {exc.strerror}", err=True)
-        raise typer.Exit(2) from None
+        raise CliFailure(EXIT_USAGE, f"cannot read {path}: {exc.strerror}", "check the path") from None
 
 
 @app.command()
@@ -75,8 +76,7 @@ def verify(
         else:
             store = TrustStore.load(default_trust_config(), party=party)
     except TrustConfigError as exc:
-        typer.echo(f"trust store: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliFailure(EXIT_USAGE, f"trust store: {exc}", TRUST_TODO) from None
     result = verify_sealed(_read_input(input_path), store)
     if as_json:
         emit_json({"file": str(input_path), "ok": result.ok, "reason": result.reason, "message": result.message,
@@ -95,8 +95,7 @@ def _trust_store(trust_config: Path | None, party: str = "default"):
     try:
         return TrustStore.load(trust_config or default_trust_config(), party=party)
     except TrustConfigError as exc:
-        typer.echo(f"trust store: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliFailure(EXIT_USAGE, f"trust store: {exc}", TRUST_TODO) from None
 
 
 @app.command()
