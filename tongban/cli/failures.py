@@ -156,8 +156,8 @@ def _os_failure(exc: OSError) -> Failure:
         return Failure(EXIT_UNREACHABLE, f"a service did not answer ({exc.strerror or _first_line(exc)})",
                        "check that it runs and its address is right")
     if isinstance(exc, FileNotFoundError):
-        return Failure(EXIT_USAGE, f"{name or 'a file'} does not exist", "check the path (and TONGBAN_HOME, "
-                       "TONGBAN_MAPPINGS)")
+        what = f"{name} does not exist" if name else exc.strerror or "a file does not exist"
+        return Failure(EXIT_USAGE, what, "check the path (and TONGBAN_HOME, TONGBAN_MAPPINGS)")
     if isinstance(exc, PermissionError):
         return Failure(EXIT_USAGE, f"permission denied on {name or 'a file'}", "check the file's owner and mode")
     if isinstance(exc, (IsADirectoryError, NotADirectoryError)):
