@@ -61,6 +61,10 @@ def test_ingest_worker_status_quarantine_trace_audit_as_json(one_system):
     assert shown["system"] == "cq-samr-rest" and shown["record"]
     assert shown["record"].count("zjhm") and not re.search(r"\d{17}[\dX]", shown["record"])  # 证件号码 masked
 
+    replayed = CliRunner().invoke(app, ["quarantine", "replay", str(shown["id"])])
+    assert replayed.exit_code == 0 and replayed.stdout.startswith("replayed 1 records through ingest")
+    assert _json(["quarantine", "show", str(shown["id"]), "--json"])[0]["status"] == "replayed"
+
     parked, _ = _json(["parked", "list", "--json"])
     assert parked == {"total": 0, "shown": 0, "entries": []}
 

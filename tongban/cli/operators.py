@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from tongban.cli.failures import EXIT_FAILED, CliFailure
-from tongban.cli.output import JSON_OPTION, emit_json, notice
+from tongban.cli.output import JSON_OPTION, emit_json, interactive, notice, progress
 
 quarantine_app = typer.Typer(no_args_is_help=True)
 parked_app = typer.Typer(no_args_is_help=True)
@@ -88,8 +88,10 @@ def quarantine_replay(ids: list[int] = typer.Argument(None), system: Optional[st
     settings = load()
     bus = open_bus(settings, announce=notice)
     try:
-        result = replay_quarantine(_store(), ids=ids or None, system=system, stage=stage, reason=reason, bus=bus,
-                                   work=cases_work(settings.queue_prefix))
+        # replay_quarantine reports only at the end: an indeterminate bar says it is working (terminal only)
+        with progress("replaying quarantined records", None, enabled=interactive()):
+            result = replay_quarantine(_store(), ids=ids or None, system=system, stage=stage, reason=reason, bus=bus,
+                                       work=cases_work(settings.queue_prefix))
     finally:
         bus.close()
     typer.echo(result)
@@ -134,10 +136,12 @@ def parked_replay(ids: list[int] = typer.Argument(None), system: Optional[str] =
     settings = load()
     bus = open_bus(settings, announce=notice)
     try:
-        typer.echo(replay_parked(_store(), bus, ids=ids or None, system=system, reason=reason,
-                                 work=cases_work(settings.queue_prefix)))
+        with progress("replaying parked deliveries", None, enabled=interactive()):
+            result = replay_parked(_store(), bus, ids=ids or None, system=system, reason=reason,
+                                   work=cases_work(settings.queue_prefix))
     finally:
         bus.close()
+    typer.echo(result)
 
 
 def register(app: typer.Typer) -> None:
