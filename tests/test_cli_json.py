@@ -67,6 +67,7 @@ def test_ingest_worker_status_quarantine_trace_audit_as_json(one_system):
 
     parked, _ = _json(["parked", "list", "--json"])
     assert parked == {"total": 0, "shown": 0, "entries": []}
+    assert _json(["parked", "replay", "--json"])[0] == {"summary": "nothing to replay"}
 
     trace, _ = _json(["trace", _delivered_case(), "--json"])
     assert {"numbered", "published", "delivered", "receipt"} <= {event["hop"] for event in trace}

@@ -79,12 +79,17 @@ def conflicts(status: str = typer.Option("open", help="open, accepted or all"), 
 
 
 @app.command("accept")
-def accept(conflict_id: int, operator: Optional[str] = typer.Option(None), note: Optional[str] = typer.Option(None)) -> None:
+def accept(conflict_id: int, operator: Optional[str] = typer.Option(None), note: Optional[str] = typer.Option(None),
+           as_json: bool = JSON_OPTION) -> None:
     """Accept a conflict as genuine (recorded in the ledger); `tongban identity retry` then replays its cases."""
     from tongban import codes
     from tongban.identity import accept_conflict
 
-    typer.echo(codes.mask_text(accept_conflict(_store(), conflict_id, operator=_operator(operator), note=note)))
+    text = accept_conflict(_store(), conflict_id, operator=_operator(operator), note=note)
+    if as_json:
+        emit_json({"conflict_id": conflict_id, "summary": text})
+        return
+    typer.echo(codes.mask_text(text))
 
 
 @app.command("retry")

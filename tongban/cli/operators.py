@@ -45,6 +45,14 @@ def _listing(rows: list[dict], total: int, as_json: bool, columns: list[str], ti
         print_rows(rows, columns, title)
 
 
+def _summary(text: str, as_json: bool) -> None:
+    """A replay's one-line summary; as JSON `{"summary": …}` (the replay functions report in words)."""
+    if as_json:
+        emit_json({"summary": text})
+    else:
+        typer.echo(text)
+
+
 @quarantine_app.command("list")
 def quarantine_list(system: Optional[str] = typer.Option(None), stage: Optional[str] = typer.Option(None),
                     reason: Optional[str] = typer.Option(None, help="substring of the rule"),
@@ -78,7 +86,8 @@ def quarantine_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
 
 @quarantine_app.command("replay")
 def quarantine_replay(ids: list[int] = typer.Argument(None), system: Optional[str] = typer.Option(None),
-                      stage: Optional[str] = typer.Option(None), reason: Optional[str] = typer.Option(None)) -> None:
+                      stage: Optional[str] = typer.Option(None), reason: Optional[str] = typer.Option(None),
+                      as_json: bool = JSON_OPTION) -> None:
     """Run quarantined records through the current mapping again (after the mapping or data was fixed)."""
     from tongban.bus import open_bus
     from tongban.bus.topology import cases_work
@@ -94,7 +103,7 @@ def quarantine_replay(ids: list[int] = typer.Argument(None), system: Optional[st
                                        work=cases_work(settings.queue_prefix))
     finally:
         bus.close()
-    typer.echo(result)
+    _summary(result, as_json)
 
 
 @parked_app.command("list")
@@ -126,7 +135,7 @@ def parked_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
 
 @parked_app.command("replay")
 def parked_replay(ids: list[int] = typer.Argument(None), system: Optional[str] = typer.Option(None),
-                  reason: Optional[str] = typer.Option(None)) -> None:
+                  reason: Optional[str] = typer.Option(None), as_json: bool = JSON_OPTION) -> None:
     """Send parked deliveries again, in case order, with their original idempotency keys."""
     from tongban.bus import open_bus
     from tongban.bus.topology import cases_work
@@ -141,7 +150,7 @@ def parked_replay(ids: list[int] = typer.Argument(None), system: Optional[str] =
                                    work=cases_work(settings.queue_prefix))
     finally:
         bus.close()
-    typer.echo(result)
+    _summary(result, as_json)
 
 
 def register(app: typer.Typer) -> None:
