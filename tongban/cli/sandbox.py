@@ -68,7 +68,9 @@ def up(cases: int = typer.Option(1000, help="cases in the mock legacy REST syste
                 typer.echo(f"{name:<14} {url}")
             typer.echo(f"sandbox up; Ctrl-C stops it. In another shell, point tongban at it and run the pipeline:\n"
                        f"  source {sandbox.env_file}\n"
-                       f"  .venv/bin/tongban ingest && .venv/bin/tongban worker --idle-exit 3 && .venv/bin/tongban status")
+                       f"  .venv/bin/tongban ingest && .venv/bin/tongban worker --idle-exit 3 && .venv/bin/tongban status\n"
+                       f"  .venv/bin/tongban flowback ingest mappings/flowback/sources/mps-soap.yaml && "
+                       f".venv/bin/tongban flowback deliver   # the ministry's waiting batch to the district sinks")
         stop.wait()
     finally:
         sandbox.stop()
