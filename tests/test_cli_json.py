@@ -121,12 +121,12 @@ def _ledger_home(tmp_path) -> dict:
     return {**os.environ, "TONGBAN_HOME": str(home), "TONGBAN_BUS": "inprocess", "TERM": "xterm"}
 
 
-def test_audit_verify_shows_a_progress_bar_on_a_terminal_only(tmp_path):
+def _on_a_terminal(args: list[str], env: dict, cwd: Path) -> bytes:
+    """What a person at a terminal sees (stdout and stderr on a pseudo-terminal)."""
     import pty
 
-    env = _ledger_home(tmp_path)
     main, child = pty.openpty()
-    process = subprocess.Popen([TONGBAN, "audit", "verify"], stdout=child, stderr=child, env=env, cwd=tmp_path)
+    process = subprocess.Popen([TONGBAN, *args], stdout=child, stderr=child, env=env, cwd=cwd)
     os.close(child)
     seen = b""
     while True:
@@ -137,8 +137,14 @@ def test_audit_verify_shows_a_progress_bar_on_a_terminal_only(tmp_path):
         if not chunk:
             break
         seen += chunk
-    assert process.wait(timeout=60) == 0
+    assert process.wait(timeout=60) == 0, seen
     os.close(main)
+    return seen
+
+
+def test_audit_verify_shows_a_progress_bar_on_a_terminal_only(tmp_path):
+    env = _ledger_home(tmp_path)
+    seen = _on_a_terminal(["audit", "verify"], env, tmp_path)
     assert b"verifying the ledger" in seen and b"ledger intact: 6000 events" in seen
 
     piped = subprocess.run([TONGBAN, "audit", "verify"], capture_output=True, text=True, env=env, cwd=tmp_path,
@@ -147,3 +153,9 @@ def test_audit_verify_shows_a_progress_bar_on_a_terminal_only(tmp_path):
     as_json = subprocess.run([TONGBAN, "audit", "verify", "--json"], capture_output=True, text=True, env=env,
                              cwd=tmp_path, timeout=60)
     assert json.loads(as_json.stdout)["events"] == 6000
+
+
+def test_ingest_counts_records_on_a_terminal(one_system, tmp_path):
+    seen = _on_a_terminal(["ingest"], {**os.environ, "TERM": "xterm"}, tmp_path)
+    assert b"cq-samr-rest: fetching" in seen and b"/?" in seen  # a running count: the total is not known ahead
+    assert b"cq-samr-rest: fetched " in seen
