@@ -96,9 +96,17 @@ def accept(conflict_id: int, operator: Optional[str] = typer.Option(None), note:
 def retry(no_replay: bool = typer.Option(False, "--no-replay", help="only ask the platform again"),
           as_json: bool = JSON_OPTION) -> None:
     """Ask the unified user service again about unresolved applicants and replay the cases that now resolve."""
+    from tongban.bus import open_bus
+    from tongban.cli.output import notice
     from tongban.identity import retry_unresolved
+    from tongban.settings import load
 
-    summary = retry_unresolved(replay=not no_replay)
+    settings = load()
+    bus = open_bus(settings, announce=notice)  # its notice on stderr, never inside the JSON
+    try:
+        summary = retry_unresolved(replay=not no_replay, bus=bus, settings=settings)
+    finally:
+        bus.close()
     if as_json:
         emit_json(summary)
         return

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from tongban.cli.failures import EXIT_FAILED, CliFailure
-from tongban.cli.output import JSON_OPTION, emit_json
+from tongban.cli.output import emit_json
 
 app = typer.Typer(no_args_is_help=True)
 
