@@ -53,6 +53,8 @@ def test_ingest_worker_status_quarantine_trace_audit_as_json(one_system):
     assert row["quarantined_open"] == ingest["quarantined"] and row["parked_open"] == 0
     assert row["watermark"] == ingest["watermark_after"]
     assert set(row) >= {"system", "cases_delivered", "events_delivered", "quarantined_open", "parked_open", "watermark"}
+    human = CliRunner().invoke(app, ["status"]).stdout  # the same numbers for people
+    assert f"cq-samr-rest  cases delivered {row['cases_delivered']}, events delivered {row['events_delivered']}" in human
 
     listed, _ = _json(["quarantine", "list", "--json", "--limit", "2"])
     assert listed["total"] == ingest["quarantined"] and listed["shown"] == min(2, listed["total"])

@@ -76,16 +76,15 @@ def status_data(store, bus, work, mappings_dir: Path) -> dict[str, Any]:
 
 
 def _print_systems(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="per system")
-    for column in ("system", "cases delivered", "events delivered", "quarantined", "parked", "watermark"):
-        table.add_column(column, justify="left" if column in ("system", "watermark") else "right")
+    """One line per system (a table would cut the names at 80 columns)."""
+    if not rows:
+        return
+    typer.echo("per system:")
+    width = max(len(row["system"]) for row in rows)
     for row in rows:
-        table.add_row(row["system"], str(row["cases_delivered"]), str(row["events_delivered"]),
-                      str(row["quarantined_open"]), str(row["parked_open"]), row["watermark"] or "-")
-    Console().print(table)
+        typer.echo(f"  {row['system']:<{width}}  cases delivered {row['cases_delivered']}, events delivered "
+                   f"{row['events_delivered']}, quarantined {row['quarantined_open']}, parked {row['parked_open']}, "
+                   f"watermark {row['watermark'] or '-'}")
 
 
 def status(as_json: bool = JSON_OPTION) -> None:
