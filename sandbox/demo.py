@@ -45,10 +45,17 @@ def demo_mappings_dir(given: Path | None = None) -> Path:
     """The folder of mapping files the demo runs: `given` (--mappings) when named, else the sandbox's own
     mappings next to the package, whatever the working directory or TONGBAN_MAPPINGS say (the demo runs the
     sandbox departments; a department's own mappings are for `tongban ingest`)."""
-    directory = Path(given).resolve() if given is not None else SANDBOX_MAPPINGS
-    if given is None and not all((directory / name).is_file() for name in SANDBOX_SYSTEMS):
-        raise DemoMappingsMissing(errno.ENOENT, f"the sandbox mapping files ({', '.join(SANDBOX_SYSTEMS)}) are not "
-                                                f"in {directory}; pass --mappings DIR (a checkout's mappings/)")
+    if given is None:
+        # beside the package (a checkout, an editable install), else a checkout we are standing in
+        candidates = list(dict.fromkeys([SANDBOX_MAPPINGS, Path.cwd() / "mappings"]))
+        found = [c for c in candidates if all((c / name).is_file() for name in SANDBOX_SYSTEMS)]
+        if not found:
+            raise DemoMappingsMissing(errno.ENOENT, f"the sandbox mapping files ({', '.join(SANDBOX_SYSTEMS)}) are "
+                                                    f"in none of {', '.join(map(str, candidates))}; pass --mappings "
+                                                    f"DIR (a checkout's mappings/)")
+        directory = found[0].resolve()
+    else:
+        directory = Path(given).resolve()
     if not sorted(directory.glob("*.yaml")):
         raise DemoMappingsMissing(errno.ENOENT, f"no mapping files (*.yaml) in {directory}")
     return directory

@@ -141,7 +141,10 @@ def test_the_demo_finds_its_mappings_from_any_directory(tmp_path, monkeypatch):
 
     from tongban.cli import app
 
-    monkeypatch.setattr(demo, "SANDBOX_MAPPINGS", tmp_path / "not-installed")
+    monkeypatch.setattr(demo, "SANDBOX_MAPPINGS", tmp_path / "not-installed")  # a wheel install, say
+    monkeypatch.chdir(REPO)
+    assert demo.demo_mappings_dir() == REPO / "mappings"  # standing in a checkout is enough then
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["sandbox", "demo"])
     assert result.exit_code == 2 and "Traceback" not in result.stderr
     assert "sandbox mapping files" in result.stderr and "--mappings" in result.stderr
