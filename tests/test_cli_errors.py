@@ -86,6 +86,7 @@ EVERY_GROUP = [
     (["certs", "init", "--key-type", "dsa"], EXIT_USAGE),
     (["flowback", "report", "NO-SUCH-BATCH"], EXIT_FAILED),
     (["flowback", "ingest", "no-such-source.yaml"], None),
+    (["sandbox", "demo", "--mappings", "no-such-dir"], EXIT_USAGE),
 ]
 
 
@@ -193,6 +194,12 @@ def test_an_unexpected_error_is_one_line_too(tmp_path, monkeypatch):
     line = _one_line_answer(result)
     assert result.exit_code == EXIT_FAILED and "unexpected ZeroDivisionError: a bug" in line and "--debug" in line
     assert result.stdout == ""
+
+
+def test_usage_errors_exit_2_without_a_traceback():
+    for args in (["sandbox", "up", "--port-base", "65535"], ["ingest", "--no-such-option"], ["watermark", "set"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == EXIT_USAGE and "Traceback" not in result.stderr and "Usage:" in result.stderr
 
 
 def test_help_documents_the_exit_codes():
