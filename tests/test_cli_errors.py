@@ -207,3 +207,53 @@ def test_help_documents_the_exit_codes():
     text = " ".join(result.stdout.replace("│", " ").split())
     assert "Exit codes: 0 done; 1 the work failed" in text and "3 a service does not answer" in text
     assert "--debug" in text
+
+
+def _cases():
+    import errno
+
+    import httpx
+    import sqlalchemy.exc
+
+    from adapters.base import SourceError, TransientSourceError
+    from tongban.bus.base import BusError
+    from tongban.mapping.errors import MappingFileError
+    from tongban.platform_client import PlatformRejected, PlatformTransient
+
+    return [
+        (PlatformTransient("ConnectError calling /api/v1/numbering"), EXIT_UNREACHABLE, "platform"),
+        (PlatformRejected(401, "bad signature"), EXIT_REFUSED, "refused tongban's credentials"),
+        (PlatformRejected(422, "schema"), EXIT_FAILED, "rejected the request"),
+        (BusError("nacked"), EXIT_UNREACHABLE, "message bus"),
+        (sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused")), EXIT_UNREACHABLE, "database"),
+        (TransientSourceError("cq-x", "timeout"), EXIT_UNREACHABLE, "legacy system cq-x"),
+        (SourceError("cq-x", "SOAP fault"), EXIT_FAILED, "legacy system cq-x"),
+        (httpx.ConnectError("refused"), EXIT_UNREACHABLE, "did not answer"),
+        (OSError(errno.EADDRINUSE, "port 8700 on 127.0.0.1 (mock-platform) is already in use"), EXIT_UNREACHABLE,
+         "port 8700"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), EXIT_UNREACHABLE, "did not answer"),
+        (FileNotFoundError(errno.ENOENT, "No such file", "x.yaml"), EXIT_USAGE, "x.yaml does not exist"),
+        (PermissionError(errno.EACCES, "Permission denied", "x.csv"), EXIT_USAGE, "permission denied on x.csv"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+         EXIT_USAGE, "encoding"),
+        (MappingFileError("m.yaml", 3, "unknown key 'sourse'"), EXIT_USAGE, "m.yaml"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (ZeroDivisionError("bug"), EXIT_FAILED, "unexpected ZeroDivisionError"),
+    ]
+
+
+def test_each_kind_of_failure_has_its_code_and_line():
+    from tongban.cli.failures import explain
+
+    for exc, code, words in _cases():
+        failure = explain(exc)
+        assert failure.code == code, (exc, failure)
+        line = failure.line()
+        assert words in line and line.startswith("error: ") and " — " in line and "\n" not in line, line
+
+
+def test_a_closed_pipe_ends_quietly(capsys):
+    from tongban.cli.failures import EXIT_PIPE_CLOSED, report
+
+    assert report(BrokenPipeError()) == EXIT_PIPE_CLOSED
+    assert capsys.readouterr().err == ""

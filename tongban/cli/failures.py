@@ -14,7 +14,8 @@ Exit codes (also in `tongban --help` and the README):
 - 2 `EXIT_USAGE`: usage or configuration error (a bad option, a missing or unreadable file, an invalid mapping);
 - 3 `EXIT_UNREACHABLE`: a service does not answer or a port is taken (platform, broker, database, legacy system);
 - 4 `EXIT_REFUSED`: credentials refused (the platform or a legacy system said 401/403);
-- 130: interrupted (Ctrl-C).
+- 130: interrupted (Ctrl-C);
+- 141: stdout was closed by its reader (`tongban status | head`): nothing more is printed, as for SIGPIPE.
 """
 from __future__ import annotations
 
@@ -31,10 +32,12 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_PIPE_CLOSED = 141
 
 EXIT_CODES_HELP = ("Exit codes: 0 done; 1 the work failed or left a gap (nothing to do counts as a gap); "
                    "2 usage or configuration error (bad option, missing or unreadable file, invalid mapping); "
-                   "3 a service does not answer or a port is taken; 4 credentials refused; 130 interrupted. "
+                   "3 a service does not answer or a port is taken; 4 credentials refused; 130 interrupted; "
+                   "141 stdout closed by its reader. "
                    "--debug shows the traceback of a failure.")
 
 
@@ -99,6 +102,8 @@ def explain(exc: BaseException) -> Failure:
     """What failed and what to do, for any exception a command let through."""
     if isinstance(exc, CliFailure):
         return Failure(exc.code, exc.what, exc.todo)
+    if isinstance(exc, BrokenPipeError):
+        return Failure(EXIT_PIPE_CLOSED, "", "")
     if isinstance(exc, KeyboardInterrupt):
         return Failure(EXIT_INTERRUPTED, "interrupted", "nothing half-done is kept; run the command again")
     if _is(exc, "tongban.platform_client", "PlatformTransient"):
@@ -181,6 +186,13 @@ def report(exc: BaseException, ctx=None) -> int:
     failure = explain(exc)
     if debug_requested(ctx):
         traceback.print_exception(exc, file=sys.stderr)
+    if failure.code == EXIT_PIPE_CLOSED:
+        # the reader is gone: point stdout at nothing so that the interpreter's last flush does not fail again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # not a real file (a test runner's buffer)
+            pass
+        return failure.code
     sys.stdout.flush()
     typer.echo(failure.line(), err=True)
     return failure.code
