@@ -6,6 +6,8 @@ fetched, delivered, quarantined by reason, and the full trace of one delivered c
 """
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +31,54 @@ class DemoResult:
     bus: str = ""
 
 
+# The sandbox's own mapping files: the checkout's mappings/ folder, beside the installed packages (an editable
+# install, `make venv`, runs from the checkout), so the demo finds them from any working directory.
+SANDBOX_MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
+SANDBOX_SYSTEMS = ("cq-samr-rest.yaml", "cq-hrss-soap.yaml", "cq-wsjkw-files.yaml")
+
+
+class DemoMappingsMissing(FileNotFoundError):
+    """The sandbox's mapping files are not where the installed package expects them."""
+
+
+def demo_mappings_dir(given: Path | None = None) -> Path:
+    """The folder of mapping files the demo runs: `given` (--mappings) when named, else the sandbox's own
+    mappings next to the package, whatever the working directory or TONGBAN_MAPPINGS say (the demo runs the
+    sandbox departments; a department's own mappings are for `tongban ingest`)."""
+    if given is None:
+        # beside the package (a checkout, an editable install), else a checkout we are standing in
+        candidates = list(dict.fromkeys([SANDBOX_MAPPINGS, Path.cwd() / "mappings"]))
+        found = [c for c in candidates if all((c / name).is_file() for name in SANDBOX_SYSTEMS)]
+        if not found:
+            raise DemoMappingsMissing(errno.ENOENT, f"the sandbox mapping files ({', '.join(SANDBOX_SYSTEMS)}) are "
+                                                    f"in none of {', '.join(map(str, candidates))}; pass --mappings "
+                                                    f"DIR (a checkout's mappings/)")
+        directory = found[0].resolve()
+    else:
+        directory = Path(given).resolve()
+    if not sorted(directory.glob("*.yaml")):
+        raise DemoMappingsMissing(errno.ENOENT, f"no mapping files (*.yaml) in {directory}")
+    return directory
+
+
 def run_demo(*, polls: int = 4, days_per_poll: int = 4, cases: int = 1000, quiet: bool = False,
-             mapping_files: list[Path] | None = None) -> DemoResult:
+             mapping_files: list[Path] | None = None, mappings_dir: Path | None = None) -> DemoResult:
+    if mapping_files:
+        return _run_demo(polls, days_per_poll, cases, quiet, mapping_files)
+    # The mock platform seeds its item catalogue from TONGBAN_MAPPINGS, and the mappings' tables and the
+    # flowback files are found relative to this folder: point the whole run at it, and back afterwards.
+    directory, before = demo_mappings_dir(mappings_dir), os.environ.get("TONGBAN_MAPPINGS")
+    os.environ["TONGBAN_MAPPINGS"] = str(directory)
+    try:
+        return _run_demo(polls, days_per_poll, cases, quiet, None)
+    finally:
+        if before is None:
+            os.environ.pop("TONGBAN_MAPPINGS", None)
+        else:
+            os.environ["TONGBAN_MAPPINGS"] = before
+
+
+def _run_demo(polls: int, days_per_poll: int, cases: int, quiet: bool, mapping_files: list[Path] | None) -> DemoResult:
     from tongban import ledger
     from tongban import quarantine as q
     from tongban.bus import open_bus
@@ -107,7 +155,7 @@ def _sealed_exchange(say, store, bus, settings, sandbox) -> None:
     run_sealed_demo(store, bus, settings, settings.home, sandbox.servers["platform"].url, say=say)
 
 
-FLOWBACK_SOURCE = Path(__file__).resolve().parents[1] / "mappings" / "flowback" / "sources" / "mps-files.yaml"
+FLOWBACK_SOURCE = SANDBOX_MAPPINGS / "flowback" / "sources" / "mps-files.yaml"
 FLOWBACK_BATCH = "MPS-DEMO-0001"
 
 

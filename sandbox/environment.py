@@ -4,6 +4,14 @@
 - 市人力社保局 `cq-hrss-soap`: the SOAP service with its WSDL (sandbox.legacy_soap);
 - 市卫生健康委 `cq-wsjkw-files`: daily export files (GBK CSV, XML, XLSX) dropped into a folder (sandbox.filedrop).
 
+With `flowback=True` (what `tongban sandbox up` runs) it also starts the mock ministry's SOAP batch service
+(sandbox.ministry, one batch waiting) and the district sinks (sandbox.district_sinks).
+
+Ports: by default the platform and the legacy systems take 8700-8702, the ministry 8790 and the district sinks
+8791 (the mapping files' defaults), or a free port when one is taken; `fixed_ports=True` insists on those;
+`port_base=N` puts every service on N, N+1, … in the order of `SERVICES`. A fixed port that is taken is refused
+before anything starts, naming the port and the service.
+
 State lives under TONGBAN_HOME/sandbox so that a second demo run continues the same world (the legacy
 systems' clocks, the platform's cases, the drop folder) and can show that nothing is delivered twice.
 `advance(days)` moves every department's clock: the REST and SOAP systems show later stages of their cases,
@@ -11,6 +19,7 @@ and the health commission drops one more export holding the cases that changed.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -25,14 +34,30 @@ from .runner import Server, port_free
 PLATFORM_PORT = 8700
 LEGACY_REST_PORT = 8701
 LEGACY_SOAP_PORT = 8702
+MINISTRY_PORT = 8790        # mappings/flowback/sources/mps-soap.yaml's default
+DISTRICT_SINKS_PORT = 8791  # mappings/flowback/district-sinks.yaml's default
+# Every service in the order `port_base` numbers them (N, N+1, …), with its default port.
+SERVICES = {"platform": PLATFORM_PORT, "legacy-rest": LEGACY_REST_PORT, "legacy-soap": LEGACY_SOAP_PORT,
+            "ministry": MINISTRY_PORT, "district-sinks": DISTRICT_SINKS_PORT}
+FLOWBACK_SERVICES = ("ministry", "district-sinks")
+SANDBOX_BATCH = "MPS-SANDBOX-0001"  # the batch the mock ministry offers when the sandbox starts
 LEGACY_TOKEN = "sandbox-legacy-token"  # a sandbox value, not a secret
 DROP_AGE_SECONDS = 120  # exports are dated back so the file adapter's "still being written" wait lets them through
 
 
-def _port(preferred: int, fixed: bool) -> int:
-    # The mapping files' defaults point at the preferred ports; when one is taken (a second sandbox),
-    # take a free one and export its URL so the mappings' ${…} references follow.
-    return preferred if fixed or port_free("127.0.0.1", preferred) else 0
+def planned_ports(port_base: int | None = None) -> dict[str, int]:
+    """The port of every service: N, N+1, … from `port_base`, else the defaults."""
+    if port_base is None:
+        return dict(SERVICES)
+    return {name: port_base + offset for offset, name in enumerate(SERVICES)}
+
+
+def check_ports_free(ports: dict[str, int]) -> None:
+    """Refuse, before anything starts, when a port the sandbox must have is taken (naming each one)."""
+    taken = [f"{port} ({name})" for name, port in ports.items() if not port_free("127.0.0.1", port)]
+    if taken:
+        raise OSError(errno.EADDRINUSE, f"port{'s' if len(taken) > 1 else ''} {', '.join(taken)} on 127.0.0.1 "
+                                        f"already in use")
 
 
 @dataclass
@@ -50,11 +75,14 @@ class Sandbox:
     seed: int = 7
     bad_share: float = 0.03
     fixed_ports: bool = False
+    port_base: int | None = None
+    flowback: bool = False                  # also the mock ministry and the district sinks
     servers: dict[str, Any] = field(default_factory=dict)
     world: object = None
     soap: object = None                     # sandbox.legacy_soap.HrssSoapService
     drop_dir: Path | None = None            # the health commission's drop folder
     drop_as_of: datetime | None = None      # the moment of the last export written into it
+    ministry: object = None                 # sandbox.ministry.MinistrySoapService (flowback=True)
 
     # --- state ------------------------------------------------------------------------------------
     @property
@@ -75,7 +103,27 @@ class Sandbox:
             "soap": self.soap.clock.isoformat(), "files": self.drop_as_of.isoformat()}), encoding="utf-8")
 
     # --- life cycle -------------------------------------------------------------------------------
+    @property
+    def _fixed(self) -> bool:
+        return self.fixed_ports or self.port_base is not None
+
+    def _port(self, name: str) -> int:
+        # The mapping files' defaults point at the preferred ports; when one is taken (a second sandbox) and the
+        # ports are not fixed, take a free one and export its URL so the mappings' ${…} references follow.
+        preferred = planned_ports(self.port_base)[name]
+        return preferred if self._fixed or port_free("127.0.0.1", preferred) else 0
+
     def start(self) -> "Sandbox":
+        if self._fixed:
+            check_ports_free({name: port for name, port in planned_ports(self.port_base).items()
+                              if self.flowback or name not in FLOWBACK_SERVICES})
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # nothing half-started stays behind
+            raise
+
+    def _start(self) -> "Sandbox":
         from .legacy_rest import create_app as legacy_app
         from .legacy_world import LegacyWorld
         from .platform import create_app as platform_app
@@ -87,19 +135,33 @@ class Sandbox:
 
         # The platform verifies sealed documents against the sandbox CA (created on first use, git-ignored).
         platform = Server(platform_app(str(state / "platform.db"), certs_dir=str(certs_dir_of(self.home))),
-                          port=_port(PLATFORM_PORT, self.fixed_ports), name="mock-platform").start()
+                          port=self._port("platform"), name="mock-platform").start()
         self.servers["platform"] = platform
         self.world = LegacyWorld(seed=self.seed, cases=self.cases, bad_share=self.bad_share,
                                  state_file=str(state / f"legacy-rest-{self.seed}-{self.cases}.json"))
-        legacy = Server(legacy_app(self.world, token=LEGACY_TOKEN), port=_port(LEGACY_REST_PORT, self.fixed_ports),
+        legacy = Server(legacy_app(self.world, token=LEGACY_TOKEN), port=self._port("legacy-rest"),
                         name="legacy-rest").start()
         self.servers["legacy-rest"] = legacy
         clocks = self._load_clocks()
         self._start_soap(clocks.get("soap"))
         self._start_drop(clocks.get("files"))
+        if self.flowback:
+            self._start_flowback()
         self._save_clocks()
         self.export_env()
         return self
+
+    def _start_flowback(self) -> None:
+        """The mock ministry (SOAP batch service, one batch waiting) and the district sinks, each on its port."""
+        from .district_sinks import DistrictSinkWorld
+        from .ministry import MinistrySoapService, make_batch
+
+        self.ministry = MinistrySoapService([make_batch(SANDBOX_BATCH, 200, seed=5)])
+        self.servers["ministry"] = Server(self.ministry.app, port=self._port("ministry"), name="mock-ministry").start()
+        sinks = DistrictSinkWorld(self.home / "flowback-drop")  # the folder mappings/flowback/district-sinks.yaml names
+        sinks.server.sock.close()  # it binds a free port; the sandbox gives it its planned one instead
+        sinks.server = Server(sinks.server.app, port=self._port("district-sinks"), name="district-sinks")
+        self.servers["district-sinks"] = _Stoppable(sinks.start().server.url, sinks.stop)
 
     def _start_soap(self, saved_clock: str | None) -> None:
         from .legacy_soap import HrssSoapService, start_soap_server
@@ -108,7 +170,7 @@ class Sandbox:
         # A restarted sandbox continues where it was; a new one starts two days into the data.
         self.soap.clock = (datetime.fromisoformat(saved_clock) if saved_clock
                            else self.soap.first_entry + timedelta(days=2))
-        url, stop = start_soap_server(port=_port(LEGACY_SOAP_PORT, self.fixed_ports), service=self.soap)
+        url, stop = start_soap_server(port=self._port("legacy-soap"), service=self.soap)
         self.servers["legacy-soap"] = _Stoppable(url + "?wsdl", stop)
 
     def _start_drop(self, saved_as_of: str | None) -> None:
@@ -140,7 +202,8 @@ class Sandbox:
         the sandbox's own (the mock services accept exactly these), not secrets."""
         from .legacy_soap import USERNAME
 
-        return {
+        variables = {
+            "TONGBAN_HOME": str(self.home),
             "TONGBAN_PLATFORM_URL": self.servers["platform"].url,
             "CQ_SAMR_URL": self.servers["legacy-rest"].url,
             "CQ_SAMR_TOKEN": os.environ.get("CQ_SAMR_TOKEN", LEGACY_TOKEN),
@@ -149,6 +212,14 @@ class Sandbox:
             "CQ_HRSS_PASSWORD": self.soap.password,
             "CQ_WSJKW_DROP": str(self.drop_dir),
         }
+        if "ministry" in self.servers:
+            from .ministry import PASSWORD_ENV
+
+            variables["TONGBAN_MINISTRY_URL"] = self.servers["ministry"].url
+            variables[PASSWORD_ENV] = self.ministry.password
+        if "district-sinks" in self.servers:
+            variables["TONGBAN_DISTRICT_GATEWAY"] = self.servers["district-sinks"].url
+        return variables
 
     def export_env(self) -> None:
         """Point this process at the running sandbox, and write the same variables to
@@ -177,7 +248,13 @@ class Sandbox:
             urls["wsjkw-drop"] = str(self.drop_dir)
         return urls
 
+    def ports(self) -> dict[str, int]:
+        """The port each running service listens on."""
+        import urllib.parse
+
+        return {name: urllib.parse.urlsplit(server.url).port for name, server in self.servers.items()}
+
     def stop(self) -> None:
-        for server in self.servers.values():
+        for server in reversed(list(self.servers.values())):
             server.stop()
         self.servers.clear()

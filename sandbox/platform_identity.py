@@ -11,8 +11,9 @@ Error bodies never echo the number: they end up in logs and quarantine rules.
 
 Unified item catalogue — `GET /api/v1/catalog` (latest version) and `GET /api/v1/catalog?version=N`:
 `{"version": N, "published_at": ..., "items": [{implementation_code, name, item_type, implementing_body,
-implementing_body_code, level, status, replaced_by}]}`. Version 1 is read at startup from every
-`mappings/tables/*.csv` (every 实施编码 in any column), so the sandbox departments' tables are all known.
+implementing_body_code, level, status, replaced_by}]}`. Version 1 is read at startup from the mapping files of
+the sandbox and of TONGBAN_MAPPINGS (sandbox.catalogue_seed: every 实施编码 their tables hold, in the tables'
+declared encodings), so the sandbox departments' and a new department's items are all known.
 
 Sandbox controls (unsigned, like the other `/_sandbox` endpoints):
 - `POST /_sandbox/users` `{"unknown": [...], "ambiguous": [...], "known": [...], "throttle_next": k,
@@ -22,7 +23,6 @@ Sandbox controls (unsigned, like the other `/_sandbox` endpoints):
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import re
@@ -30,7 +30,6 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import yaml
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -129,20 +128,6 @@ class CatalogControl(BaseModel):
     add: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def _department_names(mappings_dir: Path) -> dict[str, str]:
-    """Table file name → the department of the mapping file that uses it (the implementing body's name)."""
-    names: dict[str, str] = {}
-    for path in sorted(mappings_dir.glob("*.yaml")):
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        for rel in (doc.get("tables") or {}).values():
-            if isinstance(rel, str) and doc.get("department"):
-                names[Path(rel).name] = str(doc["department"])
-    return names
-
-
 def item_from_code(code: str, name: str | None = None, item_type: str | None = None,
                    implementing_body: str | None = None) -> dict[str, Any]:
     return {
@@ -157,24 +142,12 @@ def item_from_code(code: str, name: str | None = None, item_type: str | None = N
     }
 
 
-def catalogue_from_tables(mappings_dir: Path) -> list[dict[str, Any]]:
-    """Every 实施编码 in any column of `mappings_dir/tables/*.csv` (other departments add tables all the time)."""
-    bodies = _department_names(mappings_dir)
-    items: dict[str, dict[str, Any]] = {}
-    for path in sorted((mappings_dir / "tables").glob("*.csv")):
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as handle:
-                rows = list(csv.DictReader(handle))
-        except (OSError, csv.Error, UnicodeDecodeError):
-            continue
-        for row in rows:
-            for value in row.values():
-                code = (value or "").strip() if isinstance(value, str) else ""
-                if _ITEM_CODE.match(code) and code not in items:
-                    item_type = (row.get("item_type") or "").strip() or None
-                    items[code] = item_from_code(code, (row.get("name") or "").strip() or None, item_type,
-                                                 bodies.get(path.name))
-    return sorted(items.values(), key=lambda item: item["implementation_code"])
+def catalogue_from_tables(*mappings_dirs: Path) -> list[dict[str, Any]]:
+    """Every 实施编码 the mapping files in these folders look up, whatever their tables' encoding
+    (sandbox.catalogue_seed)."""
+    from sandbox.catalogue_seed import seed_items
+
+    return seed_items(mappings_dirs)
 
 
 class Catalogue:
@@ -225,11 +198,11 @@ def include_identity(app: FastAPI, require_signature: Callable, secret: str, map
     """Mount the unified user service and the catalogue on the mock platform (`app.state.users`, `.catalogue`)."""
     from tongban.settings import default_mappings_dir
 
+    # The sandbox departments' items, and every item the mapping files under TONGBAN_MAPPINGS look up (a new
+    # department's mapping folder need not look like this checkout's).
     directory = mappings_dir or default_mappings_dir()
-    if not (directory / "tables").is_dir():
-        directory = DEFAULT_MAPPINGS
     users = UnifiedUsers(secret)
-    catalogue = Catalogue(catalogue_from_tables(directory))
+    catalogue = Catalogue(catalogue_from_tables(DEFAULT_MAPPINGS, directory))
     app.state.users, app.state.catalogue = users, catalogue
 
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_signature)])

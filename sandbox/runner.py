@@ -1,6 +1,7 @@
 """Running the sandbox's mock servers on 127.0.0.1 (uvicorn in background threads)."""
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -15,7 +16,13 @@ class Server:
         self.app, self.host, self.name = app, host, name
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            if exc.errno == errno.EADDRINUSE:  # name the service and the port, not just "Address already in use"
+                raise OSError(errno.EADDRINUSE, f"port {port} on {host} ({name}) is already in use") from None
+            raise
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30)
         self.server = uvicorn.Server(config)

@@ -10,7 +10,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import Connection, or_, select
 
@@ -26,6 +26,7 @@ HOPS = {
     "retried", "parked", "replayed", "rejected", "unchanged", "sealed", "seal_verified", "routed",
     "flowback_delivered", "batch_received", "pii_lookup", "watermark", "batch_routed",
     "identity_conflict", "catalog_synced",
+    "watermark_set", "watermark_reset",  # an operator moved or cleared a system's watermark (tongban watermark)
 }
 
 
@@ -98,8 +99,9 @@ class VerifyResult:
     reason: str | None = None
 
 
-def verify(store: Store, batch: int = 5000) -> VerifyResult:
-    """Recompute the chain from the genesis; report the first event whose link or hash is wrong."""
+def verify(store: Store, batch: int = 5000, progress: Callable[[int], None] | None = None) -> VerifyResult:
+    """Recompute the chain from the genesis; report the first event whose link or hash is wrong.
+    `progress(n)` is told after each batch how many more events were checked (for a progress bar)."""
     prev_hash = GENESIS
     count = 0
     last_seq = 0
@@ -110,6 +112,8 @@ def verify(store: Store, batch: int = 5000) -> VerifyResult:
             ).mappings().all()
             if not rows:
                 return VerifyResult(ok=True, events=count)
+            if progress is not None:
+                progress(len(rows))
             for row in rows:
                 count += 1
                 if row["prev_hash"] != prev_hash:

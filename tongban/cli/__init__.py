@@ -1,5 +1,6 @@
 """The `tongban` command. Each command group lives in its own module; heavy imports stay inside the
-commands so that `tongban --help` starts fast."""
+commands so that `tongban --help` starts fast. Failures are turned into one line and an exit code in one place
+(tongban.cli.failures.GuardedGroup); JSON, tables and progress bars are printed one way (tongban.cli.output)."""
 from __future__ import annotations
 
 import importlib
@@ -7,12 +8,24 @@ import sys
 
 import typer
 
+from tongban.cli.failures import EXIT_CODES_HELP, GuardedGroup, report
+
 app = typer.Typer(
     name="tongban",
     help="tongban — the integration bus between legacy departmental systems and 渝快办.",
+    epilog=EXIT_CODES_HELP,
+    cls=GuardedGroup,
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _global_options(debug: bool = typer.Option(False, "--debug", help="on a failure, print the traceback too "
+                                                                       "(also TONGBAN_DEBUG=1)")) -> None:
+    """tongban — the integration bus between legacy departmental systems and 渝快办."""
+
 
 # (module, group name, help). A module exposes `app` (a Typer group) or `register(app)` (top-level commands).
 _GROUPS = [
@@ -26,8 +39,10 @@ _GROUPS = [
     ("flowback", "flowback", "National data flowback: ministry batches routed to the districts (数据回流)."),
     ("identity", "identity", "Unified users: legacy identities resolved to platform user ids (统一用户)."),
     ("catalog", "catalog", "The unified item catalogue (统一事项目录): sync, diff, check mappings."),
+    ("watermark", "watermark", "Where each system's incremental fetch resumes: show, set, reset (ledger events)."),
 ]
-_COMMAND_MODULES = ["run"]  # modules whose register(app) adds top-level commands (ingest, worker, trace …)
+# modules whose register(app) adds top-level commands (ingest, worker, trace, status, quarantine, parked)
+_COMMAND_MODULES = ["run", "status", "operators"]
 
 
 @app.callback()
@@ -53,4 +68,7 @@ for module_name in _COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - a failure outside any command (e.g. while parsing): one line too
+        raise SystemExit(report(exc)) from None

@@ -1,13 +1,16 @@
 """`tongban catalog sync|diff|check|versions`: the unified item catalogue (统一事项标准) and the mapping tables."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from tongban.cli.failures import EXIT_FAILED, CliFailure
+from tongban.cli.output import JSON_OPTION, emit_json
+
 app = typer.Typer(no_args_is_help=True)
+NOT_SYNCED = ("no catalogue synced yet", "run `tongban catalog sync` (the platform must answer)")
 
 
 def _store():
@@ -36,13 +39,13 @@ def _print_diff(changes) -> None:
 
 @app.command("sync")
 def sync(mappings: Optional[Path] = typer.Option(None, help="mapping files folder (default: TONGBAN_MAPPINGS)"),
-         as_json: bool = typer.Option(False, "--json")) -> None:
+         as_json: bool = JSON_OPTION) -> None:
     """Fetch the catalogue from the platform, store its version, list what changed and what it affects."""
     from tongban.catalog import CatalogDiff, sync_and_report
 
     report = sync_and_report(store=_store(), mappings_dir=mappings)
     if as_json:
-        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        emit_json(report)
         return
     if not report["stored"]:
         typer.echo(f"catalogue version {report['version']} is already the current one")
@@ -72,15 +75,17 @@ def _print_problems(problems: dict[str, list[dict]]) -> int:
 
 @app.command("diff")
 def diff(old: Optional[int] = typer.Argument(None, help="older version (default: the one before the newest)"),
-         new: Optional[int] = typer.Argument(None, help="newer version (default: the newest synced)")) -> None:
+         new: Optional[int] = typer.Argument(None, help="newer version (default: the newest synced)"),
+         as_json: bool = JSON_OPTION) -> None:
     """What changed between two synced catalogue versions."""
+    from dataclasses import asdict
+
     from tongban.catalog import current, diff as compute, get_version, versions
 
     store = _store()
     synced = versions(store)
     if not synced:
-        typer.echo("no catalogue synced yet: run `tongban catalog sync`", err=True)
-        raise typer.Exit(1)
+        raise CliFailure(EXIT_FAILED, *NOT_SYNCED)
     newer = get_version(store, new) if new is not None else current(store)
     if old is not None:
         older = get_version(store, old)
@@ -88,15 +93,20 @@ def diff(old: Optional[int] = typer.Argument(None, help="older version (default:
         earlier = [v["version"] for v in synced if v["version"] != newer.version] if newer else []
         older = get_version(store, earlier[-1]) if earlier else None
     if newer is None or (old is not None and older is None):
-        typer.echo(f"version {new if newer is None else old} was never synced "
-                   f"(synced: {', '.join(str(v['version']) for v in synced)})", err=True)
-        raise typer.Exit(1)
-    _print_diff(compute(older, newer))
+        raise CliFailure(EXIT_FAILED, f"version {new if newer is None else old} was never synced "
+                         f"(synced: {', '.join(str(v['version']) for v in synced)})", "name a synced version")
+    changes = compute(older, newer)
+    if as_json:
+        emit_json(asdict(changes))
+        return
+    _print_diff(changes)
 
 
 @app.command("check")
-def check(files: Optional[list[Path]] = typer.Argument(None, help="mapping files (default: all in TONGBAN_MAPPINGS)")) -> None:
-    """Check every mapping file's legacy-item → 实施编码 table against the current catalogue."""
+def check(files: Optional[list[Path]] = typer.Argument(None, help="mapping files (default: all in TONGBAN_MAPPINGS)"),
+          as_json: bool = JSON_OPTION) -> None:
+    """Check every mapping file's legacy-item → 实施编码 table against the current catalogue; exit 1 on any
+    problem, and when there is no mapping file to check."""
     from dataclasses import asdict
 
     from tongban.catalog import check_mapping_files, current, mapping_files
@@ -104,20 +114,33 @@ def check(files: Optional[list[Path]] = typer.Argument(None, help="mapping files
 
     catalogue = current(_store())
     if catalogue is None:
-        typer.echo("no catalogue synced yet: run `tongban catalog sync`", err=True)
-        raise typer.Exit(1)
-    paths = files or mapping_files(load().mappings_dir)
-    typer.echo(f"checking against catalogue version {catalogue.version} ({len(catalogue.items)} items)")
-    problems = check_mapping_files(paths, catalogue)
-    if _print_problems({p: [asdict(x) for x in found] for p, found in problems.items()}):
-        raise typer.Exit(1)
+        raise CliFailure(EXIT_FAILED, *NOT_SYNCED)
+    directory = load().mappings_dir
+    paths = files or mapping_files(directory)
+    if not paths:
+        raise CliFailure(EXIT_FAILED, f"no mapping files (*.yaml) in {directory}", "set TONGBAN_MAPPINGS or name files")
+    problems = {p: [asdict(x) for x in found] for p, found in check_mapping_files(paths, catalogue).items()}
+    if as_json:
+        emit_json({"catalogue_version": catalogue.version, "items": len(catalogue.items), "problems": problems})
+        found = sum(len(v) for v in problems.values())
+    else:
+        typer.echo(f"checking against catalogue version {catalogue.version} ({len(catalogue.items)} items)")
+        found = _print_problems(problems)
+    if found:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("versions")
-def list_versions() -> None:
+def list_versions(as_json: bool = JSON_OPTION) -> None:
     """The catalogue versions synced so far."""
     from tongban.catalog import versions
 
-    for row in versions(_store()):
+    synced = versions(_store())
+    if as_json:
+        emit_json(synced)
+        return
+    if not synced:
+        typer.echo("no catalogue synced yet: run `tongban catalog sync`")
+    for row in synced:
         typer.echo(f"version {row['version']}: {row['item_count']} items, published {row['published_at']}, "
                    f"synced {row['synced_at']}")

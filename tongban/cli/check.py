@@ -9,10 +9,22 @@ from typing import NoReturn
 
 import typer
 
+from tongban.cli.output import JSON_OPTION, emit_json
+
 app = typer.Typer(no_args_is_help=True)
 
 
-def _show(rows: list[tuple[str, object]]) -> None:
+def _show(rows: list[tuple[str, object]], as_json: bool = False) -> None:
+    if as_json:  # one key per row; repeated labels (warnings) become a list
+        data: dict[str, object] = {}
+        for label, value in rows:
+            key = label.replace(" ", "_").replace("-", "_")
+            if key in data:
+                data[key] = [*(data[key] if isinstance(data[key], list) else [data[key]]), value]
+            else:
+                data[key] = value
+        emit_json(data)
+        return
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         typer.echo(f"{label.ljust(width)}  {'-' if value is None else value}")
@@ -29,7 +41,8 @@ def _fail(error: Exception) -> NoReturn:
 
 
 @app.command("id-number")
-def id_number(value: str = typer.Argument(..., help="居民身份证号码 (shown masked).")) -> None:
+def id_number(value: str = typer.Argument(..., help="居民身份证号码 (shown masked)."),
+             as_json: bool = JSON_OPTION) -> None:
     """Check a 居民身份证号码 (GB 11643): length, birth date and check digit."""
     from tongban.codes import CodeError, mask_id_number, parse_id_number
 
@@ -41,13 +54,14 @@ def id_number(value: str = typer.Argument(..., help="居民身份证号码 (show
         ("id-number", mask_id_number(parsed.value)),
         ("check", f"{parsed.check} (ok)"),
         ("birth date", "valid (not shown: personal data)"),
-    ])
+    ], as_json)
 
 
 @app.command("credit-code")
 def credit_code(
     value: str = typer.Argument(..., help="统一社会信用代码 (18 characters)."),
     lenient: bool = typer.Option(False, "--lenient", help="Flag a wrong check character instead of failing."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a 统一社会信用代码 (GB 32100) and show its parts."""
     from tongban.codes import CodeError, parse_credit_code
@@ -63,11 +77,12 @@ def credit_code(
         ("region", parsed.region),
         ("org code", parsed.org_code),
         ("check", f"{parsed.check} ({'ok' if parsed.checksum_ok else 'FAILS CHECKSUM — flagged'})"),
-    ])
+    ], as_json)
 
 
 @app.command("org-code")
-def org_code(value: str = typer.Argument(..., help="组织机构代码, with or without the hyphen.")) -> None:
+def org_code(value: str = typer.Argument(..., help="组织机构代码, with or without the hyphen."),
+             as_json: bool = JSON_OPTION) -> None:
     """Check a 组织机构代码 (GB 11714)."""
     from tongban.codes import CodeError, parse_org_code
 
@@ -75,11 +90,12 @@ def org_code(value: str = typer.Argument(..., help="组织机构代码, with or 
         parsed = parse_org_code(value)
     except CodeError as error:
         _fail(error)
-    _show([("org-code", parsed.formatted), ("check", f"{parsed.check} (ok)")])
+    _show([("org-code", parsed.formatted), ("check", f"{parsed.check} (ok)")], as_json)
 
 
 @app.command("region")
-def region(value: str = typer.Argument(..., help="行政区划代码: 6, 9 or 12 digits.")) -> None:
+def region(value: str = typer.Argument(..., help="行政区划代码: 6, 9 or 12 digits."),
+             as_json: bool = JSON_OPTION) -> None:
     """Resolve a Chongqing 行政区划代码 to the county-level unit cases are routed to."""
     from tongban.codes import CodeError, parse_region
 
@@ -94,11 +110,12 @@ def region(value: str = typer.Argument(..., help="行政区划代码: 6, 9 or 12
         ("level", parsed.level),
         ("retired from", parsed.retired_from),
         ("rolled up", "yes" if parsed.rolled_up else "no"),
-    ])
+    ], as_json)
 
 
 @app.command("item-code")
-def item_code(value: str = typer.Argument(..., help="基本编码 (12), 实施编码 (31) or 业务办理项编码 (33).")) -> None:
+def item_code(value: str = typer.Argument(..., help="基本编码 (12), 实施编码 (31) or 业务办理项编码 (33)."),
+             as_json: bool = JSON_OPTION) -> None:
     """Take apart a 政务服务事项编码."""
     from tongban.codes import CodeError, parse_item_code
 
@@ -124,11 +141,12 @@ def item_code(value: str = typer.Argument(..., help="基本编码 (12), 实施�
         rows.append(("handling suffix", parsed.handling_suffix))
     for flag in parsed.flags:
         rows.append(("warning", flag))
-    _show(rows)
+    _show(rows, as_json)
 
 
 @app.command("licence-id")
-def licence_id(value: str = typer.Argument(..., help="电子证照标识 (1.2.156.3005.2. …).")) -> None:
+def licence_id(value: str = typer.Argument(..., help="电子证照标识 (1.2.156.3005.2. …)."),
+             as_json: bool = JSON_OPTION) -> None:
     """Check an 电子证照标识 (GB/T 36904), including its MOD 37,36 check character."""
     from tongban.codes import CodeError, parse_licence_id
 
@@ -143,4 +161,4 @@ def licence_id(value: str = typer.Argument(..., help="电子证照标识 (1.2.15
         ("serial", parsed.serial),
         ("version", parsed.version),
         ("check", f"{parsed.check} (ok)"),
-    ])
+    ], as_json)

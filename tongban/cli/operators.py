@@ -5,6 +5,9 @@ from typing import Optional
 
 import typer
 
+from tongban.cli.failures import EXIT_FAILED, CliFailure
+from tongban.cli.output import JSON_OPTION, emit_json, interactive, notice, progress
+
 quarantine_app = typer.Typer(no_args_is_help=True)
 parked_app = typer.Typer(no_args_is_help=True)
 
@@ -16,71 +19,140 @@ def _store():
     return open_store(load().db_url)
 
 
+def _entry(table, entry_id: int) -> dict:
+    """One entry whole, its stored record or envelope decrypted for the operator (masked when printed)."""
+    from sqlalchemy import select
+
+    from tongban.store.at_rest import reveal
+
+    with _store().read() as conn:
+        row = conn.execute(select(table).where(table.c.id == entry_id)).mappings().first()
+    if row is None:
+        raise CliFailure(EXIT_FAILED, f"no {table.name} entry {entry_id}", f"list them: tongban {table.name} list")
+    shown = dict(row)
+    for column in ("record", "envelope"):
+        if shown.get(column):
+            shown[column] = reveal(shown[column])
+    return shown
+
+
+def _listing(rows: list[dict], total: int, as_json: bool, columns: list[str], title: str) -> None:
+    from tongban.operations import print_rows
+
+    if as_json:
+        emit_json({"total": total, "shown": len(rows), "entries": rows})
+    else:
+        print_rows(rows, columns, title)
+
+
+def _summary(text: str, as_json: bool) -> None:
+    """A replay's one-line summary; as JSON `{"summary": …}` (the replay functions report in words)."""
+    if as_json:
+        emit_json({"summary": text})
+    else:
+        typer.echo(text)
+
+
 @quarantine_app.command("list")
 def quarantine_list(system: Optional[str] = typer.Option(None), stage: Optional[str] = typer.Option(None),
                     reason: Optional[str] = typer.Option(None, help="substring of the rule"),
                     since: Optional[str] = typer.Option(None, help="ISO time, e.g. 2026-11-27T00:00"),
                     status: str = typer.Option("open", help="open, replayed or all"),
-                    limit: int = typer.Option(50)) -> None:
-    """Quarantined records with their rule, filterable; prints the total count."""
-    from tongban.operations import list_quarantine, print_rows
+                    limit: int = typer.Option(50), as_json: bool = JSON_OPTION) -> None:
+    """Quarantined records with their rule, filterable; prints the total count. The JSON leaves the stored
+    records out (`quarantine show ID --json` has them)."""
+    from tongban.operations import list_quarantine
 
     rows, total = list_quarantine(_store(), system=system, stage=stage, reason=reason, since=since, status=status,
                                   limit=limit)
-    print_rows(rows, ["id", "at", "system", "source_key", "stage", "field", "rule", "status"], f"quarantine: {total}")
+    rows = [{k: v for k, v in row.items() if k != "record"} for row in rows]
+    _listing(rows, total, as_json, ["id", "at", "system", "source_key", "stage", "field", "rule", "status"],
+             f"quarantine: {total}")
 
 
 @quarantine_app.command("show")
-def quarantine_show(entry_id: int) -> None:
+def quarantine_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
     """One quarantined record in full (personal data masked)."""
+    from tongban.store.tables import quarantine
+
+    entry = _entry(quarantine, entry_id)
+    if as_json:
+        emit_json(entry)
+        return
     from tongban.operations import show_quarantine
 
-    if not show_quarantine(_store(), entry_id):
-        typer.echo(f"no quarantine entry {entry_id}", err=True)
-        raise typer.Exit(1)
+    show_quarantine(_store(), entry_id)
 
 
 @quarantine_app.command("replay")
 def quarantine_replay(ids: list[int] = typer.Argument(None), system: Optional[str] = typer.Option(None),
-                      stage: Optional[str] = typer.Option(None), reason: Optional[str] = typer.Option(None)) -> None:
+                      stage: Optional[str] = typer.Option(None), reason: Optional[str] = typer.Option(None),
+                      as_json: bool = JSON_OPTION) -> None:
     """Run quarantined records through the current mapping again (after the mapping or data was fixed)."""
+    from tongban.bus import open_bus
     from tongban.bus.topology import cases_work
     from tongban.operations import replay_quarantine
     from tongban.settings import load
 
-    result = replay_quarantine(_store(), ids=ids or None, system=system, stage=stage, reason=reason,
-                               work=cases_work(load().queue_prefix))
-    typer.echo(result)
+    settings = load()
+    bus = open_bus(settings, announce=notice)
+    try:
+        # replay_quarantine reports only at the end: an indeterminate bar says it is working (terminal only)
+        with progress("replaying quarantined records", None, enabled=interactive()):
+            result = replay_quarantine(_store(), ids=ids or None, system=system, stage=stage, reason=reason, bus=bus,
+                                       work=cases_work(settings.queue_prefix))
+    finally:
+        bus.close()
+    _summary(result, as_json)
 
 
 @parked_app.command("list")
 def parked_list(system: Optional[str] = typer.Option(None), reason: Optional[str] = typer.Option(None),
                 since: Optional[str] = typer.Option(None), status: str = typer.Option("open"),
-                limit: int = typer.Option(50)) -> None:
-    """Parked deliveries with their reason; prints the total count."""
-    from tongban.operations import list_parked, print_rows
+                limit: int = typer.Option(50), as_json: bool = JSON_OPTION) -> None:
+    """Parked deliveries with their reason; prints the total count. The JSON leaves the stored envelopes out
+    (`parked show ID --json` has them)."""
+    from tongban.operations import list_parked
 
     rows, total = list_parked(_store(), system=system, reason=reason, since=since, status=status, limit=limit)
-    print_rows(rows, ["id", "at", "system", "case_number", "reason", "status"], f"parked: {total}")
+    rows = [{k: v for k, v in row.items() if k != "envelope"} for row in rows]
+    _listing(rows, total, as_json, ["id", "at", "system", "case_number", "reason", "status"], f"parked: {total}")
 
 
 @parked_app.command("show")
-def parked_show(entry_id: int) -> None:
+def parked_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
+    """One parked delivery in full (personal data masked)."""
+    from tongban.store.tables import parked
+
+    entry = _entry(parked, entry_id)
+    if as_json:
+        emit_json(entry)
+        return
     from tongban.operations import show_parked
 
-    if not show_parked(_store(), entry_id):
-        typer.echo(f"no parked entry {entry_id}", err=True)
-        raise typer.Exit(1)
+    show_parked(_store(), entry_id)
 
 
 @parked_app.command("replay")
 def parked_replay(ids: list[int] = typer.Argument(None), system: Optional[str] = typer.Option(None),
-                  reason: Optional[str] = typer.Option(None)) -> None:
+                  reason: Optional[str] = typer.Option(None), as_json: bool = JSON_OPTION) -> None:
     """Send parked deliveries again, in case order, with their original idempotency keys."""
     from tongban.bus import open_bus
     from tongban.bus.topology import cases_work
     from tongban.operations import replay_parked
     from tongban.settings import load
 
-    work = cases_work(load().queue_prefix)
-    typer.echo(replay_parked(_store(), open_bus(), ids=ids or None, system=system, reason=reason, work=work))
+    settings = load()
+    bus = open_bus(settings, announce=notice)
+    try:
+        with progress("replaying parked deliveries", None, enabled=interactive()):
+            result = replay_parked(_store(), bus, ids=ids or None, system=system, reason=reason,
+                                   work=cases_work(settings.queue_prefix))
+    finally:
+        bus.close()
+    _summary(result, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(quarantine_app, name="quarantine", help="Records that broke a rule: list, show, replay.")
+    app.add_typer(parked_app, name="parked", help="Deliveries that kept failing: list, show, replay.")

@@ -1,11 +1,13 @@
-"""Top-level commands: ingest, worker, trace, status, quarantine, parked."""
+"""Top-level commands that run the pipeline: ingest, worker, trace."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from tongban.cli.failures import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliFailure, explain
+from tongban.cli.output import JSON_OPTION, emit_json, interactive, notice, progress
 
 
 def _context():
@@ -17,62 +19,98 @@ def _context():
 
     settings = load()
     store = open_store(settings.db_url)
-    return settings, store, lambda: open_bus(settings), lambda: PlatformClient(settings)
+    return settings, store, lambda: open_bus(settings, announce=notice), lambda: PlatformClient(settings)
 
 
-def _mapping_files(paths: list[Path]) -> list[Path]:
+def mapping_files_or_fail(paths: list[Path] | None) -> list[Path]:
+    """The files named, else every *.yaml in TONGBAN_MAPPINGS; none at all is a failure saying where it looked."""
     from tongban.settings import load
 
     if paths:
-        return paths
-    return sorted(load().mappings_dir.glob("*.yaml"))
+        return list(paths)
+    directory = load().mappings_dir
+    found = sorted(directory.glob("*.yaml"))
+    if not found:
+        raise CliFailure(EXIT_FAILED, f"no mapping files (*.yaml) in {directory}",
+                         "write one there, set TONGBAN_MAPPINGS to the folder that holds them, or name the files")
+    return found
 
 
-def ingest(files: list[Path] = typer.Argument(None, help="mapping files (default: every file in mappings/)")) -> None:
-    """Fetch each legacy system since its watermark, map, validate and publish its case events."""
-    from rich.console import Console
+def _counting(fetch, bar):
+    """The adapter's fetch, advancing the progress bar per record (the adapter itself is untouched)."""
+    def counted(watermark):
+        for raw in fetch(watermark):
+            bar.advance()
+            yield raw
+    return counted
 
-    from adapters.base import SourceError
-    from tongban.bus import BusError
+
+def _ingest_one(path: Path, settings, store, bus, platform, show_bar: bool) -> dict:
     from tongban.bus.topology import cases_work
-    from tongban.codes import mask_text
-    from tongban.ingest import run_ingest
-    from tongban.mapping import MappingFileError, load_mapping
-    from tongban.platform_client import PlatformRejected, PlatformTransient
+    from tongban.ingest import Ingest
+    from tongban.mapping import load_mapping
 
-    console = Console()
+    outcome: dict = {"system": None, "mapping_file": str(path), "fetched": 0, "events_published": 0,
+                     "quarantined": 0, "error": None}
+    try:
+        mapping = load_mapping(path)
+    except Exception as exc:  # noqa: BLE001 - one file's failure never stops the others
+        failure = explain(exc)
+        outcome.update(error=failure.line().removeprefix("error: "), exit_code=failure.code or EXIT_USAGE)
+        return outcome
+    outcome["system"] = mapping.system
+    try:
+        with progress(f"{mapping.system}: fetching", None, enabled=show_bar) as bar:
+            ingest = Ingest(mapping, store=store, bus=bus, platform=platform, work=cases_work(settings.queue_prefix))
+            try:
+                ingest.adapter.fetch = _counting(ingest.adapter.fetch, bar)
+                report = ingest.run()
+            finally:
+                ingest.close()
+    except Exception as exc:  # noqa: BLE001 - named, masked, and the others go on; nothing half-done stays
+        failure = explain(exc)
+        outcome.update(error=f"{mapping.system}: ingest failed: {failure.line().removeprefix('error: ')}; the "
+                       f"watermark did not move, the next run fetches the same records again", exit_code=failure.code)
+        return outcome
+    outcome.update({k: v for k, v in report.as_dict().items() if k != "system"})
+    return outcome
+
+
+def ingest(files: list[Path] = typer.Argument(None, help="mapping files (default: every *.yaml in TONGBAN_MAPPINGS)"),
+           as_json: bool = JSON_OPTION) -> None:
+    """Fetch each legacy system since its watermark, map, validate and publish its case events. A failing system
+    is named and the others go on; exit 1 (or the failure's code) when any failed, 1 when there is nothing to read."""
+    paths = mapping_files_or_fail(files)
     settings, store, bus_factory, platform_factory = _context()
     bus, platform = bus_factory(), platform_factory()
-    failed = False
-    for path in _mapping_files(files or []):
-        try:
-            mapping = load_mapping(path)
-        except MappingFileError as exc:
-            console.print(f"[red]mapping error[/red] {exc}")
-            failed = True
-            continue
-        try:
-            report = run_ingest(mapping, store=store, bus=bus, platform=platform,
-                                work=cases_work(settings.queue_prefix))
-        except (SourceError, PlatformTransient, PlatformRejected, BusError) as exc:
-            # One system's failure does not stop the others; nothing half-done stays behind.
-            console.print(f"[red]{mapping.system}: ingest failed[/red]: {mask_text(str(exc))} — the watermark did not "
-                          f"move; the next run fetches the same records again")
-            failed = True
-            continue
-        console.print(f"{mapping.system}: fetched {report.fetched}, unchanged {report.unchanged}, "
-                      f"cases changed {report.cases_changed}, events published {report.events_published}, "
-                      f"quarantined {report.quarantined}")
-    bus.close()
-    raise typer.Exit(1 if failed else 0)
+    outcomes = []
+    try:
+        for path in paths:
+            outcome = _ingest_one(path, settings, store, bus, platform, interactive(as_json))
+            outcomes.append(outcome)
+            if outcome["error"]:  # on stderr with --json too: the JSON has it, the operator sees it
+                typer.echo(f"error: {outcome['error']}", err=True)
+            elif not as_json:
+                typer.echo(f"{outcome['system']}: fetched {outcome['fetched']}, unchanged {outcome['unchanged']}, "
+                           f"cases changed {outcome['cases_changed']}, events published {outcome['events_published']}, "
+                           f"quarantined {outcome['quarantined']}")
+    finally:
+        bus.close()
+        platform.close()
+    if as_json:
+        emit_json(outcomes[0] if len(outcomes) == 1 else outcomes)
+    codes = {o.get("exit_code", EXIT_FAILED) for o in outcomes if o["error"]}
+    raise typer.Exit(EXIT_OK if not codes else codes.pop() if len(codes) == 1 else EXIT_FAILED)
 
 
 def worker(idle_exit: Optional[float] = typer.Option(None, help="exit after the queues are empty this many seconds"),
            prefetch: int = typer.Option(50, help="messages in flight per worker"),
            lanes: int = typer.Option(8, help="handler threads (one case always keeps to one lane)"),
            max_attempts: int = typer.Option(8, help="delivery attempts before a message is parked"),
-           metrics_port: Optional[int] = typer.Option(None, help="serve Prometheus /metrics on this port")) -> None:
+           metrics_port: Optional[int] = typer.Option(None, help="serve Prometheus /metrics on this port"),
+           as_json: bool = JSON_OPTION) -> None:
     """Consume case events and deliver them to 渝快办 (SIGTERM: finish the message in hand, then exit)."""
+    import dataclasses
     import signal
     import threading
 
@@ -93,6 +131,11 @@ def worker(idle_exit: Optional[float] = typer.Option(None, help="exit after the 
     w = DeliveryWorker(store=store, bus=bus_factory(), platform=platform_factory(), metrics=metrics, policy=policy,
                        work=cases_work(settings.queue_prefix))
     stats = w.run(stop=stop, idle_exit=idle_exit, prefetch=prefetch, lanes=lanes)
+    if as_json:
+        data = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else dict(vars(stats))
+        data.pop("latencies", None)  # one float per delivery: not a summary
+        emit_json(data)
+        return
     typer.echo(f"worker stopped: delivered {stats.delivered}, duplicates {stats.duplicates}, retried {stats.retried}, "
                f"parked {stats.parked}, rejected {stats.rejected}")
 
@@ -100,30 +143,24 @@ def worker(idle_exit: Optional[float] = typer.Option(None, help="exit after the 
 def trace(ident: str = typer.Argument(..., help="a 办件编号, message id, idempotency key or legacy case key"),
           as_json: bool = typer.Option(False, "--json", help="print the events as JSON")) -> None:
     """Print the ledger timeline of a message or case."""
+    from tongban import ledger
     from tongban.report import print_trace
 
     _settings, store, *_ = _context()
-    if not print_trace(store, ident, as_json=as_json):
-        typer.echo(f"nothing in the ledger for {ident}", err=True)
-        raise typer.Exit(1)
-
-
-def status() -> None:
-    """Queue depths, parked and quarantined counts, ledger size."""
-    from tongban.report import print_status
-
-    from tongban.bus.topology import cases_work
-
-    settings, store, bus_factory, _ = _context()
-    print_status(store, bus_factory(), cases_work(settings.queue_prefix))
+    if as_json:
+        events = ledger.trace(store, ident)
+        if events:
+            emit_json(events)
+    elif print_trace(store, ident):
+        return
+    else:
+        events = []
+    if not events:
+        raise CliFailure(EXIT_FAILED, f"nothing in the ledger for {ident}",
+                         "give a 办件编号, message id, idempotency key or legacy case key")
 
 
 def register(app: typer.Typer) -> None:
     app.command()(ingest)
     app.command()(worker)
     app.command()(trace)
-    app.command()(status)
-    from tongban.cli import operators
-
-    app.add_typer(operators.quarantine_app, name="quarantine", help="Records that broke a rule: list, show, replay.")
-    app.add_typer(operators.parked_app, name="parked", help="Deliveries that kept failing: list, show, replay.")

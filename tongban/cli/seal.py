@@ -6,7 +6,11 @@ from pathlib import Path
 
 import typer
 
+from tongban.cli.failures import EXIT_USAGE, CliFailure
+from tongban.cli.output import JSON_OPTION, emit_json
+
 app = typer.Typer(no_args_is_help=True)
+TRUST_TODO = "create the sandbox CA with `tongban certs init`, or name the trust store (--trust / --trust-config)"
 
 
 def default_trust_config() -> Path:
@@ -24,8 +28,7 @@ def _read_input(path: Path) -> bytes:
         with path.open("rb") as handle:
             return handle.read(MAX_DOCUMENT_BYTES + 1)  # one byte over lets the verifier report the size rule
     except OSError as exc:
-        typer.echo(f"cannot read {path}: {exc.strerror}", err=True)
-        raise typer.Exit(2) from None
+        raise CliFailure(EXIT_USAGE, f"cannot read {path}: {exc.strerror}", "check the path") from None
 
 
 @app.command()
@@ -59,6 +62,7 @@ def verify(
                                                             "Default: the trust.yaml configuration."),
     crl: list[Path] = typer.Option(None, "--crl", help="CRL (PEM) to check revocation against; repeatable."),
     party: str = typer.Option("default", "--party", help="Which party's trust store to use from trust.yaml."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Verify the seal on IN. Exit 0 only for a valid seal; otherwise print `invalid seal: <reason>: <message>`
     and exit 1."""
@@ -73,9 +77,12 @@ def verify(
         else:
             store = TrustStore.load(default_trust_config(), party=party)
     except TrustConfigError as exc:
-        typer.echo(f"trust store: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliFailure(EXIT_USAGE, f"trust store: {exc}", TRUST_TODO) from None
     result = verify_sealed(_read_input(input_path), store)
+    if as_json:
+        emit_json({"file": str(input_path), "ok": result.ok, "reason": result.reason, "message": result.message,
+                   "signer": result.signer_subject, "signed_at": result.signing_time, "sha256": result.digest})
+        raise typer.Exit(0 if result.ok else 1)
     if not result.ok:
         typer.echo(f"invalid seal: {result.reason}: {result.message}")
         raise typer.Exit(1)
@@ -89,8 +96,7 @@ def _trust_store(trust_config: Path | None, party: str = "default"):
     try:
         return TrustStore.load(trust_config or default_trust_config(), party=party)
     except TrustConfigError as exc:
-        typer.echo(f"trust store: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliFailure(EXIT_USAGE, f"trust store: {exc}", TRUST_TODO) from None
 
 
 @app.command()
@@ -99,6 +105,7 @@ def send(
     system: str = typer.Option("sealed-documents", "--system", help="The sending system's name (ledger, quarantine)."),
     trust_config: Path = typer.Option(None, "--trust-config", help="trust.yaml (default: $TONGBAN_CERTS/trust.yaml "
                                                                    "or certs/trust.yaml)."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Verify each document's seal and queue it for delivery; a bad seal is quarantined with its reason.
     Exit 1 when any document was quarantined. `tongban seal deliver` (or the sandbox demo) delivers them."""
@@ -112,21 +119,28 @@ def send(
     store = open_store(settings.db_url)
     bus = open_bus(settings, announce=lambda text: typer.echo(text, err=True))
     refused = 0
+    outcomes = []
+    say = (lambda text: None) if as_json else typer.echo
     try:
         for path in files:
             try:
                 result = submit_sealed(path, system=system, store=store, bus=bus, trust=trust)
             except OSError as exc:
                 typer.echo(f"cannot read {path}: {exc.strerror}", err=True)
+                outcomes.append({"file": str(path), "queued": False, "reason": "unreadable", "message": exc.strerror})
                 refused += 1
                 continue
+            outcomes.append({"file": str(path), "queued": result.ok, "document_id": result.document_id,
+                             "reason": result.reason, "message": result.message})
             if result.ok:
-                typer.echo(f"queued {path}: {result.document_id} ({result.message})")
+                say(f"queued {path}: {result.document_id} ({result.message})")
             else:
                 refused += 1
-                typer.echo(f"quarantined {path}: {result.reason}: {result.message}")
+                say(f"quarantined {path}: {result.reason}: {result.message}")
     finally:
         bus.close()
+    if as_json:
+        emit_json(outcomes)
     if refused:
         raise typer.Exit(1)
 
@@ -137,6 +151,7 @@ def deliver(
                                                                    "receipts (default as for `send`)."),
     idle_exit: float = typer.Option(None, "--idle-exit", help="Stop after the queue was empty this many seconds "
                                                               "(default: run until interrupted)."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the sealed-document worker: push queued documents to 渝快办 and verify each signed receipt."""
     import threading
@@ -161,5 +176,8 @@ def deliver(
     finally:
         client.close()
         bus.close()
+    if as_json:
+        emit_json({name: getattr(stats, name) for name in ("delivered", "duplicates", "rejected", "retried", "parked")})
+        return
     typer.echo(f"delivered {stats.delivered} (receipts verified), duplicates {stats.duplicates}, "
                f"rejected by the platform {stats.rejected}, retried {stats.retried}, parked {stats.parked}")
