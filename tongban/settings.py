@@ -63,6 +63,12 @@ _warned = False
 _warn_lock = threading.Lock()
 
 
+def debug_requested() -> bool:
+    """TONGBAN_DEBUG=1: failures print their traceback too. Read here, apart from Settings, because a failure while
+    loading the settings must be reportable as well."""
+    return _env("TONGBAN_DEBUG", "0") not in ("", "0")
+
+
 def _warn_sandbox_defaults(names: list[str]) -> None:
     global _warned
     with _warn_lock:

@@ -21,12 +21,6 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _global_options(debug: bool = typer.Option(False, "--debug", help="on a failure, print the traceback too "
-                                                                       "(also TONGBAN_DEBUG=1)")) -> None:
-    """tongban — the integration bus between legacy departmental systems and 渝快办."""
-
-
 # (module, group name, help). A module exposes `app` (a Typer group) or `register(app)` (top-level commands).
 _GROUPS = [
     ("check", "check", "Validate national codes (证件号码, 统一社会信用代码, 行政区划, 实施编码 …)."),
@@ -46,8 +40,12 @@ _COMMAND_MODULES = ["run", "status", "operators"]
 
 
 @app.callback()
-def _startup(ctx: typer.Context) -> None:
-    """Check the settings before any command runs: outside the sandbox a missing secret or a plain-http platform
+def _startup(ctx: typer.Context,
+             debug: bool = typer.Option(False, "--debug", help="on a failure, print the traceback too "
+                                                                "(also TONGBAN_DEBUG=1)")) -> None:
+    """tongban — the integration bus between legacy departmental systems and 渝快办.
+
+    Check the settings before any command runs: outside the sandbox a missing secret or a plain-http platform
     URL stops here with one line naming the variable (exit 2), before anything is read or sent."""
     from tongban.settings import SettingsError, startup
 

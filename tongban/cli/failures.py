@@ -172,7 +172,9 @@ def _os_failure(exc: OSError) -> Failure:
 
 
 def debug_requested(ctx) -> bool:
-    if os.environ.get("TONGBAN_DEBUG", "") not in ("", "0"):
+    from tongban.settings import debug_requested as debug_in_environment
+
+    if debug_in_environment():
         return True
     while ctx is not None:
         if ctx.params.get("debug"):
