@@ -1,17 +1,26 @@
 """Streaming readers for dropped files, one module per format.
 
-A reader takes a path and `ReadOptions` and yields `(location, data, error)` triples in constant memory:
+A reader takes an open binary file (seekable; the adapter opened it without following links and closes it) and
+`ReadOptions`, and yields `(location, data, error)` triples in bounded memory:
 `location` is "line 12" / "record 7" / "row 3", `data` the record as a dict (or what could be read of it),
 `error` the reason the record is unreadable (None when fine). A reader raises `FileUnreadable` — before
-yielding anything — when the file as a whole cannot be read (not XML, hostile XML, wrong encoding …).
+yielding anything — when the file as a whole cannot be read (not XML, hostile XML, wrong encoding, a zip bomb …).
+
+Every size a department's file can make us hold is bounded by an option (the file-drop settings of the same
+name, defaults below): a row or line (`max_row_bytes`), its fields (`max_columns`, `max_field_bytes`), JSON
+nesting (`max_json_depth`), a workbook's decompressed size and rows (`max_xlsx_bytes`, `max_xlsx_rows`), an XML
+file (`max_xml_bytes`; libxml2 itself caps nesting at 256 and a text node at 10 MB). A damaged record keeps only
+a bounded excerpt of itself (`excerpt`), never the whole oversized thing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 Row = tuple[str, dict[str, Any], str | None]
+
+EXCERPT_CHARS = 200   # of one value kept with a damaged record
+EXCERPT_VALUES = 20   # values of a damaged row kept with it
 
 
 class FileUnreadable(Exception):
@@ -26,9 +35,20 @@ class ReadOptions:
     xml_record_tag: str | None = None
     max_xml_bytes: int = 4 * 1024 ** 3
     sheet: str | None = None
+    max_row_bytes: int = 1024 * 1024        # one CSV row (all its physical lines) or one JSONL line
+    max_columns: int = 1000                 # fields in a CSV row, columns of a sheet
+    max_json_depth: int = 64                # nesting of arrays/objects in a JSONL line
+    max_xlsx_bytes: int = 256 * 1024 ** 2   # sum of a workbook's decompressed parts (from the zip directory)
+    max_xlsx_rows: int = 1_000_000
+    name: str = "file"                      # how messages call the file (already escaped by the adapter)
 
 
-def reader_for(fmt: str) -> Callable[[Path, ReadOptions], Iterator[Row]]:
+def excerpt(values) -> list:
+    """A bounded excerpt of a damaged row, for quarantine: the first values, each cut short."""
+    return [value[:EXCERPT_CHARS] if isinstance(value, str) else value for value in list(values[:EXCERPT_VALUES])]
+
+
+def reader_for(fmt: str) -> Callable[[BinaryIO, ReadOptions], Iterator[Row]]:
     # Imported lazily so that a CSV-only deployment never imports openpyxl.
     if fmt == "csv":
         from adapters.formats.delimited import read_csv
