@@ -38,3 +38,11 @@ def is_utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def storable(text: str) -> str:
+    """`text` with lone surrogates (undecodable bytes, or a JSON "\\udcff" escape) escaped, other characters kept:
+    what any UTF-8 database column and the ledger's hash accept."""
+    if is_utf8(text):
+        return text
+    return "".join(_escape(c) if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)

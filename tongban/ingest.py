@@ -33,6 +33,7 @@ from tongban.store import state as st
 log = logging.getLogger("tongban.ingest")
 
 PUBLISH_CHUNK = 500
+QUARANTINE_CHUNK = 100  # quarantined records are written as they arrive, in groups this size, never held for a run
 NUMBERING_CONCURRENCY = 8  # numbering round trips in flight at once
 
 
@@ -99,6 +100,7 @@ class Ingest:
         self.adapter = adapter or adapter_class(mapping.source["adapter"])(self.system, mapping.source)
         self.report = IngestReport(self.system)
         self._quarantine_batch: list[tuple[q.QuarantineEntry, LedgerEvent]] = []
+        self._failed_files_seen = 0
         # 统一事项标准 and 统一用户体系: the item must be in the catalogue, the applicant a unified user.
         self.catalog = CatalogCheck(mapping, store=store, platform=platform)
         self.identity = IdentityResolver.for_mapping(mapping, store=store, platform=platform)  # None: off
@@ -113,8 +115,20 @@ class Ingest:
         label = f"{stage}: {field_name or '-'}"
         self.report.quarantine_reasons[label] = self.report.quarantine_reasons.get(label, 0) + 1
 
-    def _flush_quarantine(self) -> None:
-        if not self._quarantine_batch:
+    def _note_failed_files(self) -> None:
+        """Files the adapter could not read at all (moved to failed/ with a reason) go to quarantine and the ledger
+        too: a poison file is visible where operators and auditors look, not only in a folder. They are not
+        records, so they do not count as fetched or quarantined records (report.failed_files lists them)."""
+        failed = list(getattr(self.adapter, "failed_files", None) or [])
+        for name, reason in failed[self._failed_files_seen:]:
+            entry = q.QuarantineEntry(self.system, None, "file", f"file {name}: {reason}", None, name, None)
+            detail = {"stage": "file", "file": name, "rule": codes.mask_text(reason), "position": name}
+            self._quarantine_batch.append((entry, LedgerEvent("quarantined", detail, system=self.system)))
+        self._failed_files_seen = len(failed)
+
+    def _flush_quarantine(self, *, at_least: int = 1) -> None:
+        self._note_failed_files()
+        if len(self._quarantine_batch) < at_least:
             return
         with self.store.write() as conn:
             events = []
@@ -297,6 +311,7 @@ class Ingest:
         try:
             for raw in self.adapter.fetch(watermark):
                 self.report.fetched += 1
+                self._flush_quarantine(at_least=QUARANTINE_CHUNK)
                 mark = self.mapping.watermark_of(raw.data)
                 if mark and (newest is None or mark > newest):
                     newest = mark
@@ -320,7 +335,8 @@ class Ingest:
             raise
         # Everything is confirmed by the broker: the source may now move on.
         self.adapter.commit()
-        self.report.failed_files = list(getattr(self.adapter, "failed_files", []) or [])
+        failed = getattr(self.adapter, "failed_files", None) or []
+        self.report.failed_files = [f"{name}: {reason}" for name, reason in failed]
         if newest and newest != watermark:
             with self.store.write() as conn:
                 st.set_watermark(conn, self.system, newest)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, or_, select
 
+from adapters.names import is_utf8, storable
 from tongban.envelope import canonical_json, utcnow
 from tongban.store import Store
 from tongban.store.tables import ledger
@@ -48,6 +49,10 @@ def _hash(prev_hash: str, row: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 
 
+def _storable(value: str | None) -> str | None:
+    return value if value is None else storable(value)
+
+
 def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
     """Append events inside the caller's write transaction (Store.write serialises writers)."""
     if not events:
@@ -65,16 +70,19 @@ def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
     for ev in events:
         if ev.hop not in HOPS:
             raise ValueError(f"unknown ledger hop {ev.hop!r}")
+        detail = json.dumps(ev.detail, sort_keys=True, ensure_ascii=False, default=str)
+        if not is_utf8(detail):  # a lone surrogate (a name that is not UTF-8 …) would fail the write: escape it
+            detail = json.dumps(ev.detail, sort_keys=True, ensure_ascii=True, default=str)
         row = {
             "event_id": uuid.uuid4().hex,
             "at": utcnow(),
             "hop": ev.hop,
-            "system": ev.system,
+            "system": _storable(ev.system),
             "message_id": ev.message_id,
-            "idempotency_key": ev.idempotency_key,
-            "case_number": ev.case_number,
-            "source_key": ev.source_key,
-            "detail": json.dumps(ev.detail, sort_keys=True, ensure_ascii=False, default=str),
+            "idempotency_key": _storable(ev.idempotency_key),
+            "case_number": _storable(ev.case_number),
+            "source_key": _storable(ev.source_key),
+            "detail": detail,
         }
         row["prev_hash"] = prev_hash
         row["hash"] = prev_hash = _hash(prev_hash, row)
