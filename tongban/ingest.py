@@ -1,8 +1,10 @@
 """One ingest run of one mapping file: fetch since the watermark → map → validate → detect changes →
-number (统一赋码) → publish with confirms → only then record state and advance the watermark.
+number (统一赋码) → record state, ledger events and outbox rows in one transaction → relay to the bus with
+confirms → only then move the source on (watermark, files to done/).
 
-Crash safety: if the run dies after publishing but before recording, the next run computes the same
-events with the same idempotency keys, and the delivery side drops them as duplicates.
+Crash safety (tongban/outbox.py): a message exists only together with its "published" ledger event. If the run
+dies after that commit but before the broker confirmed, the messages wait in the outbox and the next run of the
+system sends them before it fetches; the source did not move on, and the re-fetched records are unchanged.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.base import Adapter, SourceError, adapter_class
-from tongban import codes, ledger
+from tongban import codes, ledger, outbox
 from tongban import quarantine as q
 from tongban.bus import Bus, PublishError
 from tongban.bus.topology import CASES, WorkQueue
@@ -268,19 +270,11 @@ class Ingest:
 
     # --- publishing -------------------------------------------------------------------------------
     def _publish(self, pending: list[_Pending]) -> None:
+        """Snapshots, "fetched" and "published" ledger events and the outbox rows in one transaction, then the
+        relay to the bus (returns once the broker confirmed). Nothing is ever on the bus without its ledger trail."""
         if not pending:
             return
         envelopes = [env for p in pending for env in p.envelopes]
-        try:
-            self.bus.publish(self.work, envelopes)  # returns only when the broker confirmed every message
-        except PublishError as exc:
-            if not exc.unroutable:
-                raise  # connection trouble: the run fails, the watermark stays, the next run resends
-            # No queue is bound to take them (a broken topology): keep the records, with the reason, for replay.
-            for p in pending:
-                self._quarantine(key=p.key, stage="bus", rule=f"record {p.key}: {exc}", field_name=None,
-                                 position=p.position, record=p.record)
-            return
         events: list[LedgerEvent] = []
         with self.store.write() as conn:
             for p in pending:
@@ -296,12 +290,25 @@ class Ingest:
                         system=self.system, message_id=env.message_id, idempotency_key=env.idempotency_key,
                         case_number=number, source_key=p.key))
             ledger.append(conn, events)
+            outbox.stage(conn, self.system, self.work, envelopes)
         self.report.cases_changed += len(pending)
         self.report.events_published += len(envelopes)
+        self._relay()
+
+    def _relay(self) -> None:
+        """Send what waits in this system's outbox (this chunk, or what a crashed run left)."""
+        try:
+            outbox.relay(self.store, self.bus, system=self.system)
+        except PublishError as exc:
+            # Connection trouble or a broken topology: the run fails (the watermark stays, files go back), the
+            # messages stay in the outbox with their ledger events and the next run sends them first.
+            raise PublishError(f"{exc} — the events wait in the outbox and the next run sends them",
+                               unroutable=exc.unroutable) from exc
 
     # --- the run ----------------------------------------------------------------------------------
     def run(self) -> IngestReport:
         self.bus.declare(self.work)
+        self._relay()  # an earlier run that died between its commit and the broker's confirm
         with self.store.read() as conn:
             watermark = st.get_watermark(conn, self.system)
         self.report.watermark_before = watermark

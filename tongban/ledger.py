@@ -1,7 +1,10 @@
 """The tamper-evident ledger: every hop of every message, one event each, linked by a SHA-256 hash chain.
 
 Each event's hash covers its own fields and the previous event's hash, so editing, removing or
-reordering any row breaks the chain from that row on; `verify()` finds the first broken event.
+reordering any row breaks the chain from that row on; `verify()` finds the first broken event, and
+`unpublished_deliveries()` names any delivery whose message was never published (no provenance).
+Text that cannot be stored as UTF-8 (a lone surrogate from a file name that is not UTF-8) is escaped on append,
+so a hostile name can never fail the write that records it.
 Details never hold personal data in clear: callers pass masked values and digests only.
 """
 from __future__ import annotations
@@ -128,6 +131,40 @@ def verify(store: Store, batch: int = 5000) -> VerifyResult:
                                         "content altered: the event's hash does not match its fields")
                 prev_hash = row["hash"]
                 last_seq = row["seq"]
+
+
+DELIVERY_HOPS = ("delivered", "receipt")
+
+
+@dataclass
+class DeliveryCheck:
+    """Deliveries cross-checked against publications: `unpublished` lists (first `limit`) delivered/receipt
+    events whose message has no "published" event — a message that reached the platform without provenance."""
+
+    deliveries: int
+    unpublished_count: int
+    unpublished: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.unpublished_count == 0
+
+
+def unpublished_deliveries(store: Store, limit: int = 20) -> DeliveryCheck:
+    """Every delivered/receipt event must name a message with a "published" event (the transactional outbox
+    writes that event before anything reaches the bus; replays and retries keep the original message id)."""
+    from sqlalchemy import exists, func
+
+    published = ledger.alias("published")
+    orphan = (ledger.c.hop.in_(DELIVERY_HOPS)
+              & ~exists().where(published.c.message_id == ledger.c.message_id, published.c.hop == "published"))
+    with store.read() as conn:
+        deliveries = conn.execute(select(func.count()).select_from(ledger)
+                                  .where(ledger.c.hop.in_(DELIVERY_HOPS))).scalar() or 0
+        count = conn.execute(select(func.count()).select_from(ledger).where(orphan)).scalar() or 0
+        rows = conn.execute(select(ledger.c.seq, ledger.c.event_id, ledger.c.hop, ledger.c.message_id, ledger.c.system,
+                                   ledger.c.case_number).where(orphan).order_by(ledger.c.seq).limit(limit)).mappings()
+        return DeliveryCheck(deliveries, count, [dict(r) for r in rows])
 
 
 def trace(store: Store, ident: str) -> list[dict[str, Any]]:

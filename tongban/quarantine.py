@@ -30,7 +30,7 @@ REPLAYED = "replayed"
 class QuarantineEntry:
     system: str
     source_key: str | None
-    stage: str  # read | mapping | validation | change | state | platform | routing
+    stage: str  # file | read | mapping | validation | change | state | platform | routing | bus (older runs)
     rule: str
     field: str | None = None
     position: str | None = None
