@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -23,6 +24,7 @@ from tongban.store import Store
 from tongban.store.tables import ledger
 
 GENESIS = "0" * 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # The hops an event can record (NiFi-style provenance: receive, route, modify, send, drop …).
 HOPS = {
@@ -74,8 +76,9 @@ def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
         if ev.hop not in HOPS:
             raise ValueError(f"unknown ledger hop {ev.hop!r}")
         detail = json.dumps(ev.detail, sort_keys=True, ensure_ascii=False, default=str)
-        if not is_utf8(detail):  # a lone surrogate (a name that is not UTF-8 …) would fail the write: escape it
-            detail = json.dumps(ev.detail, sort_keys=True, ensure_ascii=True, default=str)
+        if not is_utf8(detail):
+            # A lone surrogate (a name that is not UTF-8 …) would fail the write: store it as the text `\xNN`.
+            detail = _SURROGATE.sub(lambda m: "\\" + storable(m.group()), detail)  # JSON: an escaped backslash
         row = {
             "event_id": uuid.uuid4().hex,
             "at": utcnow(),
