@@ -12,23 +12,10 @@ import csv
 from typing import BinaryIO, Iterator
 
 from adapters.formats import FileUnreadable, ReadOptions, Row, excerpt, field_too_long
-from adapters.formats.text import ERROR_HANDLER, UNDECODABLE, BoundedLines, LineTooLong, check_head, resolve_encoding
+from adapters.formats.text import (ERROR_HANDLER, UNDECODABLE, BoundedTextLines, LineTooLong, check_head,
+                                   resolve_encoding)
 
 _DIALECT_KEYS = ("delimiter", "quotechar", "escapechar", "doublequote", "skipinitialspace", "strict")
-
-
-class _TextLines:
-    """Decoded physical lines for csv.reader. 0x0A never occurs inside a multi-byte character of UTF-8, GBK or
-    GB18030, so decoding line by line is exact; undecodable bytes become U+FFFD (the row is then reported)."""
-
-    def __init__(self, lines: BoundedLines, encoding: str):
-        self.lines, self.encoding = lines, encoding
-
-    def __iter__(self) -> "_TextLines":
-        return self
-
-    def __next__(self) -> str:
-        return next(self.lines).decode(self.encoding, errors=ERROR_HANDLER)
 
 
 def read_csv(stream: BinaryIO, options: ReadOptions) -> Iterator[Row]:
@@ -43,8 +30,8 @@ def read_csv(stream: BinaryIO, options: ReadOptions) -> Iterator[Row]:
     settings = options.csv or {}
     dialect = {key: settings[key] for key in _DIALECT_KEYS if key in settings}
     max_bytes, max_columns = options.max_field_bytes, options.max_columns
-    lines = BoundedLines(stream, options.max_row_bytes)
-    reader = csv.reader(_TextLines(lines, encoding), **dialect)
+    lines = BoundedTextLines(stream, options.max_row_bytes, encoding, ERROR_HANDLER)
+    reader = csv.reader(lines, **dialect)
 
     def next_row() -> list[str]:
         lines.start_record()
@@ -73,9 +60,11 @@ def read_csv(stream: BinaryIO, options: ReadOptions) -> Iterator[Row]:
         header = [name.strip() for name in header]
     columns = len(header)
     last_line = lines.number
+    row_limit = options.max_row_bytes
     while True:
+        lines._left = row_limit  # start_record(), inlined: this loop runs once per row
         try:
-            row = next_row()
+            row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
