@@ -315,3 +315,14 @@ def test_readers_yield_records_or_reasons_and_never_crash():
             assert len(stored.encode("utf-8")) <= 1024 or len(stored) * 4 <= 1024
 
     check()
+
+
+def test_markup_in_a_file_name_cannot_break_quarantine_list(drop):
+    store = open_store(load().db_url)
+    evil = drop / "wsjkw_cases_[bold red]x\x1b[2J.csv"
+    evil.symlink_to("/etc/passwd")
+    age(evil)
+    ingest(store)
+    result = CliRunner().invoke(_app(), ["quarantine", "list"])
+    assert result.exit_code == 0, result.output
+    assert "[bold red]x\\x1b[2J.csv" in result.output and "\x1b" not in result.output

@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from adapters.names import printable
-from tongban import codes, ledger
+from tongban import codes, ledger, outbox
 from tongban import quarantine as q
 from tongban.bus.topology import CASES, RETRY_STEPS
 
@@ -78,6 +78,7 @@ def print_status(store, bus, work=CASES) -> None:
         table.add_row(f"queue {name}", str(bus.depth(name)))
     table.add_row(f"oldest message in {work.queue}", _age(bus.oldest_created_at(work.queue)))
     counts = q.counts(store)
+    table.add_row("outbox (committed, waiting for the broker)", str(sum(outbox.pending(store).values())))
     table.add_row("parked", str(counts["parked"]))
     table.add_row("  oldest parked", _age(counts.get("oldest_parked")))
     table.add_row("quarantined", str(counts["quarantined"]))
