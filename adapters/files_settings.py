@@ -47,7 +47,7 @@ class FileDropSettings(BaseModel):
 
     directory: str = Field(description="the drop folder (processing/, done/, failed/ are made in it), or "
                                        "sftp://user@host:port/path")
-    pattern: str = Field("*", description="glob of the export files inside the drop folder")
+    pattern: str = Field("*", description="glob of the export files directly in the drop folder (no '/')")
     format: str | None = Field(None, description="csv, xml, jsonl or xlsx; default: from the file suffix")
     encoding: str = Field("utf-8", description="utf-8, utf-8-sig, gbk, gb18030, or auto (BOM/UTF-8, else GB18030)")
     csv: CsvSettings | None = Field(None, description="CSV dialect and header")
@@ -92,6 +92,14 @@ class FileDropSettings(BaseModel):
     def _not_empty(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must name the drop folder")
+        return value
+
+    @field_validator("pattern", "ready_marker")
+    @classmethod
+    def _inside_the_folder(cls, value: str | None) -> str | None:
+        # Confinement: a glob or marker can only name files directly in the drop folder.
+        if value is not None and ("/" in value or "\\" in value or value.startswith("..") or not value.strip()):
+            raise ValueError(f"{value!r} must name files directly in the drop folder (no '/', no '..')")
         return value
 
     @field_validator("encoding")

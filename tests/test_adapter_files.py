@@ -284,6 +284,9 @@ def test_settings_model_declares_every_setting_and_the_shipped_mapping_validates
     ({"csv": {"delimeter": ";"}}, "source setting 'csv.delimeter' is not a setting"),
     ({"max_row_bytes": 0}, "source setting 'max_row_bytes'"),
     ({"record_tag": "Case", "xml_record_tag": "Record"}, "disagree"),
+    ({"pattern": "../*.csv"}, "source setting 'pattern': '../\\*.csv' must name files directly in the drop folder"),
+    ({"pattern": "**/*.csv"}, "source setting 'pattern'"),
+    ({"ready_marker": "../ok"}, "source setting 'ready_marker'"),
 ])
 def test_a_wrong_setting_is_a_source_error_naming_it(tmp_path, settings, message):
     with pytest.raises(SourceError, match=message):
