@@ -326,3 +326,25 @@ def test_markup_in_a_file_name_cannot_break_quarantine_list(drop):
     result = CliRunner().invoke(_app(), ["quarantine", "list"])
     assert result.exit_code == 0, result.output
     assert "[bold red]x\\x1b[2J.csv" in result.output and "\x1b" not in result.output
+
+
+def test_quarantined_records_are_written_as_they_arrive(drop):
+    from adapters.base import Adapter, RawRecord
+
+    store = open_store(load().db_url)
+    seen_in_store: list[int] = []
+
+    class Damaged(Adapter):
+        kind = "damaged"
+
+        def fetch(self, watermark):
+            for n in range(1, 351):
+                if n % 100 == 1 and n > 1:
+                    with store.read() as conn:
+                        seen_in_store.append(len(conn.execute(quarantine_table.select()).all()))
+                yield RawRecord(data={"办件编号": f"WJ{n}"}, position=f"x.csv line {n}", error="damaged row")
+
+    report = run_ingest(load_mapping(MAPPING), store=store, bus=LocalBus(store), platform=PlatformClient(load()),
+                        adapter=Damaged(SYSTEM, {}), work=cases_work("hostile"))
+    assert report.quarantined == 350
+    assert seen_in_store == [100, 200, 300]  # in the store while the run goes on, not held until its end

@@ -318,7 +318,6 @@ class Ingest:
         try:
             for raw in self.adapter.fetch(watermark):
                 self.report.fetched += 1
-                self._flush_quarantine(at_least=QUARANTINE_CHUNK)
                 mark = self.mapping.watermark_of(raw.data)
                 if mark and (newest is None or mark > newest):
                     newest = mark
@@ -326,10 +325,9 @@ class Ingest:
                     key = self.mapping.record_key(raw.data) if raw.data else None
                     self._quarantine(key=key, stage="read", rule=f"{raw.position}: {raw.error}", field_name=None,
                                      position=raw.position, record=raw.data)
-                    continue
-                draft = self._prepare(raw, previous_in_run)
-                if draft is not None:
+                elif (draft := self._prepare(raw, previous_in_run)) is not None:
                     drafts.append(draft)
+                self._flush_quarantine(at_least=QUARANTINE_CHUNK)  # written as they arrive, never held for the run
                 if sum(len(d.changes) for d in drafts) >= PUBLISH_CHUNK:
                     self._publish(self._numbered(drafts))
                     drafts = []
