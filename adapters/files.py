@@ -190,6 +190,9 @@ class FileDropAdapter(Adapter):
             except NotARegularFile as exc:
                 self._fail(claimed, name, marker, str(exc))
                 return
+            except OSError as exc:  # unreadable for this account (permissions …): the file's problem, not the run's
+                self._fail(claimed, name, marker, f"cannot be opened: {exc.strerror or exc}")
+                return
             with stream:
                 yield from self._read(stream, claimed, name, marker)
 

@@ -348,3 +348,24 @@ def test_quarantined_records_are_written_as_they_arrive(drop):
                         adapter=Damaged(SYSTEM, {}), work=cases_work("hostile"))
     assert report.quarantined == 350
     assert seen_in_store == [100, 200, 300]  # in the store while the run goes on, not held until its end
+
+
+def test_an_unreadable_file_is_failed_and_the_run_goes_on(tmp_path, monkeypatch):
+    import adapters.files as files_module
+
+    locked = tmp_path / "a_locked.csv"
+    locked.write_text("办件编号\nWJ1\n", encoding="utf-8")
+    good = tmp_path / "b_good.csv"
+    good.write_text("办件编号\nWJ2\n", encoding="utf-8")
+    age(locked, good)
+    real_open = files_module.open_file
+
+    def open_file(path):  # what a file with mode 000 gives a non-root account
+        if path.name == "a_locked.csv":
+            raise PermissionError(13, "Permission denied")
+        return real_open(path)
+
+    monkeypatch.setattr(files_module, "open_file", open_file)
+    source = adapter(tmp_path)
+    assert [r.data["办件编号"] for r in source.fetch(None)] == ["WJ2"]
+    assert source.failed_files == [("a_locked.csv", "cannot be opened: Permission denied")]
