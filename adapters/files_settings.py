@@ -1,9 +1,9 @@
 """The declared settings of the file-drop adapter (`adapter: files`): the `source:` section without `adapter`.
 
 `FileDropAdapter.settings_model` is this model; the adapter validates with it in `__init__` (a misspelled key, a
-wrong type or a missing `directory` is a SourceError naming the setting) and `tongban mapping check` / `tongban
-adapter schema files` read it. Every bound on what a department's file can make tongban hold is a setting here,
-with its default; README "Reliability and limits" lists them.
+wrong type or a missing `directory` is a SourceError naming the setting), and tools that check mapping files or
+print adapter schemas read it (issue 12). Every bound on what a department's file can make tongban hold is a
+setting here, with its default; README "Reliability and limits" lists them.
 """
 from __future__ import annotations
 
@@ -140,8 +140,9 @@ def validate(system: str, settings: dict[str, Any]) -> FileDropSettings:
             if error["type"] == "missing":
                 problems.append(f"source setting {where!r} is required")
             elif error["type"] == "extra_forbidden":
-                problems.append(f"source setting {where!r} is not a setting of the files adapter "
-                                f"(see `tongban adapter schema files`)")
+                model = CsvSettings if where.startswith("csv.") else FileDropSettings
+                known = ", ".join(model.model_fields)
+                problems.append(f"source setting {where!r} is not a setting of the files adapter (known: {known})")
             else:
                 problems.append(f"source setting {where!r}: {error['msg'].removeprefix('Value error, ')}")
         raise SourceError(system, "; ".join(problems)) from None
