@@ -14,6 +14,8 @@ a bounded excerpt of itself (`excerpt`), never the whole oversized thing.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -48,7 +50,7 @@ def excerpt(values) -> list:
     return [value[:EXCERPT_CHARS] if isinstance(value, str) else value for value in list(values[:EXCERPT_VALUES])]
 
 
-def reader_for(fmt: str) -> Callable[[BinaryIO, ReadOptions], Iterator[Row]]:
+def _readers(fmt: str) -> Callable[[BinaryIO, ReadOptions], Iterator[Row]]:
     # Imported lazily so that a CSV-only deployment never imports openpyxl.
     if fmt == "csv":
         from adapters.formats.delimited import read_csv
@@ -63,6 +65,22 @@ def reader_for(fmt: str) -> Callable[[BinaryIO, ReadOptions], Iterator[Row]]:
         from adapters.formats.spreadsheet import read_xlsx
         return read_xlsx
     raise ValueError(f"unknown file format {fmt!r} (known: csv, jsonl, xml, xlsx)")
+
+
+def reader_for(fmt: str) -> Callable[[BinaryIO | str | os.PathLike, ReadOptions], Iterator[Row]]:
+    """The reader of `fmt`. It takes an open binary file (what the file-drop adapter passes: opened without
+    following links) or a path the caller trusts (a sample file named on the command line, a benchmark's file)."""
+    read = _readers(fmt)
+
+    def reader(source, options: ReadOptions) -> Iterator[Row]:
+        if hasattr(source, "read"):
+            yield from read(source, options)
+            return
+        with open(source, "rb") as stream:
+            name = options.name if options.name != "file" else os.path.basename(os.fspath(source))
+            yield from read(stream, dataclasses.replace(options, name=name))
+
+    return reader
 
 
 def field_too_long(values, max_field_bytes: int, encoding: str) -> str | None:
