@@ -16,7 +16,7 @@ Settings (the `source:` section of a mapping file; declared in adapters/files_se
     ready_marker: .ok                    # optional: only take `x.csv` once `x.csv.ok` (or `x.ok`) exists
     reclaim_after_seconds: 3600          # files left in processing/ by a crashed run go back to the inbox
     max_row_bytes: 1048576               # limits: max_field_bytes, max_columns, max_json_depth, max_xml_bytes,
-                                         # max_xlsx_bytes, max_xlsx_rows (see files_settings.py)
+                                         # max_xml_record_bytes, max_xlsx_bytes, max_xlsx_rows (files_settings.py)
 
 Confinement: the adapter never follows a link and never leaves the drop folder (adapters/inbox.py). A symbolic
 link, FIFO or device matching the pattern goes to failed/ unread, with its reason; a file name that is not valid
@@ -76,6 +76,7 @@ class FileDropAdapter(Adapter):
             csv=declared.csv.model_dump(exclude_none=True, exclude_defaults=True) if declared.csv else {},
             xml_record_tag=declared.tag,
             max_xml_bytes=declared.max_xml_bytes,
+            max_xml_record_bytes=declared.max_xml_record_bytes,
             sheet=declared.sheet,
             max_row_bytes=declared.max_row_bytes,
             max_columns=declared.max_columns,

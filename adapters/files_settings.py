@@ -66,6 +66,8 @@ class FileDropSettings(BaseModel):
     max_columns: int = Field(1000, gt=0, description="fields in a CSV row, columns of a sheet; more is damaged")
     max_json_depth: int = Field(64, gt=0, description="JSONL: nesting of arrays/objects; deeper is damaged")
     max_xml_bytes: int = Field(4 * 1024 ** 3, gt=0, description="XML: a larger file is refused (failed/)")
+    max_xml_record_bytes: int = Field(16 * MiB, gt=0, description="XML: one record element; a larger one ends the "
+                                                                  "file's reading with a damaged record")
     max_xlsx_bytes: int = Field(256 * MiB, gt=0, description="XLSX: declared decompressed size of all parts (zip "
                                                              "directory, checked before opening); more is refused")
     max_xlsx_rows: int = Field(1_000_000, gt=0, description="XLSX: rows of the sheet; the rest is reported unread")

@@ -9,7 +9,9 @@ parsed here or through `zeep_settings()`:
 - sizes are bounded before parsing (`XMLTooLargeError`);
 - broken documents raise `MalformedXMLError` naming the line.
 
-All three derive from `XMLRejected` (a ValueError) so callers can catch one thing.
+- a streamed element (one record of a file drop) can be bounded too (`XMLElementTooLargeError`).
+
+All derive from `XMLRejected` (a ValueError) so callers can catch one thing.
 """
 from __future__ import annotations
 
@@ -47,6 +49,27 @@ class XMLTooLargeError(XMLRejected):
 
 class MalformedXMLError(XMLRejected):
     """The document is not well-formed XML (truncated, not XML at all …)."""
+
+
+class XMLElementTooLargeError(XMLRejected):
+    """One streamed element (a record) is larger than the bound its caller set; the rest is not read."""
+
+
+class _ElementBudget:
+    """A file wrapper for iterparse that refuses to read more than `limit` bytes between two yielded elements:
+    the parser holds the element being built in memory, so this bounds the memory one record can take."""
+
+    def __init__(self, stream, limit: int, name: str):
+        self.stream, self.limit, self.name = stream, limit, name
+        self.used = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.used += len(data)
+        if self.used > self.limit:
+            raise XMLElementTooLargeError(f"{self.name}: one record is larger than {self.limit} bytes; "
+                                          f"the rest of the file was not read")
+        return data
 
 
 class _NoExternalResolver(etree.Resolver):
@@ -111,6 +134,7 @@ def iterparse_file(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     name: str | None = None,
+    max_element_bytes: int | None = None,
 ) -> Iterator[etree._Element]:
     """Stream the elements named `tag` (`Record`, `{ns}Record` or `{*}Record`) from a file in constant memory.
 
@@ -118,6 +142,8 @@ def iterparse_file(
     messages call it. Each element is complete when yielded and is cleared (with its already-seen siblings) as
     soon as the caller asks for the next one, so the caller must copy out what it needs before advancing.
     The DOCTYPE check happens before the first element is yielded: a hostile file yields nothing.
+    `max_element_bytes`: at most that many bytes are read between two yielded elements
+    (XMLElementTooLargeError), so one endless record cannot fill memory.
     """
     given_stream = hasattr(path, "read")
     if given_stream:
@@ -134,7 +160,8 @@ def iterparse_file(
         tag = "{*}" + tag  # match the local name whatever namespace the exporter used
     checked = False
     with opened as stream:
-        context = etree.iterparse(stream, events=("end",), tag=tag, **_HARDENED)
+        budget = _ElementBudget(stream, max_element_bytes, name) if max_element_bytes else None
+        context = etree.iterparse(budget or stream, events=("end",), tag=tag, **_HARDENED)
         context.resolvers.add(_NoExternalResolver())
         try:
             for _event, element in context:
@@ -142,6 +169,8 @@ def iterparse_file(
                     _reject_declarations(element.getroottree().docinfo, name)
                     checked = True
                 yield element
+                if budget is not None:
+                    budget.used = 0  # the parser reads ahead a little: the bound is per record, give or take a chunk
                 # Free what we have consumed: the element itself and the siblings before it.
                 element.clear(keep_tail=True)
                 parent = element.getparent()

@@ -369,3 +369,17 @@ def test_an_unreadable_file_is_failed_and_the_run_goes_on(tmp_path, monkeypatch)
     source = adapter(tmp_path)
     assert [r.data["办件编号"] for r in source.fetch(None)] == ["WJ2"]
     assert source.failed_files == [("a_locked.csv", "cannot be opened: Permission denied")]
+
+
+def test_an_endless_xml_record_is_cut_at_its_bound(tmp_path):
+    path = tmp_path / "cases.xml"
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("<Export><Case><BJBH>WJ1</BJBH></Case><Case><BJBH>WJ2</BJBH></Case><Case>")
+        for n in range(40_000):  # one record of about 1 MB of small elements, never closed in time
+            out.write(f"<x>{n}</x>")
+        out.write("</Case><Case><BJBH>WJ4</BJBH></Case></Export>")
+    age(path)
+    records = list(adapter(tmp_path, record_tag="Case", max_xml_record_bytes=200_000).fetch(None))
+    assert [r.data.get("BJBH") for r in records[:2]] == ["WJ1", "WJ2"]
+    assert records[2].error and "one record is larger than 200000 bytes" in records[2].error
+    assert len(records) == 3  # the rest was not read, and says so

@@ -9,7 +9,8 @@ yielding anything — when the file as a whole cannot be read (not XML, hostile 
 Every size a department's file can make us hold is bounded by an option (the file-drop settings of the same
 name, defaults below): a row or line (`max_row_bytes`), its fields (`max_columns`, `max_field_bytes`), JSON
 nesting (`max_json_depth`), a workbook's decompressed size and rows (`max_xlsx_bytes`, `max_xlsx_rows`), an XML
-file (`max_xml_bytes`; libxml2 itself caps nesting at 256 and a text node at 10 MB). A damaged record keeps only
+file and one record in it (`max_xml_bytes`, `max_xml_record_bytes`; libxml2 itself caps nesting at 256 levels and a
+text node at 10 MB). A damaged record keeps only
 a bounded excerpt of itself (`excerpt`), never the whole oversized thing.
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ class ReadOptions:
     max_json_depth: int = 64                # nesting of arrays/objects in a JSONL line
     max_xlsx_bytes: int = 256 * 1024 ** 2   # sum of a workbook's decompressed parts (from the zip directory)
     max_xlsx_rows: int = 1_000_000
+    max_xml_record_bytes: int = 16 * 1024 ** 2  # bytes the XML parser may read while one record is being built
     name: str = "file"                      # how messages call the file (already escaped by the adapter)
 
 
