@@ -43,7 +43,7 @@ from typing import Any, Iterator
 
 from adapters import files_settings
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
-from adapters.files_settings import FORMATS, FileDropSettings
+from adapters.files_settings import FORMATS, FileDropSettings  # noqa: F401 (FORMATS: kept importable from here)
 from adapters.formats import FileUnreadable, ReadOptions, reader_for
 from adapters.inbox import DONE, FAILED, INBOX, PROCESSING, Entry, NotARegularFile, open_file, open_inbox
 from adapters.names import is_utf8, printable

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from adapters.base import SourceError
 from adapters.files import FileDropAdapter
-from sandbox.filedrop import HEADER, SYSTEM, write_csv
+from sandbox.filedrop import HEADER, SYSTEM
 from tongban import ledger
 from tongban import quarantine as q
 from tongban.bus.local import LocalBus
