@@ -10,14 +10,17 @@ Folders are named relative to the inbox: `INBOX` ("") is the drop folder itself,
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from adapters.base import SourceError
+from adapters.names import printable
 
 INBOX, PROCESSING, DONE, FAILED = "", "processing", "done", "failed"
 
@@ -42,6 +45,7 @@ class Inbox:
 
     def __init__(self, system: str):
         self.system = system
+        self.irregular: list[tuple[str, str]] = []  # (name, why): entries the last scan() found but will not offer
 
     def describe(self, folder: str = INBOX) -> str:
         """Where `folder` is, for messages (never with credentials)."""
@@ -56,7 +60,8 @@ class Inbox:
         raise NotImplementedError
 
     def scan(self, pattern: str) -> list[Entry]:
-        """Regular files directly in the drop folder whose names match the glob `pattern`."""
+        """Regular files directly in the drop folder whose names match the glob `pattern`; links and special
+        files that match are listed in `irregular` instead (the adapter fails them, unread)."""
         raise NotImplementedError
 
     def files(self, folder: str) -> list[Entry]:
@@ -102,60 +107,126 @@ class Inbox:
 
 
 class LocalInbox(Inbox):
-    """A folder on a local (or mounted) file system."""
+    """A folder on a local (or mounted) file system, confined to itself.
+
+    The drop folder is writable by the department, so anything in it may be hostile: a symbolic link to
+    `/etc/passwd` or to another department's export, a FIFO that blocks a reader forever, a `done` folder that is
+    a link elsewhere. Entries are judged by `lstat` (never following a link), only regular files are offered
+    (`scan` puts the rest in `irregular`), processing/, done/ and failed/ must be real folders directly under the
+    root, every path used resolves under the root, and `open_file` opens with O_NOFOLLOW and checks the opened
+    file is still a regular file (a link swapped in after the claim is not read either).
+    """
 
     def __init__(self, system: str, root: Path):
         super().__init__(system)
-        self.root = root
+        # The configured root may itself be a link (an operator's mount point); everything under it may not.
+        self.root = Path(os.path.realpath(root))
 
     def _dir(self, folder: str) -> Path:
         return self.root / folder if folder else self.root
 
+    def _path(self, folder: str, name: str) -> Path:
+        if not name or name in (".", "..") or "/" in name or "\x00" in name:
+            raise SourceError(self.system, f"refusing the file name {printable(name)!r}: not a plain name")
+        path = self._dir(folder) / name
+        parent = os.path.realpath(path.parent)
+        if parent != str(self._dir(folder)):
+            raise SourceError(self.system, f"{printable(folder or '.')}/ resolves outside the drop folder "
+                                           f"{printable(str(self.root))}; refusing to use it")
+        return path
+
     def describe(self, folder: str = INBOX) -> str:
-        return str(self._dir(folder))
+        return printable(str(self._dir(folder)))
 
     def exists(self) -> bool:
         return self.root.is_dir()
 
     def prepare(self) -> None:
         for folder in (PROCESSING, DONE, FAILED):
-            self._dir(folder).mkdir(exist_ok=True)
+            directory = self._dir(folder)
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                pass
+            if directory.is_symlink() or not stat.S_ISDIR(directory.lstat().st_mode):
+                raise SourceError(self.system, f"{self.describe(folder)} is not a folder of the drop folder "
+                                               f"(a symbolic link or a file?); tongban never leaves the drop folder")
 
     @staticmethod
     def _entry(path: Path) -> Entry | None:
         try:
-            stat = path.stat()
+            info = path.lstat()  # never follow a link
         except FileNotFoundError:
             return None  # taken by another worker between listing and stat
+        if not stat.S_ISREG(info.st_mode):
+            return None
         # A rename updates ctime: for files in processing/ that is the claim time.
-        return Entry(path.name, stat.st_size, stat.st_mtime, stat.st_ctime)
+        return Entry(path.name, info.st_size, info.st_mtime, info.st_ctime)
 
     def scan(self, pattern: str) -> list[Entry]:
-        found = (self._entry(path) for path in self.root.glob(pattern) if path.is_file())
-        return [entry for entry in found if entry is not None]
+        self.irregular = []
+        found = []
+        for path in self.root.glob(pattern):
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(mode):
+                continue  # processing/, done/, failed/ or a department's sub-folder: not ours to read
+            if stat.S_ISLNK(mode):
+                self.irregular.append((path.name, "a symbolic link, not a regular file: tongban never follows "
+                                                  "links out of the drop folder, so it was not read"))
+            elif not stat.S_ISREG(mode):
+                self.irregular.append((path.name, "not a regular file (a FIFO, socket or device): not read"))
+            elif (entry := self._entry(path)) is not None:
+                found.append(entry)
+        return found
 
     def files(self, folder: str) -> list[Entry]:
         directory = self._dir(folder)
-        if not directory.is_dir():
+        if directory.is_symlink() or not directory.is_dir():
             return []
-        found = (self._entry(path) for path in directory.iterdir() if path.is_file())
+        found = (self._entry(path) for path in directory.iterdir())
         return [entry for entry in found if entry is not None]
 
     def stat(self, folder: str, name: str) -> Entry | None:
-        return self._entry(self._dir(folder) / name)
+        return self._entry(self._path(folder, name))
 
     def has(self, folder: str, name: str) -> bool:
-        return (self._dir(folder) / name).exists()
+        return os.path.lexists(self._path(folder, name))  # a dangling link is there too: never rename over it
 
     def rename(self, folder: str, name: str, to_folder: str, to_name: str) -> None:
-        os.rename(self._dir(folder) / name, self._dir(to_folder) / to_name)  # atomic within one file system
+        # A rename moves a link itself, never its target; within one file system it is atomic.
+        os.rename(self._path(folder, name), self._path(to_folder, to_name))
 
     @contextmanager
     def local_copy(self, folder: str, name: str) -> Iterator[Path]:
-        yield self._dir(folder) / name
+        yield self._path(folder, name)
 
     def write_text(self, folder: str, name: str, text: str) -> None:
-        (self._dir(folder) / name).write_text(text, encoding="utf-8")
+        path = self._path(folder, name)
+        # O_EXCL + O_NOFOLLOW: a planted link named like our sidecar is not written through.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+
+
+def open_file(path: Path) -> BinaryIO:
+    """Open a file to read without following a link and only if it is a regular file (no FIFO, no device)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotARegularFile("a symbolic link, not a regular file: not read") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotARegularFile("not a regular file: not read")
+    return os.fdopen(fd, "rb")
+
+
+class NotARegularFile(OSError):
+    """The claimed name is (now) a link or a special file: it is failed, never read."""
 
 
 def open_inbox(system: str, settings: dict[str, Any]) -> Inbox:

@@ -9,13 +9,16 @@ parsed here or through `zeep_settings()`:
 - sizes are bounded before parsing (`XMLTooLargeError`);
 - broken documents raise `MalformedXMLError` naming the line.
 
-All three derive from `XMLRejected` (a ValueError) so callers can catch one thing.
+- a streamed element (one record of a file drop) can be bounded too (`XMLElementTooLargeError`).
+
+All derive from `XMLRejected` (a ValueError) so callers can catch one thing.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from lxml import etree
 
@@ -46,6 +49,27 @@ class XMLTooLargeError(XMLRejected):
 
 class MalformedXMLError(XMLRejected):
     """The document is not well-formed XML (truncated, not XML at all …)."""
+
+
+class XMLElementTooLargeError(XMLRejected):
+    """One streamed element (a record) is larger than the bound its caller set; the rest is not read."""
+
+
+class _ElementBudget:
+    """A file wrapper for iterparse that refuses to read more than `limit` bytes between two yielded elements:
+    the parser holds the element being built in memory, so this bounds the memory one record can take."""
+
+    def __init__(self, stream, limit: int, name: str):
+        self.stream, self.limit, self.name = stream, limit, name
+        self.used = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.used += len(data)
+        if self.used > self.limit:
+            raise XMLElementTooLargeError(f"{self.name}: one record is larger than {self.limit} bytes; "
+                                          f"the rest of the file was not read")
+        return data
 
 
 class _NoExternalResolver(etree.Resolver):
@@ -105,33 +129,48 @@ def parse_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, source: str 
 
 
 def iterparse_file(
-    path: str | os.PathLike,
+    path: str | os.PathLike | BinaryIO,
     tag: str | None,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    name: str | None = None,
+    max_element_bytes: int | None = None,
 ) -> Iterator[etree._Element]:
     """Stream the elements named `tag` (`Record`, `{ns}Record` or `{*}Record`) from a file in constant memory.
 
-    Each element is complete when yielded and is cleared (with its already-seen siblings) as soon as the
-    caller asks for the next one, so the caller must copy out what it needs before advancing.
+    `path` may also be an open binary file (the file-drop adapter opens without following links); `name` is what
+    messages call it. Each element is complete when yielded and is cleared (with its already-seen siblings) as
+    soon as the caller asks for the next one, so the caller must copy out what it needs before advancing.
     The DOCTYPE check happens before the first element is yielded: a hostile file yields nothing.
+    `max_element_bytes`: at most that many bytes are read between two yielded elements
+    (XMLElementTooLargeError), so one endless record cannot fill memory.
     """
-    path = Path(path)
-    size = path.stat().st_size
+    given_stream = hasattr(path, "read")
+    if given_stream:
+        size = os.fstat(path.fileno()).st_size
+        name = name or "XML file"
+    else:
+        path = Path(path)
+        size = path.stat().st_size
+        name = name or path.name
     if size > max_bytes:
-        raise XMLTooLargeError(f"{path.name}: {size} bytes exceeds the limit of {max_bytes} bytes")
+        raise XMLTooLargeError(f"{name}: {size} bytes exceeds the limit of {max_bytes} bytes")
+    opened = contextlib.nullcontext(path) if given_stream else open(path, "rb")
     if tag and not tag.startswith("{"):
         tag = "{*}" + tag  # match the local name whatever namespace the exporter used
     checked = False
-    with open(path, "rb") as stream:
-        context = etree.iterparse(stream, events=("end",), tag=tag, **_HARDENED)
+    with opened as stream:
+        budget = _ElementBudget(stream, max_element_bytes, name) if max_element_bytes else None
+        context = etree.iterparse(budget or stream, events=("end",), tag=tag, **_HARDENED)
         context.resolvers.add(_NoExternalResolver())
         try:
             for _event, element in context:
                 if not checked:
-                    _reject_declarations(element.getroottree().docinfo, path.name)
+                    _reject_declarations(element.getroottree().docinfo, name)
                     checked = True
                 yield element
+                if budget is not None:
+                    budget.used = 0  # the parser reads ahead a little: the bound is per record, give or take a chunk
                 # Free what we have consumed: the element itself and the siblings before it.
                 element.clear(keep_tail=True)
                 parent = element.getparent()
@@ -140,12 +179,12 @@ def iterparse_file(
                         del parent[0]
         except etree.XMLSyntaxError as exc:
             if not checked:
-                with open(path, "rb") as head_stream:
-                    head = head_stream.read(65536)
+                stream.seek(0)
+                head = stream.read(65536)
                 if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
                     raise HostileXMLError(
-                        f"{path.name}: XML declares a DOCTYPE/ENTITY; DTDs and entity declarations are forbidden"
+                        f"{name}: XML declares a DOCTYPE/ENTITY; DTDs and entity declarations are forbidden"
                     ) from None
-            raise _malformed(path.name, exc) from None
+            raise _malformed(name, exc) from None
         if not checked and context.root is not None:
-            _reject_declarations(context.root.getroottree().docinfo, path.name)
+            _reject_declarations(context.root.getroottree().docinfo, name)

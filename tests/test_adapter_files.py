@@ -257,3 +257,46 @@ def test_a_file_that_grows_between_scan_and_claim_is_left_for_the_next_run(tmp_p
     source = adapter(tmp_path)
     assert list(source.fetch(None)) == []
     assert source.waiting_files == ["growing.csv"] and path.exists()
+
+
+# --- declared settings (issue 12 contract) -------------------------------------------------------------------
+
+def test_settings_model_declares_every_setting_and_the_shipped_mapping_validates(monkeypatch, tmp_path):
+    from adapters.files_settings import FileDropSettings
+    from tongban.mapping import load_mapping
+
+    assert FileDropAdapter.settings_model is FileDropSettings
+    schema = FileDropSettings.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert all(prop.get("description") for prop in schema["properties"].values())
+    for limit in ("max_row_bytes", "max_columns", "max_json_depth", "max_xlsx_bytes", "max_xlsx_rows"):
+        assert "default" in schema["properties"][limit]
+    monkeypatch.setenv("CQ_WSJKW_DROP", str(tmp_path))
+    source = dict(load_mapping(Path(__file__).resolve().parents[1] / "mappings" / "cq-wsjkw-files.yaml").source)
+    declared = FileDropSettings.model_validate({k: v for k, v in source.items() if k != "adapter"})
+    assert declared.tag == "Case" and declared.encoding == "auto"
+    FileDropAdapter(SYSTEM, source)  # the `adapter` key itself is not a setting, and is accepted
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"stable_secs": 5}, "source setting 'stable_secs' is not a setting of the files adapter"),
+    ({"stable_seconds": "soon"}, "source setting 'stable_seconds'"),
+    ({"csv": {"delimeter": ";"}}, "source setting 'csv.delimeter' is not a setting"),
+    ({"max_row_bytes": 0}, "source setting 'max_row_bytes'"),
+    ({"record_tag": "Case", "xml_record_tag": "Record"}, "disagree"),
+    ({"pattern": "../*.csv"}, "source setting 'pattern': '../\\*.csv' must name files directly in the drop folder"),
+    ({"pattern": "**/*.csv"}, "source setting 'pattern'"),
+    ({"ready_marker": "../ok"}, "source setting 'ready_marker'"),
+])
+def test_a_wrong_setting_is_a_source_error_naming_it(tmp_path, settings, message):
+    with pytest.raises(SourceError, match=message):
+        adapter(tmp_path, **settings)
+    with pytest.raises(SourceError, match="source setting 'directory' is required"):
+        FileDropAdapter(SYSTEM, {"pattern": "*.csv"})
+
+
+def test_record_tag_is_the_xml_record_element(tmp_path):
+    path = tmp_path / "cases.xml"
+    path.write_text("<Export><Rec><BJBH>WJ1</BJBH></Rec><Rec><BJBH>WJ2</BJBH></Rec></Export>", encoding="utf-8")
+    age(path)
+    assert [r.data["BJBH"] for r in adapter(tmp_path, record_tag="Rec").fetch(None)] == ["WJ1", "WJ2"]

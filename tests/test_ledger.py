@@ -71,3 +71,55 @@ def test_unknown_hop_is_refused(store):
 
     with pytest.raises(ValueError, match="unknown ledger hop"):
         ledger.record(store, LedgerEvent("teleported", {}))
+
+
+def test_every_delivery_has_its_publication(store):
+    _fill(store, 3)
+    ledger.record(store, LedgerEvent("delivered", {"sequence": 0}, system="s", message_id="m0"),
+                  LedgerEvent("receipt", {"receipt_id": "r0"}, system="s", message_id="m0"))
+    check = ledger.unpublished_deliveries(store)
+    assert check.ok and check.deliveries == 2
+
+
+def test_a_delivery_without_a_publication_is_named(store):
+    _fill(store, 3)
+    ledger.record(store, LedgerEvent("delivered", {"sequence": 0}, system="s", message_id="m0"),
+                  LedgerEvent("delivered", {"sequence": 9}, system="rogue", message_id="m-ghost"),
+                  LedgerEvent("receipt", {"receipt_id": "r9"}, system="rogue", message_id="m-ghost"))
+    check = ledger.unpublished_deliveries(store)
+    assert not check.ok and check.unpublished_count == 2
+    assert [(e["hop"], e["message_id"]) for e in check.unpublished] == [("delivered", "m-ghost"), ("receipt", "m-ghost")]
+    assert ledger.verify(store).ok  # the chain itself is intact: only the cross-check sees it
+
+
+def test_audit_verify_exits_1_naming_a_delivery_without_provenance(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tongban.cli import app
+    from tongban.settings import load
+    from tongban.store import open_store
+
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TONGBAN_DB_URL", raising=False)
+    store = open_store(load().db_url)
+    _fill(store, 2)
+    assert CliRunner().invoke(app, ["audit", "verify"]).exit_code == 0
+    ledger.record(store, LedgerEvent("delivered", {"sequence": 1}, system="rogue", message_id="m-ghost"))
+    result = CliRunner().invoke(app, ["audit", "verify"])
+    assert result.exit_code == 1
+    assert "no \"published\" event" in result.output and "m-ghost" in result.output and "rogue" in result.output
+    as_json = CliRunner().invoke(app, ["audit", "verify", "--json"])
+    assert as_json.exit_code == 1
+    report = json.loads(as_json.output)
+    assert report["chain_ok"] is True and report["unpublished_deliveries"] == 1
+    assert report["unpublished"][0]["message_id"] == "m-ghost"
+
+
+def test_text_that_is_not_utf8_is_escaped_not_a_failed_write(store):
+    ledger.record(store, LedgerEvent("quarantined", {"position": "bad\udcff.csv line 2"}, system="s",
+                                     source_key="k\udcfe"))
+    [event] = ledger.iter_events(store)
+    assert event["source_key"] == "k\\xfe" and "bad\\\\xff.csv" in event["detail"]
+    assert ledger.verify(store).ok

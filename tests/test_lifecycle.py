@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters.base import Adapter, RawRecord
+from tongban import ledger
 from tongban import quarantine as q
 from tongban.bus.base import PublishError
 from tongban.bus.local import LocalBus
@@ -85,7 +86,11 @@ def test_a_rerun_after_a_crash_keeps_the_case_number(sqlite_store, sandbox_env, 
     bus = LocalBus(sqlite_store)
     report = run_ingest(mapping, store=sqlite_store, bus=bus, platform=platform, adapter=Records([_record()]),
                         work=cases_work("lc"))
-    assert report.events_published == 1
+    # The crashed run staged its event with its ledger trail (transactional outbox); this run relays it first and
+    # then finds the record unchanged: the event is on the bus once, published once.
+    assert report.events_published == 0 and report.unchanged == 1
+    assert bus.depth(cases_work("lc").queue) == 1
+    assert ledger.count_by_hop(sqlite_store)["published"] == 1
     with sqlite_store.read() as conn:
         assert st.get_case_number(conn, "cq-samr-rest", "LC-1") == first
     assert platform.get("/api/v1/stats")["numbers_issued"] == issued_before

@@ -137,8 +137,14 @@ def test_transient_failures_are_retried_and_delivered(sqlite_store, sandbox_env)
     assert stats.delivered == report.events_published == platform.get("/api/v1/stats")["events"]
 
 
-def test_unroutable_publishes_are_quarantined_not_lost(sqlite_store, sandbox_env, rabbit_bus, rabbit_work):
+def test_unroutable_publishes_wait_in_the_outbox_and_go_once_the_topology_is_fixed(sqlite_store, sandbox_env,
+                                                                                    rabbit_bus, rabbit_work):
+    import pika
+
+    from tongban import outbox
+    from tongban.bus import PublishError
     from tongban.bus.topology import WorkQueue
+    from tongban.store import state as st
 
     rabbit_bus.declare(rabbit_work)
     nowhere = WorkQueue(rabbit_work.exchange, rabbit_work.queue, "no-queue-bound-to-this-key")
@@ -148,13 +154,22 @@ def test_unroutable_publishes_are_quarantined_not_lost(sqlite_store, sandbox_env
             pass
 
     bus = NoDeclare(rabbit_bus.url)
-    report = run_ingest(load_mapping(SAMR), store=sqlite_store, bus=bus, platform=PlatformClient(load()), work=nowhere)
+    platform = PlatformClient(load())
+    with pytest.raises(PublishError, match="unroutable.*wait in the outbox"):
+        run_ingest(load_mapping(SAMR), store=sqlite_store, bus=bus, platform=platform, work=nowhere)
+    # Nothing lost, nothing moved on: the events wait in the outbox with their ledger trail; the watermark stayed.
+    staged = outbox.pending(sqlite_store)["cq-samr-rest"]
+    assert staged == ledger.count_by_hop(sqlite_store)["published"] > 0
+    with sqlite_store.read() as conn:
+        assert st.get_watermark(conn, "cq-samr-rest") is None
+    # The operator binds the key; the next run sends the waiting events first, and they are delivered once.
+    connection = pika.BlockingConnection(pika.URLParameters(rabbit_bus.url))
+    connection.channel().queue_bind(rabbit_work.queue, rabbit_work.exchange, nowhere.routing_key)
+    connection.close()
+    report = run_ingest(load_mapping(SAMR), store=sqlite_store, bus=bus, platform=platform, work=nowhere)
     bus.close()
-    assert report.events_published == 0 and report.cases_changed == 0
-    # Every fetched record is accounted for: the valid ones wait in quarantine (stage "bus"), the bad ones
-    # under their own rule; nothing was dropped.
-    on_the_floor = report.fetched - report.quarantined - report.unchanged
-    assert on_the_floor == 0 and report.quarantine_reasons["bus: -"] > 0
-    assert q.counts(sqlite_store)["quarantined"] == report.quarantined
-    rows, _ = list_quarantine(sqlite_store, stage="bus")
-    assert rows and "unroutable" in rows[0]["rule"]
+    assert outbox.pending(sqlite_store) == {}
+    stats = DeliveryWorker(store=sqlite_store, bus=rabbit_bus, platform=platform, work=rabbit_work).run(idle_exit=0.8)
+    # Records of the failed chunk are unchanged now (their events were staged); only later ones are new events.
+    assert stats.delivered == staged + report.events_published and stats.duplicates == 0
+    assert ledger.unpublished_deliveries(sqlite_store).ok

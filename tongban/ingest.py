@@ -1,8 +1,10 @@
 """One ingest run of one mapping file: fetch since the watermark → map → validate → detect changes →
-number (统一赋码) → publish with confirms → only then record state and advance the watermark.
+number (统一赋码) → record state, ledger events and outbox rows in one transaction → relay to the bus with
+confirms → only then move the source on (watermark, files to done/).
 
-Crash safety: if the run dies after publishing but before recording, the next run computes the same
-events with the same idempotency keys, and the delivery side drops them as duplicates.
+Crash safety (tongban/outbox.py): a message exists only together with its "published" ledger event. If the run
+dies after that commit but before the broker confirmed, the messages wait in the outbox and the next run of the
+system sends them before it fetches; the source did not move on, and the re-fetched records are unchanged.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.base import Adapter, SourceError, adapter_class
-from tongban import codes, ledger
+from tongban import codes, ledger, outbox
 from tongban import quarantine as q
 from tongban.bus import Bus, PublishError
 from tongban.bus.topology import CASES, WorkQueue
@@ -33,6 +35,7 @@ from tongban.store import state as st
 log = logging.getLogger("tongban.ingest")
 
 PUBLISH_CHUNK = 500
+QUARANTINE_CHUNK = 100  # quarantined records are written as they arrive, in groups this size, never held for a run
 NUMBERING_CONCURRENCY = 8  # numbering round trips in flight at once
 
 
@@ -101,6 +104,7 @@ class Ingest:
         self.adapter = adapter or adapter_class(mapping.source["adapter"])(self.system, mapping.source)
         self.report = IngestReport(self.system)
         self._quarantine_batch: list[tuple[q.QuarantineEntry, LedgerEvent]] = []
+        self._failed_files_seen = 0
         # 统一事项标准 and 统一用户体系: the item must be in the catalogue, the applicant a unified user.
         self.catalog = CatalogCheck(mapping, store=store, platform=platform)
         self.identity = IdentityResolver.for_mapping(mapping, store=store, platform=platform)  # None: off
@@ -115,8 +119,20 @@ class Ingest:
         label = f"{stage}: {field_name or '-'}"
         self.report.quarantine_reasons[label] = self.report.quarantine_reasons.get(label, 0) + 1
 
-    def _flush_quarantine(self) -> None:
-        if not self._quarantine_batch:
+    def _note_failed_files(self) -> None:
+        """Files the adapter could not read at all (moved to failed/ with a reason) go to quarantine and the ledger
+        too: a poison file is visible where operators and auditors look, not only in a folder. They are not
+        records, so they do not count as fetched or quarantined records (report.failed_files lists them)."""
+        failed = list(getattr(self.adapter, "failed_files", None) or [])
+        for name, reason in failed[self._failed_files_seen:]:
+            entry = q.QuarantineEntry(self.system, None, "file", f"file {name}: {reason}", None, name, None)
+            detail = {"stage": "file", "file": name, "rule": codes.mask_text(reason), "position": name}
+            self._quarantine_batch.append((entry, LedgerEvent("quarantined", detail, system=self.system)))
+        self._failed_files_seen = len(failed)
+
+    def _flush_quarantine(self, *, at_least: int = 1) -> None:
+        self._note_failed_files()
+        if len(self._quarantine_batch) < at_least:
             return
         with self.store.write() as conn:
             events = []
@@ -257,19 +273,11 @@ class Ingest:
 
     # --- publishing -------------------------------------------------------------------------------
     def _publish(self, pending: list[_Pending]) -> None:
+        """Snapshots, "fetched" and "published" ledger events and the outbox rows in one transaction, then the
+        relay to the bus (returns once the broker confirmed). Nothing is ever on the bus without its ledger trail."""
         if not pending:
             return
         envelopes = [env for p in pending for env in p.envelopes]
-        try:
-            self.bus.publish(self.work, envelopes)  # returns only when the broker confirmed every message
-        except PublishError as exc:
-            if not exc.unroutable:
-                raise  # connection trouble: the run fails, the watermark stays, the next run resends
-            # No queue is bound to take them (a broken topology): keep the records, with the reason, for replay.
-            for p in pending:
-                self._quarantine(key=p.key, stage="bus", rule=f"record {p.key}: {exc}", field_name=None,
-                                 position=p.position, record=p.record)
-            return
         events: list[LedgerEvent] = []
         with self.store.write() as conn:
             for p in pending:
@@ -286,12 +294,25 @@ class Ingest:
                         system=self.system, message_id=env.message_id, idempotency_key=env.idempotency_key,
                         case_number=number, source_key=p.key))
             ledger.append(conn, events)
+            outbox.stage(conn, self.system, self.work, envelopes)
         self.report.cases_changed += len(pending)
         self.report.events_published += len(envelopes)
+        self._relay()
+
+    def _relay(self) -> None:
+        """Send what waits in this system's outbox (this chunk, or what a crashed run left)."""
+        try:
+            outbox.relay(self.store, self.bus, system=self.system)
+        except PublishError as exc:
+            # Connection trouble or a broken topology: the run fails (the watermark stays, files go back), the
+            # messages stay in the outbox with their ledger events and the next run sends them first.
+            raise PublishError(f"{exc} — the events wait in the outbox and the next run sends them",
+                               unroutable=exc.unroutable) from exc
 
     # --- the run ----------------------------------------------------------------------------------
     def run(self) -> IngestReport:
         self.bus.declare(self.work)
+        self._relay()  # an earlier run that died between its commit and the broker's confirm
         with self.store.read() as conn:
             watermark = st.get_watermark(conn, self.system)
         self.report.watermark_before = watermark
@@ -308,10 +329,9 @@ class Ingest:
                     key = self.mapping.record_key(raw.data) if raw.data else None
                     self._quarantine(key=key, stage="read", rule=f"{raw.position}: {raw.error}", field_name=None,
                                      position=raw.position, record=raw.data)
-                    continue
-                draft = self._prepare(raw, previous_in_run)
-                if draft is not None:
+                elif (draft := self._prepare(raw, previous_in_run)) is not None:
                     drafts.append(draft)
+                self._flush_quarantine(at_least=QUARANTINE_CHUNK)  # written as they arrive, never held for the run
                 if sum(len(d.changes) for d in drafts) >= PUBLISH_CHUNK:
                     self._publish(self._numbered(drafts))
                     drafts = []
@@ -324,7 +344,8 @@ class Ingest:
             raise
         # Everything is confirmed by the broker: the source may now move on.
         self.adapter.commit()
-        self.report.failed_files = list(getattr(self.adapter, "failed_files", []) or [])
+        failed = getattr(self.adapter, "failed_files", None) or []
+        self.report.failed_files = [f"{name}: {reason}" for name, reason in failed]
         if newest and newest != watermark:
             with self.store.write() as conn:
                 st.set_watermark(conn, self.system, newest)

@@ -1,24 +1,30 @@
 """The tamper-evident ledger: every hop of every message, one event each, linked by a SHA-256 hash chain.
 
 Each event's hash covers its own fields and the previous event's hash, so editing, removing or
-reordering any row breaks the chain from that row on; `verify()` finds the first broken event.
+reordering any row breaks the chain from that row on; `verify()` finds the first broken event, and
+`unpublished_deliveries()` names any delivery whose message was never published (no provenance).
+Text that cannot be stored as UTF-8 (a lone surrogate from a file name that is not UTF-8) is escaped on append,
+so a hostile name can never fail the write that records it.
 Details never hold personal data in clear: callers pass masked values and digests only.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import Connection, or_, select
 
+from adapters.names import is_utf8, storable
 from tongban.envelope import canonical_json, utcnow
 from tongban.store import Store
 from tongban.store.tables import ledger
 
 GENESIS = "0" * 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # The hops an event can record (NiFi-style provenance: receive, route, modify, send, drop …).
 HOPS = {
@@ -49,6 +55,10 @@ def _hash(prev_hash: str, row: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 
 
+def _storable(value: str | None) -> str | None:
+    return value if value is None else storable(value)
+
+
 def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
     """Append events inside the caller's write transaction (Store.write serialises writers)."""
     if not events:
@@ -66,16 +76,20 @@ def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
     for ev in events:
         if ev.hop not in HOPS:
             raise ValueError(f"unknown ledger hop {ev.hop!r}")
+        detail = json.dumps(ev.detail, sort_keys=True, ensure_ascii=False, default=str)
+        if not is_utf8(detail):
+            # A lone surrogate (a name that is not UTF-8 …) would fail the write: store it as the text `\xNN`.
+            detail = _SURROGATE.sub(lambda m: "\\" + storable(m.group()), detail)  # JSON: an escaped backslash
         row = {
             "event_id": uuid.uuid4().hex,
             "at": utcnow(),
             "hop": ev.hop,
-            "system": ev.system,
+            "system": _storable(ev.system),
             "message_id": ev.message_id,
-            "idempotency_key": ev.idempotency_key,
-            "case_number": ev.case_number,
-            "source_key": ev.source_key,
-            "detail": json.dumps(ev.detail, sort_keys=True, ensure_ascii=False, default=str),
+            "idempotency_key": _storable(ev.idempotency_key),
+            "case_number": _storable(ev.case_number),
+            "source_key": _storable(ev.source_key),
+            "detail": detail,
         }
         row["prev_hash"] = prev_hash
         row["hash"] = prev_hash = _hash(prev_hash, row)
@@ -124,6 +138,40 @@ def verify(store: Store, batch: int = 5000, progress: Callable[[int], None] | No
                                         "content altered: the event's hash does not match its fields")
                 prev_hash = row["hash"]
                 last_seq = row["seq"]
+
+
+DELIVERY_HOPS = ("delivered", "receipt")
+
+
+@dataclass
+class DeliveryCheck:
+    """Deliveries cross-checked against publications: `unpublished` lists (first `limit`) delivered/receipt
+    events whose message has no "published" event — a message that reached the platform without provenance."""
+
+    deliveries: int
+    unpublished_count: int
+    unpublished: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.unpublished_count == 0
+
+
+def unpublished_deliveries(store: Store, limit: int = 20) -> DeliveryCheck:
+    """Every delivered/receipt event must name a message with a "published" event (the transactional outbox
+    writes that event before anything reaches the bus; replays and retries keep the original message id)."""
+    from sqlalchemy import exists, func
+
+    published = ledger.alias("published")
+    orphan = (ledger.c.hop.in_(DELIVERY_HOPS)
+              & ~exists().where(published.c.message_id == ledger.c.message_id, published.c.hop == "published"))
+    with store.read() as conn:
+        deliveries = conn.execute(select(func.count()).select_from(ledger)
+                                  .where(ledger.c.hop.in_(DELIVERY_HOPS))).scalar() or 0
+        count = conn.execute(select(func.count()).select_from(ledger).where(orphan)).scalar() or 0
+        rows = conn.execute(select(ledger.c.seq, ledger.c.event_id, ledger.c.hop, ledger.c.message_id, ledger.c.system,
+                                   ledger.c.case_number).where(orphan).order_by(ledger.c.seq).limit(limit)).mappings()
+        return DeliveryCheck(deliveries, count, [dict(r) for r in rows])
 
 
 def trace(store: Store, ident: str) -> list[dict[str, Any]]:

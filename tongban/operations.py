@@ -5,9 +5,11 @@ import json
 from typing import Any, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import func, select
 
 from adapters.base import Adapter, RawRecord
+from adapters.names import printable
 from tongban import codes, ledger
 from tongban.bus.topology import CASES
 from tongban.envelope import KIND_SEALED, Envelope
@@ -57,8 +59,10 @@ def print_rows(rows: list[dict], columns: list[str], title: str) -> None:
     for row in rows:
         head = "  ".join(str(row.get(c) or "-")[:32] if c == "at" else str(row.get(c) or "-")
                          for c in columns if c != long_column)
-        console.print(codes.mask_text(f"#{head}"), highlight=False, soft_wrap=True)
-        console.print(codes.mask_text(f"    {row.get(long_column) or ''}"), highlight=False, soft_wrap=True)
+        # Stored text comes from outside (file names, legacy values): inert for the terminal and for rich markup.
+        console.print(escape(printable(codes.mask_text(f"#{head}"))), highlight=False, soft_wrap=True)
+        console.print(escape(printable(codes.mask_text(f"    {row.get(long_column) or ''}"))), highlight=False,
+                      soft_wrap=True)
 
 
 def _show(store, table, entry_id: int) -> bool:
@@ -70,7 +74,8 @@ def _show(store, table, entry_id: int) -> bool:
     for column in ("record", "envelope"):
         if shown.get(column):
             shown[column] = reveal(shown[column])  # decrypted for the operator, then masked like everything shown
-    console.print(codes.mask_text(json.dumps(shown, ensure_ascii=False, indent=2, default=str)))
+    console.print(escape(codes.mask_text(json.dumps(shown, ensure_ascii=False, indent=2, default=str))),
+                  highlight=False)
     return True
 
 

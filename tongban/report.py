@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from tongban import codes, ledger
+from adapters.names import printable
+from tongban import codes, ledger, outbox
 from tongban import quarantine as q
 from tongban.bus.topology import CASES, RETRY_STEPS
 
@@ -28,6 +30,12 @@ def _compact(detail: dict) -> str:
     return _mask(" ".join(parts))
 
 
+def _shown(text) -> str:
+    """Text from outside (file names, legacy keys) made inert for the terminal: control characters escaped
+    (a newline cannot print a fake ledger line, an ANSI escape cannot recolour it) and rich markup disarmed."""
+    return escape(printable(str(text)))
+
+
 def print_trace(store, ident: str, *, as_json: bool = False) -> bool:
     events = ledger.trace(store, ident)
     if not events:
@@ -36,12 +44,13 @@ def print_trace(store, ident: str, *, as_json: bool = False) -> bool:
         print(_mask(json.dumps(events, ensure_ascii=False, default=str, indent=2)))
         return True
     first = events[0]
-    console.print(f"[bold]trace {ident}[/bold]  system {first['system'] or '-'}  case {first['case_number'] or '-'}  "
-                  f"legacy key {_mask(first['source_key'] or '-')}  ({len(events)} events)")
+    console.print(f"[bold]trace {_shown(ident)}[/bold]  system {_shown(first['system'] or '-')}  "
+                  f"case {_shown(first['case_number'] or '-')}  "
+                  f"legacy key {_shown(_mask(first['source_key'] or '-'))}  ({len(events)} events)")
     for ev in events:
         message = (ev["message_id"] or "")[:10]
         console.print(f"  #{ev['seq']:<7} {ev['at'][:23].replace('T', ' ')}  {ev['hop']:<11} "
-                      f"{message:<10}  {_compact(ev['detail'])}", highlight=False, soft_wrap=True)
+                      f"{_shown(message):<10}  {_shown(_compact(ev['detail']))}", highlight=False, soft_wrap=True)
     return True
 
 
@@ -69,6 +78,7 @@ def print_status(store, bus, work=CASES) -> None:
         table.add_row(f"queue {name}", str(bus.depth(name)))
     table.add_row(f"oldest message in {work.queue}", _age(bus.oldest_created_at(work.queue)))
     counts = q.counts(store)
+    table.add_row("outbox (committed, waiting for the broker)", str(sum(outbox.pending(store).values())))
     table.add_row("parked", str(counts["parked"]))
     table.add_row("  oldest parked", _age(counts.get("oldest_parked")))
     table.add_row("quarantined", str(counts["quarantined"]))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from tongban import ledger
+from tongban import ledger, outbox
 from tongban import quarantine as q
 from tongban.bus import Bus, Delivery
 from tongban.bus.topology import WorkQueue
@@ -146,14 +146,16 @@ def submit_sealed(path_or_bytes: str | Path | bytes, *, system: str, store: Stor
                  "document_b64": base64.b64encode(document).decode("ascii")},
     )
     bus.declare(work)
-    bus.publish(work, [env])  # returns only when the broker confirmed it
     keys = dict(system=system, message_id=env.message_id, idempotency_key=env.idempotency_key, source_key=document_id)
     sealed_detail = {"file": name, "document_digest": digest, "signed_data_digest": result.digest,
                      "signer": result.signer_subject, "signing_time": seal["signing_time"]}
-    ledger.record(store,
-                  LedgerEvent("sealed", sealed_detail, **keys),
-                  LedgerEvent("seal_verified", {"by": "sender", **seal}, **keys),
-                  LedgerEvent("published", {"kind": KIND_SEALED, "queue": work.queue}, **keys))
+    # The ledger events and the outbox row in one transaction, then the relay (returns once the broker confirmed).
+    with store.write() as conn:
+        ledger.append(conn, [LedgerEvent("sealed", sealed_detail, **keys),
+                             LedgerEvent("seal_verified", {"by": "sender", **seal}, **keys),
+                             LedgerEvent("published", {"kind": KIND_SEALED, "queue": work.queue}, **keys)])
+        outbox.stage(conn, system, work, [env])
+    outbox.relay(store, bus, system=system)
     return SubmitResult(True, "valid", result.message, name, document_id, digest, env.message_id, env.idempotency_key)
 
 

@@ -100,6 +100,9 @@ class Settings:
     pii_key: str | None = field(default_factory=lambda: _env("TONGBAN_PII_KEY"), repr=False)
     # Prefix of every exchange and queue name: parallel environments on one broker keep apart.
     queue_prefix: str = field(default_factory=lambda: _env("TONGBAN_QUEUE_PREFIX", "tongban"))
+    # Largest legacy record kept whole in quarantine; a larger one keeps its head, size and SHA-256 (bytes).
+    quarantine_max_record_bytes: int = field(
+        default_factory=lambda: int(_env("TONGBAN_QUARANTINE_MAX_RECORD_BYTES", str(1024 * 1024))))
     # The sandbox CA / trust store folder (`tongban certs`, `tongban seal`); None: the commands' defaults.
     certs_dir: Path | None = field(default_factory=lambda: _path("TONGBAN_CERTS"))
 

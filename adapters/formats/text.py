@@ -7,7 +7,6 @@ lines on b"\n" before decoding (safe for UTF-8, GBK and GB18030: 0x0A never occu
 from __future__ import annotations
 
 import codecs
-from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from adapters.formats import FileUnreadable
@@ -17,13 +16,14 @@ _HEAD_BYTES = 64 * 1024
 _SCAN_CHUNK = 1024 * 1024
 
 
-def resolve_encoding(path: Path, declared: str) -> str:
+def resolve_encoding(stream: BinaryIO, declared: str) -> str:
     """The encoding to read `path` with. `auto`: a UTF-8 BOM, else UTF-8 if the whole file decodes, else GB18030
     (a superset of GBK, which is what Chinese Windows exports usually are)."""
     declared = (declared or "utf-8").lower().replace("_", "-")
     if declared not in SUPPORTED:
         raise ValueError(f"encoding {declared!r} is not supported (use one of {', '.join(SUPPORTED)})")
-    with open(path, "rb") as stream:
+    stream.seek(0)
+    try:
         starts_with_bom = stream.read(3) == codecs.BOM_UTF8
         if declared == "utf-8" and starts_with_bom:
             return "utf-8-sig"  # otherwise the BOM sticks to the first header name
@@ -40,13 +40,16 @@ def resolve_encoding(path: Path, declared: str) -> str:
         except UnicodeDecodeError:
             return "gb18030"
         return "utf-8"
+    finally:
+        stream.seek(0)
 
 
-def check_head(path: Path, encoding: str) -> None:
+def check_head(stream: BinaryIO, encoding: str) -> None:
     """Fail the whole file when it is plainly in another encoding: its first line, or most of the lines in its
     first 64 KiB, do not decode. A few bad lines are damaged rows, reported one by one instead."""
-    with open(path, "rb") as stream:
-        head = stream.read(_HEAD_BYTES)
+    stream.seek(0)
+    head = stream.read(_HEAD_BYTES)
+    stream.seek(0)
     lines = head.split(b"\n")
     if len(head) == _HEAD_BYTES and len(lines) > 1:
         lines.pop()  # probably cut in the middle
@@ -80,15 +83,83 @@ def _mark_undecodable(exc: UnicodeDecodeError) -> tuple[str, int]:
 codecs.register_error(ERROR_HANDLER, _mark_undecodable)
 
 
-def decoded_lines(stream: BinaryIO, encoding: str, damaged: dict[int, str]) -> Iterator[str]:
-    """Decode line by line; a line that fails is replaced-decoded and its number noted in `damaged` with why."""
-    for number, raw in enumerate(stream, start=1):
+class LineTooLong(Exception):
+    """A physical line (or a row made of several) is longer than the reader's limit."""
+
+
+class BoundedLines:
+    """The physical lines of a binary stream (each ending in b"\\n", the last perhaps not), never more than `limit`
+    bytes for one record: `start_record()` opens a record's budget, and a line that would overrun it raises
+    `LineTooLong` once — the rest of that physical line is skipped unread-into-memory — and iteration goes on
+    with the next line. `number` is the count of physical lines read so far (for positions)."""
+
+    def __init__(self, stream: BinaryIO, limit: int):
+        self.stream, self.limit = stream, limit
+        self.number = 0
+        self._left = limit
+
+    def start_record(self) -> None:
+        self._left = self.limit
+
+    def __iter__(self) -> "BoundedLines":
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.stream.readline(self._left + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if len(line) > self._left:
+            self._skip_rest(line)
+        self._left -= len(line)
+        return line
+
+    def _skip_rest(self, line: bytes) -> None:
+        while line and not line.endswith(b"\n"):
+            line = self.stream.readline(_SCAN_CHUNK)
+        self._left = self.limit
+        raise LineTooLong(f"longer than max_row_bytes {self.limit}")
+
+
+class BoundedTextLines(BoundedLines):
+    """The same, decoded (one Python call per line: this is the CSV reader's hot loop). 0x0A never occurs inside
+    a multi-byte character of UTF-8, GBK or GB18030, so decoding line by line is exact."""
+
+    def __init__(self, stream: BinaryIO, limit: int, encoding: str, errors: str):
+        super().__init__(stream, limit)
+        self.encoding, self.errors = encoding, errors
+
+    def __next__(self) -> str:
+        line = self.stream.readline(self._left + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if len(line) > self._left:
+            self._skip_rest(line)
+        self._left -= len(line)
+        return line.decode(self.encoding, self.errors)
+
+
+def decoded_lines(stream: BinaryIO, encoding: str, limit: int) -> Iterator[tuple[int, str, str | None]]:
+    """(line number, text, damage) per physical line; a line that fails to decode is replace-decoded and its
+    damage says why; a line over `limit` bytes comes as ("", "longer than …") without being held in memory."""
+    lines = BoundedLines(stream, limit)
+    while True:
+        lines.start_record()
+        try:
+            raw = next(lines)
+        except StopIteration:
+            return
+        except LineTooLong as exc:
+            yield lines.number, "", f"line {exc}"
+            continue
+        damage = None
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError as exc:
-            damaged[number] = f"undecodable bytes for {encoding} at column {exc.start + 1}"
+            damage = f"undecodable bytes for {encoding} at column {exc.start + 1}"
             text = raw.decode(encoding, errors="replace")
         if "\x00" in text:
-            damaged.setdefault(number, "NUL byte in the line")
+            damage = damage or "NUL byte in the line"
             text = text.replace("\x00", "")
-        yield text
+        yield lines.number, text, damage

@@ -1,8 +1,14 @@
-"""XML reader: hardened lxml iterparse (adapters.safexml) over the configured record element."""
+"""XML reader: hardened lxml iterparse (adapters.safexml) over the configured record element.
+
+Bounds: the file is at most `max_xml_bytes`, one record at most `max_xml_record_bytes` (the parser is never
+allowed to read more than that while one record is being built); no DTD or entity is ever read (a declaration
+refuses the file);
+libxml2 without huge_tree caps nesting at 256 levels and one text node at 10 MB, so `element_to_dict`'s recursion
+stays shallow and a deep or huge document is a clear "not well-formed" error naming the line.
+"""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from adapters import safexml
 from adapters.formats import FileUnreadable, ReadOptions, Row, field_too_long
@@ -32,12 +38,13 @@ def element_to_dict(element) -> dict[str, Any]:
     return record
 
 
-def read_xml(path: Path, options: ReadOptions) -> Iterator[Row]:
+def read_xml(stream: BinaryIO, options: ReadOptions) -> Iterator[Row]:
     if not options.xml_record_tag:
-        raise FileUnreadable("source setting xml_record_tag is required for XML files")
+        raise FileUnreadable("source setting record_tag (or xml_record_tag) is required for XML files")
     max_bytes = options.max_field_bytes
     count = 0
-    elements = safexml.iterparse_file(path, options.xml_record_tag, max_bytes=options.max_xml_bytes)
+    elements = safexml.iterparse_file(stream, options.xml_record_tag, max_bytes=options.max_xml_bytes,
+                                      name=options.name, max_element_bytes=options.max_xml_record_bytes)
     try:
         for element in elements:
             count += 1
@@ -49,6 +56,10 @@ def read_xml(path: Path, options: ReadOptions) -> Iterator[Row]:
             yield f"record {count}", record, None
     except (safexml.HostileXMLError, safexml.XMLTooLargeError) as exc:
         raise FileUnreadable(str(exc)) from None
+    except safexml.XMLElementTooLargeError as exc:
+        if count == 0:
+            raise FileUnreadable(str(exc)) from None
+        yield f"record {count + 1}", {}, f"after record {count}: {exc}"
     except safexml.MalformedXMLError as exc:
         if count == 0:
             raise FileUnreadable(str(exc)) from None

@@ -30,6 +30,7 @@ _GROUPS = [
     ("certs", "certs", "Sandbox certificate authority and trust store."),
     ("adapter", "adapter", "Inspect source adapters."),
     ("audit", "audit", "Verify the tamper-evident ledger."),
+    ("outbox", "outbox", "Messages committed with their ledger events, waiting for the broker: status, relay."),
     ("flowback", "flowback", "National data flowback: ministry batches routed to the districts (数据回流)."),
     ("identity", "identity", "Unified users: legacy identities resolved to platform user ids (统一用户)."),
     ("catalog", "catalog", "The unified item catalogue (统一事项目录): sync, diff, check mappings."),

@@ -120,3 +120,19 @@ local_queue = Table(
     Column("claims", Integer, nullable=False, default=0),  # >0: a redelivery
 )
 Index("ix_local_queue", local_queue.c.queue, local_queue.c.claimed_by, local_queue.c.id)
+
+# The transactional outbox: a message is written here in the same transaction as its "published" ledger event,
+# then relayed to the bus (with confirms) and removed. A crash between the two is repaired by the next relay.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String(40), nullable=False),
+    Column("system", String(100)),
+    Column("message_id", String(64), nullable=False),
+    Column("exchange", String(200), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("routing_key", String(200), nullable=False),
+    Column("body", Text, nullable=False),  # the envelope, encrypted at rest like quarantine (it holds PII)
+)
+Index("ix_outbox_system", outbox.c.system, outbox.c.id)
