@@ -151,7 +151,8 @@ def test_audit_verify_shows_a_progress_bar_on_a_terminal_only(tmp_path):
 
     piped = subprocess.run([TONGBAN, "audit", "verify"], capture_output=True, text=True, env=env, cwd=tmp_path,
                            timeout=60)
-    assert piped.stdout == "ledger intact: 6000 events, hash chain verified\n"  # no bar, no escape codes
+    assert piped.stdout == ("ledger intact: 6000 events, hash chain verified; "
+                            "0 delivery events, each with its publication\n")  # no bar, no escape codes
     as_json = subprocess.run([TONGBAN, "audit", "verify", "--json"], capture_output=True, text=True, env=env,
                              cwd=tmp_path, timeout=60)
     assert json.loads(as_json.stdout)["events"] == 6000
