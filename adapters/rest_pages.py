@@ -118,6 +118,7 @@ class Walk:
         p = self.p
         by_page = isinstance(p, PagePages)
         number, size = p.start, p.size
+        full_page_seen = False  # a full page at this size was answered: a later short one is no cap
         while True:
             query = dict(params)
             if by_page:
@@ -132,8 +133,8 @@ class Walk:
                 raise SourceError(self.system, f"{where}: {len(records)} records for a page size of {size}: "
                                                "page numbers are ambiguous; set pagination.size to what the server sends")
             if len(records) < size:
-                if not (records and self._more_remain()):
-                    return
+                if not (records and self._more_remain()) or full_page_seen:
+                    return  # the end, as the server declares it (a total it contradicts fails in check_total)
                 # A server-side cap on the page size: go on with what the server really sends.
                 effective = len(records)
                 if by_page and (self.fetched % effective):
@@ -145,6 +146,7 @@ class Walk:
                 self.effective_size = size = effective
                 number = p.start + self.fetched // effective if by_page else number + len(records)
                 continue
+            full_page_seen = True
             number = number + 1 if by_page else number + len(records)
 
     def _cursor(self, path: str, params: dict) -> Iterator[tuple[dict, str]]:
