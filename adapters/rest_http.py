@@ -173,7 +173,9 @@ class BoundedHttp:
             self.deadline.at = saved
 
     def _send(self, method, url, params, auth, what, json_body, data, cross_origin_ok) -> Answer:
-        request = self.client.build_request(method, url, params=params, json=json_body, data=data)
+        if params:  # merged into a query the path may already carry (httpx's params= would replace it)
+            url = url.copy_merge_params(params)
+        request = self.client.build_request(method, url, json=json_body, data=data)
         for _hop in range(self.limits.max_redirects + 1):
             response = self.client.send(request, auth=auth, stream=True)
             try:
