@@ -103,8 +103,7 @@ class RestAdapter(Adapter):
     # --- one logical request: retries, re-login, envelope ------------------------------------------
     def _post(self, url: str, *, method: str, auth: Any, what: str, json: Any = None, data: dict | None = None) -> Any:
         """A login or token request (its origin may differ from base_url's: it is declared, not linked)."""
-        return self.http.exchange(method, url, auth=auth, what=what, json_body=json, data=data,
-                                  cross_origin_ok=True).body
+        return self.http.exchange(method, url, auth=auth, what=what, json_body=json, data=data, declared=True).body
 
     def _judge(self, body: Any) -> tuple[str, str]:
         """success | retry | reauth | error, and the legacy message to quote."""
@@ -161,6 +160,11 @@ class RestAdapter(Adapter):
             return self.policy.call(attempt, deadline=self.http.run_deadline, clock=self.clock, before_sleep=noted)
         except Retryable as exc:
             self.http.check_run_deadline(what)
+            waited = exc.retry_after
+            if waited is not None and waited > self.policy.max_wait:
+                raise TransientSourceError(self.system, f"{what}: the server asks to retry after {waited:.0f} s, more "
+                                                        f"than retry.max_wait ({self.policy.max_wait:g} s): left to the "
+                                                        "next scheduled run") from exc
             raise TransientSourceError(self.system, f"{what} failed {getattr(exc, 'attempts', '?')} times: "
                                                     f"{exc}") from exc
 

@@ -142,25 +142,29 @@ class BoundedHttp:
     def url(self, target: str | httpx.URL) -> httpx.URL:
         return self.base.join(target) if not isinstance(target, httpx.URL) else target
 
-    def same_origin(self, url: httpx.URL, why: str) -> httpx.URL:
-        if origin(url) != self.origin:
+    def same_origin(self, url: httpx.URL, why: str, allowed: tuple | None = None) -> httpx.URL:
+        if origin(url) != (allowed or self.origin):
             scheme, host, port = origin(url)
+            whose = "base_url's" if allowed in (None, self.origin) else "the declared URL's"
             raise CrossOriginRefused(self.system, f"{why} points at {scheme}://{host}:{port}, another origin than "
-                                                  f"base_url's: not followed, no credentials sent")
+                                                  f"{whose}: not followed, no credentials sent")
         return url
 
     def exchange(self, method: str, target: str | httpx.URL, *, params: dict | None = None, auth: httpx.Auth | None,
-                 what: str, json_body: Any = None, data: dict | None = None, cross_origin_ok: bool = False) -> Answer:
-        """One request (redirects to the same origin followed), its JSON answer parsed within the limits."""
+                 what: str, json_body: Any = None, data: dict | None = None, declared: bool = False) -> Answer:
+        """One request (redirects to the same origin followed), its JSON answer parsed within the limits.
+
+        `declared`: the URL comes from the mapping file (a login or token endpoint), so its own origin is
+        allowed even when it is not base_url's; redirects must still stay on that origin."""
         self.check_run_deadline(what)
         url = self.url(target)
-        if not cross_origin_ok:
-            self.same_origin(url, what)
+        allowed = origin(url) if declared else self.origin
+        self.same_origin(url, what, allowed)
         saved = self.deadline.at  # a login made inside another call's auth flow has a deadline of its own
         call_end = self.clock() + self.limits.call_deadline_seconds
         self.deadline.at = min(call_end, self.run_deadline) if self.run_deadline is not None else call_end
         try:
-            return self._send(method, url, params, auth, what, json_body, data, cross_origin_ok)
+            return self._send(method, url, params, auth, what, json_body, data, allowed)
         except httpx.TimeoutException as exc:
             if self.clock() >= self.deadline.at:
                 self.check_run_deadline(what)
@@ -172,7 +176,7 @@ class BoundedHttp:
         finally:
             self.deadline.at = saved
 
-    def _send(self, method, url, params, auth, what, json_body, data, cross_origin_ok) -> Answer:
+    def _send(self, method, url, params, auth, what, json_body, data, allowed) -> Answer:
         if params:  # merged into a query the path may already carry (httpx's params= would replace it)
             url = url.copy_merge_params(params)
         request = self.client.build_request(method, url, json=json_body, data=data)
@@ -182,8 +186,7 @@ class BoundedHttp:
                 if response.is_redirect:
                     location = response.headers["Location"]
                     target = request.url.join(location)
-                    if not cross_origin_ok:
-                        self.same_origin(target, f"{what}: the redirect to {location[:100]}")
+                    self.same_origin(target, f"{what}: the redirect to {location[:100]}", allowed)
                     # 307/308 keep the method and body; the others become a GET (as browsers and httpx do).
                     if response.status_code in (307, 308):
                         request = self.client.build_request(method, target, json=json_body, data=data)

@@ -5,6 +5,7 @@ in one way. All bind 127.0.0.1 on ephemeral ports.
     /link-away             records, and a Link rel=next to another origin (the `elsewhere` URL)
     /next-away             records, and a body `next` URL to another origin
     /redirect-away         302 to another origin;  /redirect-home: 302 to /cases on the same origin
+    POST /login-away       307 (method and body kept) to another origin
     /oversize?mb=N         N MiB of JSON without Content-Length (chunked); /announced: a huge Content-Length
     /endless               a chunked JSON array that never ends
     /same-page             the same full page whatever page is asked for
@@ -46,6 +47,9 @@ def hostile_app(elsewhere: str = "http://127.0.0.1:9") -> Starlette:
 
     async def redirect_away(request: Request):
         return RedirectResponse(f"{elsewhere}/steal", status_code=302)
+
+    async def login_away(request: Request):  # 307 keeps the method and the body: the password would go along
+        return RedirectResponse(f"{elsewhere}/steal-login", status_code=307)
 
     async def redirect_home(request: Request):
         return RedirectResponse("/cases", status_code=302)
@@ -99,6 +103,7 @@ def hostile_app(elsewhere: str = "http://127.0.0.1:9") -> Starlette:
     return Starlette(routes=[
         Route("/cases", cases), Route("/link-away", link_away), Route("/next-away", next_away),
         Route("/redirect-away", redirect_away), Route("/redirect-home", redirect_home),
+        Route("/login-away", login_away, methods=["POST"]),
         Route("/oversize", oversize), Route("/announced", announced), Route("/endless", endless),
         Route("/same-page", same_page), Route("/same-cursor", same_cursor), Route("/link-loop", link_loop),
         Route("/pages-forever", pages_forever), Route("/deep", deep),

@@ -189,3 +189,15 @@ def test_an_airflow_connection_without_airflow_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "airflow.sdk", None)  # as if Airflow were not installed
     with pytest.raises(SourceError, match="names an Airflow Connection, but Airflow is not installed"):
         _adapter(lambda r: httpx.Response(200), auth={"type": "bearer", "conn_id": "cq_samr"})
+
+
+def test_a_retry_after_longer_than_max_wait_is_left_to_the_next_run():
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        return httpx.Response(503, headers={"Retry-After": "3600"})
+
+    with pytest.raises(TransientSourceError, match=r"retry after 3600 s, more than retry.max_wait"):
+        list(_adapter(handler).fetch(None))
+    assert len(calls) == 1

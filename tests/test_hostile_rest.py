@@ -145,3 +145,13 @@ def test_deeply_nested_json_is_a_clear_error_not_a_recursion_error(servers, dept
     with pytest.raises(SourceError, match=r"nests deeper than 64 levels \(limits.max_json_depth\)"):
         fetch(hostile.url, f"/deep?depth={depth}")
     assert len(fetch(hostile.url, "/deep?depth=10")) == 1  # within the limit: read
+
+
+def test_a_login_redirected_to_another_origin_sends_the_password_nowhere(servers, monkeypatch):
+    hostile, recorder = servers
+    monkeypatch.setenv("HOSTILE_PASSWORD", "never-leaves")
+    before = len(recorder.requests)
+    with pytest.raises(CrossOriginRefused, match="the redirect to"):
+        fetch(hostile.url, "/cases", auth={"type": "login", "url": "/login-away", "token_path": "token",
+                                           "body": {"username": "u", "password_env": "HOSTILE_PASSWORD"}})
+    assert len(recorder.requests) == before
