@@ -37,7 +37,10 @@ class Layout:
     """One department's API: paths, parameter names, envelope keys and codes, record field names."""
 
     login_path: str = "/auth/login"
+    login_user_key: str = "username"
+    login_password_key: str = "password"
     token_header: str = "X-Auth-Token"
+    token_prefix: str = ""                 # e.g. "Bearer " when the token goes in Authorization
     list_path: str = "/api/cases"
     page_param: str = "pageNo"
     size_param: str = "pageSize"
@@ -135,7 +138,8 @@ class MessyServer:
         return body
 
     def login(self, form: dict) -> dict:
-        if form.get("username") != self.username or form.get("password") != self.password:
+        lay = self.layout
+        if form.get(lay.login_user_key) != self.username or form.get(lay.login_password_key) != self.password:
             self.stats.bad_logins += 1
             return self.answer(self.layout.bad_login, "用户名或密码错误")
         self.stats.logins += 1
@@ -152,6 +156,8 @@ class MessyServer:
             self.tokens.clear()
             self.stats.revoked += 1
             return 401, {"error": "unauthorized"}
+        if token and lay.token_prefix and token.startswith(lay.token_prefix):
+            token = token[len(lay.token_prefix):]
         state = self.tokens.get(token or "")
         if state is None:
             self.stats.reauth += 1
