@@ -75,6 +75,7 @@ class Quirks:
     fatal_message: str = "数据库连接失败"
     total_extra: int = 0               # the total claims this many records more than the query returns
     held_back: set[str] = field(default_factory=set)   # keys not shown yet (their transaction is not committed)
+    same_time_as: dict[str, str] = field(default_factory=dict)   # key → key whose 更新时间 it shares (a tie)
 
 
 @dataclass
@@ -100,10 +101,12 @@ class MessyServer:
         self.tie_with: str | None = None                 # 更新时间 given to held-back records
 
     # --- what the system shows -----------------------------------------------------------------------
-    def _record(self, record: dict) -> dict:
+    def _record(self, record: dict, times: dict[str, str]) -> dict:
         out = dict(record)
         if self.tie_with is not None and out["ywh"] in self.quirks.held_back:
             out["gxsj"] = self.tie_with
+        if out["ywh"] in self.quirks.same_time_as:
+            out["gxsj"] = times[self.quirks.same_time_as[out["ywh"]]]
         out["gxsj"] = datetime.strptime(out["gxsj"], TIME_FORMAT).strftime(self.layout.since_format)
         out = {self.layout.rename.get(k, k): v for k, v in out.items()}
         return self.layout.recode(out) if self.layout.recode else out
@@ -111,7 +114,9 @@ class MessyServer:
     def visible(self, since: str | None = None) -> list[dict]:
         """Records changed after `since` (exclusive, in since_format), sorted by 更新时间 then key."""
         held = self.quirks.held_back
-        records = [self._record(r) for r in self.world.records() if self.tie_with is not None or r["ywh"] not in held]
+        world = self.world.records()
+        times = {r["ywh"]: r["gxsj"] for r in world}
+        records = [self._record(r, times) for r in world if self.tie_with is not None or r["ywh"] not in held]
         if since:
             records = [r for r in records if r[self.layout.rename.get("gxsj", "gxsj")] > since]
         key, wm = self.layout.rename.get("ywh", "ywh"), self.layout.rename.get("gxsj", "gxsj")

@@ -165,3 +165,28 @@ def test_tongban_ingest_fetches_every_record_of_a_messy_system_and_fails_loudly_
     assert f"{SYSTEM}: ingest failed" in out and "数据库连接失败" in out and "the watermark did not move" in out
     assert "Traceback" not in run.stdout + run.stderr
     assert _watermark(env) == watermark
+
+
+def test_a_run_that_stops_between_two_tied_records_moves_no_watermark_and_the_next_loses_neither(stack, sqlite_store):
+    """The issue's case: 更新时间 compared exclusively, two records sharing one, a page boundary between them, and
+    the run interrupted right there (a fatal answer inside HTTP 200 on the next page)."""
+    messy, tmp_path, _env = stack
+    from adapters.base import SourceError
+
+    shown = messy.visible()
+    first, second = shown[9]["ywh"], shown[-1]["ywh"]
+    messy.quirks.same_time_as = {second: first}  # the last record now shares the 10th one's 更新时间
+    tied = [r["ywh"] for r in messy.visible()]
+    assert tied[9:11] == [first, second]
+    mapping = write_mapping(tmp_path / "mappings", page_size=10)
+    messy.quirks.fatal_on_call = 2  # page 2 starts with the second of the pair
+
+    with pytest.raises(SourceError, match="数据库连接失败"):
+        _ingest(sqlite_store, mapping)
+    from tongban.store import state as st
+
+    with sqlite_store.read() as conn:
+        assert st.get_watermark(conn, SYSTEM) is None  # the failed run moved nothing
+    report = _ingest(sqlite_store, mapping)
+    assert report.fetched == len(tied) and report.quarantined == 0
+    assert _case_number(sqlite_store, first) and _case_number(sqlite_store, second)
