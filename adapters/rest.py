@@ -67,7 +67,7 @@ from typing import Any, Iterator
 import jmespath
 
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
-from adapters.rest_auth import TokenAuth, build_auth, _quote
+from adapters.rest_auth import TokenAuth, build_auth, quote_answer
 from adapters.rest_http import Answer, BoundedHttp, RunDeadlineExceeded, Unauthorized
 from adapters.rest_pages import Walk
 from adapters.rest_settings import RestSettings
@@ -112,7 +112,7 @@ class RestAdapter(Adapter):
         if self.envelope["success"].search(body):
             return "success", ""
         message = self.envelope["message"].search(body) if "message" in self.envelope else None
-        quoted = repr(str(message)[:200]) if message not in (None, "") else _quote(body)
+        quoted = repr(str(message)[:200]) if message not in (None, "") else quote_answer(body)
         for verdict in ("retry", "reauth"):
             if verdict in self.envelope and self.envelope[verdict].search(body):
                 return verdict, quoted

@@ -205,7 +205,7 @@ def _login_auth(system: str, base_url: str, auth: LoginAuth, post: Post, conn: A
         if (success is not None and not success.search(answer)) or not isinstance(token, str) or not token:
             names = ", ".join(str(v) for k, v in auth.body.items() if k.endswith(("_env", "_conn"))) or "the body"
             raise SourceError(system, f"{what} gave no token at {auth.token_path} (check {names}): "
-                                      f"{_quote(answer)}")
+                                      f"{quote_answer(answer)}")
         return token, _lifetime(system, answer, auth.expires_in_path, auth.expires_in, what)
 
     prefix = auth.prefix if auth.prefix is not None else ("Bearer " if auth.header.lower() == "authorization" else "")
@@ -229,7 +229,7 @@ def _oauth2_auth(system: str, base_url: str, auth: OAuth2Auth, post: Post, secre
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise SourceError(system, f"{what} gave no access_token (check {auth.client_id_env or auth.conn_id}): "
-                                      f"{_quote(answer)}")
+                                      f"{quote_answer(answer)}")
         return token, _lifetime(system, answer, "expires_in", None, what)
 
     return TokenAuth(system, base_url, header="Authorization", prefix="Bearer ", fetch=fetch,
@@ -245,6 +245,6 @@ def _redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _quote(answer: Any) -> str:
+def quote_answer(answer: Any) -> str:
     """A short quote of an answer, with anything that looks like a token or secret blanked out."""
     return str(_redact(answer))[:200]

@@ -262,6 +262,7 @@ class RestSettings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        # A `${VAR:-default}` not expanded yet (a check of the raw file) is judged after expansion.
+        if not value.startswith(("http://", "https://", "${")):
             raise ValueError("base_url must start with http:// or https://")
         return value

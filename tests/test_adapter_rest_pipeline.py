@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.legacy_world import LegacyWorld
-from sandbox.messy_rest import MessyServer, Quirks, create_app
+from sandbox.messy_rest import MessyServer, create_app
 from sandbox.platform import create_app as platform_app
 from sandbox.runner import Server
 
