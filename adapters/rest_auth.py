@@ -198,12 +198,18 @@ def _login_auth(system: str, base_url: str, auth: LoginAuth, post: Post, conn: A
     success = jmespath.compile(auth.success) if auth.success else None
     what = f"login at {auth.url}"
 
+    names = ", ".join(str(v) for k, v in auth.body.items() if k.endswith(("_env", "_conn"))) or "the body"
+
     def fetch() -> tuple[str, float | None]:
         sent = {"json": body} if auth.body_format == "json" else {"data": {k: str(v) for k, v in body.items()}}
-        answer = post(auth.url, method=auth.method, auth=None, what=what, **sent)
+        try:
+            answer = post(auth.url, method=auth.method, auth=None, what=what, **sent)
+        except SourceError as exc:
+            if getattr(exc, "status", None) in (401, 403):
+                raise SourceError(system, f"{what} refused the credentials (HTTP {exc.status}): check {names}") from None
+            raise
         token = token_path.search(answer)
         if (success is not None and not success.search(answer)) or not isinstance(token, str) or not token:
-            names = ", ".join(str(v) for k, v in auth.body.items() if k.endswith(("_env", "_conn"))) or "the body"
             raise SourceError(system, f"{what} gave no token at {auth.token_path} (check {names}): "
                                       f"{quote_answer(answer)}")
         return token, _lifetime(system, answer, auth.expires_in_path, auth.expires_in, what)
@@ -225,7 +231,13 @@ def _oauth2_auth(system: str, base_url: str, auth: OAuth2Auth, post: Post, secre
     what = f"OAuth2 token request at {auth.token_url}"
 
     def fetch() -> tuple[str, float | None]:
-        answer = post(auth.token_url, method="POST", data=form, auth=client_auth, what=what)
+        try:
+            answer = post(auth.token_url, method="POST", data=form, auth=client_auth, what=what)
+        except SourceError as exc:
+            if getattr(exc, "status", None) in (400, 401, 403):  # RFC 6749: invalid_client may come as 400 or 401
+                raise SourceError(system, f"{what} refused the client (HTTP {exc.status}): check "
+                                          f"{auth.client_id_env or auth.conn_id} and its secret") from None
+            raise
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise SourceError(system, f"{what} gave no access_token (check {auth.client_id_env or auth.conn_id}): "

@@ -222,10 +222,14 @@ class BoundedHttp:
         if status in TRANSIENT_STATUS:
             raise Retryable(f"{what} answered HTTP {status}", retry_after_seconds(response.headers.get("Retry-After")))
         if status == 401:
-            raise Unauthorized(self.system, f"{what} answered HTTP 401 (credentials refused)")
-        if status >= 400:
+            error: SourceError = Unauthorized(self.system, f"{what} answered HTTP 401 (credentials refused)")
+        elif status >= 400:
             text = body[:200].decode("utf-8", errors="replace")
-            raise SourceError(self.system, f"{what} answered HTTP {status}: {text}")
+            error = SourceError(self.system, f"{what} answered HTTP {status}: {text}")
+        else:
+            return
+        error.status = status  # type: ignore[attr-defined]
+        raise error
 
     def _parse(self, body: bytes, what: str) -> Any:
         limit = self.limits.max_json_depth

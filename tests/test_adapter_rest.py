@@ -143,7 +143,7 @@ def test_oauth2_client_credentials_and_a_new_token_before_expiry(monkeypatch):
     list(adapter.fetch(None))
     assert issued == ["tok-0", "tok-1"]
     monkeypatch.setenv("CQ_X_SECRET", "wrong")
-    with pytest.raises(SourceError, match="HTTP 401"):
+    with pytest.raises(SourceError, match=r"refused the client \(HTTP 401\): check CQ_X_ID"):
         RestAdapter("test-system", {"base_url": "http://legacy.test", "auth": {
             "type": "oauth2", "token_url": "/oauth/token", "client_id_env": "CQ_X_ID", "client_secret_env": "CQ_X_SECRET",
             "scope": "cases.read"}}, transport=httpx.MockTransport(_oauth_server([]))).call("/cases", None, "x")
@@ -201,3 +201,17 @@ def test_a_retry_after_longer_than_max_wait_is_left_to_the_next_run():
     with pytest.raises(TransientSourceError, match=r"retry after 3600 s, more than retry.max_wait"):
         list(_adapter(handler).fetch(None))
     assert len(calls) == 1
+
+
+def test_a_login_answered_with_http_401_names_the_variables_to_check(monkeypatch):
+    monkeypatch.setenv("CQ_CL_PASSWORD", "old-password")
+    calls = []
+
+    def handler(request):
+        calls.append(request.url.path)
+        return httpx.Response(401, json={"error": "bad credentials"})
+
+    with pytest.raises(SourceError, match=r"refused the credentials \(HTTP 401\): check CQ_CL_PASSWORD") as caught:
+        list(_adapter(handler, auth={"type": "login", "url": "/auth/login", "token_path": "token",
+                                     "body": {"username": "u", "password_env": "CQ_CL_PASSWORD"}}).fetch(None))
+    assert "old-password" not in str(caught.value) and calls == ["/auth/login"]
