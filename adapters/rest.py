@@ -145,8 +145,8 @@ class RestAdapter(Adapter):
                     if self._renew(renewed):
                         renewed = True
                         continue
-                    raise SourceError(self.system, f"{what}: the legacy system still asks to log in again after a "
-                                                   f"fresh login: {message}")
+                    why = "even after a fresh login" if renewed else "and auth has no login to renew the token with"
+                    raise SourceError(self.system, f"{what}: the legacy system asks to log in again {why}: {message}")
                 if verdict == "retry":
                     raise Retryable(f"{what}: {self.system} answered busy inside HTTP 200: {message}")
                 raise SourceError(self.system, f"{what}: {self.system} answered an error inside HTTP 200 "

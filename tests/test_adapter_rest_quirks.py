@@ -172,3 +172,10 @@ def _minus(stamp: str, seconds: int) -> str:
     from datetime import datetime, timedelta
 
     return (datetime.strptime(stamp, "%Y%m%d%H%M%S") - timedelta(seconds=seconds)).strftime("%Y%m%d%H%M%S")
+
+
+def test_a_token_refused_right_after_a_fresh_login_fails_instead_of_looping(messy):
+    server = messy(Quirks(token_calls=0))  # every token is refused at once
+    with pytest.raises(SourceError, match="asks to log in again even after a fresh login: '令牌已过期'"):
+        fetch_all(server)
+    assert server.stats.logins == 2 and server.stats.data_calls == 2
