@@ -173,6 +173,8 @@ class BoundedHttp:
             raise Retryable(f"{what}: {type(exc).__name__}") from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise Retryable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a body that does not decode, a scheme not http(s) …
+            raise SourceError(self.system, f"{what}: {type(exc).__name__}: {str(exc)[:200]}") from None
         finally:
             self.deadline.at = saved
 

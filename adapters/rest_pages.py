@@ -19,6 +19,7 @@ import json
 import logging
 from typing import Any, Callable, Iterator
 
+import httpx
 import jmespath
 
 from adapters.base import SourceError
@@ -180,5 +181,8 @@ class Walk:
             link = next_path.search(answer.body) if next_path else answer.links.get("next", {}).get("url")
             if not link:
                 return
-            target = answer.url.join(str(link))  # relative links are relative to the page that gave them
+            try:
+                target = answer.url.join(str(link))  # relative links are relative to the page that gave them
+            except httpx.InvalidURL as exc:
+                raise SourceError(self.system, f"{where}: the next link {str(link)[:100]!r} is no URL: {exc}") from None
             token, query = f"link {target}", None  # the next link carries its own query

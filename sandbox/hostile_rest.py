@@ -13,6 +13,7 @@ in one way. All bind 127.0.0.1 on ephemeral ports.
     /link-loop             a Link rel=next to itself
     /pages-forever?page=N  a new full page each time, for ever
     /deep?depth=N          JSON nested N levels deep
+    /bad-gzip              Content-Encoding: gzip over bytes that are not
 
 `Recorder` is the other origin: it counts the requests it gets and keeps their headers (credentials must
 never arrive there). `DripServer` is a raw socket server that answers one byte every `interval` seconds.
@@ -96,6 +97,9 @@ def hostile_app(elsewhere: str = "http://127.0.0.1:9") -> Starlette:
         page = int(request.query_params.get("page", 1))
         return JSONResponse({"items": _page(page * 3)})
 
+    async def bad_gzip(request: Request):
+        return Response(b"this is not gzip", headers={"Content-Encoding": "gzip"}, media_type="application/json")
+
     async def deep(request: Request):
         depth = int(request.query_params.get("depth", 100000))
         return Response(b'{"items": ' + b"[" * depth + b"]" * depth + b"}", media_type="application/json")
@@ -106,7 +110,7 @@ def hostile_app(elsewhere: str = "http://127.0.0.1:9") -> Starlette:
         Route("/login-away", login_away, methods=["POST"]),
         Route("/oversize", oversize), Route("/announced", announced), Route("/endless", endless),
         Route("/same-page", same_page), Route("/same-cursor", same_cursor), Route("/link-loop", link_loop),
-        Route("/pages-forever", pages_forever), Route("/deep", deep),
+        Route("/pages-forever", pages_forever), Route("/deep", deep), Route("/bad-gzip", bad_gzip),
     ])
 
 

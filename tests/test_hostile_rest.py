@@ -155,3 +155,9 @@ def test_a_login_redirected_to_another_origin_sends_the_password_nowhere(servers
         fetch(hostile.url, "/cases", auth={"type": "login", "url": "/login-away", "token_path": "token",
                                            "body": {"username": "u", "password_env": "HOSTILE_PASSWORD"}})
     assert len(recorder.requests) == before
+
+
+def test_a_body_that_does_not_decode_is_a_clear_error(servers):
+    hostile, _ = servers
+    with pytest.raises(SourceError, match="DecodingError"):
+        fetch(hostile.url, "/bad-gzip")
