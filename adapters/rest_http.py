@@ -202,38 +202,37 @@ class BoundedHttp:
                 response.close()
         raise SourceError(self.system, f"{what}: more than {self.limits.max_redirects} redirects (limits.max_redirects)")
 
-    def _read(self, response: httpx.Response, what: str) -> bytes:
+    def _read(self, response: httpx.Response, what: str) -> bytes | bytearray:
         cap = self.limits.max_response_bytes
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > cap:
             raise SourceError(self.system, f"{what}: the answer announces {int(declared)} bytes, over the cap of "
                                            f"{cap} bytes (limits.max_response_bytes)")
-        chunks, size = [], 0
+        body = bytearray()  # grown in place: the body is held once, never joined into a second copy
         for chunk in response.iter_bytes():  # decoded: a gzip bomb counts at its real size
-            size += len(chunk)
-            if size > cap:
+            if len(body) + len(chunk) > cap:
                 raise SourceError(self.system, f"{what}: the answer passed the cap of {cap} bytes "
                                                f"(limits.max_response_bytes); reading stopped")
-            chunks.append(chunk)
+            body += chunk
             if self.deadline.at is not None and self.clock() >= self.deadline.at:
                 raise httpx.ReadTimeout("the call's deadline passed", request=response.request)
-        return b"".join(chunks)
+        return body  # json.loads reads a bytearray as it is
 
-    def _status(self, response: httpx.Response, body: bytes, what: str) -> None:
+    def _status(self, response: httpx.Response, body: bytes | bytearray, what: str) -> None:
         status = response.status_code
         if status in TRANSIENT_STATUS:
             raise Retryable(f"{what} answered HTTP {status}", retry_after_seconds(response.headers.get("Retry-After")))
         if status == 401:
             error: SourceError = Unauthorized(self.system, f"{what} answered HTTP 401 (credentials refused)")
         elif status >= 400:
-            text = body[:200].decode("utf-8", errors="replace")
+            text = bytes(body[:200]).decode("utf-8", errors="replace")
             error = SourceError(self.system, f"{what} answered HTTP {status}: {text}")
         else:
             return
         error.status = status  # type: ignore[attr-defined]
         raise error
 
-    def _parse(self, body: bytes, what: str) -> Any:
+    def _parse(self, body: bytes | bytearray, what: str) -> Any:
         limit = self.limits.max_json_depth
         try:
             parsed = json.loads(body)
