@@ -46,7 +46,8 @@ What each answer may mean:
   `SourceError` naming the credentials to check. Any other 4xx: a permanent `SourceError`.
 - HTTP 200 with an `envelope`: `success` → records; `retry` → retried like a 503; `reauth` → log in again once;
   anything else → `SourceError` naming the system and quoting the legacy message. A non-success answer is never
-  the end of data, so the run fails (exit 1) and the watermark does not move.
+  the end of data, so the run fails (exit 1) and the watermark does not move. Without an envelope, an answer
+  with nothing at `records_path` is a `SourceError` too (only a declared success may carry no list).
 - The end of data: see adapters/rest_pages.py (`total_path`, page-size caps, loops); the bounds on size, time,
   nesting and origins: adapters/rest_http.py.
 
@@ -171,7 +172,13 @@ class RestAdapter(Adapter):
     def records_of(self, answer: Answer, where: str) -> list:
         records = self.records_path.search(answer.body)
         if records is None:
-            return []
+            if self.envelope is not None:
+                return []  # the envelope said success: an answer without a list is an empty one
+            # Without an envelope an answer with no list is not known to be the end: `{"code":"4011"}` would
+            # otherwise read as "no more records" and the run would look finished.
+            raise SourceError(self.system, f"{where}: the answer has nothing at records_path "
+                                           f"{self.config.records_path!r}: {quote_answer(answer.body)} (declare an "
+                                           "envelope if the system answers errors inside HTTP 200)")
         if not isinstance(records, list):
             raise SourceError(self.system, f"{where}: records_path {self.config.records_path!r} gives "
                                            f"{type(records).__name__}, not a list")

@@ -215,3 +215,11 @@ def test_a_login_answered_with_http_401_names_the_variables_to_check(monkeypatch
         list(_adapter(handler, auth={"type": "login", "url": "/auth/login", "token_path": "token",
                                      "body": {"username": "u", "password_env": "CQ_CL_PASSWORD"}}).fetch(None))
     assert "old-password" not in str(caught.value) and calls == ["/auth/login"]
+
+
+def test_without_an_envelope_an_answer_without_the_record_list_is_not_the_end_of_data():
+    def handler(request):  # an expired token, answered inside HTTP 200 by a system nobody declared an envelope for
+        return httpx.Response(200, json={"code": "4011", "msg": "令牌已过期"})
+
+    with pytest.raises(SourceError, match=r"nothing at records_path 'items'.*4011.*declare an envelope"):
+        list(_adapter(handler, pagination={"style": "page", "size": 3}).fetch(None))
