@@ -33,6 +33,8 @@ models `tongban mapping check` validates the section against; an unknown or miss
       pagination: {style: cursor, cursor_param: cursor, cursor_path: next_cursor, size_param: size, size: 200}
       pagination: {style: link}                                   # Link: <…>; rel="next"
       pagination: {style: link, next_path: links.next}            # or a next URL in the body
+      pagination: {style: watermark, size_param: pageSize, size: 100, field: gxsj, step_back_seconds: 1}
+                  # keyset: the next page asks incremental.param from the newest gxsj seen (ties asked again)
 
       envelope: {success: "code == '0000'", retry: "code == '9999'", reauth: "code == '4011'", message: msg}
       incremental: {param: gxsjStart, format: "%Y%m%d%H%M%S", overlap_seconds: 600}
@@ -203,7 +205,7 @@ class RestAdapter(Adapter):
             params[self.config.incremental.param] = self._since(watermark)
         self.http.start_run()
         walk = self.last_walk = Walk(self.system, self.config.pagination, self.config.limits.max_pages,
-                                     self.call, self.records_of)
+                                     self.call, self.records_of, self.config.incremental)
         for record, position in walk.walk(self.config.path, params):
             if isinstance(record, dict):
                 yield RawRecord(record, position)

@@ -7,7 +7,10 @@ End of data is what the source says it is:
 - with `total_path`, a run that got fewer records than the total fails (`TotalMismatch`); a page shorter than
   the size asked for while the total says more remain is a server-side page-size cap: the walk goes on with the
   server's effective size (page numbers recomputed from what was fetched), logged, never stopped silently;
-- without it, a short page (or no cursor, no next link) is the end, as the server declares it.
+- without it, a short page (or no cursor, no next link) is the end, as the server declares it;
+- `watermark` (keyset) pages ask each next page from the newest 更新时间 of the page before, stepped back by
+  `step_back_seconds`, and skip the records already yielded: two records sharing a second across a page
+  boundary are both fetched, once each.
 
 Loop and size guards (`PageGuard`): at most `limits.max_pages` pages; the same cursor or next link twice, or
 the same page content twice, is a pagination loop and fails the run (`PaginationLoop`).
@@ -17,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
 import httpx
 import jmespath
 
 from adapters.base import SourceError
-from adapters.rest_settings import CursorPages, LinkPages, NoPages, OffsetPages, PagePages
+from adapters.rest_settings import CursorPages, LinkPages, NoPages, OffsetPages, PagePages, WatermarkPages
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +75,23 @@ class PageGuard:
 class Walk:
     """State of one fetch's walk: the pages, the records counted, the server's total."""
 
-    def __init__(self, system: str, pagination: Any, max_pages: int, call: Call, records_of: RecordsOf):
+    def __init__(self, system: str, pagination: Any, max_pages: int, call: Call, records_of: RecordsOf,
+                 incremental: Any = None):
         self.system, self.p, self.call, self.records_of = system, pagination, call, records_of
+        self.incremental = incremental
         self.guard = PageGuard(system, max_pages)
         self.total_path = jmespath.compile(pagination.total_path) if getattr(pagination, "total_path", None) else None
         self.total: int | None = None
         self.fetched = 0
         self.effective_size: int | None = None
 
-    def _page(self, target: Any, params: dict | None, where: str, token: str | None = None) -> tuple[Any, list]:
+    def _page(self, target: Any, params: dict | None, where: str, token: str | None = None,
+              check_content: bool = True) -> tuple[Any, list]:
         self.guard.request(token, where)
         answer = self.call(target, params, where)
         records = self.records_of(answer, where)
-        self.guard.content(records, where)
+        if check_content:
+            self.guard.content(records, where)
         if self.total_path is not None and self.total is None:
             value = self.total_path.search(answer.body)
             try:
@@ -113,6 +121,8 @@ class Walk:
             yield from self._cursor(path, params)
         elif isinstance(self.p, LinkPages):
             yield from self._links(path, params)
+        elif isinstance(self.p, WatermarkPages):
+            yield from self._keyset(path, params)
         self.check_total()
 
     def _numbered(self, path: str, params: dict) -> Iterator[tuple[dict, str]]:
@@ -186,3 +196,46 @@ class Walk:
             except httpx.InvalidURL as exc:
                 raise SourceError(self.system, f"{where}: the next link {str(link)[:100]!r} is no URL: {exc}") from None
             token, query = f"link {target}", None  # the next link carries its own query
+
+    def _keyset(self, path: str, params: dict) -> Iterator[tuple[dict, str]]:
+        """Each page asks from the newest watermark of the page before, stepped back so that ties are asked
+        again; records already yielded at or after that point are skipped (same content), so none is lost or
+        doubled. Only those records' digests are kept: memory stays bounded by the tie window."""
+        p, inc = self.p, self.incremental
+        field = jmespath.compile(p.field)
+        since = params.get(inc.param)
+        recent: list[tuple[datetime, str]] = []   # (watermark, digest) of yielded records the next page may repeat
+        page = 0
+        while True:
+            page += 1
+            query = {**params, p.size_param: p.size}
+            if since is not None:
+                query[inc.param] = since
+            where = f"page {page}" + (f" ({inc.param} {since})" if since is not None else "")
+            _answer, records = self._page(path, query, where, check_content=False)
+            seen = {d for _m, d in recent}
+            entries = [(self._moment(field, r, where), _digest(r), r) for r in records]
+            fresh = [(m, d, r) for m, d, r in entries if d not in seen]
+            self.fetched -= len(records) - len(fresh)  # asked again on purpose: not fetched twice
+            yield from ((r, f"{where} #{i}") for i, (_m, _d, r) in enumerate(fresh, start=1))
+            if len(records) < p.size:
+                return
+            if not fresh:
+                raise SourceError(self.system, f"{where}: a whole page of {p.size} records shares one {p.field} "
+                                               "window: raise pagination.size above the most records written in "
+                                               "one second")
+            moment = max(m for m, _d, _r in entries) - timedelta(seconds=p.step_back_seconds)
+            since = moment.strftime(inc.format)
+            recent = [(m, d) for m, d in recent + [(m, d) for m, d, _r in fresh] if m >= moment]
+
+    def _moment(self, field: Any, record: Any, where: str) -> datetime:
+        value = field.search(record) if isinstance(record, dict) else None
+        try:
+            return datetime.strptime(str(value), self.incremental.format)
+        except ValueError:
+            raise SourceError(self.system, f"{where}: a record's {self.p.field} is {value!r}, not a value of "
+                                           f"incremental.format {self.incremental.format!r}") from None
+
+
+def _digest(record: Any) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()

@@ -190,7 +190,24 @@ class LinkPages(_Paged):
     check_jmespath = _jmespath("next_path")
 
 
-Pagination = Annotated[Union[NoPages, PagePages, OffsetPages, CursorPages, LinkPages], Field(discriminator="style")]
+class WatermarkPages(BaseModel):
+    model_config = _strict({"style": "watermark", "size_param": "pageSize", "size": 100, "field": "gxsj"})
+    style: Literal["watermark"] = Field(description=(
+        "Keyset pages: each next page asks the incremental parameter from the newest `field` of the page before "
+        "(minus step_back_seconds, so that records sharing that second are not lost; the ones seen already are "
+        "skipped). Needs incremental with format."))
+    size_param: str = Field("size", description="Query parameter of the page size.")
+    size: int = Field(100, ge=1, le=100_000, description=(
+        "Records per page asked for; more records than this sharing one second fail the run (raise it)."))
+    field: str = Field(description="JMESPath to each record's watermark value (as incremental.format writes it).")
+    step_back_seconds: int = Field(1, ge=0, le=86400, description=(
+        "How far before the newest value the next page asks from: 1 for a server comparing exclusively (>), "
+        "0 for one comparing inclusively (>=)."))
+    check_jmespath = _jmespath("field")
+
+
+Pagination = Annotated[Union[NoPages, PagePages, OffsetPages, CursorPages, LinkPages, WatermarkPages],
+                       Field(discriminator="style")]
 
 
 # --- envelope, incremental, limits ----------------------------------------------------------------------------
@@ -258,6 +275,12 @@ class RestSettings(BaseModel):
     limits: Limits = Field(default_factory=Limits, description="Bounds on what the legacy system may send.")
 
     check_jmespath = _jmespath("records_path")
+
+    @model_validator(mode="after")
+    def _keyset_needs_incremental(self):
+        if isinstance(self.pagination, WatermarkPages) and not (self.incremental and self.incremental.format):
+            raise ValueError("pagination style watermark needs incremental with param and format")
+        return self
 
     @field_validator("base_url")
     @classmethod

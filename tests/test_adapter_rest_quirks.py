@@ -179,3 +179,38 @@ def test_a_token_refused_right_after_a_fresh_login_fails_instead_of_looping(mess
     with pytest.raises(SourceError, match="asks to log in again even after a fresh login: '令牌已过期'"):
         fetch_all(server)
     assert server.stats.logins == 2 and server.stats.data_calls == 2
+
+
+KEYSET = {"style": "watermark", "size_param": "pageSize", "size": 10, "field": "gxsj"}
+
+
+def _tie_across_boundaries(server: MessyServer, size: int) -> list[str]:
+    """Every page boundary falls between two records sharing one 更新时间 (the second copies the first's)."""
+    shown = [r["ywh"] for r in server.visible()]
+    server.quirks.same_time_as = {shown[i + 1]: shown[i] for i in range(size - 1, len(shown) - 1, size - 1)}
+    return [r["ywh"] for r in server.visible()]
+
+
+def test_keyset_pages_lose_no_record_that_shares_its_second_across_a_page_boundary(messy):
+    server = messy()
+    expected = _tie_across_boundaries(server, 10)
+    records, _ = fetch_all(server, pagination=KEYSET)
+    assert keys(records) == expected  # each once, in order, none lost at a boundary
+    # The same walk without stepping back (for a server that compares inclusively) loses one per boundary here.
+    records, _ = fetch_all(server, pagination={**KEYSET, "step_back_seconds": 0})
+    assert len(records) < len(expected)
+
+
+def test_more_ties_than_a_keyset_page_holds_fail_clearly(messy):
+    server = messy()
+    shown = [r["ywh"] for r in server.visible()]
+    server.quirks.same_time_as = {key: shown[0] for key in shown[1:12]}  # 12 records in one second
+    with pytest.raises(SourceError, match="a whole page of 10 records shares one gxsj window: raise pagination.size"):
+        fetch_all(server, pagination=KEYSET)
+    records, _ = fetch_all(server, pagination={**KEYSET, "size": 20})
+    assert sorted(keys(records)) == sorted(shown)
+
+
+def test_keyset_pages_need_incremental_with_a_format():
+    with pytest.raises(SourceError, match="pagination style watermark needs incremental with param and format"):
+        RestAdapter("s", {"base_url": "http://x", "pagination": KEYSET})

@@ -94,4 +94,4 @@ def test_the_auth_and_pagination_unions_are_discriminated():
     auth = schema["properties"]["auth"]
     assert auth["discriminator"]["propertyName"] == "type"
     assert set(auth["discriminator"]["mapping"]) == {"none", "bearer", "basic", "api_key", "login", "oauth2"}
-    assert set(schema["properties"]["pagination"]["discriminator"]["mapping"]) == {"none", "page", "offset", "cursor", "link"}
+    assert set(schema["properties"]["pagination"]["discriminator"]["mapping"]) == {"none", "page", "offset", "cursor", "link", "watermark"}
