@@ -22,7 +22,7 @@ models `tongban mapping check` validates the section against; an unknown or miss
              expires_in_path: result.expiresIn, expires_in: 600, refresh_before_seconds: 30,
              success: "code == '0000'"}                                        # optional check of the login answer
       auth: {type: oauth2, token_url: /oauth/token, client_id_env: CQ_X_ID, client_secret_env: CQ_X_SECRET,
-             scope: cases.read, client_auth: basic}                            # or body
+             scope: cases.read, client_auth: basic, refresh_before_seconds: 30}  # client_auth: basic or body
       auth: {type: login, conn_id: cq_cl, url: /auth/login, body: {username_conn: login, password_conn: password},
              token_path: result.token}          # conn_id: the Airflow Connection (any type; Airflow must be installed)
 
