@@ -1,222 +1,224 @@
 """REST source adapter (httpx), declared in the mapping file rather than coded.
 
+Every setting, with an example (the full reference with types and defaults is `adapters.rest_settings`, whose
+models `tongban mapping check` validates the section against; an unknown or misspelled key is an error):
+
     source:
       adapter: rest
-      base_url: ${CQ_SAMR_URL:-http://127.0.0.1:8701}
-      path: /api/cases
-      params: {status: all}                      # constant query parameters
-      auth: {type: bearer, token_env: CQ_SAMR_TOKEN}   # or basic (username_env, password_env) or api_key (header, key_env)
-      pagination: {style: page, page_param: page, size_param: size, size: 200}
-                  # style: page | offset (offset_param, limit_param) | cursor (cursor_param, cursor_path) | link | none
-      incremental: {param: updated_since}        # the watermark goes into this query parameter
-      records_path: data.items                   # JMESPath to the list of records in each response
-      timeout: 10
-      retry: {attempts: 5, initial_wait: 0.5, max_wait: 30}
+      base_url: ${CQ_SAMR_URL:-http://127.0.0.1:8701}   # scheme, host, port: the only origin ever called
+      path: /api/cases                                   # the records endpoint
+      params: {status: all}                              # constant query parameters
+      records_path: data.items                           # JMESPath to the list of records in each answer
+      timeout: 10                                        # seconds for connecting and for each read
+      retry: {attempts: 5, initial_wait: 0.5, max_wait: 30}   # tongban.retry: backoff with jitter, Retry-After
 
-Transient failures (timeouts, connection errors, 5xx, 429) are retried with exponential backoff and
-jitter, honouring Retry-After; a 4xx is a permanent SourceError. Tests pass `transport=` (e.g.
-httpx.MockTransport): the same seam httpx itself offers.
+      auth: {type: none}
+      auth: {type: bearer, token_env: CQ_SAMR_TOKEN}
+      auth: {type: basic, username_env: CQ_X_USER, password_env: CQ_X_PASSWORD}
+      auth: {type: api_key, header: X-API-Key, key_env: CQ_X_KEY}
+      auth: {type: login, url: /auth/login, method: POST, body_format: json,   # or form
+             body: {username: cl_sync, password_env: CQ_CL_PASSWORD},          # *_env: read from the environment
+             token_path: result.token, header: X-Auth-Token, prefix: "",        # prefix default "Bearer " for Authorization
+             expires_in_path: result.expiresIn, expires_in: 600, refresh_before_seconds: 30,
+             success: "code == '0000'"}                                        # optional check of the login answer
+      auth: {type: oauth2, token_url: /oauth/token, client_id_env: CQ_X_ID, client_secret_env: CQ_X_SECRET,
+             scope: cases.read, client_auth: basic, refresh_before_seconds: 30}  # client_auth: basic or body
+      auth: {type: login, conn_id: cq_cl, url: /auth/login, body: {username_conn: login, password_conn: password},
+             token_path: result.token}          # conn_id: the Airflow Connection (any type; Airflow must be installed)
+
+      pagination: {style: none}
+      pagination: {style: page, page_param: pageNo, size_param: pageSize, size: 100, start: 1,
+                   total_path: result.totalCount}                 # total_path: optional, on every paged style
+      pagination: {style: offset, offset_param: offset, limit_param: limit, size: 200, start: 0}
+      pagination: {style: cursor, cursor_param: cursor, cursor_path: next_cursor, size_param: size, size: 200}
+      pagination: {style: link}                                   # Link: <…>; rel="next"
+      pagination: {style: link, next_path: links.next}            # or a next URL in the body
+      pagination: {style: watermark, size_param: pageSize, size: 100, field: gxsj, step_back_seconds: 1}
+                  # keyset: the next page asks incremental.param from the newest gxsj seen (ties asked again)
+
+      envelope: {success: "code == '0000'", retry: "code == '9999'", reauth: "code == '4011'", message: msg}
+      incremental: {param: gxsjStart, format: "%Y%m%d%H%M%S", overlap_seconds: 600}
+      limits: {max_response_bytes: 16777216, call_deadline_seconds: 60, run_deadline_seconds: 3600,
+               max_pages: 10000, max_json_depth: 64, max_redirects: 5}
+
+What each answer may mean:
+- HTTP 408/425/429/5xx (tongban.retry.TRANSIENT_STATUS), timeouts, connection errors, a call past its deadline:
+  retried with the policy's backoff, then `TransientSourceError`.
+- HTTP 401: with a login or OAuth2 token, log in again once and repeat the request; otherwise (or again) a
+  `SourceError` naming the credentials to check. Any other 4xx: a permanent `SourceError`.
+- HTTP 200 with an `envelope`: `success` → records; `retry` → retried like a 503; `reauth` → log in again once;
+  anything else → `SourceError` naming the system and quoting the legacy message. A non-success answer is never
+  the end of data, so the run fails (exit 1) and the watermark does not move. Without an envelope, an answer
+  with nothing at `records_path` is a `SourceError` too (only a declared success may carry no list).
+- The end of data: see adapters/rest_pages.py (`total_path`, page-size caps, loops); the bounds on size, time,
+  nesting and origins: adapters/rest_http.py.
+
+Incremental runs ask from the watermark minus `overlap_seconds` (parsed and re-written with `format`): a record
+written late in the same second as the last run's newest one is fetched, the ones fetched again unchanged are
+recognised by change detection (no event, no quarantine).
+
+Seams for tests: `transport=` (httpx.MockTransport, the seam httpx itself offers; the deadline-enforcing
+transport is then not used), `clock=` (monotonic seconds, for token expiry and deadlines), `sleep=` (retry waits).
 """
 from __future__ import annotations
 
-import os
+import logging
+import time
+from datetime import datetime, timedelta
 from typing import Any, Iterator
 
-import httpx
 import jmespath
-import tenacity
 
-from .base import Adapter, RawRecord, SourceError, TransientSourceError
+from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
+from adapters.rest_auth import TokenAuth, build_auth, quote_answer
+from adapters.rest_http import Answer, BoundedHttp, RunDeadlineExceeded, Unauthorized
+from adapters.rest_pages import Walk
+from adapters.rest_settings import RestSettings
+from adapters.settings import validate_settings
+from tongban.retry import Retryable
 
-TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-class _RetryAfterWait(tenacity.wait.wait_base):
-    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
-
-    def __init__(self, initial: float, maximum: float):
-        self.backoff = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
-        self.maximum = maximum
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        wait = self.backoff(retry_state)
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.maximum))
-        return wait
-
-
-class _Transient(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-        from datetime import datetime, timezone
-
-        try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
-        except (TypeError, ValueError):
-            return None
+log = logging.getLogger(__name__)
 
 
 class RestAdapter(Adapter):
     kind = "rest"
+    settings_model = RestSettings
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
         super().__init__(system, settings, **seams)
-        if "base_url" not in settings:
-            raise SourceError(system, "rest source needs base_url")
-        self.records_path = jmespath.compile(settings.get("records_path", "@"))
-        self.pagination = dict(settings.get("pagination") or {"style": "none"})
-        retry = dict(settings.get("retry") or {})
-        self.attempts = int(retry.get("attempts", 5))
-        self.initial_wait = float(retry.get("initial_wait", 0.5))
-        self.max_wait = float(retry.get("max_wait", 30))
-        self.client = httpx.Client(
-            base_url=settings["base_url"], timeout=float(settings.get("timeout", 10)),
-            transport=seams.get("transport"), auth=self._auth(), headers=self._headers())
-
-    # --- auth: secrets come from the environment, named in the mapping file ----------------------
-    def _secret(self, auth: dict, key: str) -> str:
-        name = auth.get(key)
-        if not name:
-            raise SourceError(self.system, f"auth needs {key} (the environment variable holding the secret)")
-        value = os.environ.get(name)
-        if not value:
-            raise SourceError(self.system, f"environment variable {name} ({key}) is not set")
-        return value
-
-    def _auth(self) -> httpx.Auth | None:
-        auth = self.settings.get("auth") or {}
-        if auth.get("type") == "basic":
-            return httpx.BasicAuth(self._secret(auth, "username_env"), self._secret(auth, "password_env"))
-        return None
-
-    def _headers(self) -> dict[str, str]:
-        auth = self.settings.get("auth") or {}
-        kind = auth.get("type")
-        if kind == "bearer":
-            return {"Authorization": f"Bearer {self._secret(auth, 'token_env')}"}
-        if kind == "api_key":
-            return {auth.get("header", "X-API-Key"): self._secret(auth, "key_env")}
-        if kind not in (None, "basic", "none"):
-            raise SourceError(self.system, f"unknown auth type {kind!r} (bearer, basic, api_key)")
-        return {}
-
-    # --- one request, retried -------------------------------------------------------------------
-    def _get(self, url: str, params: dict[str, Any] | None) -> httpx.Response:
-        def attempt() -> httpx.Response:
-            try:
-                response = self.client.get(url, params=params)
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-            if response.status_code in TRANSIENT_STATUS:
-                raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
-            if response.status_code >= 400:
-                raise SourceError(self.system, f"GET {response.request.url.path} answered HTTP {response.status_code}: "
-                                               f"{response.text[:200]}")
-            return response
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.attempts),
-            wait=_RetryAfterWait(self.initial_wait, self.max_wait),
-            retry=tenacity.retry_if_exception_type(_Transient), reraise=True)
+        self.config: RestSettings = validate_settings(RestSettings, system, settings)
+        self.clock = seams.get("clock", time.monotonic)
+        self.http = BoundedHttp(system, self.config.base_url, timeout=self.config.timeout, limits=self.config.limits,
+                                transport=seams.get("transport"), clock=self.clock)
+        self.policy = self.config.retry.policy(**({"sleep": seams["sleep"]} if "sleep" in seams else {}))
+        self.records_path = jmespath.compile(self.config.records_path)
+        envelope = self.config.envelope
+        self.envelope = None if envelope is None else {
+            name: jmespath.compile(expr) for name in ("success", "retry", "reauth", "message")
+            if (expr := getattr(envelope, name))}
         try:
-            return retrying(attempt)
-        except _Transient as exc:
-            raise TransientSourceError(self.system, f"GET {url} failed {self.attempts} times: {exc}") from exc
+            self.auth = build_auth(system, self.config.base_url, self.config.auth, self._post, self.clock)
+        except BaseException:
+            self.http.close()
+            raise
+        self.last_walk: Walk | None = None
 
-    def _records(self, response: httpx.Response, where: str) -> list:
+    # --- one logical request: retries, re-login, envelope ------------------------------------------
+    def _post(self, url: str, *, method: str, auth: Any, what: str, json: Any = None, data: dict | None = None) -> Any:
+        """A login or token request (its origin may differ from base_url's: it is declared, not linked)."""
+        return self.http.exchange(method, url, auth=auth, what=what, json_body=json, data=data, declared=True).body
+
+    def _judge(self, body: Any) -> tuple[str, str]:
+        """success | retry | reauth | error, and the legacy message to quote."""
+        if self.envelope is None:
+            return "success", ""
+        if self.envelope["success"].search(body):
+            return "success", ""
+        message = self.envelope["message"].search(body) if "message" in self.envelope else None
+        quoted = repr(str(message)[:200]) if message not in (None, "") else quote_answer(body)
+        for verdict in ("retry", "reauth"):
+            if verdict in self.envelope and self.envelope[verdict].search(body):
+                return verdict, quoted
+        return "error", quoted
+
+    def _renew(self, renewed: bool) -> bool:
+        return not renewed and self.auth is not None and self.auth.invalidate()
+
+    def call(self, target: Any, params: dict | None, where: str) -> Answer:
+        what = f"GET {target if isinstance(target, str) else target.path} ({where})"
+        renewed = False
+
+        def attempt() -> Answer:
+            nonlocal renewed
+            while True:
+                if self.auth is not None:
+                    self.auth.prepare()
+                try:
+                    answer = self.http.exchange("GET", target, params=params, auth=self.auth, what=what)
+                except Unauthorized:
+                    if self._renew(renewed):
+                        renewed = True
+                        continue
+                    hint = "even after logging in again" if renewed else "check the credentials that auth names"
+                    raise SourceError(self.system, f"{what} answered HTTP 401 (credentials refused), {hint}") from None
+                verdict, message = self._judge(answer.body)
+                if verdict == "success":
+                    return answer
+                if verdict == "reauth":
+                    if self._renew(renewed):
+                        renewed = True
+                        continue
+                    why = "even after a fresh login" if renewed else "and auth has no login to renew the token with"
+                    raise SourceError(self.system, f"{what}: the legacy system asks to log in again {why}: {message}")
+                if verdict == "retry":
+                    raise Retryable(f"{what}: {self.system} answered busy inside HTTP 200: {message}")
+                raise SourceError(self.system, f"{what}: {self.system} answered an error inside HTTP 200 "
+                                               f"(not the end of data): {message}")
+
+        def noted(exc: BaseException, attempt_number: int, wait: float) -> None:
+            log.warning("%s: %s (attempt %d of %d), retrying in %.1f s", self.system, exc, attempt_number,
+                        self.policy.attempts, wait)
+
         try:
-            body = response.json()
-        except ValueError as exc:
-            raise SourceError(self.system, f"{where}: response is not JSON") from exc
-        records = self.records_path.search(body)
+            return self.policy.call(attempt, deadline=self.http.run_deadline, clock=self.clock, before_sleep=noted)
+        except Retryable as exc:
+            self.http.check_run_deadline(what)
+            waited = exc.retry_after
+            if waited is not None and waited > self.policy.max_wait:
+                raise TransientSourceError(self.system, f"{what}: the server asks to retry after {waited:.0f} s, more "
+                                                        f"than retry.max_wait ({self.policy.max_wait:g} s): left to the "
+                                                        "next scheduled run") from exc
+            raise TransientSourceError(self.system, f"{what} failed {getattr(exc, 'attempts', '?')} times: "
+                                                    f"{exc}") from exc
+
+    def records_of(self, answer: Answer, where: str) -> list:
+        records = self.records_path.search(answer.body)
         if records is None:
-            return []
+            if self.envelope is not None:
+                return []  # the envelope said success: an answer without a list is an empty one
+            # Without an envelope an answer with no list is not known to be the end: `{"code":"4011"}` would
+            # otherwise read as "no more records" and the run would look finished.
+            raise SourceError(self.system, f"{where}: the answer has nothing at records_path "
+                                           f"{self.config.records_path!r}: {quote_answer(answer.body)} (declare an "
+                                           "envelope if the system answers errors inside HTTP 200)")
         if not isinstance(records, list):
-            raise SourceError(self.system, f"{where}: records_path gives {type(records).__name__}, not a list")
+            raise SourceError(self.system, f"{where}: records_path {self.config.records_path!r} gives "
+                                           f"{type(records).__name__}, not a list")
         return records
 
-    # --- pagination -----------------------------------------------------------------------------
+    # --- the seam ------------------------------------------------------------------------------------
+    def _since(self, watermark: str) -> str:
+        inc = self.config.incremental
+        assert inc is not None
+        if not inc.format:
+            return watermark
+        try:
+            moment = datetime.strptime(watermark.strip(), inc.format)
+        except ValueError:
+            raise SourceError(self.system, f"the watermark {watermark!r} does not match incremental.format "
+                                           f"{inc.format!r}") from None
+        return (moment - timedelta(seconds=inc.overlap_seconds)).strftime(inc.format)
+
     def fetch(self, watermark: str | None) -> Iterator[RawRecord]:
-        params = dict(self.settings.get("params") or {})
-        incremental = self.settings.get("incremental") or {}
-        if watermark and incremental.get("param"):
-            params[incremental["param"]] = watermark
-        path = self.settings.get("path", "")
-        style = self.pagination.get("style", "none")
-        size = int(self.pagination.get("size", 100))
-        if style == "none":
-            response = self._get(path, params)
-            for i, record in enumerate(self._records(response, "response")):
-                yield RawRecord(record, f"{path} #{i + 1}")
-        elif style in ("page", "offset"):
-            yield from self._numbered_pages(path, params, style, size)
-        elif style == "cursor":
-            yield from self._cursor_pages(path, params, size)
-        elif style == "link":
-            yield from self._link_pages(path, params)
-        else:
-            raise SourceError(self.system, f"unknown pagination style {style!r} (page, offset, cursor, link, none)")
-
-    def _numbered_pages(self, path, params, style, size) -> Iterator[RawRecord]:
-        p = self.pagination
-        number = int(p.get("start", 1 if style == "page" else 0))
-        while True:
-            query = dict(params)
-            if style == "page":
-                query[p.get("page_param", "page")] = number
-                query[p.get("size_param", "size")] = size
-                where = f"page {number}"
+        params: dict[str, Any] = dict(self.config.params)
+        if watermark and self.config.incremental:
+            params[self.config.incremental.param] = self._since(watermark)
+        self.http.start_run()
+        walk = self.last_walk = Walk(self.system, self.config.pagination, self.config.limits.max_pages,
+                                     self.call, self.records_of, self.config.incremental)
+        for record, position in walk.walk(self.config.path, params):
+            if isinstance(record, dict):
+                yield RawRecord(record, position)
             else:
-                query[p.get("offset_param", "offset")] = number
-                query[p.get("limit_param", "limit")] = size
-                where = f"offset {number}"
-            records = self._records(self._get(path, query), where)
-            for i, record in enumerate(records):
-                yield RawRecord(record, f"{where} #{i + 1}")
-            if len(records) < size:
-                return
-            number += 1 if style == "page" else size
+                yield RawRecord({"value": record}, position,
+                                error=f"the record is a JSON {type(record).__name__}, not an object")
 
-    def _cursor_pages(self, path, params, size) -> Iterator[RawRecord]:
-        p = self.pagination
-        cursor_path = jmespath.compile(p.get("cursor_path", "next_cursor"))
-        cursor = None
-        page = 0
-        while True:
-            page += 1
-            query = dict(params)
-            query[p.get("size_param", "size")] = size
-            if cursor:
-                query[p.get("cursor_param", "cursor")] = cursor
-            response = self._get(path, query)
-            for i, record in enumerate(self._records(response, f"page {page}")):
-                yield RawRecord(record, f"page {page} #{i + 1}")
-            cursor = cursor_path.search(response.json())
-            if not cursor:
-                return
-
-    def _link_pages(self, path, params) -> Iterator[RawRecord]:
-        url, query, page = path, params, 0
-        while url:
-            page += 1
-            response = self._get(url, query)
-            for i, record in enumerate(self._records(response, f"page {page}")):
-                yield RawRecord(record, f"page {page} #{i + 1}")
-            url = response.links.get("next", {}).get("url")
-            query = None  # the next link carries its own query
+    @property
+    def logins(self) -> int:
+        return self.auth.logins if isinstance(self.auth, TokenAuth) else 0
 
     def close(self) -> None:
-        self.client.close()
+        self.http.close()
+
+
+__all__ = ["RestAdapter", "RestSettings", "RunDeadlineExceeded"]

@@ -25,7 +25,8 @@ claim time (its modification time is kept) and `reclaim_after_seconds` measures 
 comparing the server's modification times with this machine's clock: keep the clocks in sync (NTP) or set
 `stable_seconds` above the skew.
 
-Connection failures and timeouts are retried (tenacity, exponential backoff with jitter) and then raised as
+The SFTP settings are declared in adapters/sftp_settings.py (`SftpInbox.settings_model`). Connection failures and
+timeouts are retried with the one retry policy (tongban.retry: exponential backoff with jitter) and then raised as
 TransientSourceError; a refused login or an unknown host key is a SourceError naming the variable or file to fix.
 """
 from __future__ import annotations
@@ -44,10 +45,12 @@ from typing import Any, Awaitable, Callable, Iterator, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import asyncssh
-import tenacity
 
 from adapters.base import SourceError, TransientSourceError
 from adapters.inbox import DONE, FAILED, INBOX, PROCESSING, Entry, Inbox
+from adapters.settings import validate_settings
+from adapters.sftp_settings import SFTP_SETTINGS, SftpSettings
+from tongban.retry import Retryable
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ _CONNECTION_ERRORS = (OSError, TimeoutError, asyncssh.ConnectionLost, asyncssh.D
                       asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ChannelOpenError)
 
 
-class _Transient(Exception):
+class _Transient(Retryable):
     """Internal: one attempt failed in a way worth retrying."""
 
 
@@ -92,8 +95,12 @@ def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:
 class SftpInbox(Inbox):
     """A drop folder on an SFTP server (see the module docstring for settings and semantics)."""
 
+    settings_model = SftpSettings
+
     def __init__(self, system: str, url: str, settings: dict[str, Any]):
         super().__init__(system)
+        # Only the SFTP part of the file-drop section is this class's to check (the rest is the files adapter's).
+        config = validate_settings(SftpSettings, system, {k: v for k, v in settings.items() if k in SFTP_SETTINGS})
         parts = urlsplit(url)
         if parts.password is not None:
             raise SourceError(system, "the sftp:// URL must not hold a password: name an environment variable in "
@@ -127,11 +134,8 @@ class SftpInbox(Inbox):
             self.known_hosts = os.path.expanduser(str(known_hosts))
             if not os.path.isfile(self.known_hosts):
                 raise SourceError(system, f"known_hosts file {self.known_hosts} does not exist")
-        self.timeout = float(settings.get("timeout", 30))
-        retry = dict(settings.get("retry") or {})
-        self.attempts = max(1, int(retry.get("attempts", 3)))
-        self.initial_wait = float(retry.get("initial_wait", 0.5))
-        self.max_wait = float(retry.get("max_wait", 10))
+        self.timeout = config.timeout
+        self.policy = config.retry.policy()
         self._download_dir = settings.get("download_dir")
 
         self._loop: _EventLoopThread | None = None
@@ -252,12 +256,8 @@ class SftpInbox(Inbox):
             except OSError as exc:  # this machine's side (a full disk under the download folder)
                 raise SourceError(self.system, f"{what}: {type(exc).__name__}: {exc}") from exc
 
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.attempts),
-            wait=tenacity.wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
-            retry=tenacity.retry_if_exception_type(_Transient), reraise=True)
         try:
-            return retrying(attempt)
+            return self.policy.call(attempt, retry_if=lambda e: isinstance(e, _Transient))
         except _Transient as exc:
             raise TransientSourceError(self.system, f"{self.url}: {exc} (gave up after {attempts} attempts)") from exc
 

@@ -2,7 +2,7 @@
 
 Settings (the `source:` section of a mapping file; secrets are named, never written):
 
-    kind: soap
+    adapter: soap
     wsdl: http://10.1.2.3/hrss/CaseService?wsdl     # URL or local path
     service: HrssCaseService                        # optional when the WSDL has one service/port
     port: HrssCasePort
@@ -17,8 +17,10 @@ Settings (the `source:` section of a mapping file; secrets are named, never writ
     retry: {attempts: 4, initial_wait: 0.5, max_wait: 10}
     wsdl_cache: memory | sqlite | none              # sqlite: $TONGBAN_HOME/zeep-wsdl-cache.db
 
-Timeouts, connection errors and HTTP 5xx/429 are retried (tenacity, exponential backoff with jitter) and then
-raised as TransientSourceError; SOAP faults and authentication failures are permanent SourceErrors.
+The settings are declared in adapters/soap_settings.py (`SoapAdapter.settings_model`); an unknown key is an error.
+Timeouts, connection errors and the transient HTTP statuses (tongban.retry.TRANSIENT_STATUS) are retried with the
+one retry policy (tongban.retry: exponential backoff with jitter, Retry-After honoured) and then raised as
+TransientSourceError; SOAP faults and authentication failures are permanent SourceErrors.
 """
 from __future__ import annotations
 
@@ -30,7 +32,6 @@ from typing import Any, Iterator
 
 import requests
 import zeep
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 from zeep.cache import InMemoryCache, SqliteCache
 from zeep.exceptions import DTDForbidden, EntitiesForbidden, Fault, TransportError, XMLSyntaxError
 from zeep.helpers import serialize_object
@@ -38,17 +39,18 @@ from zeep.transports import Transport
 
 from adapters import safexml
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
+from adapters.settings import validate_settings
+from adapters.soap_settings import SoapSettings
+from tongban.retry import TRANSIENT_STATUS, Retryable, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 
-
-class _RetryableCall(Exception):
+class _RetryableCall(Retryable):
     """Internal marker: a transient failure, carrying the human description for the final error."""
 
-    def __init__(self, description: str):
-        super().__init__(description)
+    def __init__(self, description: str, retry_after: float | None = None):
+        super().__init__(description, retry_after)
         self.description = description
 
 
@@ -107,18 +109,14 @@ def _walk(data: Any, path: str, system: str, operation: str) -> list[Any]:
 
 class SoapAdapter(Adapter):
     kind = "soap"
+    settings_model = SoapSettings
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
         super().__init__(system, settings, **seams)
-        if not settings.get("wsdl"):
-            raise SourceError(system, "source setting 'wsdl' (URL or path) is required")
-        if not settings.get("operation"):
-            raise SourceError(system, "source setting 'operation' is required")
-        self.operation_name: str = settings["operation"]
-        retry = settings.get("retry") or {}
-        self._attempts = max(1, int(retry.get("attempts", settings.get("retries", 4))))
-        self._initial_wait = float(retry.get("initial_wait", 0.5))
-        self._max_wait = float(retry.get("max_wait", 10.0))
+        self.config: SoapSettings = validate_settings(SoapSettings, system, settings)
+        self.operation_name: str = self.config.operation
+        self._policy = self.config.retry.policy(**({"sleep": seams["sleep"]} if "sleep" in seams else {}))
+        self._attempts = self._policy.attempts
         self._client: zeep.Client | None = None
         self._service = None
         self.high_watermark: str | None = None  # the largest watermark_field value seen by the last fetch
@@ -187,13 +185,14 @@ class SoapAdapter(Adapter):
             if status in (401, 403):
                 return SourceError(self.system, f"authentication failed (HTTP {status}) while {what}: check the "
                                                 "credentials named by auth.username_env / auth.password_env")
-            if status in _TRANSIENT_STATUS:
+            if status in TRANSIENT_STATUS:
                 return _RetryableCall(f"HTTP {status} while {what}")
             return SourceError(self.system, f"HTTP {status} while {what}: {str(exc)[:300]}")
         if isinstance(exc, requests.HTTPError) and exc.response is not None:
             status = exc.response.status_code
-            if status in _TRANSIENT_STATUS:
-                return _RetryableCall(f"HTTP {status} while {what}")
+            if status in TRANSIENT_STATUS:
+                return _RetryableCall(f"HTTP {status} while {what}",
+                                      retry_after_seconds(exc.response.headers.get("Retry-After")))
             if status in (401, 403):
                 return SourceError(self.system, f"authentication failed (HTTP {status}) while {what}: check the "
                                                 "credentials named by auth.username_env / auth.password_env")
@@ -216,19 +215,14 @@ class SoapAdapter(Adapter):
                     raise
                 raise classified from exc
 
-        retrying = Retrying(
-            stop=stop_after_attempt(self._attempts),
-            # exponential backoff plus random jitter (so that many workers do not retry in step)
-            wait=wait_exponential(multiplier=self._initial_wait, max=self._max_wait) + wait_random(0, self._initial_wait),
-            retry=retry_if_exception(lambda e: isinstance(e, _RetryableCall)),
-            before_sleep=lambda state: log.warning("%s: %s (attempt %d of %d), retrying", self.system,
-                                                   state.outcome.exception(), state.attempt_number, self._attempts),
-            reraise=True,
-        )
+        def noted(exc: BaseException, attempt_number: int, wait: float) -> None:
+            log.warning("%s: %s (attempt %d of %d), retrying", self.system, exc, attempt_number, self._attempts)
+
         try:
-            return retrying(attempt)
+            return self._policy.call(attempt, retry_if=lambda e: isinstance(e, _RetryableCall), before_sleep=noted)
         except _RetryableCall as exc:
-            raise TransientSourceError(self.system, f"{exc.description} (gave up after {self._attempts} attempts)") from exc
+            raise TransientSourceError(self.system, f"{exc.description} (gave up after "
+                                                    f"{getattr(exc, 'attempts', self._attempts)} attempts)") from exc
 
     def _call(self, params: dict[str, Any], page: int | None) -> Any:
         self.client()

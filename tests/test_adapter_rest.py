@@ -88,7 +88,7 @@ def test_persistent_transient_failure_and_timeouts_raise_transient_error():
     def down(request):
         raise httpx.ConnectTimeout("legacy system asleep")
 
-    with pytest.raises(TransientSourceError, match="failed 3 times"):
+    with pytest.raises(TransientSourceError, match="failed 3 times: .*ConnectTimeout"):
         list(_adapter(down).fetch(None))
 
 
@@ -102,3 +102,124 @@ def test_a_4xx_is_permanent_and_not_retried():
     with pytest.raises(SourceError, match="HTTP 403") as caught:
         list(_adapter(handler).fetch(None))
     assert not isinstance(caught.value, TransientSourceError) and len(calls) == 1
+
+
+# --- OAuth2 client credentials, form logins, Airflow Connections --------------------------------------------
+
+def _oauth_server(issued: list, lifetime: int = 60):
+    import base64
+    from urllib.parse import parse_qs
+
+    def handler(request):
+        if request.url.path == "/oauth/token":
+            form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+            basic = base64.b64decode(request.headers["authorization"].split()[1]).decode()
+            if basic != "client-1:shh" or form != {"grant_type": "client_credentials", "scope": "cases.read"}:
+                return httpx.Response(401, json={"error": "invalid_client"})
+            issued.append(f"tok-{len(issued)}")
+            return httpx.Response(200, json={"access_token": issued[-1], "token_type": "Bearer", "expires_in": lifetime})
+        if request.headers.get("authorization") != f"Bearer {issued[-1] if issued else ''}":
+            return httpx.Response(401)
+        return httpx.Response(200, json={"items": RECORDS[:2]})
+
+    return handler
+
+
+def test_oauth2_client_credentials_and_a_new_token_before_expiry(monkeypatch):
+    monkeypatch.setenv("CQ_X_ID", "client-1")
+    monkeypatch.setenv("CQ_X_SECRET", "shh")
+    issued: list = []
+    now = [0.0]
+    adapter = RestAdapter("test-system", {
+        "base_url": "http://legacy.test", "path": "/cases", "records_path": "items",
+        "auth": {"type": "oauth2", "token_url": "/oauth/token", "client_id_env": "CQ_X_ID",
+                 "client_secret_env": "CQ_X_SECRET", "scope": "cases.read", "refresh_before_seconds": 10}},
+        transport=httpx.MockTransport(_oauth_server(issued)), clock=lambda: now[0])
+    assert len(list(adapter.fetch(None))) == 2 and issued == ["tok-0"]
+    now[0] = 45.0  # still valid: no new token
+    list(adapter.fetch(None))
+    assert issued == ["tok-0"]
+    now[0] = 55.0  # within refresh_before_seconds of expiry: a new one first
+    list(adapter.fetch(None))
+    assert issued == ["tok-0", "tok-1"]
+    monkeypatch.setenv("CQ_X_SECRET", "wrong")
+    with pytest.raises(SourceError, match=r"refused the client \(HTTP 401\): check CQ_X_ID"):
+        RestAdapter("test-system", {"base_url": "http://legacy.test", "auth": {
+            "type": "oauth2", "token_url": "/oauth/token", "client_id_env": "CQ_X_ID", "client_secret_env": "CQ_X_SECRET",
+            "scope": "cases.read"}}, transport=httpx.MockTransport(_oauth_server([]))).call("/cases", None, "x")
+
+
+def test_a_form_login_sends_env_values_under_their_own_names(monkeypatch):
+    monkeypatch.setenv("CQ_CL_PASSWORD", "pw")
+    seen = {}
+
+    def handler(request):
+        if request.url.path == "/sso/login":
+            seen["type"] = request.headers["content-type"]
+            seen["body"] = request.content.decode()
+            return httpx.Response(200, json={"data": {"tk": "abc"}})
+        seen["token"] = request.headers.get("authorization")
+        return httpx.Response(200, json={"items": RECORDS[:1]})
+
+    list(_adapter(handler, auth={"type": "login", "url": "/sso/login", "body_format": "form", "token_path": "data.tk",
+                                 "body": {"user": "sync", "pwd_env": "CQ_CL_PASSWORD"}}).fetch(None))
+    assert seen["type"] == "application/x-www-form-urlencoded" and seen["body"] == "user=sync&pwd=pw"
+    assert seen["token"] == "Bearer abc"  # the Authorization header gets the Bearer prefix by default
+
+
+def test_credentials_from_an_airflow_connection(monkeypatch):
+    pytest.importorskip("airflow.sdk")
+    monkeypatch.setenv("AIRFLOW_CONN_CQ_CL", "http://cl_sync:p%40ss@legacy.test")
+    seen = {}
+
+    def handler(request):
+        if request.url.path == "/auth/login":
+            seen["login"] = request.content.decode()
+            return httpx.Response(200, json={"result": {"token": "t"}})
+        return httpx.Response(200, json={"items": []})
+
+    list(_adapter(handler, auth={"type": "login", "url": "/auth/login", "conn_id": "cq_cl", "token_path": "result.token",
+                                 "body": {"username_conn": "login", "password_conn": "password"}}).fetch(None))
+    assert seen["login"] == '{"username":"cl_sync","password":"p@ss"}'
+
+
+def test_an_airflow_connection_without_airflow_is_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "airflow.sdk", None)  # as if Airflow were not installed
+    with pytest.raises(SourceError, match="names an Airflow Connection, but Airflow is not installed"):
+        _adapter(lambda r: httpx.Response(200), auth={"type": "bearer", "conn_id": "cq_samr"})
+
+
+def test_a_retry_after_longer_than_max_wait_is_left_to_the_next_run():
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        return httpx.Response(503, headers={"Retry-After": "3600"})
+
+    with pytest.raises(TransientSourceError, match=r"retry after 3600 s, more than retry.max_wait"):
+        list(_adapter(handler).fetch(None))
+    assert len(calls) == 1
+
+
+def test_a_login_answered_with_http_401_names_the_variables_to_check(monkeypatch):
+    monkeypatch.setenv("CQ_CL_PASSWORD", "old-password")
+    calls = []
+
+    def handler(request):
+        calls.append(request.url.path)
+        return httpx.Response(401, json={"error": "bad credentials"})
+
+    with pytest.raises(SourceError, match=r"refused the credentials \(HTTP 401\): check CQ_CL_PASSWORD") as caught:
+        list(_adapter(handler, auth={"type": "login", "url": "/auth/login", "token_path": "token",
+                                     "body": {"username": "u", "password_env": "CQ_CL_PASSWORD"}}).fetch(None))
+    assert "old-password" not in str(caught.value) and calls == ["/auth/login"]
+
+
+def test_without_an_envelope_an_answer_without_the_record_list_is_not_the_end_of_data():
+    def handler(request):  # an expired token, answered inside HTTP 200 by a system nobody declared an envelope for
+        return httpx.Response(200, json={"code": "4011", "msg": "令牌已过期"})
+
+    with pytest.raises(SourceError, match=r"nothing at records_path 'items'.*4011.*declare an envelope"):
+        list(_adapter(handler, pagination={"style": "page", "size": 3}).fetch(None))
