@@ -161,7 +161,7 @@ def test_tongban_ingest_fetches_every_record_of_a_messy_system_and_fails_loudly_
     messy.quirks.fatal_on_call = messy.stats.data_calls + 2
     run = _tongban(["ingest", str(mapping)], env, tmp_path)
     assert run.returncode == 1
-    out = " ".join(run.stdout.split())
+    out = " ".join((run.stdout + run.stderr).split())  # the failure is reported on stderr
     assert f"{SYSTEM}: ingest failed" in out and "数据库连接失败" in out and "the watermark did not move" in out
     assert "Traceback" not in run.stdout + run.stderr
     assert _watermark(env) == watermark
