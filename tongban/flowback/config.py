@@ -1,9 +1,7 @@
-"""Configuration of flowback (data, no secrets): ministry sources, functional zones, district sinks.
-
-A source file (mappings/flowback/sources/*.yaml) names the ministry system, how its batches arrive (SOAP batch
-service or file drop), its schedule, and where the routing and sink configuration live (a path relative to the
-source file, or the same structure inline). `${NAME}` / `${NAME:-default}` in text values are taken from the
-environment, so URLs and directories can differ per deployment; passwords are only ever named (`password_env`).
+"""Configuration of flowback (data, no secrets): functional zones and municipal levels (routing), district
+sinks and their redelivery policy. A source file (tongban.flowback.mapping) names both, inline or as a path
+relative to itself. `${NAME}` / `${NAME:-default}` in text values are taken from the environment, so URLs and
+directories can differ per deployment; tokens are only ever named (`token_env`).
 """
 from __future__ import annotations
 
@@ -120,34 +118,9 @@ class SinksConfig(BaseModel):
         return sink
 
 
-class SoapTransport(BaseModel):
-    kind: Literal["soap"]
-    url: str
-    username: str | None = None
-    password_env: str | None = None
-    page_size: int = 500
-    timeout: float = 30.0
-
-
-class FileTransport(BaseModel):
-    kind: Literal["files"]
-    drop_dir: str                   # batches in <drop_dir>/incoming, moved to done/ once routed
-    encoding: str = "utf-8-sig"     # CSV encoding (national CSV is often GBK: set it here)
-    max_file_bytes: int = 4 * 1024 ** 3
-
-
-class SourceConfig(BaseModel):
-    source: str
-    name: str = ""
-    schedule: str | None = "@hourly"
-    transport: Union[SoapTransport, FileTransport] = Field(discriminator="kind")
-    routing: RoutingConfig = Field(default_factory=RoutingConfig)
-    sinks: SinksConfig = Field(default_factory=SinksConfig)
-    topology_prefix: str = "tongban.flowback"
-
-
-def _include(value: Any, base: Path | None, what: str) -> Any:
-    """A string is a path (relative to the source file) to a YAML file holding the section."""
+def include_section(value: Any, base: Path | None, what: str) -> Any:
+    """A section given inline, or as a string: a path (relative to the source file) to a YAML file holding it.
+    `${NAME}` / `${NAME:-default}` in the included file are expanded."""
     if isinstance(value, str):
         path = Path(value)
         if not path.is_absolute() and base is not None:
@@ -156,39 +129,14 @@ def _include(value: Any, base: Path | None, what: str) -> Any:
             return _expand(yaml.safe_load(path.read_text(encoding="utf-8")))
         except OSError as exc:
             raise FlowbackConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise FlowbackConfigError(f"{what}: {path} is not valid YAML: {exc}") from None
     return value
-
-
-def load_source_config(config: "str | os.PathLike | dict | SourceConfig") -> SourceConfig:
-    """A source configuration from a YAML path, a dict (e.g. from an Airflow DAG) or an existing object."""
-    if isinstance(config, SourceConfig):
-        return config
-    base: Path | None = None
-    where = "flowback source config"
-    if isinstance(config, (str, os.PathLike)):
-        path = Path(config)
-        where, base = str(path), path.parent
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise FlowbackConfigError(f"cannot read {path}: {exc.strerror}") from None
-    else:
-        data = dict(config)
-    if not isinstance(data, dict):
-        raise FlowbackConfigError(f"{where}: must be a mapping")
-    data = _expand(data)
-    for section in ("routing", "sinks"):
-        if section in data:
-            data[section] = _include(data[section], base, f"{where}: {section}")
-    try:
-        return SourceConfig.model_validate(data)
-    except ValidationError as exc:
-        raise FlowbackConfigError(f"{where}: {exc}") from None
 
 
 def load_sinks_config(path: "str | os.PathLike") -> SinksConfig:
     """The district sink configuration on its own (for `tongban flowback deliver`)."""
-    data = _include(str(path), None, "district sink config")
+    data = include_section(str(path), None, "district sink config")
     try:
         return SinksConfig.model_validate(data or {})
     except ValidationError as exc:

@@ -89,6 +89,9 @@ class _Field:
         return value
 
 
+Field = _Field  # public name: other mapping kinds (tongban.flowback.mapping) compile their fields with it
+
+
 class _Section:
     """A group of fields (application, acceptance, …), optionally conditional or repeated."""
 

@@ -77,7 +77,8 @@ def expand_env(value: Any) -> Any:
 
 
 TOP_KEYS = {"system", "department", "description", "schedule", "retries", "source", "record", "tables", "case",
-            "evaluation_scale", "identity"}
+            "evaluation_scale", "identity",
+            "flowback"}  # a ministry flowback source (tongban.flowback.mapping) has `flowback:` instead of `case:`
 REQUIRED_TOP = ("system", "source", "record", "case")
 SECRET_HINTS = re.compile(r"(password|secret|token|api_key|apikey)$", re.I)
 
@@ -135,6 +136,8 @@ def load_mapping(path: str | Path):
             raise MappingFileError(str(path), doc.key_lines.get(key),
                                    f"unknown key {key!r} (allowed: {', '.join(sorted(TOP_KEYS))})")
     for key in REQUIRED_TOP:
+        if key == "case" and "flowback" in doc:
+            continue
         if key not in doc:
             raise MappingFileError(str(path), 1, f"missing required key {key!r}")
     _check_no_secrets(str(path), doc)
@@ -142,4 +145,8 @@ def load_mapping(path: str | Path):
         doc = expand_env(doc)
     except KeyError as exc:
         raise MappingFileError(str(path), None, f"environment variable {exc.args[0]} is not set and has no default") from exc
+    if "flowback" in doc:
+        from tongban.flowback.mapping import FlowbackMapping
+
+        return FlowbackMapping(doc, path)
     return Mapping(doc, path)
