@@ -125,6 +125,17 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
         except Exception:
             continue
     replayed = republished = skipped = 0
+    # Flowback records go back through their batch (tongban.flowback.replay_quarantined): mapped and routed again
+    # with the current source file, to the district queue they belong to.
+    from tongban.flowback.replay import flowback_sources, replay_quarantined
+
+    sources = flowback_sources(mappings_dir or settings.mappings_dir)
+    flowback_rows = [r for r in rows if r["system"] in sources]
+    if flowback_rows:
+        done, not_replayable = replay_quarantined(store, bus, flowback_rows, sources)
+        replayed += done
+        skipped += not_replayable
+        rows = [r for r in rows if r["system"] not in sources]
     by_system: dict[str, list[dict]] = {}
     for row in rows:
         if row["stage"] == "platform":

@@ -71,6 +71,15 @@ def check(file: Path = typer.Argument(..., help="the mapping file"),
                f"source adapter {mapping.source['adapter']}")
     if sample is None:
         return
+    if getattr(mapping, "kind", None) == "flowback":  # a ministry flowback source file (tongban.cli.flowback)
+        from tongban.cli.flowback import check_sample, read_sample
+
+        try:
+            records = read_sample(mapping, sample) or _read_samples(sample, record_tag)
+        except Exception as exc:  # noqa: BLE001 - an unreadable sample is one line, not a traceback
+            typer.echo(f"error: cannot read sample {sample}: {exc}", err=True)
+            raise typer.Exit(1)
+        raise typer.Exit(check_sample(mapping, records, file, show))
     try:
         records = _read_samples(sample, record_tag)
     except (OSError, ValueError, SampleError) as exc:
