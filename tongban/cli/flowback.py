@@ -32,6 +32,10 @@ def _source(path: Path):
         raise typer.Exit(2) from None
 
 
+def _notice(message: str) -> None:
+    typer.echo(message, err=True)  # stdout stays the command's output (JSON with --json)
+
+
 def _echo_json(data) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
@@ -92,7 +96,7 @@ def ingest(source: Path = typer.Argument(..., help=SOURCE_HELP),
     from tongban.flowback.run import ingest_source
 
     mapping = _source(source)
-    bus = open_bus()
+    bus = open_bus(announce=_notice)
     try:
         result = ingest_source(mapping, store=_store(), bus=bus, prefix=prefix)
     finally:
@@ -128,7 +132,7 @@ def deliver(source: Optional[Path] = typer.Argument(None, help=SOURCE_HELP + "; 
         except FlowbackConfigError as exc:
             typer.echo(f"cannot load sink config: {exc}", err=True)
             raise typer.Exit(2) from None
-    bus = open_bus()
+    bus = open_bus(announce=_notice)
     worker = DistrictDeliverer(store=_store(), bus=bus, sinks=sink_config, prefix=prefix)
     try:
         stats = worker.run(idle_exit=idle_exit, workers=workers)
@@ -157,7 +161,7 @@ def retry(batch: str = typer.Argument(..., help="batch id"),
     from tongban.flowback.run import retry_batch
 
     mapping = _source(source)
-    bus = open_bus()
+    bus = open_bus(announce=_notice)
     try:
         result = retry_batch(mapping, batch, store=_store(), bus=bus, prefix=prefix, deliver=not no_deliver)
     except LookupError as exc:

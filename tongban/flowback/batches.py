@@ -55,7 +55,7 @@ def _adapter(mapping: FlowbackMapping, settings: dict[str, Any]) -> Adapter:
 # --- file drops -----------------------------------------------------------------------------------
 def _file_batches(mapping: FlowbackMapping) -> Iterator[Batch | BatchUnreadable]:
     # The manifest is written last (the ministry's ready marker): a data file with its manifest is complete.
-    settings = {"stable_seconds": 0, **mapping.source}
+    settings = {"stable_seconds": 0, "xml_record_tag": "Record", **mapping.source}  # <Record>: the national layout
     settings.pop("ready_marker", None)
     inbox = open_inbox(mapping.system, settings)
     try:
@@ -117,6 +117,26 @@ def _file_batch(mapping, settings, inbox, manifest: Manifest, manifest_name: str
 
     batch = Batch(manifest, data, read, done, keep, duplicate_done)
     return batch
+
+
+def restore_failed(mapping: FlowbackMapping, data_file: str) -> list[str]:
+    """Put a batch the files adapter moved to failed/ (unreadable with the source file as it was) back into the
+    drop folder, so that `tongban flowback retry` reads it again; returns the names moved back."""
+    if mapping.source["adapter"] != "files":
+        return []
+    inbox = open_inbox(mapping.system, mapping.source)
+    moved = []
+    try:
+        stem = data_file.rsplit(".", 1)[0]
+        for name in (data_file, stem + MANIFEST_SUFFIX):
+            if inbox.has(FAILED, name) and not inbox.has(INBOX, name):
+                inbox.rename(FAILED, name, INBOX, name)
+                moved.append(name)
+                if inbox.has(FAILED, name + ".reason.txt"):
+                    inbox.rename(FAILED, name + ".reason.txt", FAILED, inbox.free_name(FAILED, name + ".reason.old.txt"))
+    finally:
+        inbox.close()
+    return moved
 
 
 # --- services (SOAP, REST) ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from tongban.store import Store
 from tongban.store.at_rest import reveal
 from tongban.store.tables import quarantine
 
-from .batches import BatchUnreadable, source_batches
+from .batches import BatchUnreadable, restore_failed, source_batches
 from .ingest import BatchIngest, BatchOutcome
 from .mapping import FlowbackMapping, load_flowback_mapping
 from .reconcile import BatchReconciliation, reconcile
@@ -155,6 +155,7 @@ def retry_batch(config: "str | os.PathLike | FlowbackMapping", batch_id: str, *,
             raise LookupError(f"batch {batch_id} came from source {row['source']}, not {mapping.system}")
         report = FlowbackRunReport(mapping.system)
         if row["status"] != "done" and quarantine_ids is None:
+            restore_failed(mapping, row["origin"] or "")
             report = ingest_source(mapping, store=store, bus=bus, prefix=prefix, only=batch_id)
         entries = quarantined_entries(store, batch_id, quarantine_ids)
         if entries:
