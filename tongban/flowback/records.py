@@ -96,6 +96,8 @@ def normalise_record(raw: Mapping[str, Any]) -> Record:
 def canonical_record(raw: Any) -> Any:
     """A record as the digest sees it: strings trimmed, empty values (None, "", [], {}) left out, nested XML
     elements kept as nested objects. For a flat record this is `normalise_record`."""
+    if isinstance(raw, dict) and all(type(v) is str for v in raw.values()):  # the common case: a flat text record
+        return {str(k): t for k, v in raw.items() if (t := v.strip())}
     if isinstance(raw, Mapping):
         out = {}
         for name, value in raw.items():
