@@ -95,10 +95,15 @@ def ingest(source: Path = typer.Argument(..., help=SOURCE_HELP),
     from tongban.bus import open_bus
     from tongban.flowback.run import ingest_source
 
+    from adapters.base import SourceError
+
     mapping = _source(source)
     bus = open_bus(announce=_notice)
     try:
         result = ingest_source(mapping, store=_store(), bus=bus, prefix=prefix)
+    except SourceError as exc:  # the ministry's service or drop folder is away: nothing was read
+        typer.echo(f"{exc}; run again later", err=True)
+        raise typer.Exit(1) from None
     finally:
         bus.close()
     failed = _print_run(result, as_json)
@@ -156,6 +161,7 @@ def retry(batch: str = typer.Argument(..., help="batch id"),
     """Run a batch again after it or its source file was fixed: a batch not done is read again from the source,
     its records quarantined at stage mapping or routing are mapped and routed again; nothing that was routed is
     routed twice. Prints the batch's reconciliation; exits 1 unless it balances."""
+    from adapters.base import SourceError
     from tongban.bus import open_bus
     from tongban.flowback.reconcile import render
     from tongban.flowback.run import retry_batch
@@ -166,6 +172,9 @@ def retry(batch: str = typer.Argument(..., help="batch id"),
         result = retry_batch(mapping, batch, store=_store(), bus=bus, prefix=prefix, deliver=not no_deliver)
     except LookupError as exc:
         typer.echo(str(exc.args[0]), err=True)
+        raise typer.Exit(1) from None
+    except SourceError as exc:
+        typer.echo(f"{exc}; run again later", err=True)
         raise typer.Exit(1) from None
     finally:
         bus.close()

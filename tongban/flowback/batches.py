@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import jmespath
 
-from adapters.base import Adapter, RawRecord, SourceError, adapter_class
+from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError, adapter_class
 from adapters.inbox import DONE, FAILED, INBOX, open_inbox
 
 from .mapping import FlowbackMapping
@@ -151,6 +151,8 @@ def _service_batches(mapping: FlowbackMapping) -> Iterator[Batch | BatchUnreadab
     lister = _adapter(mapping, {**mapping.source, **spec["list"]})
     try:
         listed = [raw.data for raw in lister.fetch(None)]
+    except TransientSourceError:
+        raise  # the service is away: the run fails and is retried (Airflow), nothing was read
     except SourceError as exc:
         yield BatchUnreadable(f"listing batches: {exc}")
         return
