@@ -150,9 +150,11 @@ class BatchIngest:
             if stage is not None:
                 out.quarantined += 1
                 rule = mask_text(rule)
+                # The rule names the batch and record, not where this read found it: re-reading the same record
+                # and failing the same way finds the entry already open (quarantine.add) instead of a new one.
                 entry = q.QuarantineEntry(self.source, key or f"{batch_id}#{item.position}", stage,
-                                          f"batch {batch_id} record {item.position} ({item.where}): {rule}",
-                                          field=field_name, position=f"batch {batch_id} record {item.position}",
+                                          f"batch {batch_id} record {item.position}: {rule}", field=field_name,
+                                          position=f"batch {batch_id} record {item.position} ({item.where})",
                                           record=item.raw)
                 event = LedgerEvent("quarantined", {"batch_id": batch_id, "position": item.position, "stage": stage,
                                                     "field": field_name, "rule": rule}, system=self.source, source_key=key)

@@ -94,7 +94,8 @@ class DistrictDeliverer:
         # One row per message: a replayed parked message replaces its "parked" row with its new outcome.
         conn.execute(delete(flowback_deliveries).where(flowback_deliveries.c.message_id == env.message_id))
         conn.execute(flowback_deliveries.insert().values(**self._row(env, status, sink, receipt)))
-        if status == "delivered":
+        if status in ("delivered", "held") and self._delivered_as(conn, env) is None:
+            # The one idempotency store: the district has this key now (held: the sink said it had it already).
             conn.execute(deliveries.insert().values(
                 # No case_number: the platform reconciliation (tongban.reconcile) counts cases by it.
                 idempotency_key=env.idempotency_key, message_id=env.message_id, case_number=None, sequence=None, receipt=json.dumps(receipt or {}, ensure_ascii=False), delivered_at=utcnow()))
