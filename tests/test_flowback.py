@@ -482,3 +482,31 @@ def test_flowback_queues_carry_the_queue_prefix(tmp_path, sinks, sinks_file, mon
 
     target = batch.expected[batch.records[0]["ROWGUID"]]
     assert bus.depth(f"envb.flowback.{target}") > 0 and bus.depth(f"tongban.flowback.{target}") == 0
+
+
+def test_marked_replays_cover_flowback_parked_records(tmp_path, sinks, sinks_file, monkeypatch):
+    """The ops__replay DAG's path (tongban.replay_marks): a marked parked flowback record goes back to its district."""
+    from tongban.flowback import DistrictDeliverer
+    from tongban.replay_marks import mark_for_replay, replay_marked
+
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    bus = LocalBus(store)
+    batch = make_batch("MPS-MARK-0001", 10, seed=13, kinds=["district"] * 10)
+    target = next(t for t in batch.expected.values() if t.startswith("5001"))  # a district with a REST sink
+    sinks.sink(target).fail_next(50, 422)
+    source = source_file(tmp_path, "mark", sinks_file)
+    write_batch(tmp_path / "drop" / "mark", batch, "xml")
+    run_flowback_source(source, store=store, bus=bus)
+    with store.read() as conn:
+        parked_ids = [r.id for r in conn.execute(q.parked.select().where(q.parked.c.status == "open"))]
+    assert parked_ids and not reconcile(store, "MPS-MARK-0001")[0].balanced
+    sinks.sink(target).heal()
+
+    mark_for_replay(store, "parked", parked_ids, by="test")
+    result = replay_marked(store, bus)
+    DistrictDeliverer(store=store, bus=bus, sinks=load_flowback_mapping(source).sinks).run(idle_exit=0.2)
+
+    assert "re-published" in result.messages[0]
+    assert reconcile(store, "MPS-MARK-0001")[0].balanced
+    assert_arrived_as_expected(batch, sinks)
