@@ -142,7 +142,7 @@ class BatchIngest:
             action = "update" if earlier is not None else "insert"
             base = {"batch_id": batch_id, "digest": item.digest, "run_id": run_id, "position": item.position}
             stage, field_name, rule, national = self._decide(item)
-            key = (national or {}).get(ROWGUID) or self.mapping.record_key(item.raw) if isinstance(item.raw, dict) else None
+            key = (national or {}).get(ROWGUID) or (self.mapping.record_key(item.raw) if isinstance(item.raw, dict) else None)
             if stage is None:
                 decision = self.router.route(national)
                 if isinstance(decision, Reject):
@@ -189,7 +189,8 @@ class BatchIngest:
                     resolved.append(previous_entry)  # superseded by the entry with today's rule
                 row["quarantine_id"] = new_id or previous_entry or _open_entry(conn, entry)
                 rows.append((action, row))
-                events.append(event)
+                if new_id is not None:  # a record found again with the same rule is in the ledger already
+                    events.append(event)
             if resolved:
                 conn.execute(quarantine.update().where(quarantine.c.id.in_(resolved), quarantine.c.status == q.OPEN)
                              .values(status=q.REPLAYED))
