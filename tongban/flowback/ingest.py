@@ -86,7 +86,7 @@ class BatchIngest:
         m = batch.manifest
         with self.store.write() as conn:
             row = conn.execute(select(flowback_batches).where(flowback_batches.c.batch_id == m.batch_id)).mappings().first()
-            if row is not None and row["status"] == "done":
+            if row is not None and row["status"] in ("done", "routed"):  # "routed": done, before the status had that name
                 conn.execute(update(flowback_batches).where(flowback_batches.c.batch_id == m.batch_id)
                              .values(times_received=row["times_received"] + 1))
                 same = row["manifest_digest"] == m.digest and row["manifest_count"] == m.record_count
