@@ -24,12 +24,11 @@ from typing import Any, Iterable
 
 from sqlalchemy import select, update
 
-from adapters.base import RawRecord
 from tongban import ledger
 from tongban import quarantine as q
 from tongban.bus import Bus
 from tongban.codes import mask_text
-from tongban.envelope import KIND_FLOWBACK, Envelope, canonical_json, idempotency_key, utcnow
+from tongban.envelope import KIND_FLOWBACK, Envelope, idempotency_key, utcnow
 from tongban.ledger import LedgerEvent
 from tongban.mapping import MappingError
 from tongban.store import Store
@@ -304,6 +303,3 @@ def _open_entry(conn, entry: q.QuarantineEntry) -> int | None:
         quarantine.c.system == entry.system, quarantine.c.source_key == entry.source_key,
         quarantine.c.stage == entry.stage, quarantine.c.rule == entry.rule, quarantine.c.status == q.OPEN)).scalar()
 
-
-def canonical_digest(raw: Any) -> str:
-    return hashlib.sha256(canonical_json(raw)).hexdigest()
