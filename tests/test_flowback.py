@@ -175,6 +175,26 @@ flowback:
     assert err.value.line == line and words in str(err.value)
 
 
+def test_a_misspelt_key_in_the_sinks_or_routing_section_is_an_error_not_ignored(tmp_path):
+    path = tmp_path / "sinks-typo.yaml"
+    path.write_text(f"""\
+system: typo
+source: {{adapter: files, directory: {tmp_path}}}
+record: {{key: ROWGUID}}
+flowback:
+  routing: {ROUTING}
+  sinks:
+    defualt: {{kind: file, directory: {tmp_path}}}
+  fields:
+    ROWGUID: {{path: ROWGUID}}
+    TASKCODE: {{path: TASKCODE}}
+    AREACODE: {{path: AREACODE}}
+""", encoding="utf-8")
+    with pytest.raises(MappingFileError) as err:
+        load_flowback_mapping(path)
+    assert err.value.line == 6 and "flowback.sinks: defualt: Extra inputs are not permitted" in str(err.value)
+
+
 def test_mapping_check_reads_a_gb18030_csv_sample_as_the_source_does(tmp_path, sinks_file):
     batch = make_batch("MPS-CHECK-0001", 30, seed=2)
     write_batch(tmp_path / "sample", batch, "csv", dialect=PINYIN, encoding="gb18030")

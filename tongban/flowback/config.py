@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tongban.codes import CHONGQING_CODE, CHONGQING_UNITS
 from tongban.delivery.retry import RedeliveryPolicy
@@ -24,6 +24,12 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class FlowbackConfigError(ValueError):
     pass
+
+
+class _Strict(BaseModel):
+    """Configuration models refuse unknown keys: a misspelt key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _expand(value: Any) -> Any:
@@ -45,7 +51,7 @@ def _check_target(value: str) -> str:
     return value
 
 
-class Zone(BaseModel):
+class Zone(_Strict):
     """A functional zone (功能区, e.g. 两江新区): no GB/T 2260 code, so where its records go is configuration."""
     code: str
     name: str
@@ -65,7 +71,7 @@ class Zone(BaseModel):
         return _check_target(v)
 
 
-class RoutingConfig(BaseModel):
+class RoutingConfig(_Strict):
     zones: list[Zone] = Field(default_factory=list)
     # 行使层级 (character 19 of the 实施编码) of municipal bodies: their records go to the city queue.
     municipal_levels: list[str] = Field(default_factory=lambda: ["2"])
@@ -74,14 +80,14 @@ class RoutingConfig(BaseModel):
         return {z.code: z for z in self.zones}
 
 
-class RestSinkConfig(BaseModel):
+class RestSinkConfig(_Strict):
     kind: Literal["rest"]
     url: str  # `{code}` is replaced by the target ("500101" … or "city")
     timeout: float = 10.0
     token_env: str | None = None  # bearer token from this environment variable, if the district wants one
 
 
-class FileSinkConfig(BaseModel):
+class FileSinkConfig(_Strict):
     kind: Literal["file"]
     directory: str  # `{code}` is replaced by the target
 
@@ -89,7 +95,7 @@ class FileSinkConfig(BaseModel):
 SinkConfig = Union[RestSinkConfig, FileSinkConfig]
 
 
-class RetryConfig(BaseModel):
+class RetryConfig(_Strict):
     max_attempts: int = 5
     initial_delay: float = 1.0
     max_delay: float = 120.0
@@ -99,7 +105,7 @@ class RetryConfig(BaseModel):
         return RedeliveryPolicy(self.max_attempts, self.initial_delay, self.max_delay, self.jitter)
 
 
-class SinksConfig(BaseModel):
+class SinksConfig(_Strict):
     default: SinkConfig | None = Field(default=None, discriminator="kind")
     targets: dict[str, SinkConfig] = Field(default_factory=dict)
     retry: RetryConfig = Field(default_factory=RetryConfig)
