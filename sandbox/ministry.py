@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import os
 import random
 import secrets
@@ -343,5 +344,58 @@ class MinistrySoapService:
                 self.acked.add(arg("BatchId") or "")
                 return Response(_soap(etree.Element(f"{{{FB_NS}}}AckBatchResponse")), media_type="text/xml; charset=utf-8")
             return _fault(f"unknown operation {name}", 400)
+
+        return app
+
+
+# --- REST -------------------------------------------------------------------------------------------
+class MinistryRestService:
+    """The same batches through a read-only JSON API (a ministry without SOAP), written in `dialect` (e.g. PINYIN):
+
+        GET /ministry/api/batches                              → {"batches": [{"batch_id", "record_count", "digest"}]}
+        GET /ministry/api/records?batch_id=…&page=1&size=500   → {"records": [...]}
+
+    Bearer token from `token` (tests) or SANDBOX_MINISTRY_TOKEN. There is no acknowledgement: the batch stays listed
+    and the city recognises it as done."""
+
+    def __init__(self, batches: Iterable[MinistryBatch] = (), *, dialect=None, token: str | None = None):
+        self.batches: dict[str, MinistryBatch] = {b.batch_id: b for b in batches}
+        self.dialect = dialect
+        self.token = token or os.environ.get("SANDBOX_MINISTRY_TOKEN", "sandbox-ministry-token")
+        self.app = self._make_app()
+
+    def _records(self, batch: MinistryBatch) -> list[dict[str, str]]:
+        return [self.dialect(r) if self.dialect else dict(r) for r in batch.records]
+
+    def manifest(self, batch: MinistryBatch) -> Manifest:
+        digest = RecordsDigest()
+        for record in self._records(batch):
+            digest.add(record)
+        return Manifest(batch.batch_id, digest.count, digest.hexdigest())
+
+    def _make_app(self) -> FastAPI:
+        app = FastAPI(title="sandbox ministry flowback REST API")
+
+        def authorised(request: Request) -> bool:
+            return secrets.compare_digest(request.headers.get("authorization", ""), f"Bearer {self.token}")
+
+        @app.get("/ministry/api/batches")
+        async def batches(request: Request) -> Response:
+            if not authorised(request):
+                return Response(status_code=401)
+            listed = [{"batch_id": m.batch_id, "record_count": m.record_count, "digest": m.digest}
+                      for m in map(self.manifest, self.batches.values())]
+            return Response(json.dumps({"batches": listed}, ensure_ascii=False), media_type="application/json")
+
+        @app.get("/ministry/api/records")
+        async def records(request: Request, batch_id: str, page: int = 1, size: int = 500) -> Response:
+            if not authorised(request):
+                return Response(status_code=401)
+            batch = self.batches.get(batch_id)
+            if batch is None:
+                return Response(status_code=404, content=f"unknown batch {batch_id!r}")
+            size = min(size, 1000)
+            rows = self._records(batch)[(page - 1) * size: page * size]
+            return Response(json.dumps({"records": rows}, ensure_ascii=False), media_type="application/json")
 
         return app

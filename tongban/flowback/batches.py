@@ -12,6 +12,8 @@ exactly as a department system's are), and what to tell the source once the batc
         batch_param: BatchId        # the fetch call's parameter naming the batch
         ack: {operation: AckBatch, records_path: "", paging: null}          # optional: called once a batch is done
 
+  Without `ack:` (a read-only REST API) the service keeps listing a batch; one that is done is passed over quietly.
+
 What this module refuses to know: record formats and protocols (the adapters'), field names (the mapping's),
 routing (the router's).
 """
@@ -46,6 +48,9 @@ class Batch:
     keep: Callable[[str], None]               # not done: leave it for the next run (or `flowback retry`)
     duplicate_done: Callable[[], None] | None = None   # a batch already done, received again
     problems: list[str] = field(default_factory=list)  # what the adapter could not read (a file moved to failed/)
+    # False for a service without `ack:`: it lists a batch until it ages out, so seeing a done batch listed again
+    # is not a re-delivery worth a ledger event.
+    acknowledged: bool = True
 
 
 def _adapter(mapping: FlowbackMapping, settings: dict[str, Any]) -> Adapter:
@@ -189,7 +194,7 @@ def _service_batch(mapping: FlowbackMapping, spec: dict, manifest: Manifest) -> 
         finally:
             acker.close()
 
-    return Batch(manifest, origin, read, ack, lambda reason: None, ack)
+    return Batch(manifest, origin, read, ack, lambda reason: None, ack, acknowledged=bool(spec.get("ack")))
 
 
 def source_batches(mapping: FlowbackMapping) -> Iterator[Batch | BatchUnreadable]:

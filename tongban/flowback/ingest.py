@@ -36,7 +36,7 @@ from tongban.store.tables import quarantine
 
 from .batches import Batch
 from .mapping import FlowbackMapping
-from .records import PROJID, ROWGUID, RecordsDigest, record_bytes
+from .records import PROJID, ROWGUID, Manifest, RecordsDigest, record_bytes
 from .routing import Reject, Router
 from .tables import ensure_tables, flowback_batches, flowback_records
 from .topology import declare, work_queue
@@ -112,6 +112,13 @@ class BatchIngest:
                                   manifest_count=m.record_count, digest_ok=same,
                                   error=None if same else "batch id received again with a different manifest "
                                                           "(count or digest) after it was done: not routed")
+
+    def is_done(self, manifest: Manifest) -> bool:
+        """This batch, with this manifest, is done already."""
+        with self.store.read() as conn:
+            row = conn.execute(select(flowback_batches.c.status, flowback_batches.c.manifest_digest).where(
+                flowback_batches.c.batch_id == manifest.batch_id)).first()
+        return row is not None and row.status in ("done", "routed") and row.manifest_digest == manifest.digest
 
     # --- one chunk -----------------------------------------------------------------------------------
     def _process(self, batch_id: str, run_id: str, items: list[_Item], out: BatchOutcome,

@@ -67,6 +67,8 @@ def ingest_source(mapping: FlowbackMapping, *, store: Store, bus: Bus, prefix: s
             continue
         if only is not None and batch.manifest.batch_id != only:
             continue
+        if not batch.acknowledged and ingest.is_done(batch.manifest):
+            continue  # still listed by a service that is never told: not news
         report.batches.append(ingest.ingest(batch))
     return report
 
