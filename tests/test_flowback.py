@@ -282,7 +282,8 @@ def test_a_wrong_source_file_never_balances_and_flowback_retry_recovers_the_batc
     runner = CliRunner()
 
     first = runner.invoke(tongban_app, ["flowback", "ingest", str(source)])
-    assert first.exit_code == 0, first.output  # read completely, every record accounted for (all quarantined)
+    assert first.exit_code == 1  # read completely and accounted for, but every record quarantined: nothing to deliver
+    assert "every one quarantined" in first.output and "flowback retry MPS-WRONG-0001" in first.output
     runner.invoke(tongban_app, ["flowback", "deliver", str(source), "--idle-exit", "0.2"])
     report = runner.invoke(tongban_app, ["flowback", "report", "--json"])
     assert report.exit_code == 1

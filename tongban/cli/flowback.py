@@ -69,7 +69,9 @@ def _print_run(result, as_json: bool) -> bool:
     """Print what a run did; True when something failed."""
     failed = bool(result.unreadable)
     for b in result.batches:
-        failed |= bool(b.error)
+        # Not done, or done with nothing routed (every record quarantined: a run that delivers nothing has failed).
+        failed |= bool(b.error) or (not b.duplicate and not b.requeued and b.quarantined > 0
+                                    and b.routed + b.already_routed == 0)
     if as_json:
         _echo_json(result.to_dict())
         return failed
@@ -78,6 +80,15 @@ def _print_run(result, as_json: bool) -> bool:
     for b in result.batches:
         if b.duplicate:
             typer.echo(f"{b.batch_id}: already done — nothing routed" + (f" ({b.error})" if b.error else ""))
+            continue
+        if b.requeued:
+            typer.echo(f"{b.batch_id}: {b.requeued} quarantined records mapped again: routed {b.routed} to "
+                       f"{len(b.per_target)} queues, quarantined {b.quarantined}")
+            continue
+        if not b.error and b.routed + b.already_routed == 0 and b.quarantined:
+            typer.echo(f"{b.batch_id}: {b.records_in} records read, every one quarantined — nothing to deliver: "
+                       f"does the source file fit this batch? (`tongban quarantine list --system {result.source}`, "
+                       f"then `tongban flowback retry {b.batch_id} SOURCE`)", err=True)
             continue
         line = (f"{b.batch_id}: {b.records_in} records read, {b.duplicates} exact duplicates, routed {b.routed}"
                 + (f" (+{b.already_routed} routed before)" if b.already_routed else "")

@@ -59,6 +59,7 @@ class BatchOutcome:
     manifest_count: int = 0
     digest_ok: bool = False
     error: str | None = None         # why the batch is not done
+    requeued: int = 0                # quarantined records mapped and routed again (`flowback retry`)
 
 
 @dataclass
@@ -299,6 +300,7 @@ class BatchIngest:
                            complete=bool(row and row["status"] == "done"))
         items = [_Item(position, raw, digest, f"quarantine #{qid}", quarantine_id=qid)
                  for qid, position, digest, raw in entries]
+        out.requeued = len(items)
         for start in range(0, len(items), self.chunk):
             self._process(batch_id, row["run_id"], items[start:start + self.chunk], out, set(),
                           rerun_quarantined_only=True)

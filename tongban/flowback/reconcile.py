@@ -99,7 +99,7 @@ def _gaps(r: BatchReconciliation) -> list[str]:
     if r.status != "done":
         why = r.problem or "reading did not finish"
         gaps.append(f"not done ({r.status}): {why} — the batch stays in the source; fix it (or the source file) and "
-                    f"run `tongban flowback retry {r.batch_id}`")
+                    f"run `tongban flowback retry {r.batch_id} <source file>`")
     if r.received != r.duplicates + r.routed + r.quarantined:
         gaps.append(f"received {r.received} ≠ duplicates {r.duplicates} + routed {r.routed} + "
                     f"quarantined {r.quarantined}")
@@ -121,7 +121,7 @@ def _gaps(r: BatchReconciliation) -> list[str]:
         stages = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined_by_stage.items())) or "none"
         gaps.append(f"nothing was delivered: {r.quarantined} of {r.received} records quarantined (by stage: {stages})"
                     + (" — if the source file does not fit this batch, fix it and run "
-                       f"`tongban flowback retry {r.batch_id}`" if r.quarantined else ""))
+                       f"`tongban flowback retry {r.batch_id} <source file>`" if r.quarantined else ""))
     return gaps
 
 
