@@ -229,9 +229,9 @@ def held_in_total(sinks: DistrictSinkWorld) -> int:
     return sum(len(sinks.received(t)) for t in sinks.targets)
 
 
-def test_pinyin_batches_in_gb18030_csv_and_xml_with_their_own_record_tag_route_exactly(tmp_path, sinks, sinks_file):
-    store = open_store(f"sqlite:///{tmp_path}/t.db")
-    bus = LocalBus(store)
+def test_pinyin_batches_in_gb18030_csv_and_xml_with_their_own_record_tag_route_exactly(tmp_path, sinks, sinks_file,
+                                                                                       store):
+    bus = LocalBus(store)  # `store`: SQLite and the real PostgreSQL (tests/conftest.py)
     csv_batch = make_batch("MPS-PY-0001", 400, seed=3, duplicate_share=0.02)
     xml_batch = make_batch("MPS-PY-0002", 300, seed=4, duplicate_share=0.01)
     source = source_file(tmp_path, "pinyin", sinks_file, fields=PINYIN_FIELDS, key="LSH",
