@@ -4,9 +4,11 @@ same file in the same run.
     .venv/bin/python benchmarks/flowback.py [--sizes 100000 1000000] [--format xml|csv] [--bus null|local|rabbit]
 
 For each size a sandbox ministry file is written once (not timed), then two child processes read it:
-- parse: the bare streaming parse (adapters.safexml iterparse or csv) yielding each record, nothing else;
-- route: tongban's BatchIngest — parse, digest, validate 实施编码 and 行政区划, route, build envelopes, publish per
-  district, quarantine the rejects and write every ledger event (SQLite store in the work directory).
+- parse: the bare streaming parse (the files adapter's reader, adapters.formats) yielding each record, nothing else;
+- route: tongban's flowback ingest of the repository's source file (mps-files.yaml, pointed at the work directory)
+  — the files adapter reads, the batch is digested, deduplicated, mapped, 实施编码 and 行政区划 validated, routed,
+  envelopes built, published per district, rejects quarantined, every record row and ledger event written
+  (SQLite store in the work directory).
 Each child reports records/s and its peak RSS (ru_maxrss), so memory is measured per size, per mode.
 `--bus null` (default) discards publishes so the figure is the router's own cost; `--bus local|rabbit` puts the
 real transport in the loop (RabbitMQ's per-message confirms dominate then: see DESIGN.md, ~1.6k msg/s).
@@ -30,11 +32,10 @@ def _peak_mb() -> float:
 
 
 def child_parse(path: Path, fmt: str) -> dict:
-    from tongban.flowback.sources import read_csv_records, read_xml_records
+    from adapters.formats import ReadOptions, reader_for
 
     start = time.perf_counter()
-    records = read_xml_records(path, 1 << 40) if fmt == "xml" else read_csv_records(path, "utf-8-sig")
-    count = sum(1 for _ in records)
+    count = sum(1 for _ in reader_for(fmt)(path, ReadOptions(encoding="utf-8", xml_record_tag="Record")))
     return {"records": count, "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
 
 
@@ -57,11 +58,7 @@ class NullBus:
 def child_route(path: Path, fmt: str, workdir: Path, bus_kind: str) -> dict:
     import uuid
 
-    from tongban.flowback.config import load_source_config
-    from tongban.flowback.ingest import BatchIngest
-    from tongban.flowback.records import Manifest
-    from tongban.flowback.routing import Router
-    from tongban.flowback.sources import Batch, read_csv_records, read_xml_records
+    from tongban.flowback.run import ingest_source, load_source
     from tongban.store import open_store
 
     store = open_store(f"sqlite:///{workdir}/bench-{uuid.uuid4().hex[:6]}.db")
@@ -75,15 +72,16 @@ def child_route(path: Path, fmt: str, workdir: Path, bus_kind: str) -> dict:
         from tongban.bus.rabbit import RabbitBus
 
         bus = RabbitBus("amqp://guest:guest@127.0.0.1:5672/")
-    root = Path(__file__).resolve().parent.parent
-    config = load_source_config(root / "mappings" / "flowback" / "sources" / "mps-files.yaml")
-    manifest = Manifest.read(path.with_name(path.name.rsplit(".", 1)[0] + ".manifest.json"))
-    read = (lambda: read_xml_records(path, 1 << 40)) if fmt == "xml" else (lambda: read_csv_records(path, "utf-8-sig"))
-    ingest = BatchIngest(source="bench", router=Router(config.routing), store=store, bus=bus,
-                         prefix=f"bench.flowback.{uuid.uuid4().hex[:6]}")
+    root = Path(__file__).resolve().parent.parent / "mappings" / "flowback"
+    source = workdir / "bench-source.yaml"
+    source.write_text((root / "sources" / "mps-files.yaml").read_text(encoding="utf-8")
+                      .replace("${TONGBAN_HOME:-.tongban}/ministry-drop/incoming", str(path.parent))
+                      .replace("../routing.yaml", str(root / "routing.yaml"))
+                      .replace("../district-sinks.yaml", str(root / "district-sinks.yaml")), encoding="utf-8")
     start = time.perf_counter()
-    outcome = ingest.ingest(Batch(manifest, path.name, read, lambda: None))
+    report = ingest_source(load_source(source), store=store, bus=bus, prefix=f"bench.flowback.{uuid.uuid4().hex[:6]}")
     seconds = time.perf_counter() - start
+    (outcome,) = report.batches
     assert outcome.error is None and outcome.digest_ok, outcome
     return {"records": outcome.records_in, "routed": outcome.routed, "quarantined": outcome.quarantined,
             "seconds": seconds, "peak_mb": _peak_mb()}
@@ -119,16 +117,19 @@ def main() -> None:
               f"{'parse peak MB':>14} {'route peak MB':>14}")
         for size in args.sizes:
             batch_id = f"MPS-BENCH-{size}"
-            write_records(workdir, batch_id, large_records(batch_id, size), args.format)
-            path = workdir / f"{batch_id}.{args.format}"
+            drop = workdir / f"drop-{size}"
+            write_records(drop, batch_id, large_records(batch_id, size), args.format)
+            path = drop / f"{batch_id}.{args.format}"
+            size_mb = path.stat().st_size / 1e6  # the route child moves the file to done/
             parse = run_child("parse", path, args.format, workdir, args.bus)
             route = run_child("route", path, args.format, workdir, args.bus)
             parse_rate = parse["records"] / parse["seconds"]
             route_rate = route["records"] / route["seconds"]
-            print(f"{size:>9} {path.stat().st_size / 1e6:>8.0f} {parse_rate:>12,.0f} {route_rate:>12,.0f} "
+            print(f"{size:>9} {size_mb:>8.0f} {parse_rate:>12,.0f} {route_rate:>12,.0f} "
                   f"{route_rate / parse_rate:>6.3f} {parse['peak_mb']:>14.0f} {route['peak_mb']:>14.0f}"
                   f"   (routed {route['routed']}, quarantined {route['quarantined']})")
-            path.unlink()
+            for done in drop.rglob(f"{batch_id}.*"):
+                done.unlink()
 
 
 if __name__ == "__main__":

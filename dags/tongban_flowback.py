@@ -1,13 +1,13 @@
 """The flowback DAG factory (数据回流): every ministry source file in mappings/flowback/sources/ becomes a DAG
-`flowback__<source>`, on the schedule the file declares (`schedule:`, cron or preset, Asia/Shanghai time;
+`flowback__<system>`, on the schedule the file declares (`schedule:`, cron or preset, Asia/Shanghai time;
 none = triggered by hand; the source configuration's default is @hourly).
 
-One task, `flowback`: tongban.flowback.run_flowback_source(<the file>) fetches the source's new batches (SOAP
-batch service or file drop), routes each record by its own 行政区划 to its district or county (or the city),
-delivers to the district sinks and reconciles every batch against its manifest. The task returns the report
-(`FlowbackRunReport.to_dict()`) as its XCom and fails — without retry — when the report is not balanced: the
-batches are already routed, so a retry would pass without looking at them again. A ministry service that is
-away fails the fetch, and Airflow retries it (2 more tries, backoff from 60 s).
+One task, `flowback`: tongban.flowback.run_flowback_source(<the file>) reads the source's waiting batches through
+the source file's adapter, maps and routes each record by its own 行政区划 to its district or county (or the city),
+delivers to the source's district sinks and reconciles every batch against its manifest (docs/flowback.md). The
+task returns the report (`FlowbackRunReport.to_dict()`) as its XCom and fails — without retry — when the report
+is not balanced: the gap is the finding; a batch that is not done stays in the source for the next scheduled run.
+A ministry service that is away fails the fetch, and Airflow retries it (2 more tries, backoff from 60 s).
 
 A broken source file is left out here; dags/tongban_mapping_errors.py reports it as the import error naming the
 file and the rule, while every other DAG keeps loading.

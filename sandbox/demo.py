@@ -216,5 +216,6 @@ def _case_to_trace(store) -> str | None:
 
     with store.read() as conn:
         row = conn.execute(select(deliveries.c.case_number, func.count().label("n"))
+                           .where(deliveries.c.case_number.is_not(None))  # flowback deliveries carry no 办件编号
                            .group_by(deliveries.c.case_number).order_by(func.count().desc()).limit(1)).first()
     return row.case_number if row else None

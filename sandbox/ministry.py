@@ -7,8 +7,12 @@ a router that looked at them would go wrong — and delivers them two ways:
 
 - files dropped for pickup: `write_batch(incoming_dir, batch)` writes `<batch id>.xml` or `.csv` and
   `<batch id>.manifest.json` (batch id, record count, digest as tongban.flowback.records defines it);
-- a SOAP batch service: `MinistrySoapService(batches).app` (ListBatches, FetchBatch paged, AckBatch) with
-  HTTP basic auth; serve it with sandbox.runner.Server.
+  `write_batch(..., dialect=PINYIN, encoding="gb18030", record_tag="Row")` writes it as a ministry with its own
+  field names (pinyin abbreviations), value formats, encoding and XML record element would;
+- a SOAP batch service: `MinistrySoapService(batches).app` (ListBatches, FetchBatch paged, AckBatch; WSDL at
+  `/ministry/FlowbackService?wsdl`) with HTTP basic auth; serve it with sandbox.runner.Server.
+
+`make_batch(..., duplicate_share=0.01)` repeats some records exactly (the same record twice in one batch).
 
 `MinistryBatch.expected` says, per ROWGUID, where the record must end up ("500101" …, "city") or
 "quarantine:<kind>", with the sandbox routing config (mappings/flowback/routing.yaml).
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import os
 import random
 import secrets
@@ -33,7 +38,11 @@ from adapters import safexml
 from sandbox.legacy_soap import person_name
 from tongban.codes import CHONGQING_UNITS, RETIRED_CODES, make_credit_code, make_id_number
 from tongban.flowback.records import NATIONAL_FIELDS, Manifest, RecordsDigest, normalise_record
-from tongban.flowback.sources import FB_NS, SOAP_ENV
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+FB_NS = "urn:sandbox:ministry:flowback:v1"  # the sandbox ministry's service namespace
+WSDL_PATH = Path(__file__).with_name("wsdl") / "mps_flowback.wsdl"
+USERNAME_ENV = "SANDBOX_MINISTRY_USER"
 
 MINISTRY = "MPS"  # batch ids look like MPS-20240301-0001
 USERNAME = "cq-flowback"
@@ -57,6 +66,7 @@ class MinistryBatch:
     batch_id: str
     records: list[dict[str, str]]
     expected: dict[str, str] = field(default_factory=dict)  # ROWGUID → target or "quarantine:<kind>"
+    duplicates: int = 0  # exact copies of earlier records in `records`
 
     @property
     def manifest(self) -> Manifest:
@@ -132,8 +142,10 @@ def make_record(rng: random.Random, index: int, batch_id: str, kind: str) -> tup
 
 
 def make_batch(batch_id: str, count: int, *, seed: int = 19, mix: dict[str, float] | None = None,
-               kinds: Iterable[str] | None = None) -> MinistryBatch:
-    """A deterministic batch; `kinds` forces the kind of each record instead of the random mix."""
+               kinds: Iterable[str] | None = None, duplicate_share: float = 0.0) -> MinistryBatch:
+    """A deterministic batch; `kinds` forces the kind of each record instead of the random mix.
+    `duplicate_share` of the records are followed, somewhere later, by an exact copy (the batch then holds more
+    than `count` records; `duplicates` says how many copies)."""
     rng = random.Random(f"{seed}:{batch_id}")
     mix = DEFAULT_MIX if mix is None else mix
     chosen = list(kinds) if kinds is not None else [_choose_kind(rng, mix) for _ in range(count)]
@@ -142,33 +154,75 @@ def make_batch(batch_id: str, count: int, *, seed: int = 19, mix: dict[str, floa
         record, expected = make_record(rng, index, batch_id, kind)
         batch.records.append(record)
         batch.expected[record["ROWGUID"]] = expected
+    copies = round(len(batch.records) * duplicate_share)
+    for original in rng.sample(range(len(batch.records)), copies):
+        at = rng.randrange(original + 1, len(batch.records) + 1)
+        batch.records.insert(at, dict(batch.records[original]))
+    batch.duplicates = copies
     return batch
 
 
+# --- a ministry with its own field names ---------------------------------------------------------
+# How another ministry writes the same national record: pinyin abbreviations of the Chinese column names, dates
+# with dashes, the case status as text. The answer key (`expected`) stays keyed by the row key (LSH = ROWGUID).
+PINYIN_NAMES = {"ROWGUID": "LSH", "PROJID": "BJBH", "TASKCODE": "SSBM", "TASKNAME": "SXMC", "AREACODE": "XZQHDM",
+                "APPLYERNAME": "SQRXM", "APPLYERCARDTYPE": "SQRZJLX", "APPLYERCARDCODE": "SQRZJHM",
+                "APPLYDATE": "SQSJ", "PROJSTATUS": "BJZT", "OPERATETYPE": "CZLX", "OPERATEDATE": "CZSJ",
+                "DATASOURCE": "SJLY"}
+PINYIN_STATUS = {"1": "受理", "2": "办理中", "3": "办结"}
+
+
+def _dashed(value: str) -> str:
+    return datetime.strptime(value, "%Y%m%dT%H%M%S").strftime("%Y-%m-%d %H:%M:%S") if value else value
+
+
+def pinyin_record(record: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for name, value in record.items():
+        if name in ("APPLYDATE", "OPERATEDATE"):
+            value = _dashed(value)
+        elif name == "PROJSTATUS":
+            value = PINYIN_STATUS[value]
+        out[PINYIN_NAMES[name]] = value
+    return out
+
+
+pinyin_record.names = PINYIN_NAMES  # a dialect: national record → the ministry's own record, and its column names
+PINYIN = pinyin_record
+
+
 # --- files ------------------------------------------------------------------------------------------
-def _xml_record(record: dict[str, str]) -> str:
-    cells = "".join(f"<{name}>{escape(record[name])}</{name}>" for name in NATIONAL_FIELDS if record.get(name))
-    return f"<Record>{cells}</Record>\n"
+def _xml_record(record: dict[str, str], names: list[str], tag: str) -> str:
+    cells = "".join(f"<{name}>{escape(record[name])}</{name}>" for name in names if record.get(name))
+    return f"<{tag}>{cells}</{tag}>\n"
 
 
-def write_records(directory: Path, batch_id: str, records: Iterable[dict[str, str]], fmt: str = "xml") -> Manifest:
-    """Stream records to `<batch id>.<fmt>` and write its manifest last (a reader picks up complete batches only)."""
+def write_records(directory: Path, batch_id: str, records: Iterable[dict[str, str]], fmt: str = "xml", *,
+                  dialect=None, encoding: str = "utf-8", record_tag: str = "Record",
+                  root_tag: str = "FlowbackBatch") -> Manifest:
+    """Stream records to `<batch id>.<fmt>` and write its manifest last (a reader picks up complete batches only).
+    `dialect` rewrites each national record the way this ministry writes it (e.g. PINYIN); the manifest's digest
+    is over the records as written (tongban.flowback.records)."""
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / f"{batch_id}.{fmt}"
     digest = RecordsDigest()
-    with data.open("w", encoding="utf-8", newline="") as handle:
+    names = [getattr(dialect, "names", {}).get(n, n) for n in NATIONAL_FIELDS] if dialect else list(NATIONAL_FIELDS)
+    with data.open("w", encoding=encoding, newline="") as handle:
         if fmt == "xml":
-            handle.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<FlowbackBatch BatchId="{escape(batch_id)}">\n')
+            handle.write(f'<?xml version="1.0" encoding="{encoding.upper()}"?>\n'
+                         f'<{root_tag} BatchId="{escape(batch_id)}">\n')
             for record in records:
-                digest.add(normalise_record(record))
-                handle.write(_xml_record(record))
-            handle.write("</FlowbackBatch>\n")
+                record = dialect(record) if dialect else record
+                digest.add(record)
+                handle.write(_xml_record(record, names, record_tag))
+            handle.write(f"</{root_tag}>\n")
         elif fmt == "csv":
             writer = csv.writer(handle)
-            writer.writerow(NATIONAL_FIELDS)
+            writer.writerow(names)
             for record in records:
-                digest.add(normalise_record(record))
-                writer.writerow([record.get(name, "") for name in NATIONAL_FIELDS])
+                record = dialect(record) if dialect else record
+                digest.add(record)
+                writer.writerow([record.get(name, "") for name in names])
         else:
             raise ValueError(f"format must be xml or csv, not {fmt!r}")
     manifest = Manifest(batch_id, digest.count, digest.hexdigest(), data.name, fmt)
@@ -178,8 +232,9 @@ def write_records(directory: Path, batch_id: str, records: Iterable[dict[str, st
     return manifest
 
 
-def write_batch(directory: Path, batch: MinistryBatch, fmt: str = "xml") -> Manifest:
-    return write_records(directory, batch.batch_id, batch.records, fmt)
+def write_batch(directory: Path, batch: MinistryBatch, fmt: str = "xml", **options) -> Manifest:
+    """`options`: dialect, encoding, record_tag, root_tag (see write_records)."""
+    return write_records(directory, batch.batch_id, batch.records, fmt, **options)
 
 
 def large_records(batch_id: str, count: int, seed: int = 19, pool_size: int = 2000) -> Iterator[dict[str, str]]:
@@ -235,6 +290,13 @@ class MinistrySoapService:
 
     def _make_app(self) -> FastAPI:
         app = FastAPI(title="sandbox ministry flowback service")
+        wsdl_template = WSDL_PATH.read_text(encoding="utf-8")
+
+        @app.get("/ministry/FlowbackService")
+        async def wsdl(request: Request) -> Response:
+            # The WSDL (…/FlowbackService?wsdl), its address the one this server answers on.
+            address = str(request.url.replace(query=""))
+            return Response(wsdl_template.replace("SOAP_ADDRESS", address), media_type="text/xml; charset=utf-8")
 
         @app.post("/ministry/FlowbackService")
         async def service(request: Request) -> Response:
@@ -282,5 +344,58 @@ class MinistrySoapService:
                 self.acked.add(arg("BatchId") or "")
                 return Response(_soap(etree.Element(f"{{{FB_NS}}}AckBatchResponse")), media_type="text/xml; charset=utf-8")
             return _fault(f"unknown operation {name}", 400)
+
+        return app
+
+
+# --- REST -------------------------------------------------------------------------------------------
+class MinistryRestService:
+    """The same batches through a read-only JSON API (a ministry without SOAP), written in `dialect` (e.g. PINYIN):
+
+        GET /ministry/api/batches                              → {"batches": [{"batch_id", "record_count", "digest"}]}
+        GET /ministry/api/records?batch_id=…&page=1&size=500   → {"records": [...]}
+
+    Bearer token from `token` (tests) or SANDBOX_MINISTRY_TOKEN. There is no acknowledgement: the batch stays listed
+    and the city recognises it as done."""
+
+    def __init__(self, batches: Iterable[MinistryBatch] = (), *, dialect=None, token: str | None = None):
+        self.batches: dict[str, MinistryBatch] = {b.batch_id: b for b in batches}
+        self.dialect = dialect
+        self.token = token or os.environ.get("SANDBOX_MINISTRY_TOKEN", "sandbox-ministry-token")
+        self.app = self._make_app()
+
+    def _records(self, batch: MinistryBatch) -> list[dict[str, str]]:
+        return [self.dialect(r) if self.dialect else dict(r) for r in batch.records]
+
+    def manifest(self, batch: MinistryBatch) -> Manifest:
+        digest = RecordsDigest()
+        for record in self._records(batch):
+            digest.add(record)
+        return Manifest(batch.batch_id, digest.count, digest.hexdigest())
+
+    def _make_app(self) -> FastAPI:
+        app = FastAPI(title="sandbox ministry flowback REST API")
+
+        def authorised(request: Request) -> bool:
+            return secrets.compare_digest(request.headers.get("authorization", ""), f"Bearer {self.token}")
+
+        @app.get("/ministry/api/batches")
+        async def batches(request: Request) -> Response:
+            if not authorised(request):
+                return Response(status_code=401)
+            listed = [{"batch_id": m.batch_id, "record_count": m.record_count, "digest": m.digest}
+                      for m in map(self.manifest, self.batches.values())]
+            return Response(json.dumps({"batches": listed}, ensure_ascii=False), media_type="application/json")
+
+        @app.get("/ministry/api/records")
+        async def records(request: Request, batch_id: str, page: int = 1, size: int = 500) -> Response:
+            if not authorised(request):
+                return Response(status_code=401)
+            batch = self.batches.get(batch_id)
+            if batch is None:
+                return Response(status_code=404, content=f"unknown batch {batch_id!r}")
+            size = min(size, 1000)
+            rows = self._records(batch)[(page - 1) * size: page * size]
+            return Response(json.dumps({"records": rows}, ensure_ascii=False), media_type="application/json")
 
         return app

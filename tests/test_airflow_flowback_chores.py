@@ -26,7 +26,7 @@ def test_each_flowback_source_file_is_a_dag_on_its_schedule_and_the_chores_are_s
     assert loaded["errors"] == {}
     for path in sorted(FLOWBACK_SOURCES.glob("*.yaml")):
         source = yaml.safe_load(path.read_text(encoding="utf-8"))
-        dag = loaded["tasks"][f"flowback__{source['source']}"]
+        dag = loaded["tasks"][f"flowback__{source['system']}"]
         assert dag["schedule"] == source["schedule"].replace("@hourly", "0 * * * *")
         assert dag["flowback"][0] == 2  # a ministry service that is away gets two more tries
     catalog, identity = loaded["tasks"]["ops__catalog_sync"], loaded["tasks"]["ops__identity_retry"]
@@ -39,8 +39,8 @@ def test_a_broken_flowback_source_file_is_named_and_the_other_dags_load(airflow,
     _samr_mapping(mappings)
     shutil.copytree(REPO / "mappings" / "flowback", mappings / "flowback")
     broken = mappings / "flowback" / "sources" / "mps-broken.yaml"
-    broken.write_text("source: mps-broken\nschedule: \"@hourly\"\ntransport:\n  kind: ftp\n  url: x\n",
-                      encoding="utf-8")
+    broken.write_text("system: mps-broken\nschedule: \"@hourly\"\nsource: {adapter: files, directory: x}\n"
+                      "record: {key: ROWGUID}\nflowback:\n  fieldz: {}\n", encoding="utf-8")
 
     loaded = airflow("load", {"TONGBAN_MAPPINGS": str(mappings)})
 
@@ -49,7 +49,7 @@ def test_a_broken_flowback_source_file_is_named_and_the_other_dags_load(airflow,
     assert "flowback__mps-broken" not in loaded["dags"]
     (where, message), = loaded["errors"].items()
     assert where.endswith("tongban_mapping_errors.py")
-    assert f"{broken}:3: transport: Input tag 'ftp'" in message  # file, line of `transport:`, the rule
+    assert f"{broken}:6: flowback: unknown key 'fieldz'" in message  # file, line of the mistake, the rule
     assert "mps-files.yaml" not in message and "cq-samr-rest.yaml" not in message
 
 
@@ -81,7 +81,7 @@ def test_the_file_drop_flowback_dag_routes_ministry_batches_to_the_district_sink
     assert run["state"] == "success"
     report = run["xcom"]["flowback"]
     assert report["balanced"] and report["source"] == "mps-flowback-files"
-    assert {r["batch_id"]: r["records_in"] for r in report["reconciliations"]} == {
+    assert {r["batch_id"]: r["received"] for r in report["reconciliations"]} == {
         "MPS-20260301-0001": 180, "MPS-20260301-0002": 120}
     received = ministry.sinks.received_by_rowguid()  # REST districts, the city, and the counties' file drops
     for batch in batches:

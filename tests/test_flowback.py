@@ -1,33 +1,89 @@
-"""National data flowback (数据回流): routing rules, file-drop batches through the local bus to the sandbox
-district sinks, reconciliation, duplicate batches, sink retries and parking, and the CLI report."""
+"""National data flowback (数据回流): routing rules, source files in the mapping language, ministry batches with
+their own field names (GB18030 CSV, XML with another record tag) through the files adapter and the local bus to
+the sandbox district sinks, exact duplicates, a batch read wrongly at first and recovered, and the report."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from sandbox.district_sinks import DistrictSinkWorld
-from sandbox.ministry import MinistryBatch, make_batch, write_batch
+from sandbox.ministry import PINYIN, MinistryBatch, make_batch, write_batch
 from tongban import ledger
 from tongban import quarantine as q
 from tongban.bus.local import LocalBus
-from tongban.flowback import load_source_config, reconcile, run_flowback_source
+from tongban.cli import app as tongban_app
+from tongban.flowback import load_flowback_mapping, reconcile, retry_batch, run_flowback_source
 from tongban.flowback.config import RoutingConfig
 from tongban.flowback.routing import Reject, Route, Router
-from tongban.flowback.worker import DistrictDeliverer, replay_parked_flowback
+from tongban.mapping import MappingFileError
 from tongban.store import open_store
 
-ROUTING = Path(__file__).resolve().parents[1] / "mappings" / "flowback" / "routing.yaml"
+REPO = Path(__file__).resolve().parents[1]
+ROUTING = REPO / "mappings" / "flowback" / "routing.yaml"
 TASK = "11500103MB1234567X" + "4" + "500100101000"   # a district body's 实施编码 (checksum not needed here)
 MUNICIPAL_TASK = "11500000MB1234567X" + "2" + "500100101000"
+
+NATIONAL_FIELDS = """\
+    ROWGUID: {path: ROWGUID, required: true}
+    PROJID: {path: PROJID}
+    TASKCODE: {path: TASKCODE}
+    TASKNAME: {path: TASKNAME}
+    AREACODE: {path: AREACODE}
+    APPLYERNAME: {path: APPLYERNAME}
+    APPLYERCARDTYPE: {path: APPLYERCARDTYPE}
+    APPLYERCARDCODE: {path: APPLYERCARDCODE}
+    APPLYDATE: {path: APPLYDATE}
+    PROJSTATUS: {path: PROJSTATUS}
+    OPERATETYPE: {path: OPERATETYPE}
+    OPERATEDATE: {path: OPERATEDATE}
+    DATASOURCE: {path: DATASOURCE}
+"""
+# The pinyin ministry (sandbox.ministry.PINYIN): its own column names, dashed dates, the status as text.
+PINYIN_FIELDS = """\
+    ROWGUID: {path: LSH, required: true}
+    PROJID: {path: BJBH}
+    TASKCODE: {path: SSBM}
+    TASKNAME: {path: SXMC}
+    AREACODE: {path: XZQHDM}
+    APPLYERNAME: {path: SQRXM}
+    APPLYERCARDTYPE: {path: SQRZJLX}
+    APPLYERCARDCODE: {path: SQRZJHM, transform: identity}
+    APPLYDATE: {path: SQSJ, transform: datetime, format: "%Y-%m-%d %H:%M:%S"}
+    PROJSTATUS: {path: BJZT, map: {受理: "1", 办理中: "2", 办结: "3"}}
+    OPERATETYPE: {path: CZLX}
+    OPERATEDATE: {path: CZSJ, transform: datetime, format: "%Y-%m-%d %H:%M:%S"}
+    DATASOURCE: {path: SJLY}
+"""
+
+
+def source_file(tmp_path: Path, name: str, sinks_path: Path | str, *, fields: str = NATIONAL_FIELDS,
+                settings: str = "", key: str = "ROWGUID") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""\
+system: {name}
+description: test ministry
+schedule: "@hourly"
+source:
+  adapter: files
+  directory: {tmp_path / 'drop' / name}
+{settings}record:
+  key: {key}
+flowback:
+  routing: {ROUTING}
+  sinks: {sinks_path}
+  fields:
+{fields}""", encoding="utf-8")
+    (tmp_path / "drop" / name).mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="module")
 def router() -> Router:
-    return Router(load_source_config({"source": "t", "transport": {"kind": "files", "drop_dir": "x"},
-                                      "routing": str(ROUTING)}).routing)
+    return Router(RoutingConfig.model_validate(yaml.safe_load(ROUTING.read_text(encoding="utf-8"))))
 
 
 def rec(area: str | None, task: str = TASK, **extra) -> dict:
@@ -39,9 +95,7 @@ def rec(area: str | None, task: str = TASK, **extra) -> dict:
 
 # --- routing rules -----------------------------------------------------------------------------------
 def test_current_code_routes_to_its_district_never_by_the_applicants_id(router):
-    # The applicant's ID number carries a pre-1997 Sichuan prefix; the case's own 行政区划 decides.
-    route = router.route(rec("500103"))
-    assert route == Route("500103", "500103")
+    assert router.route(rec("500103")) == Route("500103", "500103")
 
 
 def test_retired_code_is_translated_to_its_successor(router):
@@ -55,14 +109,8 @@ def test_town_and_village_codes_roll_up_to_their_county(router, area):
     assert isinstance(route, Route) and route.target == "500106" and route.rolled_up
 
 
-def test_retired_village_code_is_rolled_up_and_translated(router):
-    route = router.route(rec("500381104002"))  # 江津市 village → 江津区
-    assert isinstance(route, Route) and route.target == "500116" and route.translated_from == "500381"
-
-
 def test_city_code_and_municipal_items_go_to_the_city_queue(router):
     assert router.route(rec("500000")).target == "city"
-    assert router.route(rec("500000002")).target == "city"
     municipal = router.route(rec("500105", task=MUNICIPAL_TASK))
     assert municipal.target == "city" and "municipal" in municipal.why
 
@@ -70,12 +118,10 @@ def test_city_code_and_municipal_items_go_to_the_city_queue(router):
 def test_functional_zone_routes_where_the_configuration_says(router):
     route = router.route(rec("500192"))
     assert route.target == "500112" and route.zone == "两江新区"
-    other = Router(RoutingConfig(zones=[{"code": "500192", "name": "两江新区", "route_to": "city"}]))
-    assert other.route(rec("500192")).target == "city"
 
 
-@pytest.mark.parametrize("area,words", [("110105", "other province"), ("510104", "other province"),
-                                        ("500199", "unknown region code"), ("5001", "6, 9 or 12 digits")])
+@pytest.mark.parametrize("area,words", [("110105", "other province"), ("500199", "unknown region code"),
+                                        ("5001", "6, 9 or 12 digits")])
 def test_other_provinces_and_unknown_codes_are_rejected_with_the_rule(router, area, words):
     result = router.route(rec(area))
     assert isinstance(result, Reject) and result.field == "AREACODE" and words in result.rule
@@ -86,12 +132,7 @@ def test_record_without_region_is_rejected_even_when_the_id_number_looks_chongqi
     assert isinstance(result, Reject) and "no region" in result.rule
 
 
-def test_bad_item_code_is_rejected_naming_the_field(router):
-    result = router.route(rec("500103", task="1150010"))
-    assert isinstance(result, Reject) and result.field == "TASKCODE"
-
-
-# --- end to end over the local bus -------------------------------------------------------------------
+# --- the source file ---------------------------------------------------------------------------------
 @pytest.fixture
 def sinks(tmp_path):
     world = DistrictSinkWorld(tmp_path / "sinks").start()
@@ -99,15 +140,84 @@ def sinks(tmp_path):
     world.stop()
 
 
-def file_source(tmp_path: Path, sinks: DistrictSinkWorld, **retry) -> dict:
-    return {"source": "mps-test-files", "transport": {"kind": "files", "drop_dir": str(tmp_path / "drop")},
-            "routing": load_source_config({"source": "x", "transport": {"kind": "files", "drop_dir": "x"},
-                                           "routing": str(ROUTING)}).routing.model_dump(),
-            "sinks": sinks.sinks_config(retry={"initial_delay": 0.05, "max_delay": 0.2, **retry}).model_dump()}
+@pytest.fixture
+def sinks_file(tmp_path, sinks) -> Path:
+    path = tmp_path / "sinks.yaml"
+    config = sinks.sinks_config(retry={"initial_delay": 0.05, "max_delay": 0.2, "max_attempts": 4}).model_dump()
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
 
 
+@pytest.mark.parametrize("broken,line,words", [
+    ("  fields:\n    ROWGUID: {path: LSH, required: true}\n    AREACOD: {path: X}\n", 16, "'AREACOD' is not a national"),
+    ("  fields:\n    ROWGUID: {path: LSH, requird: true}\n", 15, "unknown option(s) ['requird']"),
+    ("  fieldz: {}\n", 14, "flowback: unknown key 'fieldz'"),
+])
+def test_a_source_file_mistake_is_an_error_naming_its_line(tmp_path, broken, line, words):
+    path = tmp_path / "broken.yaml"
+    path.write_text(f"""\
+system: broken
+description: x
+schedule: "@hourly"
+source:
+  adapter: files
+  directory: {tmp_path}
+record:
+  key: LSH
+flowback:
+  routing: {ROUTING}
+  sinks:
+    default: {{kind: file, directory: {tmp_path}}}
+  # the mistake follows
+{broken}""", encoding="utf-8")
+    with pytest.raises(MappingFileError) as err:
+        load_flowback_mapping(path)
+    assert err.value.line == line and words in str(err.value)
+
+
+def test_a_misspelt_key_in_the_sinks_or_routing_section_is_an_error_not_ignored(tmp_path):
+    path = tmp_path / "sinks-typo.yaml"
+    path.write_text(f"""\
+system: typo
+source: {{adapter: files, directory: {tmp_path}}}
+record: {{key: ROWGUID}}
+flowback:
+  routing: {ROUTING}
+  sinks:
+    defualt: {{kind: file, directory: {tmp_path}}}
+  fields:
+    ROWGUID: {{path: ROWGUID}}
+    TASKCODE: {{path: TASKCODE}}
+    AREACODE: {{path: AREACODE}}
+""", encoding="utf-8")
+    with pytest.raises(MappingFileError) as err:
+        load_flowback_mapping(path)
+    assert err.value.line == 6 and "flowback.sinks: defualt: Extra inputs are not permitted" in str(err.value)
+
+
+def test_mapping_check_reads_a_gb18030_csv_sample_as_the_source_does(tmp_path, sinks_file):
+    batch = make_batch("MPS-CHECK-0001", 30, seed=2)
+    write_batch(tmp_path / "sample", batch, "csv", dialect=PINYIN, encoding="gb18030")
+    sample = tmp_path / "sample" / "MPS-CHECK-0001.csv"
+    good = source_file(tmp_path, "pinyin", sinks_file, fields=PINYIN_FIELDS, settings="  encoding: gb18030\n", key="LSH")
+    runner = CliRunner()
+
+    ok = runner.invoke(tongban_app, ["mapping", "check", str(good), "--sample", str(sample)])
+    assert ok.exit_code == 0, ok.output
+    rejected = sum(e.startswith("quarantine:") for e in batch.expected.values())
+    assert f"30 records: {30 - rejected} mapped and routed, {rejected} quarantined by routing, 0 with errors" in ok.output
+
+    wrong = source_file(tmp_path, "pinyin-wrong", sinks_file, key="LSH", settings="  encoding: gb18030\n",
+                        fields=PINYIN_FIELDS.replace('format: "%Y-%m-%d %H:%M:%S"}\n    PROJSTATUS',
+                                                     'format: "%Y%m%d"}\n    PROJSTATUS'))
+    bad = runner.invoke(tongban_app, ["mapping", "check", str(wrong), "--sample", str(sample)])
+    assert bad.exit_code == 1
+    assert f"{wrong}:22: record MPS-CHECK-0001-0000001: field APPLYDATE (SQSJ):" in bad.output, bad.output[:600]
+
+
+# --- batches end to end ------------------------------------------------------------------------------
 def assert_arrived_as_expected(batch: MinistryBatch, sinks: DistrictSinkWorld) -> None:
-    received = sinks.received_by_rowguid()
+    received = sinks.received_by_rowguid()  # raises when a record reached two sinks
     for guid, expected in batch.expected.items():
         if expected.startswith("quarantine:"):
             assert guid not in received, f"{guid} ({expected}) reached a district"
@@ -115,213 +225,354 @@ def assert_arrived_as_expected(batch: MinistryBatch, sinks: DistrictSinkWorld) -
             assert received.get(guid) == expected, f"{guid} should reach {expected}, got {received.get(guid)}"
 
 
-def test_file_batches_flow_to_district_sinks_and_reconcile(tmp_path, sinks):
-    store = open_store(f"sqlite:///{tmp_path}/t.db")
-    bus = LocalBus(store)
-    xml_batch = make_batch("MPS-20240301-0001", 300, seed=3)
-    csv_batch = make_batch("MPS-20240301-0002", 200, seed=4)
-    write_batch(tmp_path / "drop" / "incoming", xml_batch, "xml")
-    write_batch(tmp_path / "drop" / "incoming", csv_batch, "csv")
-    config = file_source(tmp_path, sinks)
+def held_in_total(sinks: DistrictSinkWorld) -> int:
+    return sum(len(sinks.received(t)) for t in sinks.targets)
 
-    report = run_flowback_source(config, store=store, bus=bus, prefix="t.flowback")
+
+def test_pinyin_batches_in_gb18030_csv_and_xml_with_their_own_record_tag_route_exactly(tmp_path, sinks, sinks_file,
+                                                                                       store):
+    bus = LocalBus(store)  # `store`: SQLite and the real PostgreSQL (tests/conftest.py)
+    csv_batch = make_batch("MPS-PY-0001", 400, seed=3, duplicate_share=0.02)
+    xml_batch = make_batch("MPS-PY-0002", 300, seed=4, duplicate_share=0.01)
+    source = source_file(tmp_path, "pinyin", sinks_file, fields=PINYIN_FIELDS, key="LSH",
+                         settings="  encoding: gb18030\n  xml_record_tag: HJXX\n")
+    drop = tmp_path / "drop" / "pinyin"
+    write_batch(drop, csv_batch, "csv", dialect=PINYIN, encoding="gb18030")
+    write_batch(drop, xml_batch, "xml", dialect=PINYIN, encoding="gb18030", record_tag="HJXX", root_tag="SJHL")
+
+    report = run_flowback_source(source, store=store, bus=bus, prefix="t.flowback")
 
     assert report.balanced, [r.gaps for r in report.reconciliations]
-    for batch in (xml_batch, csv_batch):
+    for batch in (csv_batch, xml_batch):
         assert_arrived_as_expected(batch, sinks)
-    kinds = {e.split(":")[1] for b in (xml_batch, csv_batch) for e in b.expected.values() if e.startswith("quarantine:")}
+    kinds = {e.split(":")[1] for b in (csv_batch, xml_batch) for e in b.expected.values() if e.startswith("quarantine:")}
     assert {"other_province", "no_region"} <= kinds
     recs = {r.batch_id: r for r in report.reconciliations}
-    first = recs["MPS-20240301-0001"]
-    assert first.records_in == 300 == first.routed + first.quarantined
-    assert first.quarantined == sum(e.startswith("quarantine:") for e in xml_batch.expected.values())
-    assert first.digest == first.manifest_digest
-    # A county (file drop) received full records, ID numbers included: the district owns the case.
-    county_files = sinks.received("500229") + sinks.received("500243") + sinks.received("500230")
-    assert all(body["record"]["APPLYERCARDCODE"] for body in county_files)
-    # Rejects sit in quarantine at the routing stage with their reasons.
-    with store.read() as conn:
-        rules = [r.rule for r in conn.execute(q.quarantine.select().where(q.quarantine.c.stage == "routing"))]
-    assert any("other province" in r for r in rules) and any("no region" in r for r in rules)
-    # Batches moved to done/ once routed; the ledger has one routed and one delivered event per record.
-    assert sorted(p.name for p in (tmp_path / "drop" / "done").iterdir())[:2] == [
-        "MPS-20240301-0001.manifest.json", "MPS-20240301-0001.xml"]
-    hops = ledger.count_by_hop(store, "mps-test-files")
-    assert hops["routed"] == hops["flowback_delivered"] == first.routed + recs["MPS-20240301-0002"].routed
-    assert ledger.verify(store).ok
+    for batch in (csv_batch, xml_batch):
+        r = recs[batch.batch_id]
+        quarantined = sum(e.startswith("quarantine:") for e in batch.expected.values())
+        assert (r.received, r.duplicates, r.quarantined) == (len(batch.records), batch.duplicates, quarantined)
+        assert r.received == r.duplicates + r.routed + r.quarantined and r.routed == r.delivered + r.held
+        assert r.digest == r.manifest_digest and r.status == "done"
+    # The district receives the national record: the pinyin fields mapped back exactly (dates, status, names).
+    original = next(x for x in csv_batch.records if csv_batch.expected[x["ROWGUID"]] == "500229")
+    (body,) = [b for b in sinks.received("500229") if b["record"]["ROWGUID"] == original["ROWGUID"]]
+    assert body["record"] == {k: v for k, v in original.items() if v}
+    # Both batches are done: moved to done/ with their manifests.
+    assert sorted(p.name for p in (drop / "done").iterdir()) == [
+        "MPS-PY-0001.csv", "MPS-PY-0001.manifest.json", "MPS-PY-0002.manifest.json", "MPS-PY-0002.xml"]
+    hops = ledger.count_by_hop(store, "pinyin")
+    assert hops["routed"] == hops["flowback_delivered"] == sum(r.routed for r in recs.values())
     details = " ".join(e["detail"] for e in ledger.iter_events(store))
-    assert "510202198001010011" not in details and "APPLYERCARDCODE" not in details
+    assert "APPLYERCARDCODE" not in details and original["APPLYERCARDCODE"] not in details
+    assert ledger.verify(store).ok
 
 
-def test_a_batch_received_twice_routes_nothing_twice(tmp_path, sinks):
-    store = open_store(f"sqlite:///{tmp_path}/t.db")
-    bus = LocalBus(store)
-    batch = make_batch("MPS-20240302-0001", 60, seed=5)
-    incoming = tmp_path / "drop" / "incoming"
-    config = file_source(tmp_path, sinks)
-    write_batch(incoming, batch, "xml")
-    run_flowback_source(config, store=store, bus=bus, prefix="t.flowback")
-    delivered_before = sum(len(sinks.received(t)) for t in sinks.targets)
-
-    write_batch(incoming, batch, "csv")  # the ministry sends the same batch again, as CSV this time
-    again = run_flowback_source(config, store=store, bus=bus, prefix="t.flowback")
-
-    assert [b.duplicate for b in again.batches] == [True]
-    assert again.delivery.delivered == 0 and sum(len(sinks.received(t)) for t in sinks.targets) == delivered_before
-    (rec_,) = reconcile(store, "MPS-20240302-0001")
-    assert rec_.balanced and rec_.times_received == 2
-    assert (tmp_path / "drop" / "duplicates" / "MPS-20240302-0001.csv").exists()
-    assert ledger.count_by_hop(store, "mps-test-files")["duplicate"] == 1
-
-
-def test_same_record_in_a_later_batch_is_not_delivered_twice(tmp_path, sinks):
-    store = open_store(f"sqlite:///{tmp_path}/t.db")
-    bus = LocalBus(store)
-    batch = make_batch("MPS-20240303-0001", 20, seed=6, kinds=["district"] * 20)
-    config = file_source(tmp_path, sinks)
-    write_batch(tmp_path / "drop" / "incoming", batch, "xml")
-    run_flowback_source(config, store=store, bus=bus, prefix="t.flowback")
-    resent = MinistryBatch("MPS-20240303-0002", batch.records[:5])  # a new batch repeating 5 records
-    write_batch(tmp_path / "drop" / "incoming", resent, "xml")
-
-    report = run_flowback_source(config, store=store, bus=bus, prefix="t.flowback")
-
-    assert report.delivery.duplicates == 5 and report.delivery.delivered == 0
-    assert report.balanced  # routed 5 = duplicate 5
-    assert sum(len(sinks.received(t)) for t in sinks.targets) == 20
-
-
-def test_sink_failures_are_retried_then_parked_and_the_batch_still_balances(tmp_path, sinks):
-    store = open_store(f"sqlite:///{tmp_path}/t.db")
-    bus = LocalBus(store)
-    batch = make_batch("MPS-20240304-0001", 12, seed=7, kinds=["district"] * 12)
-    targets = sorted({batch.expected[r["ROWGUID"]] for r in batch.records if r["AREACODE"].startswith("5001")})
-    flaky, refusing = targets[0], targets[1]
-    sinks.sink(flaky).fail_next(2, 503)
-    sinks.sink(refusing).fail_next(50, 422)
-    write_batch(tmp_path / "drop" / "incoming", batch, "xml")
-
-    report = run_flowback_source(file_source(tmp_path, sinks, max_attempts=4), store=store, bus=bus, prefix="t.flowback")
-
-    (rec_,) = report.reconciliations
-    assert rec_.balanced, rec_.gaps
-    lines = {t.target: t for t in rec_.targets}
-    assert lines[flaky].delivered == lines[flaky].routed and lines[flaky].parked == 0
-    assert lines[refusing].parked == lines[refusing].routed > 0
-    assert report.delivery.retried >= 2
-    assert q.counts(store)["parked"] == lines[refusing].parked
-
-    # The district fixes its side; the operator replays the parked records and they arrive.
-    sinks.sink(refusing).heal()
-    assert "re-published" in replay_parked_flowback(store, bus, prefix="t.flowback")
-    DistrictDeliverer(store=store, bus=bus, sinks=sinks.sinks_config(), prefix="t.flowback").run(idle_exit=0.2)
-    (after,) = reconcile(store, "MPS-20240304-0001")
-    line = {t.target: t for t in after.targets}[refusing]
-    assert after.balanced and line.delivered == line.routed and line.parked == 0
-    assert len(sinks.received(refusing)) == line.routed
-
-
-def test_report_cli_prints_the_manifest_and_exits_1_on_a_gap(tmp_path, sinks, monkeypatch):
-    from tongban.cli.flowback import app
-
-    db = f"sqlite:///{tmp_path}/t.db"
-    monkeypatch.setenv("TONGBAN_DB_URL", db)
-    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
-    store = open_store(db)
-    bus = LocalBus(store)
-    incoming = tmp_path / "drop" / "incoming"
-    config = file_source(tmp_path, sinks)
-    write_batch(incoming, make_batch("MPS-20240305-0001", 40, seed=8), "xml")
-    run_flowback_source(config, store=store, bus=bus, prefix="t.flowback")
-    runner = CliRunner()
-
-    ok = runner.invoke(app, ["report", "MPS-20240305-0001"])
-    assert ok.exit_code == 0, ok.output
-    assert "BALANCED" in ok.output and "records in 40 = routed" in ok.output
-
-    # A batch whose manifest promises more than arrived, and which is not delivered yet.
-    tampered = make_batch("MPS-20240305-0002", 10, seed=9)
-    manifest = write_batch(incoming, tampered, "csv")
-    (incoming / "MPS-20240305-0002.manifest.json").write_text(json.dumps(
-        {"batch_id": manifest.batch_id, "record_count": 11, "digest": manifest.digest}), encoding="utf-8")
-    run_flowback_source(config, store=store, bus=bus, prefix="t.flowback", deliver=False)
-
-    gap = runner.invoke(app, ["report"])
-    assert gap.exit_code == 1
-    assert "records in 10 ≠ manifest count 11" in gap.output and "not yet delivered or parked" in gap.output
-    assert "MPS-20240305-0001" in gap.output  # every batch when none is named
-    assert runner.invoke(app, ["report", "NO-SUCH-BATCH"]).exit_code == 1
-
-
-class FailingBus(LocalBus):
-    """Loses the broker after `ok_publishes` publishes."""
-
-    def __init__(self, store, ok_publishes: int):
-        super().__init__(store)
-        self.left = ok_publishes
-
-    def publish(self, work, envelopes):
-        from tongban.bus import PublishError
-
-        if self.left <= 0:
-            raise PublishError("connection to RabbitMQ lost while publishing")
-        self.left -= 1
-        super().publish(work, envelopes)
-
-
-def test_an_interrupted_batch_shows_a_gap_stays_for_pickup_and_balances_when_rerun(tmp_path, sinks):
-    store = open_store(f"sqlite:///{tmp_path}/t.db")
-    batch = make_batch("MPS-20240306-0001", 80, seed=10)
-    write_batch(tmp_path / "drop" / "incoming", batch, "xml")
-    config = file_source(tmp_path, sinks)
-    # Small chunks so that some records are published before the broker goes away.
-    from tongban.flowback import ingest as ingest_module
-
-    original = ingest_module.CHUNK
-    ingest_module.CHUNK = 20
-    try:
-        broken = run_flowback_source(config, store=store, bus=FailingBus(store, ok_publishes=10),
-                                     prefix="t.flowback")
-    finally:
-        ingest_module.CHUNK = original
-    assert "interrupted" in broken.batches[0].error and not broken.balanced
-    assert (tmp_path / "drop" / "incoming" / "MPS-20240306-0001.xml").exists()  # not moved to done/
-    (gap,) = reconcile(store, "MPS-20240306-0001")
-    assert not gap.balanced and "routing did not finish" in gap.gaps[0]
-
-    rerun = run_flowback_source(config, store=store, bus=LocalBus(store), prefix="t.flowback")
-
-    (done,) = rerun.reconciliations
-    assert done.balanced, done.gaps
-    assert done.superseded > 0  # what the broken run had sent was delivered once and is shown apart
-    assert_arrived_as_expected(batch, sinks)
-
-
-def test_cli_ingest_then_deliver_on_the_inprocess_bus(tmp_path, sinks, monkeypatch):
-    import yaml
-
-    from tongban.cli.flowback import app
-
+def test_a_wrong_source_file_never_balances_and_flowback_retry_recovers_the_batch(tmp_path, sinks, sinks_file,
+                                                                                monkeypatch):
     db = f"sqlite:///{tmp_path}/cli.db"
     monkeypatch.setenv("TONGBAN_DB_URL", db)
     monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TONGBAN_BUS", "inprocess")
-    config = file_source(tmp_path, sinks)
-    source_file, sinks_file = tmp_path / "source.yaml", tmp_path / "sinks.yaml"
-    source_file.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    sinks_file.write_text(yaml.safe_dump(config["sinks"], allow_unicode=True), encoding="utf-8")
-    batch = make_batch("MPS-20240307-0001", 50, seed=12)
-    write_batch(tmp_path / "drop" / "incoming", batch, "csv")
+    batch = make_batch("MPS-WRONG-0001", 200, seed=5, duplicate_share=0.02)
+    wrong_fields = PINYIN_FIELDS.replace("AREACODE: {path: XZQHDM}", "AREACODE: {path: XZQH}")  # no such column
+    source = source_file(tmp_path, "pinyin", sinks_file, fields=wrong_fields, key="LSH",
+                         settings="  encoding: gb18030\n")
+    write_batch(tmp_path / "drop" / "pinyin", batch, "csv", dialect=PINYIN, encoding="gb18030")
     runner = CliRunner()
 
-    routed = runner.invoke(app, ["ingest", str(source_file)])
-    assert routed.exit_code == 0, routed.output
-    assert "MPS-20240307-0001: 50 records" in routed.output and "digest matches" in routed.output
-    assert runner.invoke(app, ["report"]).exit_code == 1  # routed, not delivered yet
+    first = runner.invoke(tongban_app, ["flowback", "ingest", str(source)])
+    assert first.exit_code == 1  # read completely and accounted for, but every record quarantined: nothing to deliver
+    assert "every one quarantined" in first.output and "flowback retry MPS-WRONG-0001" in first.output
+    runner.invoke(tongban_app, ["flowback", "deliver", str(source), "--idle-exit", "0.2"])
+    report = runner.invoke(tongban_app, ["flowback", "report", "--json"])
+    assert report.exit_code == 1
+    (line,) = json.loads(report.output)["batches"]
+    assert line["balanced"] is False and line["routed"] == 0 and line["delivered"] == 0
+    assert line["quarantined"] == line["received"] - line["duplicates"] == 200
+    assert any("nothing was delivered" in g and "flowback retry MPS-WRONG-0001" in g for g in line["gaps"])
+    assert held_in_total(sinks) == 0
 
-    delivered = runner.invoke(app, ["deliver", "--sinks", str(sinks_file), "--idle-exit", "0.2"])
-    assert delivered.exit_code == 0, delivered.output
-    assert runner.invoke(app, ["report", "MPS-20240307-0001"]).exit_code == 0
+    source.write_text(source.read_text(encoding="utf-8").replace("{path: XZQH}", "{path: XZQHDM}"), encoding="utf-8")
+    fixed = runner.invoke(tongban_app, ["flowback", "retry", "MPS-WRONG-0001", str(source)])
+
+    assert fixed.exit_code == 0, fixed.output
+    assert "BALANCED" in fixed.output
     assert_arrived_as_expected(batch, sinks)
-    again = runner.invoke(app, ["ingest", str(source_file)])
-    assert "no new batches" in again.output
+    (after,) = reconcile(open_store(db), "MPS-WRONG-0001")
+    quarantined = sum(e.startswith("quarantine:") for e in batch.expected.values())
+    assert (after.duplicates, after.quarantined, after.routed, after.delivered) == (
+        batch.duplicates, quarantined, 200 - quarantined, 200 - quarantined)
+    # The wrong rule's entries are closed; what stays open is what the data itself breaks (other provinces …).
+    assert runner.invoke(tongban_app, ["flowback", "report", "MPS-WRONG-0001"]).exit_code == 0
+    with open_store(db).read() as conn:
+        open_rules = [r.rule for r in conn.execute(q.quarantine.select().where(q.quarantine.c.status == "open"))]
+    assert len(open_rules) == quarantined and not any("XZQH)" in r for r in open_rules)
+    # A second retry routes nothing twice.
+    again = runner.invoke(tongban_app, ["flowback", "retry", "MPS-WRONG-0001", str(source)])
+    assert again.exit_code == 0 and held_in_total(sinks) == 200 - quarantined
+
+
+def test_an_xml_batch_read_with_the_wrong_record_tag_stays_in_the_drop_and_is_recovered(tmp_path, sinks, sinks_file):
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    bus = LocalBus(store)
+    batch = make_batch("MPS-TAG-0001", 120, seed=6)
+    source = source_file(tmp_path, "tagged", sinks_file, settings="  xml_record_tag: Record\n")
+    drop = tmp_path / "drop" / "tagged"
+    write_batch(drop, batch, "xml", record_tag="Row")
+
+    broken = run_flowback_source(source, store=store, bus=bus, prefix="t.flowback")
+
+    assert not broken.balanced
+    (outcome,) = broken.batches
+    assert outcome.records_in == 0 and not outcome.complete
+    assert "records in 0 ≠ manifest count 120" in outcome.error and "record tag" in outcome.error
+    assert (drop / "MPS-TAG-0001.xml").exists() and (drop / "MPS-TAG-0001.manifest.json").exists()  # not done
+    (gap,) = reconcile(store, "MPS-TAG-0001")
+    assert gap.status == "incomplete" and "records in 0 ≠ manifest count 120" in gap.gaps[0]
+    # Dropping it again is not "already received": it is read again (and still fails the same way).
+    assert run_flowback_source(source, store=store, bus=bus, prefix="t.flowback").batches[0].duplicate is False
+
+    source.write_text(source.read_text(encoding="utf-8").replace("xml_record_tag: Record", "xml_record_tag: Row"),
+                      encoding="utf-8")
+    recovered = retry_batch(source, "MPS-TAG-0001", store=store, bus=bus, prefix="t.flowback")
+
+    assert recovered.balanced, [r.gaps for r in recovered.reconciliations]
+    assert_arrived_as_expected(batch, sinks)
+    assert (drop / "done" / "MPS-TAG-0001.xml").exists()
+
+
+def test_a_done_batch_received_again_routes_nothing(tmp_path, sinks, sinks_file):
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    bus = LocalBus(store)
+    batch = make_batch("MPS-AGAIN-0001", 60, seed=7)
+    source = source_file(tmp_path, "again", sinks_file)
+    drop = tmp_path / "drop" / "again"
+    write_batch(drop, batch, "xml")
+    run_flowback_source(source, store=store, bus=bus, prefix="t.flowback")
+    before = held_in_total(sinks)
+
+    write_batch(drop, batch, "csv")  # the ministry sends the same batch again, as CSV this time
+    again = run_flowback_source(source, store=store, bus=bus, prefix="t.flowback")
+
+    assert [b.duplicate for b in again.batches] == [True] and again.delivery.delivered == 0
+    assert held_in_total(sinks) == before
+    (r,) = reconcile(store, "MPS-AGAIN-0001")
+    assert r.balanced and r.times_received == 2
+    assert not (drop / "MPS-AGAIN-0001.csv").exists()  # moved to done/, the ledger says it was a re-delivery
+
+
+def test_a_record_already_delivered_by_another_batch_is_held_not_sent_twice(tmp_path, sinks, sinks_file):
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    bus = LocalBus(store)
+    batch = make_batch("MPS-HELD-0001", 20, seed=8, kinds=["district"] * 20)
+    source = source_file(tmp_path, "held", sinks_file)
+    write_batch(tmp_path / "drop" / "held", batch, "xml")
+    run_flowback_source(source, store=store, bus=bus, prefix="t.flowback")
+    write_batch(tmp_path / "drop" / "held", MinistryBatch("MPS-HELD-0002", batch.records[:5]), "xml")
+
+    report = run_flowback_source(source, store=store, bus=bus, prefix="t.flowback")
+
+    (r,) = report.reconciliations
+    assert (r.routed, r.delivered, r.held) == (5, 0, 5) and r.balanced
+    assert held_in_total(sinks) == 20
+
+
+def test_parked_records_unbalance_the_batch_until_parked_replay_sends_them_to_their_district(tmp_path, sinks,
+                                                                                          sinks_file, monkeypatch):
+    db = f"sqlite:///{tmp_path}/cli.db"
+    monkeypatch.setenv("TONGBAN_DB_URL", db)
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TONGBAN_BUS", "inprocess")
+    batch = make_batch("MPS-PARK-0001", 30, seed=9, kinds=["district"] * 30)
+    targets = sorted({batch.expected[r["ROWGUID"]] for r in batch.records if r["AREACODE"].startswith("5001")})
+    flaky, refusing = targets[0], targets[1]
+    sinks.sink(flaky).fail_next(2, 503)
+    sinks.sink(refusing).fail_next(50, 422)
+    source = source_file(tmp_path, "park", sinks_file)
+    write_batch(tmp_path / "drop" / "park", batch, "xml")
+    runner = CliRunner()
+    assert runner.invoke(tongban_app, ["flowback", "ingest", str(source)]).exit_code == 0
+
+    delivered = runner.invoke(tongban_app, ["flowback", "deliver", str(source), "--idle-exit", "0.2", "--json"])
+
+    stats = json.loads(delivered.stdout)
+    assert delivered.exit_code == 1 and stats["retried"] >= 2 and stats["parked"] > 0
+    (r,) = reconcile(open_store(db), "MPS-PARK-0001")
+    lines = {t.target: t for t in r.targets}
+    assert lines[flaky].delivered == lines[flaky].routed
+    assert lines[refusing].parked == lines[refusing].routed == stats["parked"]
+    assert not r.balanced and any("parked by the sink" in g for g in r.gaps)
+
+    sinks.sink(refusing).heal()
+    replay = runner.invoke(tongban_app, ["parked", "replay"])
+    assert "re-published" in replay.output, replay.output
+    assert runner.invoke(tongban_app, ["flowback", "deliver", str(source), "--idle-exit", "0.2"]).exit_code == 0
+
+    assert runner.invoke(tongban_app, ["flowback", "report", "MPS-PARK-0001"]).exit_code == 0
+    assert len(sinks.received(refusing)) == lines[refusing].routed
+    assert_arrived_as_expected(batch, sinks)
+
+
+def test_quarantine_replay_routes_flowback_records_back_through_their_batch(tmp_path, sinks, sinks_file, monkeypatch):
+    mappings = tmp_path / "mappings"
+    (mappings / "flowback" / "sources").mkdir(parents=True)
+    db = f"sqlite:///{tmp_path}/cli.db"
+    monkeypatch.setenv("TONGBAN_DB_URL", db)
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TONGBAN_BUS", "inprocess")
+    monkeypatch.setenv("TONGBAN_MAPPINGS", str(mappings))
+    batch = make_batch("MPS-QR-0001", 50, seed=10)
+    wrong = PINYIN_FIELDS.replace('map: {受理: "1", 办理中: "2", 办结: "3"}', 'map: {受理: "1", 办结: "3"}')
+    source = source_file(mappings / "flowback" / "sources", "pinyin", sinks_file, fields=wrong, key="LSH")
+    (tmp_path / "drop").mkdir(exist_ok=True)
+    source.write_text(source.read_text(encoding="utf-8").replace(
+        str(mappings / "flowback" / "sources" / "drop"), str(tmp_path / "drop")), encoding="utf-8")
+    (tmp_path / "drop" / "pinyin").mkdir(parents=True, exist_ok=True)
+    write_batch(tmp_path / "drop" / "pinyin", batch, "csv", dialect=PINYIN)
+    runner = CliRunner()
+    assert runner.invoke(tongban_app, ["flowback", "ingest", str(source)]).exit_code == 0
+    listed = runner.invoke(tongban_app, ["quarantine", "list", "--system", "pinyin", "--stage", "mapping"])
+    assert "办理中" in listed.output and "not in the field's map" in listed.output
+    (before,) = reconcile(open_store(db), "MPS-QR-0001")
+
+    source.write_text(source.read_text(encoding="utf-8").replace('{受理: "1", 办结: "3"}',
+                                                                 '{受理: "1", 办理中: "2", 办结: "3"}'), encoding="utf-8")
+    replay = runner.invoke(tongban_app, ["quarantine", "replay", "--system", "pinyin", "--stage", "mapping"])
+    assert f"replayed {before.quarantined_by_stage['mapping']} records" in replay.output, replay.output
+    runner.invoke(tongban_app, ["flowback", "deliver", str(source), "--idle-exit", "0.2"])
+
+    (after,) = reconcile(open_store(db), "MPS-QR-0001")
+    assert after.balanced, after.gaps
+    assert "mapping" not in after.quarantined_by_stage
+    assert_arrived_as_expected(batch, sinks)
+
+
+class FailingBus(LocalBus):
+    """Loses the broker after `ok_messages` messages were published."""
+
+    def __init__(self, store, ok_messages: int):
+        super().__init__(store)
+        self.left = ok_messages
+
+    def publish(self, work, envelopes):
+        from tongban.bus import PublishError
+
+        if self.left < len(envelopes):
+            raise PublishError("connection to RabbitMQ lost while publishing")
+        self.left -= len(envelopes)
+        super().publish(work, envelopes)
+
+
+def test_an_interrupted_batch_stays_for_pickup_and_the_rerun_routes_nothing_twice(tmp_path, sinks, sinks_file,
+                                                                                   monkeypatch):
+    from tongban.flowback import ingest as ingest_module
+
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    batch = make_batch("MPS-INT-0001", 80, seed=11)
+    source = source_file(tmp_path, "int", sinks_file)
+    write_batch(tmp_path / "drop" / "int", batch, "xml")
+    monkeypatch.setattr(ingest_module, "CHUNK", 20)  # some chunks are published before the broker goes away
+
+    broken = run_flowback_source(source, store=store, bus=FailingBus(store, ok_messages=30), prefix="t.flowback",
+                                 deliver=False)
+    assert "interrupted" in broken.batches[0].error and not broken.balanced
+    assert (tmp_path / "drop" / "int" / "MPS-INT-0001.xml").exists()
+    (gap,) = reconcile(store, "MPS-INT-0001")
+    assert gap.status == "reading" and not gap.balanced
+
+    rerun = run_flowback_source(source, store=store, bus=LocalBus(store), prefix="t.flowback")
+
+    (outcome,) = rerun.batches
+    assert outcome.already_routed > 0 and outcome.complete
+    (done,) = rerun.reconciliations
+    assert done.balanced, done.gaps
+    assert_arrived_as_expected(batch, sinks)
+
+
+def test_flowback_queues_carry_the_queue_prefix(tmp_path, sinks, sinks_file, monkeypatch):
+    monkeypatch.setenv("TONGBAN_QUEUE_PREFIX", "envb")
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    bus = LocalBus(store)
+    batch = make_batch("MPS-PFX-0001", 40, seed=12, kinds=["district"] * 40)
+    source = source_file(tmp_path, "pfx", sinks_file)
+    write_batch(tmp_path / "drop" / "pfx", batch, "xml")
+
+    run_flowback_source(source, store=store, bus=bus, deliver=False)
+
+    target = batch.expected[batch.records[0]["ROWGUID"]]
+    assert bus.depth(f"envb.flowback.{target}") > 0 and bus.depth(f"tongban.flowback.{target}") == 0
+
+
+def test_marked_replays_cover_flowback_parked_records(tmp_path, sinks, sinks_file, monkeypatch):
+    """The ops__replay DAG's path (tongban.replay_marks): a marked parked flowback record goes back to its district."""
+    from tongban.flowback import DistrictDeliverer
+    from tongban.replay_marks import mark_for_replay, replay_marked
+
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    bus = LocalBus(store)
+    batch = make_batch("MPS-MARK-0001", 10, seed=13, kinds=["district"] * 10)
+    target = next(t for t in batch.expected.values() if t.startswith("5001"))  # a district with a REST sink
+    sinks.sink(target).fail_next(50, 422)
+    source = source_file(tmp_path, "mark", sinks_file)
+    write_batch(tmp_path / "drop" / "mark", batch, "xml")
+    run_flowback_source(source, store=store, bus=bus)
+    with store.read() as conn:
+        parked_ids = [r.id for r in conn.execute(q.parked.select().where(q.parked.c.status == "open"))]
+    assert parked_ids and not reconcile(store, "MPS-MARK-0001")[0].balanced
+    sinks.sink(target).heal()
+
+    mark_for_replay(store, "parked", parked_ids, by="test")
+    result = replay_marked(store, bus)
+    DistrictDeliverer(store=store, bus=bus, sinks=load_flowback_mapping(source).sinks).run(idle_exit=0.2)
+
+    assert "re-published" in result.messages[0]
+    assert reconcile(store, "MPS-MARK-0001")[0].balanced
+    assert_arrived_as_expected(batch, sinks)
+
+
+def test_a_rest_ministry_in_its_own_dialect_is_read_through_the_rest_adapter(tmp_path, sinks, sinks_file, monkeypatch):
+    from sandbox.ministry import MinistryRestService
+    from sandbox.runner import Server
+
+    monkeypatch.setenv("MCA_TOKEN", "t0ken")
+    batch = make_batch("MPS-REST-0001", 230, seed=14, duplicate_share=0.02)
+    service = MinistryRestService([batch], dialect=PINYIN, token="t0ken")
+    server = Server(service.app, name="ministry-rest").start()
+    try:
+        source = tmp_path / "rest.yaml"
+        source.write_text(f"""\
+system: mps-rest
+source:
+  adapter: rest
+  base_url: {server.url}
+  path: /ministry/api/records
+  pagination: {{style: page, page_param: page, size_param: size, size: 100}}
+  records_path: records
+  auth: {{type: bearer, token_env: MCA_TOKEN}}
+record:
+  key: LSH
+flowback:
+  batches:
+    list: {{path: /ministry/api/batches, records_path: batches, pagination: {{style: none}}}}
+    batch_param: batch_id
+  routing: {ROUTING}
+  sinks: {sinks_file}
+  fields:
+{PINYIN_FIELDS}""", encoding="utf-8")
+        store = open_store(f"sqlite:///{tmp_path}/t.db")
+
+        report = run_flowback_source(source, store=store, bus=LocalBus(store), prefix="t.flowback")
+
+        assert report.balanced, [r.gaps for r in report.reconciliations]
+        (r,) = report.reconciliations
+        assert (r.received, r.duplicates) == (len(batch.records), batch.duplicates)
+        assert_arrived_as_expected(batch, sinks)
+        # The API lists the batch for ever: the next run passes over it without a word.
+        again = run_flowback_source(source, store=store, bus=LocalBus(store), prefix="t.flowback")
+        assert again.batches == [] and again.balanced
+        assert reconcile(store, "MPS-REST-0001")[0].times_received == 1
+    finally:
+        server.stop()

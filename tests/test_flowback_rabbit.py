@@ -1,6 +1,6 @@
-"""End to end on the real RabbitMQ: the sandbox ministry's SOAP batch service → routing onto exchange
-<prefix> with one durable queue per district → the sandbox district sinks → a balanced reconciliation;
-the ministry re-sending the batch routes nothing twice."""
+"""End to end on the real RabbitMQ: the sandbox ministry's SOAP batch service, read by the zeep SOAP adapter →
+routing onto exchange <TONGBAN_QUEUE_PREFIX>.flowback with one durable queue per district → the sandbox district
+sinks → a balanced reconciliation; the ministry re-sending the batch routes nothing twice."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pika
 import pytest
+import yaml
 
 from sandbox.district_sinks import DistrictSinkWorld
-from sandbox.ministry import DEFAULT_PASSWORD, PASSWORD_ENV, USERNAME, MinistrySoapService, make_batch
+from sandbox.ministry import DEFAULT_PASSWORD, PASSWORD_ENV, USERNAME, USERNAME_ENV, MinistrySoapService, make_batch
 from sandbox.runner import Server
 from tongban import ledger
 from tongban.bus.rabbit import RabbitBus
@@ -26,10 +27,16 @@ ROUTING = Path(__file__).resolve().parents[1] / "mappings" / "flowback" / "routi
 pytestmark = pytest.mark.skipif(not rabbitmq_answers(AMQP), reason="RabbitMQ is not running at " + AMQP)
 
 
+SOURCE = Path(__file__).resolve().parents[1] / "mappings" / "flowback" / "sources" / "mps-soap.yaml"
+
+
 @pytest.fixture
-def prefix():
-    """A topology of this test run's own (exchange and queues), deleted afterwards."""
-    name = f"test.flowback.{uuid.uuid4().hex[:8]}"
+def prefix(monkeypatch):
+    """TONGBAN_QUEUE_PREFIX of this test run's own: the flowback exchange and queues are <prefix>.flowback…,
+    deleted afterwards."""
+    env = f"test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("TONGBAN_QUEUE_PREFIX", env)
+    name = f"{env}.flowback"
     yield name
     connection = pika.BlockingConnection(pika.URLParameters(AMQP))
     channel = connection.channel()
@@ -43,6 +50,7 @@ def prefix():
 @pytest.fixture
 def ministry(monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, DEFAULT_PASSWORD)
+    monkeypatch.setenv(USERNAME_ENV, USERNAME)
     service = MinistrySoapService([make_batch("MPS-20240401-0001", 400, seed=11)])
     server = Server(service.app, name="ministry").start()
     yield service, server
@@ -50,19 +58,23 @@ def ministry(monkeypatch):
 
 
 @pytest.mark.timeout(120)  # a stuck consumer fails the test with a traceback instead of hanging the run
-def test_soap_batch_flows_through_rabbitmq_to_every_district_and_balances(tmp_path, prefix, ministry):
+def test_soap_batch_flows_through_rabbitmq_to_every_district_and_balances(tmp_path, prefix, ministry, monkeypatch):
     service, server = ministry
     sinks = DistrictSinkWorld(tmp_path / "sinks").start()
     store = open_store(f"sqlite:///{tmp_path}/t.db")
     bus = RabbitBus(AMQP)
-    config = {"source": "mps-test-soap",
-              "transport": {"kind": "soap", "url": f"{server.url}/ministry/FlowbackService", "username": USERNAME,
-                            "password_env": PASSWORD_ENV, "page_size": 150},
-              "routing": str(ROUTING),
-              "sinks": sinks.sinks_config(retry={"initial_delay": 0.05, "max_delay": 0.2}).model_dump()}
+    # The repository's SOAP source file, unchanged, pointed at this ministry and these sinks.
+    sinks_file = tmp_path / "sinks.yaml"
+    sinks_file.write_text(yaml.safe_dump(sinks.sinks_config(retry={"initial_delay": 0.05, "max_delay": 0.2})
+                                         .model_dump(), allow_unicode=True), encoding="utf-8")
+    config = tmp_path / "mps-soap.yaml"
+    config.write_text(SOURCE.read_text(encoding="utf-8").replace("../routing.yaml", str(ROUTING))
+                      .replace("../district-sinks.yaml", str(sinks_file)).replace("size: 500", "size: 150"),
+                      encoding="utf-8")
+    monkeypatch.setenv("TONGBAN_MINISTRY_URL", server.url)
     sinks.sink("500101").fail_next(1, 503)  # one transient failure on the way: retried through the delay queue
     try:
-        report = run_flowback_source(config, store=store, bus=bus, prefix=prefix)
+        report = run_flowback_source(config, store=store, bus=bus)  # the prefix comes from TONGBAN_QUEUE_PREFIX
 
         assert report.balanced, [r.gaps for r in report.reconciliations]
         (outcome,) = report.batches
@@ -78,12 +90,16 @@ def test_soap_batch_flows_through_rabbitmq_to_every_district_and_balances(tmp_pa
         assert "MPS-20240401-0001" in service.acked  # acknowledged to the ministry only after routing
 
         service.resend("MPS-20240401-0001")  # the ministry sends the batch again
-        again = run_flowback_source(config, store=store, bus=bus, prefix=prefix)
+        again = run_flowback_source(config, store=store, bus=bus)
         assert [b.duplicate for b in again.batches] == [True] and again.delivery.delivered == 0
         assert len(sinks.received_by_rowguid()) == len(received)
         (rec_,) = reconcile(store, "MPS-20240401-0001")
         assert rec_.balanced and rec_.times_received == 2
         assert ledger.verify(store).ok
+        # Every message went through this environment's queues, none through the default `tongban.flowback.*`.
+        channel = pika.BlockingConnection(pika.URLParameters(AMQP)).channel()
+        assert channel.queue_declare(f"{prefix}.500101", passive=True).method.message_count == 0
+        assert any(e["hop"] == "routed" for e in ledger.iter_events(store, ["routed"]))
     finally:
         bus.close()
         sinks.stop()

@@ -12,7 +12,7 @@ from adapters.base import Adapter, RawRecord
 from adapters.names import printable
 from tongban import codes, ledger
 from tongban.bus.topology import CASES
-from tongban.envelope import KIND_SEALED, Envelope
+from tongban.envelope import KIND_FLOWBACK, KIND_SEALED, Envelope
 from tongban.ledger import LedgerEvent
 from tongban.store.at_rest import reveal
 from tongban.store.tables import parked, quarantine
@@ -130,6 +130,17 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
         except Exception:
             continue
     replayed = republished = skipped = 0
+    # Flowback records go back through their batch (tongban.flowback.replay_quarantined): mapped and routed again
+    # with the current source file, to the district queue they belong to.
+    from tongban.flowback.replay import flowback_sources, replay_quarantined
+
+    sources = flowback_sources(mappings_dir or settings.mappings_dir)
+    flowback_rows = [r for r in rows if r["system"] in sources]
+    if flowback_rows:
+        done, not_replayable = replay_quarantined(store, bus, flowback_rows, sources)
+        replayed += done
+        skipped += not_replayable
+        rows = [r for r in rows if r["system"] not in sources]
     by_system: dict[str, list[dict]] = {}
     for row in rows:
         if row["stage"] == "platform":
@@ -155,8 +166,10 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
     return f"replayed {replayed} records through ingest, re-published {republished} events, skipped {skipped}"
 
 
-def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES) -> str:
-    """Re-publish parked events in case order, with their original idempotency keys."""
+def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES, flowback_prefix=None) -> str:
+    """Re-publish parked events in case order, with their original idempotency keys, each to the queue it was
+    parked from: case events to `work`, sealed documents to theirs, a flowback record to its district's queue
+    (under `flowback_prefix`, default `<TONGBAN_QUEUE_PREFIX>.flowback`)."""
     query = _filtered(parked, system=system, reason=reason, status="open")
     if ids:
         query = query.where(parked.c.id.in_(ids))
@@ -174,19 +187,27 @@ def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES)
     _mark(store, parked, [r["id"] for r in rows],
           [LedgerEvent("replayed", {"parked_id": r["id"]}, system=r["system"], message_id=r["message_id"],
                        idempotency_key=r["idempotency_key"], case_number=r["case_number"]) for r in rows])
-    for kind in sorted({e.kind for e in envelopes}):
-        target = _work_for(kind, work)
+    by_queue: dict[str, tuple[Any, list[Envelope]]] = {}
+    for env in envelopes:
+        target = _work_for(env, work, flowback_prefix)
+        by_queue.setdefault(target.queue, (target, []))[1].append(env)
+    for target, queued in by_queue.values():
         bus.declare(target)
-        bus.publish(target, [e for e in envelopes if e.kind == kind])
+        bus.publish(target, queued)
     return f"re-published {len(envelopes)} parked events"
 
 
-def _work_for(kind: str, default):
-    """Each message kind has its own queue: a parked sealed document goes back to the sealed queue."""
-    if kind == KIND_SEALED:
+def _work_for(env: Envelope, default, flowback_prefix=None):
+    """Each message kind has its own queue: a parked sealed document goes back to the sealed queue, a flowback
+    record to the queue of the district it was routed to."""
+    if env.kind == KIND_SEALED:
         from tongban.sealed import SEALED
 
         return SEALED
+    if env.kind == KIND_FLOWBACK:
+        from tongban.flowback.topology import flowback_prefix as default_prefix, work_queue
+
+        return work_queue(env.payload["target"], flowback_prefix or default_prefix())
     return default
 
 

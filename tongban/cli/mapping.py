@@ -141,6 +141,17 @@ def check(file: Path = typer.Argument(..., help="the mapping file"),
                     + (" (settings checked against its model)" if source.model is not None else ""))
     if sample is None:
         report.finish()
+    if getattr(mapping, "kind", None) == "flowback":  # a ministry flowback source file (tongban.cli.flowback)
+        from tongban.cli.flowback import check_sample, read_sample
+
+        if report.out["errors"]:
+            report.finish()
+        try:
+            records = read_sample(mapping, sample) or _read_samples(sample, record_tag)
+        except Exception as exc:  # noqa: BLE001 - an unreadable sample is one line, not a traceback
+            report.error(f"error: cannot read sample {sample}: {exc}")
+            report.finish()
+        raise typer.Exit(check_sample(mapping, records, file, show))
     try:
         records = _read_samples(sample, record_tag)
     except (OSError, ValueError, SampleError) as exc:

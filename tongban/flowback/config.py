@@ -1,9 +1,7 @@
-"""Configuration of flowback (data, no secrets): ministry sources, functional zones, district sinks.
-
-A source file (mappings/flowback/sources/*.yaml) names the ministry system, how its batches arrive (SOAP batch
-service or file drop), its schedule, and where the routing and sink configuration live (a path relative to the
-source file, or the same structure inline). `${NAME}` / `${NAME:-default}` in text values are taken from the
-environment, so URLs and directories can differ per deployment; passwords are only ever named (`password_env`).
+"""Configuration of flowback (data, no secrets): functional zones and municipal levels (routing), district
+sinks and their redelivery policy. A source file (tongban.flowback.mapping) names both, inline or as a path
+relative to itself. `${NAME}` / `${NAME:-default}` in text values are taken from the environment, so URLs and
+directories can differ per deployment; tokens are only ever named (`token_env`).
 """
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tongban.codes import CHONGQING_CODE, CHONGQING_UNITS
 from tongban.delivery.retry import RedeliveryPolicy
@@ -26,6 +24,12 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class FlowbackConfigError(ValueError):
     pass
+
+
+class _Strict(BaseModel):
+    """Configuration models refuse unknown keys: a misspelt key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _expand(value: Any) -> Any:
@@ -47,7 +51,7 @@ def _check_target(value: str) -> str:
     return value
 
 
-class Zone(BaseModel):
+class Zone(_Strict):
     """A functional zone (功能区, e.g. 两江新区): no GB/T 2260 code, so where its records go is configuration."""
     code: str
     name: str
@@ -67,7 +71,7 @@ class Zone(BaseModel):
         return _check_target(v)
 
 
-class RoutingConfig(BaseModel):
+class RoutingConfig(_Strict):
     zones: list[Zone] = Field(default_factory=list)
     # 行使层级 (character 19 of the 实施编码) of municipal bodies: their records go to the city queue.
     municipal_levels: list[str] = Field(default_factory=lambda: ["2"])
@@ -76,14 +80,14 @@ class RoutingConfig(BaseModel):
         return {z.code: z for z in self.zones}
 
 
-class RestSinkConfig(BaseModel):
+class RestSinkConfig(_Strict):
     kind: Literal["rest"]
     url: str  # `{code}` is replaced by the target ("500101" … or "city")
     timeout: float = 10.0
     token_env: str | None = None  # bearer token from this environment variable, if the district wants one
 
 
-class FileSinkConfig(BaseModel):
+class FileSinkConfig(_Strict):
     kind: Literal["file"]
     directory: str  # `{code}` is replaced by the target
 
@@ -91,7 +95,7 @@ class FileSinkConfig(BaseModel):
 SinkConfig = Union[RestSinkConfig, FileSinkConfig]
 
 
-class RetryConfig(BaseModel):
+class RetryConfig(_Strict):
     max_attempts: int = 5
     initial_delay: float = 1.0
     max_delay: float = 120.0
@@ -101,7 +105,7 @@ class RetryConfig(BaseModel):
         return RedeliveryPolicy(self.max_attempts, self.initial_delay, self.max_delay, self.jitter)
 
 
-class SinksConfig(BaseModel):
+class SinksConfig(_Strict):
     default: SinkConfig | None = Field(default=None, discriminator="kind")
     targets: dict[str, SinkConfig] = Field(default_factory=dict)
     retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -120,34 +124,9 @@ class SinksConfig(BaseModel):
         return sink
 
 
-class SoapTransport(BaseModel):
-    kind: Literal["soap"]
-    url: str
-    username: str | None = None
-    password_env: str | None = None
-    page_size: int = 500
-    timeout: float = 30.0
-
-
-class FileTransport(BaseModel):
-    kind: Literal["files"]
-    drop_dir: str                   # batches in <drop_dir>/incoming, moved to done/ once routed
-    encoding: str = "utf-8-sig"     # CSV encoding (national CSV is often GBK: set it here)
-    max_file_bytes: int = 4 * 1024 ** 3
-
-
-class SourceConfig(BaseModel):
-    source: str
-    name: str = ""
-    schedule: str | None = "@hourly"
-    transport: Union[SoapTransport, FileTransport] = Field(discriminator="kind")
-    routing: RoutingConfig = Field(default_factory=RoutingConfig)
-    sinks: SinksConfig = Field(default_factory=SinksConfig)
-    topology_prefix: str = "tongban.flowback"
-
-
-def _include(value: Any, base: Path | None, what: str) -> Any:
-    """A string is a path (relative to the source file) to a YAML file holding the section."""
+def include_section(value: Any, base: Path | None, what: str) -> Any:
+    """A section given inline, or as a string: a path (relative to the source file) to a YAML file holding it.
+    `${NAME}` / `${NAME:-default}` in the included file are expanded."""
     if isinstance(value, str):
         path = Path(value)
         if not path.is_absolute() and base is not None:
@@ -156,39 +135,14 @@ def _include(value: Any, base: Path | None, what: str) -> Any:
             return _expand(yaml.safe_load(path.read_text(encoding="utf-8")))
         except OSError as exc:
             raise FlowbackConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise FlowbackConfigError(f"{what}: {path} is not valid YAML: {exc}") from None
     return value
-
-
-def load_source_config(config: "str | os.PathLike | dict | SourceConfig") -> SourceConfig:
-    """A source configuration from a YAML path, a dict (e.g. from an Airflow DAG) or an existing object."""
-    if isinstance(config, SourceConfig):
-        return config
-    base: Path | None = None
-    where = "flowback source config"
-    if isinstance(config, (str, os.PathLike)):
-        path = Path(config)
-        where, base = str(path), path.parent
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise FlowbackConfigError(f"cannot read {path}: {exc.strerror}") from None
-    else:
-        data = dict(config)
-    if not isinstance(data, dict):
-        raise FlowbackConfigError(f"{where}: must be a mapping")
-    data = _expand(data)
-    for section in ("routing", "sinks"):
-        if section in data:
-            data[section] = _include(data[section], base, f"{where}: {section}")
-    try:
-        return SourceConfig.model_validate(data)
-    except ValidationError as exc:
-        raise FlowbackConfigError(f"{where}: {exc}") from None
 
 
 def load_sinks_config(path: "str | os.PathLike") -> SinksConfig:
     """The district sink configuration on its own (for `tongban flowback deliver`)."""
-    data = _include(str(path), None, "district sink config")
+    data = include_section(str(path), None, "district sink config")
     try:
         return SinksConfig.model_validate(data or {})
     except ValidationError as exc:

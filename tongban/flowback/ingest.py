@@ -1,35 +1,44 @@
-"""Routing one national batch onto the flowback queues, with the counts reconciliation needs.
+"""Routing one national batch onto the flowback queues, so that every record is accounted for.
 
-Records stream through in constant memory: each is hashed into the batch digest, validated and routed
-(routing.Router), and buffered per target; every `chunk` records the buffers are published (the bus returns
-after the broker confirmed) and only then are their ledger events and quarantine entries written.
-The batch is marked routed, and the source told (file moved to done/, SOAP batch acknowledged), only after
-the last publish was confirmed: an interrupted run is redone in full under a new run id, and the district
-sinks' idempotency absorbs what the interrupted run had already sent.
+Records stream through in constant memory, `chunk` at a time. Each record read is hashed into the batch digest
+(its raw form, tongban.flowback.records), then, per chunk:
 
-A batch id that was already routed is recognised: nothing is routed again, the re-delivery is in the ledger.
+1. exact duplicates (the same raw record earlier in the batch) are counted, not routed again;
+2. a record an earlier read of this batch already routed is not routed again (re-reads after a fix);
+3. the rest is mapped (the source file's `flowback.fields`) and routed (routing.Router); a record that fails
+   either is quarantined with the field and the rule (stage `mapping` or `routing`), a damaged row at stage `read`;
+4. the chunk's messages are published (the bus returns after the broker confirmed), and only then are the
+   record rows, quarantine entries and ledger events written.
+
+A batch is **done** only when every record was read and accounted for and the manifest's count and digest match:
+then the source is told (file to done/, service acknowledged). Otherwise the batch is **incomplete**, with the
+reason, and stays where it is: the next run, or `tongban flowback retry BATCH`, reads it again. A batch that is
+done and arrives again is recognised as a re-delivery and routes nothing.
 """
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any, Iterable
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 from tongban import ledger
 from tongban import quarantine as q
 from tongban.bus import Bus
 from tongban.codes import mask_text
-from tongban.envelope import KIND_FLOWBACK, Envelope, canonical_json, utcnow
+from tongban.envelope import KIND_FLOWBACK, Envelope, idempotency_key, utcnow
 from tongban.ledger import LedgerEvent
+from tongban.mapping import MappingError
 from tongban.store import Store
+from tongban.store.tables import quarantine
 
-from .records import PROJID, ROWGUID, RecordsDigest
+from .batches import Batch
+from .mapping import FlowbackMapping
+from .records import PROJID, ROWGUID, Manifest, RecordsDigest, record_bytes
 from .routing import Reject, Router
-from .sources import Batch
-from .tables import ensure_tables, flowback_batches, flowback_routes
+from .tables import ensure_tables, flowback_batches, flowback_records
 from .topology import declare, work_queue
 
 CHUNK = 1000
@@ -39,137 +48,267 @@ CHUNK = 1000
 class BatchOutcome:
     batch_id: str
     origin: str
-    duplicate: bool = False
+    duplicate: bool = False          # the whole batch was done already (a re-delivery)
+    complete: bool = False           # done: every record accounted for, count and digest match
     records_in: int = 0
-    routed: int = 0
+    duplicates: int = 0              # exact duplicates inside the batch
+    routed: int = 0                  # routed by this read
+    already_routed: int = 0          # routed by an earlier read of this batch, not again
     quarantined: int = 0
     per_target: dict[str, int] = field(default_factory=dict)
     manifest_count: int = 0
     digest_ok: bool = False
-    error: str | None = None
+    error: str | None = None         # why the batch is not done
+    requeued: int = 0                # quarantined records mapped and routed again (`flowback retry`)
+
+
+@dataclass
+class _Item:
+    position: int
+    raw: Any
+    digest: str
+    where: str
+    read_error: str | None = None
+    quarantine_id: int | None = None  # the entry that holds it now (re-processing a quarantined record)
 
 
 class BatchIngest:
-    def __init__(self, *, source: str, router: Router, store: Store, bus: Bus, prefix: str, chunk: int = CHUNK):
-        self.source, self.router, self.store, self.bus, self.prefix, self.chunk = source, router, store, bus, prefix, chunk
+    def __init__(self, *, mapping: FlowbackMapping, router: Router, store: Store, bus: Bus, prefix: str,
+                 chunk: int | None = None):
+        self.mapping, self.router, self.store, self.bus, self.prefix = mapping, router, store, bus, prefix
+        self.source = mapping.system
+        self.chunk = chunk or CHUNK
         ensure_tables(store)
 
     # --- batch bookkeeping ---------------------------------------------------------------------------
     def _start(self, batch: Batch) -> tuple[str | None, BatchOutcome | None]:
-        """Returns (run_id, None) to route, or (None, outcome) when the batch was already routed."""
+        """(run_id, None) to read the batch, or (None, outcome) when it is done already."""
         m = batch.manifest
         with self.store.write() as conn:
             row = conn.execute(select(flowback_batches).where(flowback_batches.c.batch_id == m.batch_id)).mappings().first()
-            if row is not None and row["status"] == "routed":
+            if row is not None and row["status"] in ("done", "routed"):  # "routed": done, before the status had that name
                 conn.execute(update(flowback_batches).where(flowback_batches.c.batch_id == m.batch_id)
                              .values(times_received=row["times_received"] + 1))
                 same = row["manifest_digest"] == m.digest and row["manifest_count"] == m.record_count
-                detail = {"batch_id": m.batch_id, "origin": batch.origin, "first_received_at": row["received_at"],
-                          "times_received": row["times_received"] + 1, "same_manifest": same}
-                ledger.append(conn, [LedgerEvent("duplicate", detail, system=self.source, source_key=m.batch_id)])
+                ledger.append(conn, [LedgerEvent("duplicate", {
+                    "batch_id": m.batch_id, "origin": batch.origin, "first_received_at": row["received_at"],
+                    "times_received": row["times_received"] + 1, "same_manifest": same},
+                    system=self.source, source_key=m.batch_id)])
             else:
                 run_id = uuid.uuid4().hex
                 values = dict(source=self.source, run_id=run_id, origin=batch.origin, received_at=utcnow(),
-                              finished_at=None, status="routing", manifest_count=m.record_count,
-                              manifest_digest=m.digest, records_in=0, routed=0, quarantined=0, digest=None)
+                              finished_at=None, status="reading", problem=None, manifest_count=m.record_count,
+                              manifest_digest=m.digest, records_in=0, unreadable=0, digest=None)
                 if row is None:
                     conn.execute(flowback_batches.insert().values(batch_id=m.batch_id, times_received=1, **values))
-                else:  # an interrupted run: redo it under a new run id
+                else:  # incomplete or interrupted before: read it again under a new run id
                     conn.execute(update(flowback_batches).where(flowback_batches.c.batch_id == m.batch_id)
                                  .values(times_received=row["times_received"] + 1, **values))
-                    conn.execute(delete(flowback_routes).where(flowback_routes.c.batch_id == m.batch_id))
                 ledger.append(conn, [LedgerEvent("batch_received", {
                     "batch_id": m.batch_id, "origin": batch.origin, "manifest_count": m.record_count,
                     "manifest_digest": m.digest, "run_id": run_id, "rerun": row is not None},
                     system=self.source, source_key=m.batch_id)])
                 return run_id, None
-        outcome = BatchOutcome(m.batch_id, batch.origin, duplicate=True, manifest_count=m.record_count,
-                               digest_ok=same, error=None if same else
-                               "batch id received again with a different manifest (count or digest): not routed")
-        return None, outcome
+        return None, BatchOutcome(m.batch_id, batch.origin, duplicate=True, complete=same,
+                                  manifest_count=m.record_count, digest_ok=same,
+                                  error=None if same else "batch id received again with a different manifest "
+                                                          "(count or digest) after it was done: not routed")
 
-    # --- routing -------------------------------------------------------------------------------------
+    def is_done(self, manifest: Manifest) -> bool:
+        """This batch, with this manifest, is done already."""
+        with self.store.read() as conn:
+            row = conn.execute(select(flowback_batches.c.status, flowback_batches.c.manifest_digest).where(
+                flowback_batches.c.batch_id == manifest.batch_id)).first()
+        return row is not None and row.status in ("done", "routed") and row.manifest_digest == manifest.digest
+
+    # --- one chunk -----------------------------------------------------------------------------------
+    def _process(self, batch_id: str, run_id: str, items: list[_Item], out: BatchOutcome,
+                 seen_in_chunk: set[str] | None = None, rerun_quarantined_only: bool = False) -> None:
+        """Dedupe, map, route, publish and record one chunk of items."""
+        with self.store.read() as conn:
+            known = {r.digest: r for r in conn.execute(
+                select(flowback_records).where(flowback_records.c.batch_id == batch_id,
+                                               flowback_records.c.digest.in_({i.digest for i in items})))}
+        seen = seen_in_chunk if seen_in_chunk is not None else set()
+        buffers: dict[str, list[Envelope]] = {}
+        rows: list[tuple[str, dict]] = []               # ("insert" | "update", row values)
+        rejects: list[tuple[q.QuarantineEntry, LedgerEvent, dict, int | None]] = []
+        events: list[LedgerEvent] = []
+        resolved: list[int] = []                         # quarantine entries whose record is now routed
+        for item in items:
+            earlier = known.get(item.digest)
+            if item.digest in seen or (earlier is not None and earlier.run_id == run_id and not rerun_quarantined_only):
+                out.duplicates += 1
+                continue
+            seen.add(item.digest)
+            if earlier is not None and earlier.outcome == "routed":
+                out.already_routed += 1
+                rows.append(("update", {"batch_id": batch_id, "digest": item.digest, "run_id": run_id}))
+                continue
+            previous_entry = item.quarantine_id or (earlier.quarantine_id if earlier is not None else None)
+            action = "update" if earlier is not None else "insert"
+            base = {"batch_id": batch_id, "digest": item.digest, "run_id": run_id, "position": item.position}
+            stage, field_name, rule, national = self._decide(item)
+            key = (national or {}).get(ROWGUID) or (self.mapping.record_key(item.raw) if isinstance(item.raw, dict) else None)
+            if stage is None:
+                decision = self.router.route(national)
+                if isinstance(decision, Reject):
+                    stage, field_name, rule = "routing", decision.field, decision.rule
+            if stage is not None:
+                out.quarantined += 1
+                rule = mask_text(rule)
+                # The rule names the batch and record, not where this read found it: re-reading the same record
+                # and failing the same way finds the entry already open (quarantine.add) instead of a new one.
+                entry = q.QuarantineEntry(self.source, key or f"{batch_id}#{item.position}", stage,
+                                          f"batch {batch_id} record {item.position}: {rule}", field=field_name,
+                                          position=f"batch {batch_id} record {item.position} ({item.where})",
+                                          record=item.raw)
+                event = LedgerEvent("quarantined", {"batch_id": batch_id, "position": item.position, "stage": stage,
+                                                    "field": field_name, "rule": rule}, system=self.source, source_key=key)
+                rejects.append((entry, event, {**base, "outcome": "quarantined", "stage": stage, "target": None,
+                                               "message_id": None, "idempotency_key": None, "_action": action},
+                                previous_entry))
+                continue
+            ikey = idempotency_key(self.source, national[ROWGUID], national)
+            route = decision.detail()
+            env = Envelope(KIND_FLOWBACK, self.source, ikey, {
+                "batch_id": batch_id, "run_id": run_id, "target": decision.target, "route": route,
+                "record": national}, region=decision.target, correlation=national.get(PROJID))
+            buffers.setdefault(decision.target, []).append(env)
+            out.routed += 1
+            out.per_target[decision.target] = out.per_target.get(decision.target, 0) + 1
+            rows.append((action, {**base, "outcome": "routed", "target": decision.target, "message_id": env.message_id,
+                                  "idempotency_key": ikey, "quarantine_id": None, "stage": None}))
+            if previous_entry:
+                resolved.append(previous_entry)
+            events.append(LedgerEvent("routed", {"batch_id": batch_id, **route}, system=self.source,
+                                      message_id=env.message_id, idempotency_key=ikey,
+                                      case_number=env.correlation, source_key=national[ROWGUID]))
+        for target, envelopes in buffers.items():
+            work = work_queue(target, self.prefix)
+            declare(self.bus, work)
+            self.bus.publish(work, envelopes)  # returns after the broker confirmed every message
+        with self.store.write() as conn:
+            for entry, event, row, previous_entry in rejects:
+                action = row.pop("_action")
+                new_id = q.add(conn, entry)  # None: the same record is already open for the same rule
+                if new_id is not None and previous_entry:
+                    resolved.append(previous_entry)  # superseded by the entry with today's rule
+                row["quarantine_id"] = new_id or previous_entry or _open_entry(conn, entry)
+                rows.append((action, row))
+                if new_id is not None:  # a record found again with the same rule is in the ledger already
+                    events.append(event)
+            if resolved:
+                conn.execute(quarantine.update().where(quarantine.c.id.in_(resolved), quarantine.c.status == q.OPEN)
+                             .values(status=q.REPLAYED))
+                events.extend(LedgerEvent("replayed", {"quarantine_id": i, "batch_id": batch_id}, system=self.source)
+                              for i in resolved)
+            inserts = [r for a, r in rows if a == "insert"]
+            if inserts:
+                conn.execute(flowback_records.insert(), inserts)
+            for action, row in rows:
+                if action == "update":
+                    conn.execute(update(flowback_records).where(flowback_records.c.batch_id == row["batch_id"],
+                                                                flowback_records.c.digest == row["digest"])
+                                 .values(**{k: v for k, v in row.items() if k not in ("batch_id", "digest")}))
+            ledger.append(conn, events)
+
+    def _decide(self, item: _Item) -> tuple[str | None, str | None, str, dict | None]:
+        """(stage, field, rule, national record): stage None when the record mapped."""
+        if item.read_error:
+            return "read", None, item.read_error, None
+        if not isinstance(item.raw, dict):
+            return "read", None, f"a record is an object, not {type(item.raw).__name__}", None
+        try:
+            return None, None, "", self.mapping.map_record(item.raw)
+        except MappingError as exc:
+            return "mapping", exc.field.split(" ")[0], f"{exc}", None
+
+    # --- a whole batch -------------------------------------------------------------------------------
     def ingest(self, batch: Batch) -> BatchOutcome:
         run_id, duplicate = self._start(batch)
         if duplicate is not None:
-            if duplicate.error is None:
-                (batch.duplicate_done or batch.done)()
+            if duplicate.error is None and batch.duplicate_done:
+                batch.duplicate_done()
             return duplicate
         m = batch.manifest
         out = BatchOutcome(m.batch_id, batch.origin, manifest_count=m.record_count)
         digest = RecordsDigest()
-        per_target: dict[str, int] = defaultdict(int)
-        buffers: dict[str, list[Envelope]] = defaultdict(list)
-        events: list[LedgerEvent] = []
-        rejects: list[q.QuarantineEntry] = []
-        pending = 0
-
-        def flush() -> None:
-            nonlocal pending
-            for target, envelopes in buffers.items():
-                if envelopes:
-                    work = work_queue(target, self.prefix)
-                    declare(self.bus, work)
-                    self.bus.publish(work, envelopes)  # returns after the broker confirmed every message
-            with self.store.write() as conn:
-                for entry in rejects:
-                    q.add(conn, entry)
-                ledger.append(conn, events)
-            buffers.clear()
-            events.clear()
-            rejects.clear()
-            pending = 0
-
+        unreadable = 0
+        pending: list[_Item] = []
+        seen: set[str] = set()  # digests of the chunk in hand only: earlier chunks are asked of the store
         try:
-            for position, record in enumerate(batch.read(), start=1):
-                body = canonical_json(record)
-                digest.add_canonical(body)
-                decision = self.router.route(record)
-                row_guid = record.get(ROWGUID)
-                if isinstance(decision, Reject):
-                    out.quarantined += 1
-                    where = f"batch {m.batch_id} record {position}"
-                    rule = mask_text(decision.rule)
-                    rejects.append(q.QuarantineEntry(self.source, row_guid or f"{m.batch_id}#{position}", "routing",
-                                                     rule, field=decision.field, position=where, record=record))
-                    events.append(LedgerEvent("quarantined", {"batch_id": m.batch_id, "position": position,
-                                                              "field": decision.field, "rule": rule},
-                                              system=self.source, source_key=row_guid))
+            for position, raw in enumerate(batch.read(), start=1):
+                body = b"" if raw.error else record_bytes(raw.data)
+                if raw.error:
+                    unreadable += 1
+                    digest.count += 1  # counted as received; its bytes are unknown, so the digest cannot match
                 else:
-                    # == tongban.envelope.idempotency_key(source, ROWGUID, record), reusing the canonical bytes.
-                    key = f"{self.source}:{row_guid}:{hashlib.sha256(body).hexdigest()[:32]}"
-                    route = decision.detail()
-                    env = Envelope(KIND_FLOWBACK, self.source, key, {
-                        "batch_id": m.batch_id, "run_id": run_id, "target": decision.target, "route": route,
-                        "record": record}, region=decision.target, correlation=record.get(PROJID))
-                    buffers[decision.target].append(env)
-                    per_target[decision.target] += 1
-                    out.routed += 1
-                    events.append(LedgerEvent("routed", {"batch_id": m.batch_id, **route}, system=self.source,
-                                              message_id=env.message_id, idempotency_key=key,
-                                              case_number=env.correlation, source_key=row_guid))
-                pending += 1
-                if pending >= self.chunk:
-                    flush()
-            flush()
-        except Exception as exc:  # the batch stays "routing": the next run redoes it
-            out.error = f"batch {m.batch_id} interrupted after {digest.count} records: {exc}"
+                    digest.add_canonical(body)
+                pending.append(_Item(position, raw.data, hashlib.sha256(body or raw.position.encode()).hexdigest(),
+                                     raw.position, raw.error))
+                if len(pending) >= self.chunk:
+                    self._process(m.batch_id, run_id, pending, out, seen)
+                    pending, seen = [], set()
+            self._process(m.batch_id, run_id, pending, out, seen)
+        except Exception as exc:  # the batch stays "reading": the next run reads it again
             out.records_in = digest.count
+            out.error = f"batch {m.batch_id} interrupted after {digest.count} records: {exc}"
+            self._finish(m.batch_id, out, digest, unreadable, "reading", out.error)
+            batch.keep(out.error)
             return out
         out.records_in = digest.count
-        out.per_target = dict(per_target)
         computed = digest.hexdigest()
-        out.digest_ok = computed == m.digest
-        with self.store.write() as conn:
-            conn.execute(update(flowback_batches).where(flowback_batches.c.batch_id == m.batch_id).values(
-                status="routed", finished_at=utcnow(), records_in=out.records_in, routed=out.routed,
-                quarantined=out.quarantined, digest=computed))
-            if per_target:
-                conn.execute(flowback_routes.insert(), [
-                    {"batch_id": m.batch_id, "target": t, "run_id": run_id, "routed": n} for t, n in per_target.items()])
-            ledger.append(conn, [LedgerEvent("batch_routed", {
-                "batch_id": m.batch_id, "run_id": run_id, "records_in": out.records_in, "routed": out.routed,
-                "quarantined": out.quarantined, "manifest_count": m.record_count,
-                "digest_matches": out.digest_ok, "per_target": out.per_target}, system=self.source, source_key=m.batch_id)])
-        batch.done()
+        out.digest_ok = computed == m.digest and not unreadable
+        problems = list(batch.problems)
+        if unreadable:
+            problems.append(f"{unreadable} damaged records could not be read (quarantined at stage read)")
+        if out.records_in != m.record_count:
+            hint = " — is the record tag / format / encoding in the source file right?" if out.records_in == 0 else ""
+            problems.append(f"records in {out.records_in} ≠ manifest count {m.record_count}{hint}")
+        elif computed != m.digest and not unreadable:
+            problems.append(f"digest {computed[:12]}… ≠ manifest digest {m.digest[:12]}…")
+        out.complete = not problems
+        out.error = None if out.complete else "; ".join(problems)
+        self._finish(m.batch_id, out, digest, unreadable, "done" if out.complete else "incomplete", out.error)
+        if out.complete:
+            batch.done()
+        else:
+            batch.keep(out.error)
         return out
+
+    def _finish(self, batch_id: str, out: BatchOutcome, digest: RecordsDigest, unreadable: int, status: str,
+                problem: str | None) -> None:
+        with self.store.write() as conn:
+            conn.execute(update(flowback_batches).where(flowback_batches.c.batch_id == batch_id).values(
+                status=status, problem=problem, finished_at=utcnow(), records_in=out.records_in,
+                unreadable=unreadable, digest=digest.hexdigest()))
+            ledger.append(conn, [LedgerEvent("batch_routed", {
+                "batch_id": batch_id, "status": status, "records_in": out.records_in, "duplicates": out.duplicates,
+                "routed": out.routed, "already_routed": out.already_routed, "quarantined": out.quarantined,
+                "manifest_count": out.manifest_count, "digest_matches": out.digest_ok, "per_target": out.per_target,
+                **({"problem": problem} if problem else {})}, system=self.source, source_key=batch_id)])
+
+    # --- quarantined records again -------------------------------------------------------------------
+    def reprocess(self, batch_id: str, entries: Iterable[tuple[int, int, str, Any]]) -> BatchOutcome:
+        """Map and route quarantined records of a batch again with the current source file (after a fix):
+        `entries` are (quarantine id, position, digest, raw record). What routes now is routed once; what fails
+        again is quarantined with today's rule. The batch's counts follow (its rows are updated in place)."""
+        with self.store.read() as conn:
+            row = conn.execute(select(flowback_batches).where(flowback_batches.c.batch_id == batch_id)).mappings().first()
+        out = BatchOutcome(batch_id, row["origin"] if row else "", manifest_count=row["manifest_count"] if row else 0,
+                           complete=bool(row and row["status"] == "done"))
+        items = [_Item(position, raw, digest, f"quarantine #{qid}", quarantine_id=qid)
+                 for qid, position, digest, raw in entries]
+        out.requeued = len(items)
+        for start in range(0, len(items), self.chunk):
+            self._process(batch_id, row["run_id"], items[start:start + self.chunk], out, set(),
+                          rerun_quarantined_only=True)
+        return out
+
+
+def _open_entry(conn, entry: q.QuarantineEntry) -> int | None:
+    return conn.execute(select(quarantine.c.id).where(
+        quarantine.c.system == entry.system, quarantine.c.source_key == entry.source_key,
+        quarantine.c.stage == entry.stage, quarantine.c.rule == entry.rule, quarantine.c.status == q.OPEN)).scalar()
+

@@ -1,12 +1,21 @@
-"""Reconciliation: per batch, the manifest that proves completeness.
+"""Reconciliation: per batch, the report that proves completeness — or says what is missing.
 
-    records in            = routed + quarantined          (every record is accounted for)
-    records in            = the source manifest's count
-    digest over records   = the source manifest's digest
-    per district: routed  = delivered + duplicate + parked (nothing still on its way, nothing lost)
+Columns (the CLI's table and `--json` carry the same names):
 
-Only the messages of the batch's completed run count (an interrupted run's leftovers are shown as
-superseded). Any inequality is a gap; `balanced` is False when there is one.
+    received     records read from the batch (exact duplicates and damaged rows included)
+    duplicates   exact duplicates of an earlier record of the same batch (routed once, not again)
+    routed       distinct records routed to a district, a county or the city
+    quarantined  distinct records quarantined with a reason (stages: read, mapping, routing)
+    delivered    routed records a district sink accepted
+    held         routed records the district sink already held (delivered before: same idempotency key)
+    parked       routed records a sink kept refusing (`tongban parked replay` sends them again)
+    pending      routed records not yet delivered, held or parked (run `tongban flowback deliver`)
+
+    received = duplicates + routed + quarantined     routed = delivered + held + parked + pending (per target)
+
+A batch **balances** only when it is done (read completely, the manifest's count and digest match), both sums
+hold, nothing is parked or pending, and something reached the districts: a batch whose every record was
+quarantined (a source file that does not fit the batch) never balances. Each reason it does not is one `gap`.
 """
 from __future__ import annotations
 
@@ -17,10 +26,9 @@ from sqlalchemy import func, select
 
 from tongban.codes import CHONGQING_UNITS
 from tongban.store import Store
-from tongban.store.tables import quarantine
 
 from .config import CITY
-from .tables import ensure_tables, flowback_batches, flowback_deliveries, flowback_routes
+from .tables import ensure_tables, flowback_batches, flowback_deliveries, flowback_records
 
 
 @dataclass
@@ -29,31 +37,49 @@ class TargetLine:
     name: str
     routed: int = 0
     delivered: int = 0
-    duplicate: int = 0
+    held: int = 0
     parked: int = 0
 
     @property
     def pending(self) -> int:
-        return self.routed - self.delivered - self.duplicate - self.parked
+        return self.routed - self.delivered - self.held - self.parked
 
 
 @dataclass
 class BatchReconciliation:
     batch_id: str
     source: str
-    status: str
+    status: str                 # reading | incomplete | done
+    problem: str | None
     received_at: str
     times_received: int
     manifest_count: int
     manifest_digest: str
-    records_in: int
+    received: int
+    duplicates: int
     routed: int
     quarantined: int
     digest: str | None
     targets: list[TargetLine] = field(default_factory=list)
-    superseded: int = 0  # settled messages of an earlier, interrupted run
-    quarantined_by_field: dict[str, int] = field(default_factory=dict)
+    quarantined_by_stage: dict[str, int] = field(default_factory=dict)
+    superseded: int = 0         # records an earlier read saw that the last read did not
     gaps: list[str] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> int:
+        return sum(t.delivered for t in self.targets)
+
+    @property
+    def held(self) -> int:
+        return sum(t.held for t in self.targets)
+
+    @property
+    def parked(self) -> int:
+        return sum(t.parked for t in self.targets)
+
+    @property
+    def pending(self) -> int:
+        return sum(t.pending for t in self.targets)
 
     @property
     def balanced(self) -> bool:
@@ -61,7 +87,8 @@ class BatchReconciliation:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["balanced"] = self.balanced
+        data.update(balanced=self.balanced, delivered=self.delivered, held=self.held, parked=self.parked,
+                    pending=self.pending)
         for line, obj in zip(data["targets"], self.targets):
             line["pending"] = obj.pending
         return data
@@ -69,22 +96,37 @@ class BatchReconciliation:
 
 def _gaps(r: BatchReconciliation) -> list[str]:
     gaps = []
-    if r.status != "routed":
-        gaps.append(f"routing did not finish (status {r.status}): run the source again")
-    if r.records_in != r.routed + r.quarantined:
-        gaps.append(f"records in {r.records_in} ≠ routed {r.routed} + quarantined {r.quarantined}")
-    if r.status == "routed" and r.records_in != r.manifest_count:
-        gaps.append(f"records in {r.records_in} ≠ manifest count {r.manifest_count}")
-    if r.status == "routed" and r.digest != r.manifest_digest:
+    if r.status != "done":
+        why = r.problem or "reading did not finish"
+        gaps.append(f"not done ({r.status}): {why} — the batch stays in the source; fix it (or the source file) and "
+                    f"run `tongban flowback retry {r.batch_id} <source file>`")
+    if r.received != r.duplicates + r.routed + r.quarantined:
+        gaps.append(f"received {r.received} ≠ duplicates {r.duplicates} + routed {r.routed} + "
+                    f"quarantined {r.quarantined}")
+    if r.status == "done" and r.received != r.manifest_count:
+        gaps.append(f"records in {r.received} ≠ manifest count {r.manifest_count}")
+    if r.status == "done" and r.digest != r.manifest_digest:
         gaps.append(f"digest {str(r.digest)[:12]}… ≠ manifest digest {r.manifest_digest[:12]}…")
     if sum(t.routed for t in r.targets) != r.routed:
-        gaps.append(f"routed per district {sum(t.routed for t in r.targets)} ≠ routed {r.routed}")
+        gaps.append(f"routed per target {sum(t.routed for t in r.targets)} ≠ routed {r.routed}")
     for t in r.targets:
-        if t.pending:
-            what = "not yet delivered or parked" if t.pending > 0 else "settled more than routed"
-            gaps.append(f"{t.target} {t.name}: routed {t.routed} ≠ delivered {t.delivered} + duplicate {t.duplicate} "
-                        f"+ parked {t.parked} ({abs(t.pending)} {what})")
+        if t.pending > 0:
+            gaps.append(f"{t.target} {t.name}: {t.pending} of {t.routed} not yet delivered (run `tongban flowback deliver`)")
+        elif t.pending < 0:
+            gaps.append(f"{t.target} {t.name}: settled {-t.pending} more than routed")
+        if t.parked:
+            gaps.append(f"{t.target} {t.name}: {t.parked} parked by the sink (`tongban parked list`, then "
+                        f"`tongban parked replay`)")
+    if r.routed == 0 or r.delivered + r.held == 0:
+        stages = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined_by_stage.items())) or "none"
+        gaps.append(f"nothing was delivered: {r.quarantined} of {r.received} records quarantined (by stage: {stages})"
+                    + (" — if the source file does not fit this batch, fix it and run "
+                       f"`tongban flowback retry {r.batch_id} <source file>`" if r.quarantined else ""))
     return gaps
+
+
+def _name(target: str) -> str:
+    return "市级" if target == CITY else CHONGQING_UNITS.get(target, "?")
 
 
 def reconcile(store: Store, batch_id: str | None = None) -> list[BatchReconciliation]:
@@ -96,29 +138,31 @@ def reconcile(store: Store, batch_id: str | None = None) -> list[BatchReconcilia
     results = []
     with store.read() as conn:
         for row in conn.execute(query).mappings().all():
+            rec = flowback_records.c
+            current = (rec.batch_id == row["batch_id"]) & (rec.run_id == row["run_id"])
+            outcomes = dict(conn.execute(select(rec.outcome, func.count()).where(current).group_by(rec.outcome)).all())
+            distinct = sum(outcomes.values())
             r = BatchReconciliation(
-                batch_id=row["batch_id"], source=row["source"], status=row["status"], received_at=row["received_at"],
-                times_received=row["times_received"], manifest_count=row["manifest_count"],
-                manifest_digest=row["manifest_digest"], records_in=row["records_in"], routed=row["routed"],
-                quarantined=row["quarantined"], digest=row["digest"])
+                batch_id=row["batch_id"], source=row["source"], status=row["status"], problem=row["problem"],
+                received_at=row["received_at"], times_received=row["times_received"],
+                manifest_count=row["manifest_count"], manifest_digest=row["manifest_digest"],
+                received=row["records_in"], duplicates=row["records_in"] - distinct,
+                routed=outcomes.get("routed", 0), quarantined=outcomes.get("quarantined", 0), digest=row["digest"])
+            r.superseded = conn.execute(select(func.count()).select_from(flowback_records).where(
+                rec.batch_id == row["batch_id"], rec.run_id != row["run_id"])).scalar() or 0
+            r.quarantined_by_stage = dict(conn.execute(
+                select(rec.stage, func.count()).where(current, rec.outcome == "quarantined").group_by(rec.stage)).all())
             lines: dict[str, TargetLine] = {}
-            for target, routed in conn.execute(select(flowback_routes.c.target, flowback_routes.c.routed).where(
-                    flowback_routes.c.batch_id == r.batch_id, flowback_routes.c.run_id == row["run_id"])):
-                lines[target] = TargetLine(target, "市级" if target == CITY else CHONGQING_UNITS.get(target, "?"), routed)
             settled = conn.execute(
-                select(flowback_deliveries.c.run_id, flowback_deliveries.c.target, flowback_deliveries.c.status,
-                       func.count()).where(flowback_deliveries.c.batch_id == r.batch_id)
-                .group_by(flowback_deliveries.c.run_id, flowback_deliveries.c.target, flowback_deliveries.c.status))
-            for run_id, target, status, n in settled:
-                if run_id != row["run_id"]:
-                    r.superseded += n
-                    continue
-                line = lines.setdefault(target, TargetLine(target, CHONGQING_UNITS.get(target, "市级")))
-                setattr(line, status, getattr(line, status) + n)
-            r.quarantined_by_field = {f or "-": n for f, n in conn.execute(
-                select(quarantine.c.field, func.count()).where(
-                    quarantine.c.system == r.source, quarantine.c.stage == "routing",
-                    quarantine.c.position.like(f"batch {r.batch_id} record %")).group_by(quarantine.c.field))}
+                select(rec.target, flowback_deliveries.c.status, func.count())
+                .select_from(flowback_records.outerjoin(flowback_deliveries,
+                                                        flowback_deliveries.c.message_id == rec.message_id))
+                .where(current, rec.outcome == "routed").group_by(rec.target, flowback_deliveries.c.status))
+            for target, status, n in settled:
+                line = lines.setdefault(target, TargetLine(target, _name(target)))
+                line.routed += n
+                if status in ("delivered", "held", "parked"):
+                    setattr(line, status, getattr(line, status) + n)
             r.targets = sorted(lines.values(), key=lambda t: (t.target == CITY, t.target))
             r.gaps = _gaps(r)
             results.append(r)
@@ -132,21 +176,22 @@ def _pad(text: str, width: int) -> str:
 
 
 def render(r: BatchReconciliation) -> str:
-    """The reconciliation manifest as text (the CLI prints this)."""
+    """The reconciliation as text (the CLI prints this)."""
     digest_state = "matches" if r.digest == r.manifest_digest else "DOES NOT MATCH"
+    stages = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined_by_stage.items()))
     lines = [
-        f"batch {r.batch_id}  source {r.source}  received {r.received_at}  (received {r.times_received}×)",
-        f"  manifest: {r.manifest_count} records, digest {r.manifest_digest[:16]}…  → received {r.records_in}, "
+        f"batch {r.batch_id}  source {r.source}  {r.status}  received {r.received_at}  (received {r.times_received}×)",
+        f"  manifest: {r.manifest_count} records, digest {r.manifest_digest[:16]}…  → read {r.received}, "
         f"digest {digest_state}",
-        f"  records in {r.records_in} = routed {r.routed} + quarantined {r.quarantined}"
-        + (f"  (quarantined by field: {', '.join(f'{k} {v}' for k, v in sorted(r.quarantined_by_field.items()))})"
-           if r.quarantined_by_field else ""),
-        f"  {'target':<8} {'name':<20} {'routed':>8} {'delivered':>10} {'duplicate':>10} {'parked':>8} {'pending':>8}",
+        f"  received {r.received} = duplicates {r.duplicates} + routed {r.routed} + quarantined {r.quarantined}"
+        + (f"  (quarantined by stage: {stages})" if stages else ""),
+        f"  routed {r.routed} = delivered {r.delivered} + held by sinks {r.held} + parked {r.parked} + pending {r.pending}",
+        f"  {'target':<8} {'name':<20} {'routed':>8} {'delivered':>10} {'held':>6} {'parked':>8} {'pending':>8}",
     ]
     for t in r.targets:
-        lines.append(f"  {t.target:<8} {_pad(t.name, 20)} {t.routed:>8} {t.delivered:>10} {t.duplicate:>10} {t.parked:>8} "
+        lines.append(f"  {t.target:<8} {_pad(t.name, 20)} {t.routed:>8} {t.delivered:>10} {t.held:>6} {t.parked:>8} "
                      f"{t.pending:>8}")
     if r.superseded:
-        lines.append(f"  ({r.superseded} settled messages belong to an earlier, interrupted run)")
+        lines.append(f"  ({r.superseded} records seen by an earlier read are not in the last read)")
     lines.append("  BALANCED" if r.balanced else "  GAPS:\n" + "\n".join(f"    - {g}" for g in r.gaps))
     return "\n".join(lines)

@@ -1,10 +1,11 @@
 """National flowback records (数据回流) and batch manifests: the field names of the national upload tables,
 record normalisation, and the digest a manifest carries.
 
-A ministry batch is a sequence of flat records (field → text) and a manifest (batch id, record count, digest).
-The digest is SHA-256 over the records in batch order, each written as canonical JSON of its non-empty fields
-(sorted keys, UTF-8) followed by a newline. It is the same whether the batch came as XML, CSV or SOAP pages,
-so one rule proves completeness for every transport.
+A ministry batch is a sequence of records and a manifest (batch id, record count, digest). The digest is
+SHA-256 over the records in batch order *as the ministry sent them* (its own field names, before any mapping),
+each written as canonical JSON of its non-empty fields (`canonical_record`: text trimmed, empty values left out,
+keys sorted, no whitespace, UTF-8) followed by a newline. It is the same whether the batch came as XML, CSV
+(in any encoding) or SOAP pages, so one rule proves completeness for every transport.
 """
 from __future__ import annotations
 
@@ -92,6 +93,30 @@ def normalise_record(raw: Mapping[str, Any]) -> Record:
     return record
 
 
+def canonical_record(raw: Any) -> Any:
+    """A record as the digest sees it: strings trimmed, empty values (None, "", [], {}) left out, nested XML
+    elements kept as nested objects. For a flat record this is `normalise_record`."""
+    if isinstance(raw, dict) and all(type(v) is str for v in raw.values()):  # the common case: a flat text record
+        return {str(k): t for k, v in raw.items() if (t := v.strip())}
+    if isinstance(raw, Mapping):
+        out = {}
+        for name, value in raw.items():
+            value = canonical_record(value)
+            if value not in (None, "", [], {}):
+                out[str(name)] = value
+        return out
+    if isinstance(raw, (list, tuple)):
+        return [v for v in (canonical_record(item) for item in raw) if v not in (None, "", [], {})]
+    if raw is None:
+        return None
+    return str(raw).strip()
+
+
+def record_bytes(raw: Any) -> bytes:
+    """The bytes a record contributes to the digest (without the newline)."""
+    return canonical_json(canonical_record(raw))
+
+
 class RecordsDigest:
     """The manifest digest, computed incrementally as records stream past."""
 
@@ -99,8 +124,8 @@ class RecordsDigest:
         self._hash = hashlib.sha256()
         self.count = 0
 
-    def add(self, record: Record) -> None:
-        self.add_canonical(canonical_json(record))
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.add_canonical(record_bytes(record))
 
     def add_canonical(self, body: bytes) -> None:
         """Add a record already written as canonical JSON (callers that need the bytes anyway)."""

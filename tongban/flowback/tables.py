@@ -1,45 +1,57 @@
 """Flowback's own tables, on the shared metadata: batches (with their source manifest and the counts that
-prove completeness), per-district routed counts, and one row per delivery attempt outcome at a district sink."""
+prove completeness), one row per distinct record of a batch (where it went), and one row per message's outcome at
+a district sink. Idempotency (what a district already has) is the shared `deliveries` table; parking the shared
+`parked` table; rejects the shared `quarantine` table."""
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, String, Table, Text
+from sqlalchemy import Column, Index, Integer, String, Table, Text, inspect
 
 from tongban.store import Store
 from tongban.store.tables import metadata
 
-# One row per national batch (国家数据回流批次). `run_id` changes when an interrupted routing run is redone,
-# so that reconciliation counts only the messages of the run that completed.
+# One row per national batch (国家数据回流批次). `run_id` changes each time the batch is read again (an
+# incomplete or interrupted batch, `tongban flowback retry`), so that reconciliation counts what the last read saw.
 flowback_batches = Table(
     "flowback_batches",
     metadata,
     Column("batch_id", String(100), primary_key=True),
     Column("source", String(100), nullable=False),
     Column("run_id", String(32), nullable=False),
-    Column("origin", String(300)),                 # file name or SOAP endpoint the batch came from
+    Column("origin", String(300)),                 # file name or service endpoint the batch came from
     Column("received_at", String(40), nullable=False),
     Column("finished_at", String(40)),
-    Column("status", String(20), nullable=False),  # routing | routed
+    Column("status", String(20), nullable=False),  # reading | incomplete | done
+    Column("problem", Text),                       # why an incomplete batch is not done
     Column("manifest_count", Integer, nullable=False),
     Column("manifest_digest", String(64), nullable=False),
-    Column("records_in", Integer, nullable=False, default=0),
-    Column("routed", Integer, nullable=False, default=0),
-    Column("quarantined", Integer, nullable=False, default=0),
+    Column("records_in", Integer, nullable=False, default=0),   # records read, duplicates and damaged rows included
+    Column("unreadable", Integer, nullable=False, default=0),   # damaged rows (quarantined at stage "read")
     Column("digest", String(64)),                  # computed over the records as received
     Column("times_received", Integer, nullable=False, default=1),
 )
 
-# Routed counts per batch and target ("500101" … or "city").
-flowback_routes = Table(
-    "flowback_routes",
+# One row per distinct record of a batch (its raw digest: exact duplicates share a row). `outcome` is routed
+# (message_id says which message carries it) or quarantined (quarantine_id says which entry holds it).
+# A re-read batch updates rows in place: what was routed is not routed again.
+flowback_records = Table(
+    "flowback_records",
     metadata,
     Column("batch_id", String(100), primary_key=True),
-    Column("target", String(20), primary_key=True),
-    Column("run_id", String(32), nullable=False),
-    Column("routed", Integer, nullable=False),
+    Column("digest", String(64), primary_key=True),   # SHA-256 of the record's canonical JSON as received
+    Column("run_id", String(32), nullable=False),     # the last read that saw it
+    Column("position", Integer, nullable=False),
+    Column("outcome", String(20), nullable=False),    # routed | quarantined
+    Column("target", String(20)),
+    Column("message_id", String(64)),
+    Column("idempotency_key", String(200)),
+    Column("quarantine_id", Integer),
+    Column("stage", String(20)),                      # quarantined: mapping | routing
 )
+Index("ix_flowback_records_run", flowback_records.c.batch_id, flowback_records.c.run_id, flowback_records.c.outcome)
+Index("ix_flowback_records_message", flowback_records.c.message_id)
 
 # One row per routed message that reached an end state at its district sink:
-# delivered | duplicate (its idempotency key was already delivered) | parked.
+# delivered | held (the sink already held its idempotency key: delivered before, or the sink said so) | parked.
 flowback_deliveries = Table(
     "flowback_deliveries",
     metadata,
@@ -57,12 +69,22 @@ Index("ix_flowback_deliveries_key", flowback_deliveries.c.idempotency_key, flowb
 Index("ix_flowback_deliveries_batch", flowback_deliveries.c.batch_id, flowback_deliveries.c.run_id,
       flowback_deliveries.c.target)
 
-FLOWBACK_TABLES = [flowback_batches, flowback_routes, flowback_deliveries]
+FLOWBACK_TABLES = [flowback_batches, flowback_records, flowback_deliveries]
 _ready: set[str] = set()
+
+
+# Columns added to flowback_batches since its first version: a store made before them gets them added
+# (additive only; the schema migrations of issue 14 take this over).
+_ADDED_COLUMNS = {"problem": "TEXT", "unreadable": "INTEGER NOT NULL DEFAULT 0"}
 
 
 def ensure_tables(store: Store) -> None:
     """Create the flowback tables if this store does not have them yet (once per store per process)."""
     if store.url not in _ready:
         metadata.create_all(store.engine, tables=FLOWBACK_TABLES)
+        present = {c["name"] for c in inspect(store.engine).get_columns("flowback_batches")}
+        with store.engine.begin() as conn:
+            for name, ddl in _ADDED_COLUMNS.items():
+                if name not in present:
+                    conn.exec_driver_sql(f"ALTER TABLE flowback_batches ADD COLUMN {name} {ddl}")
         _ready.add(store.url)

@@ -1,6 +1,7 @@
 """Flowback topology: exchange `tongban.flowback`, one durable queue per county-level unit
 (`tongban.flowback.<6-digit code>`) and one for the city (`tongban.flowback.city`); the routing key is the code
-(500000 for the city). `prefix` lets tests and the sandbox run on names of their own."""
+(500000 for the city). The prefix is `<TONGBAN_QUEUE_PREFIX>.flowback` (`flowback_prefix()`), so that two
+environments on one broker keep apart; tests pass a prefix of their own."""
 from __future__ import annotations
 
 from tongban.bus import Bus
@@ -10,6 +11,15 @@ from tongban.codes import CHONGQING_CODE
 from .config import CITY, TARGETS
 
 DEFAULT_PREFIX = "tongban.flowback"
+
+
+def flowback_prefix(settings=None) -> str:
+    """The flowback topology's prefix under the settings' TONGBAN_QUEUE_PREFIX (default `tongban.flowback`)."""
+    if settings is None:
+        from tongban.settings import load
+
+        settings = load()
+    return f"{settings.queue_prefix}.flowback"
 
 
 def work_queue(target: str, prefix: str = DEFAULT_PREFIX) -> WorkQueue:

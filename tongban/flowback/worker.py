@@ -1,11 +1,13 @@
 """The district delivery worker: consume each district's flowback queue and hand every record to that district's
 sink, with the platform delivery's guarantees:
 
-1. idempotent consumer — a message already settled (delivered, duplicate or parked) is acked and nothing more;
-   an idempotency key already delivered to the district (the same record in another batch, a replay) is recorded
-   as a duplicate and not sent again;
-2. transient failures go back to the queue through the bus's delay queues with backoff (RedeliveryPolicy),
-   and are parked when the policy gives up; a district's 4xx rejection is parked at once with its reason;
+1. idempotent consumer — a message already settled (delivered, held or parked) is acked and nothing more;
+   an idempotency key already delivered (the shared `deliveries` table, the one idempotency store: the same
+   record in another batch, a replay) is recorded as held by the sink and not sent again; a sink that answers
+   that it holds the key already (409, the file exists) is recorded the same way;
+2. transient failures go back to the queue through the bus's delay queues with backoff (the one retry ladder,
+   tongban.delivery.retry.RedeliveryPolicy), and are parked (the shared `parked` table) when the policy gives up;
+   a district's 4xx rejection is parked at once with its reason;
 3. the message is acked only after its outcome is in the store and the ledger.
 """
 from __future__ import annotations
@@ -22,15 +24,16 @@ from tongban import ledger
 from tongban import quarantine as q
 from tongban.bus import Bus, Delivery
 from tongban.delivery.retry import RedeliveryPolicy
-from tongban.envelope import Envelope, utcnow
+from tongban.envelope import KIND_FLOWBACK, Envelope, utcnow
 from tongban.store.at_rest import reveal
 from tongban.ledger import LedgerEvent
 from tongban.store import Store
+from tongban.store.tables import deliveries
 
 from .config import TARGETS, SinksConfig
 from .sinks import Sink, SinkRejected, SinkTransient, build_sink
 from .tables import ensure_tables, flowback_deliveries
-from .topology import DEFAULT_PREFIX, declare, family_depth, work_queue
+from .topology import declare, family_depth, flowback_prefix, work_queue
 
 log = logging.getLogger("tongban.flowback.worker")
 
@@ -38,7 +41,7 @@ log = logging.getLogger("tongban.flowback.worker")
 @dataclass
 class DeliverStats:
     delivered: int = 0
-    duplicates: int = 0
+    held: int = 0  # the district already had it (same idempotency key delivered before)
     retried: int = 0
     parked: int = 0
     already_settled: int = 0
@@ -46,8 +49,8 @@ class DeliverStats:
 
 class DistrictDeliverer:
     def __init__(self, *, store: Store, bus: Bus, sinks: SinksConfig | dict[str, Sink],
-                 policy: RedeliveryPolicy | None = None, prefix: str = DEFAULT_PREFIX):
-        self.store, self.bus, self.prefix = store, bus, prefix
+                 policy: RedeliveryPolicy | None = None, prefix: str | None = None):
+        self.store, self.bus, self.prefix = store, bus, prefix or flowback_prefix()
         if isinstance(sinks, SinksConfig):
             self.policy = policy or sinks.retry.policy()
             self._sink_config: SinksConfig | None = sinks
@@ -91,6 +94,17 @@ class DistrictDeliverer:
         # One row per message: a replayed parked message replaces its "parked" row with its new outcome.
         conn.execute(delete(flowback_deliveries).where(flowback_deliveries.c.message_id == env.message_id))
         conn.execute(flowback_deliveries.insert().values(**self._row(env, status, sink, receipt)))
+        if status in ("delivered", "held") and self._delivered_as(conn, env) is None:
+            # The one idempotency store: the district has this key now (held: the sink said it had it already).
+            conn.execute(deliveries.insert().values(
+                # No case_number: the platform reconciliation (tongban.reconcile) counts cases by it.
+                idempotency_key=env.idempotency_key, message_id=env.message_id, case_number=None, sequence=None, receipt=json.dumps(receipt or {}, ensure_ascii=False), delivered_at=utcnow()))
+
+    @staticmethod
+    def _delivered_as(conn, env: Envelope) -> str | None:
+        """The message id under which this idempotency key was delivered already, if it was."""
+        return conn.execute(select(deliveries.c.message_id).where(
+            deliveries.c.idempotency_key == env.idempotency_key)).scalar()
 
     def _park(self, env: Envelope, reason: str, sink: str | None) -> None:
         with self.store.write() as conn:
@@ -117,10 +131,7 @@ class DistrictDeliverer:
         with self.store.read() as conn:
             settled = conn.execute(select(flowback_deliveries.c.status)
                                    .where(flowback_deliveries.c.message_id == env.message_id)).scalar()
-            earlier = None if settled else conn.execute(
-                select(flowback_deliveries.c.message_id).where(
-                    flowback_deliveries.c.idempotency_key == env.idempotency_key,
-                    flowback_deliveries.c.status == "delivered").limit(1)).scalar()
+            earlier = None if settled and settled != "parked" else self._delivered_as(conn, env)
         if settled and not (settled == "parked" and env.replay_of):
             self._count("already_settled")  # redelivered after a crash between settling and ack
             return
@@ -139,22 +150,20 @@ class DistrictDeliverer:
             return
         with self.store.write() as conn:
             # Checked again inside the write transaction: a competing consumer may have delivered the same key.
-            earlier = conn.execute(select(flowback_deliveries.c.message_id).where(
-                flowback_deliveries.c.idempotency_key == env.idempotency_key,
-                flowback_deliveries.c.status == "delivered").limit(1)).scalar()
-            status = "duplicate" if earlier else "delivered"
-            self._settle(conn, env, status, sink.describe, receipt)
-            hop = "duplicate" if earlier else "flowback_delivered"
+            earlier = self._delivered_as(conn, env)
+            held = bool(earlier) or bool(receipt.get("duplicate_at_sink"))
+            self._settle(conn, env, "held" if held else "delivered", sink.describe, receipt)
+            hop = "duplicate" if held else "flowback_delivered"
             ledger.append(conn, [self._event(hop, env, {"sink": sink.describe, "attempts": env.attempt + 1,
                                                         "duplicate_at_sink": bool(receipt.get("duplicate_at_sink"))})])
-        self._count("duplicates" if earlier else "delivered")
+        self._count("held" if held else "delivered")
 
     def _settle_duplicate(self, env: Envelope, earlier: str) -> None:
         with self.store.write() as conn:
-            self._settle(conn, env, "duplicate", None, {"delivered_as": earlier})
+            self._settle(conn, env, "held", None, {"delivered_as": earlier})
             ledger.append(conn, [self._event("duplicate", env, {"delivered_as": earlier,
                                                                 "replay": env.replay_of is not None})])
-        self._count("duplicates")
+        self._count("held")
 
     # --- running -------------------------------------------------------------------------------------
     def run(self, *, targets: list[str] | None = None, idle_exit: float = 0.5, workers: int = 8,
@@ -181,10 +190,10 @@ class DistrictDeliverer:
             sink.close()
 
 
-def replay_parked_flowback(store: Store, bus: Bus, *, prefix: str = DEFAULT_PREFIX, system: str | None = None,
+def replay_parked_flowback(store: Store, bus: Bus, *, prefix: str | None = None, system: str | None = None,
                            ids: list[int] | None = None) -> str:
-    """Re-publish parked flowback messages to their own district queues (tongban.operations.replay_parked,
-    one target at a time); the worker then delivers them and their reconciliation line moves from parked."""
+    """Re-publish parked flowback messages to their own district queues: `tongban parked replay` (the one replay,
+    tongban.operations.replay_parked) restricted to flowback records."""
     from tongban.operations import replay_parked
     from tongban.store.tables import parked
 
@@ -193,14 +202,9 @@ def replay_parked_flowback(store: Store, bus: Bus, *, prefix: str = DEFAULT_PREF
         query = query.where(parked.c.system == system)
     if ids:
         query = query.where(parked.c.id.in_(ids))
-    by_target: dict[str, list[int]] = {}
     with store.read() as conn:
-        for row in conn.execute(query):
-            env = Envelope.from_bytes(reveal(row.envelope).encode("utf-8"))
-            if env.kind == "flowback_record":
-                by_target.setdefault(env.payload["target"], []).append(row.id)
-    if not by_target:
+        flowback_ids = [row.id for row in conn.execute(query)
+                        if Envelope.from_bytes(reveal(row.envelope).encode("utf-8")).kind == KIND_FLOWBACK]
+    if not flowback_ids:
         return "nothing to replay"
-    for target, target_ids in by_target.items():
-        replay_parked(store, bus, ids=target_ids, work=work_queue(target, prefix))
-    return f"re-published {sum(map(len, by_target.values()))} parked flowback records to {len(by_target)} districts"
+    return replay_parked(store, bus, ids=flowback_ids, flowback_prefix=prefix)

@@ -174,7 +174,8 @@ def _refuse_env_refs(path: str, node: Any, where: str, line: int | None = None) 
 
 
 TOP_KEYS = {"system", "department", "description", "schedule", "retries", "source", "record", "tables", "case",
-            "evaluation_scale", "identity"}
+            "evaluation_scale", "identity",
+            "flowback"}  # a ministry flowback source (tongban.flowback.mapping) has `flowback:` instead of `case:`
 REQUIRED_TOP = ("system", "source", "record", "case")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 SECRET_HINTS = re.compile(r"(password|secret|token|api_key|apikey)$", re.I)
@@ -221,11 +222,16 @@ def read_mapping_document(path: Path, *, top_keys: set[str] = TOP_KEYS,
                                    f"unknown key {key!r}{_did_you_mean(key, top_keys)} "
                                    f"(allowed: {', '.join(sorted(top_keys))})")
     for key in required:
+        if key == "case" and "flowback" in doc:
+            continue  # a ministry flowback source (tongban.flowback.mapping) maps onto `flowback.fields` instead
         if key not in doc:
             raise MappingFileError(str(path), 1, f"missing required key {key!r}")
     _check_no_secrets(str(path), doc)
     for key, value in doc.items():
-        if key != "source":
+        if key == "flowback" and isinstance(value, dict):
+            # A flowback source's fields are case-like (no expansion); its sinks and batches are settings, like source:
+            _refuse_env_refs(str(path), value.get("fields"), "flowback.fields", value.key_lines.get("fields"))
+        elif key != "source":
             _refuse_env_refs(str(path), value, key, doc.key_lines.get(key))
     expanded: list = []
     if "source" in doc:
@@ -236,6 +242,15 @@ def read_mapping_document(path: Path, *, top_keys: set[str] = TOP_KEYS,
             raise MappingFileError(str(path), line, f"environment variable {exc.args[0]} is not set "
                                                     f"and has no default (${{{exc.args[0]}:-default}})") from exc
         doc["source"] = source
+    if isinstance(doc.get("flowback"), dict):
+        section = doc["flowback"]
+        for key in ("sinks", "batches", "routing"):
+            if key in section:
+                try:
+                    section[key] = expand_env(section[key], expanded, ("flowback", key))
+                except KeyError as exc:
+                    raise MappingFileError(str(path), section.key_lines.get(key),
+                                           f"environment variable {exc.args[0]} is not set and has no default") from exc
     return doc, expanded
 
 
@@ -263,6 +278,12 @@ def load_mapping(path: str | Path):
 
     path = Path(path)
     doc, expanded = read_mapping_document(path)
+    if "flowback" in doc:
+        from tongban.flowback.mapping import FlowbackMapping
+
+        mapping = FlowbackMapping(doc, path)
+        mapping.env_refs = expanded
+        return mapping
     mapping = Mapping(doc, path)
     mapping.env_refs = expanded
     return mapping

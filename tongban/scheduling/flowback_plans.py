@@ -55,25 +55,6 @@ def _top_level_line(path: Path, key: str) -> int | None:
     return next((n for n, text in enumerate(lines, 1) if re.match(rf"{re.escape(key)}\s*:", text)), None)
 
 
-def _flowback_config_error(path: Path, exc: Exception) -> MappingFileError:
-    """A FlowbackConfigError as file:line: rule. Its pydantic cause (kept as __context__ although raised
-    `from None`) says which field; without it the message is used as it is."""
-    from pydantic import ValidationError
-
-    cause = exc.__context__
-    if isinstance(cause, ValidationError) and cause.errors():
-        first = cause.errors()[0]
-        loc = ".".join(str(part) for part in first["loc"]) or "(file)"
-        more = len(cause.errors()) - 1
-        rule = f"{loc}: {first['msg']}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-        return MappingFileError(str(path), _top_level_line(path, str(first["loc"][0])) if first["loc"] else None, rule)
-    message = str(exc)
-    prefix = f"{path}: "
-    rule = message[len(prefix):] if message.startswith(prefix) else message
-    section = re.match(r"([A-Za-z_]+): ", rule)  # "sinks: cannot read …" points at the `sinks:` line
-    return MappingFileError(str(path), _top_level_line(path, section.group(1)) if section else None, rule)
-
-
 @dataclass(frozen=True)
 class FlowbackPlan:
     """What the factory needs to make one flowback DAG from one ministry source file."""
@@ -82,7 +63,7 @@ class FlowbackPlan:
     source: str
     name: str
     schedule: str | None
-    transport: str  # soap | files
+    transport: str  # the source's adapter: files, soap, rest …
 
     @property
     def dag_id(self) -> str:
@@ -90,28 +71,20 @@ class FlowbackPlan:
 
 
 def flowback_plan_for(path: Path) -> FlowbackPlan:
-    """Read one source file (tongban.flowback.load_source_config) into a plan; raises MappingFileError."""
-    import yaml
+    """Read one source file (tongban.flowback.load_flowback_mapping, the shared mapping loader) into a plan;
+    raises MappingFileError naming the file, the line and the rule."""
+    from tongban.flowback import load_flowback_mapping
 
-    from tongban.flowback import FlowbackConfigError, load_source_config
-
-    try:
-        config = load_source_config(path)
-    except FlowbackConfigError as exc:
-        raise _flowback_config_error(path, exc) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise MappingFileError(str(path), mark.line + 1 if mark else None,
-                               f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
-    if not DAG_ID_SAFE.match(config.source):
-        raise MappingFileError(str(path), _top_level_line(path, "source"),
-                               f"source {config.source!r} may use only letters, digits, '-', '_' and '.' "
-                               "(it becomes the DAG id flowback__<source>)")
-    problem = schedule_problem(config.schedule)
+    mapping = load_flowback_mapping(path)
+    if not DAG_ID_SAFE.match(mapping.system):
+        raise MappingFileError(str(path), _top_level_line(path, "system"),
+                               f"system {mapping.system!r} may use only letters, digits, '-', '_' and '.' "
+                               "(it becomes the DAG id flowback__<system>)")
+    problem = schedule_problem(mapping.schedule)
     if problem:
         raise MappingFileError(str(path), _top_level_line(path, "schedule"), problem)
-    return FlowbackPlan(path=path, source=config.source, name=config.name, schedule=config.schedule,
-                        transport=config.transport.kind)
+    return FlowbackPlan(path=path, source=mapping.system, name=mapping.name, schedule=mapping.schedule,
+                        transport=str(mapping.source["adapter"]))
 
 
 def discover_flowback(directory: Path | None = None) -> tuple[list[FlowbackPlan], list[MappingFileError]]:
@@ -129,8 +102,8 @@ def discover_flowback(directory: Path | None = None) -> tuple[list[FlowbackPlan]
             errors.append(MappingFileError(str(path), None, f"{type(exc).__name__}: {exc}"))
             continue
         if plan.source in seen:
-            errors.append(MappingFileError(str(path), _top_level_line(path, "source"),
-                                           f"source {plan.source!r} is already declared by {seen[plan.source]}"))
+            errors.append(MappingFileError(str(path), _top_level_line(path, "system"),
+                                           f"system {plan.source!r} is already declared by {seen[plan.source]}"))
             continue
         seen[plan.source] = path
         plans.append(plan)

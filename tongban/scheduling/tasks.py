@@ -103,9 +103,9 @@ def run_flowback_task(path: str) -> dict[str, Any]:
         raise Permanent(str(exc)) from exc
     result = run_flowback_source(path).to_dict()
     delivery = result["delivery"] or {}
-    log.info("%s: %d batches (%d duplicate), %d unreadable; delivered %d, duplicates %d, retried %d, parked %d",
+    log.info("%s: %d batches (%d duplicate), %d unreadable; delivered %d, held by sinks %d, retried %d, parked %d",
              result["source"], len(result["batches"]), sum(1 for b in result["batches"] if b["duplicate"]),
-             len(result["unreadable"]), delivery.get("delivered", 0), delivery.get("duplicates", 0),
+             len(result["unreadable"]), delivery.get("delivered", 0), delivery.get("held", 0),
              delivery.get("retried", 0), delivery.get("parked", 0))
     problems: list[str] = [f"unreadable: {what}" for what in result["unreadable"]]
     for batch in result["batches"]:
