@@ -150,7 +150,7 @@ def sinks_file(tmp_path, sinks) -> Path:
 
 @pytest.mark.parametrize("broken,line,words", [
     ("  fields:\n    ROWGUID: {path: LSH, required: true}\n    AREACOD: {path: X}\n", 16, "'AREACOD' is not a national"),
-    ("  fields:\n    ROWGUID: {path: LSH, requird: true}\n", 15, "unknown option(s) ['requird']"),
+    ("  fields:\n    ROWGUID: {path: LSH, requird: true}\n", 15, "unknown option 'requird'"),
     ("  fieldz: {}\n", 14, "flowback: unknown key 'fieldz'"),
 ])
 def test_a_source_file_mistake_is_an_error_naming_its_line(tmp_path, broken, line, words):

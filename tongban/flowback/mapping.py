@@ -74,6 +74,7 @@ class FlowbackMapping:
         self.name = str(doc.get("description", "") or self.department)
         self.schedule = doc.get("schedule", "@hourly")
         self.source: dict = dict(doc["source"])
+        self.source_node: LineDict = doc["source"]  # the lines of every setting, for mapping check's source_check
         if "adapter" not in self.source:
             raise MappingFileError(self.path_text, _line(doc, "source"), "source needs `adapter:` (files, soap, rest …)")
         record = doc["record"]
