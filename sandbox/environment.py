@@ -213,9 +213,10 @@ class Sandbox:
             "CQ_WSJKW_DROP": str(self.drop_dir),
         }
         if "ministry" in self.servers:
-            from .ministry import PASSWORD_ENV
+            from .ministry import PASSWORD_ENV, USERNAME as MINISTRY_USER, USERNAME_ENV
 
             variables["TONGBAN_MINISTRY_URL"] = self.servers["ministry"].url
+            variables[USERNAME_ENV] = MINISTRY_USER
             variables[PASSWORD_ENV] = self.ministry.password
         if "district-sinks" in self.servers:
             variables["TONGBAN_DISTRICT_GATEWAY"] = self.servers["district-sinks"].url

@@ -96,7 +96,19 @@ def test_sandbox_up_on_a_port_base(tmp_path):
         assert exported["CQ_SAMR_URL"] == urls["legacy-rest"]
         assert exported["TONGBAN_MINISTRY_URL"] == urls["ministry"] == f"http://127.0.0.1:{base + 3}"
         assert exported["TONGBAN_DISTRICT_GATEWAY"] == urls["district-sinks"] == f"http://127.0.0.1:{base + 4}"
-        assert "SANDBOX_MINISTRY_PASSWORD" in exported
+        assert "SANDBOX_MINISTRY_PASSWORD" in exported and exported["SANDBOX_MINISTRY_USER"]
+
+        # what the README says to run next: the ministry's waiting batch, read with env.sh alone, routes
+        import shlex
+
+        flowback_env = {**env, **{name: shlex.split(value)[0] for name, value in exported.items()},
+                        "TONGBAN_HOME": str(tmp_path / "flowback-home")}
+        routed = subprocess.run([TONGBAN, "flowback", "ingest", str(REPO / "mappings/flowback/sources/mps-soap.yaml"),
+                                 "--json"], capture_output=True, text=True, env=flowback_env, cwd=tmp_path, timeout=120)
+        assert routed.returncode == 0, routed.stdout + routed.stderr
+        run = json.loads(routed.stdout)
+        assert run["batches"] and all(batch["routed"] > 0 for batch in run["batches"])
+        assert run["balanced"] is None  # routed, not yet delivered: only `flowback report` may say BALANCED
 
         assert httpx.get(f"{urls['platform']}/healthz").json() == {"status": "ok"}
         assert httpx.get(urls["legacy-soap"]).text.lstrip().startswith("<?xml")  # the WSDL

@@ -41,7 +41,9 @@ class FlowbackRunReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (an Airflow task returns it as its XCom)."""
-        return {"source": self.source, "balanced": self.balanced,
+        # `balanced` is None when nothing was reconciled (an ingest-only run): delivery has not been counted yet, so
+        # it is neither balanced nor not — `tongban flowback report` is the one that says.
+        return {"source": self.source, "balanced": self.balanced if self.reconciliations else None,
                 "batches": [asdict(b) for b in self.batches], "unreadable": list(self.unreadable),
                 "delivery": asdict(self.delivery) if self.delivery else None,
                 "reconciliations": [r.to_dict() for r in self.reconciliations]}

@@ -116,7 +116,7 @@ def run_flowback_task(path: str) -> dict[str, Any]:
     for rec in result["reconciliations"]:
         for gap in rec["gaps"]:
             problems.append(f"batch {rec['batch_id']}: {gap}")
-    if not result["balanced"]:
+    if not result["balanced"] and (problems or result["balanced"] is False):
         raise Permanent(f"flowback {result['source']} does not balance (`tongban flowback report` shows the batches):\n"
                         + "\n".join(f"  {p}" for p in problems or ["(see the task log)"]))
     return result
