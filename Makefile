@@ -6,7 +6,7 @@ export UV_COMPILE_BYTECODE := 1
 # Airflow reads its home from here; keep it inside the checkout so nothing leaks into ~/airflow.
 export AIRFLOW_HOME ?= $(CURDIR)/.tongban/airflow
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test test-fast bench clean
 
 venv: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# The inner loop: unit tests only (no broker, no database server, no sandbox servers); seconds, not minutes.
+test-fast: venv
+	$(BIN)/python -m pytest -q tests/unit
 
 bench: venv
 	$(BIN)/python benchmarks/e2e.py

@@ -104,7 +104,7 @@ class Bench:
         """`count` cases numbered by the platform, each with its application event: (event, idempotency key)."""
         from tongban.cases.changes import events_between
         from tongban.cases.samples import sample_snapshot
-        from tongban.envelope import idempotency_key
+        from tongban.bus.envelope import idempotency_key
 
         snapshot = sample_snapshot("applied")
         (event_type, data, occurred_at), = events_between(None, snapshot)
@@ -122,7 +122,7 @@ class Bench:
 
     @staticmethod
     def envelope(event: dict, key: str):
-        from tongban.envelope import KIND_CASE_EVENT, Envelope
+        from tongban.bus.envelope import KIND_CASE_EVENT, Envelope
 
         return Envelope(kind=KIND_CASE_EVENT, source=event["source_system"], region=event["region"],
                         correlation=event["case_number"], payload=event, idempotency_key=key)

@@ -30,7 +30,7 @@ def tongban_run(cases: int, bus_kind: str, home: Path) -> dict:
     from sandbox.runner import Server
     from tongban.bus.topology import cases_work
     from tongban.delivery.worker import DeliveryWorker
-    from tongban.ingest import run_ingest
+    from tongban.pipeline.ingest import run_ingest
     from tongban.mapping import load_mapping
     from tongban.platform_client import PlatformClient
     from tongban.settings import Settings

@@ -67,7 +67,7 @@ def real_path(cases: int, home: Path) -> dict:
     from tongban.bus.rabbit import RabbitBus
     from tongban.bus.topology import cases_work
     from tongban.delivery.worker import DeliveryWorker
-    from tongban.ingest import run_ingest
+    from tongban.pipeline.ingest import run_ingest
     from tongban.mapping import load_mapping
     from tongban.platform_client import PlatformClient
     from tongban.settings import Settings

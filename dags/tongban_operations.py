@@ -1,7 +1,7 @@
 """Operations DAGs: the periodic chores around the bus (later issues add theirs here).
 
 ops__replay     every 10 minutes: replays the parked deliveries and quarantined records an operator marked for
-                replay (tongban.replay_marks.mark_for_replay), through the same code as `tongban parked replay`.
+                replay (tongban.operator.replay_marks.mark_for_replay), through the same code as `tongban parked replay`.
 ops__reconcile  hourly: every delivered event has its signed receipt, and per 实施编码 the platform's case count
                 matches the ledger's; fails, listing the gaps, when they differ.
 ops__catalog_sync     daily: syncs the unified item catalogue (统一事项标准, tongban.catalog.sync_and_report);

@@ -79,14 +79,14 @@ def run_demo(*, polls: int = 4, days_per_poll: int = 4, cases: int = 1000, quiet
 
 
 def _run_demo(polls: int, days_per_poll: int, cases: int, quiet: bool, mapping_files: list[Path] | None) -> DemoResult:
-    from tongban import ledger
-    from tongban import quarantine as q
+    from tongban.audit import ledger
+    from tongban.operator import quarantine as q
     from tongban.bus import open_bus
     from tongban.delivery.worker import DeliveryWorker
-    from tongban.ingest import run_ingest
+    from tongban.pipeline.ingest import run_ingest
     from tongban.mapping import load_mapping
     from tongban.platform_client import PlatformClient
-    from tongban.report import print_trace
+    from tongban.audit.views import print_trace
     from tongban.settings import load
     from tongban.store import open_store
 

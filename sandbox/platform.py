@@ -46,7 +46,7 @@ from sandbox.platform_store import PlatformStore
 from tongban.cases.models import CASE_NUMBER_MAX, ItemCode, describe_errors
 from tongban.cases.schema import validate_event
 from tongban.cases.statemachine import TransitionError
-from tongban.envelope import canonical_json, utcnow
+from tongban.bus.envelope import canonical_json, utcnow
 from tongban.platform_auth import RequestVerifier, sign_receipt
 
 DEFAULT_ACCESS_KEY = "sandbox-access-key"

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tongban import codes
 from tongban.cases.models import ITEM_CODE_PATTERN
-from tongban.envelope import utcnow
+from tongban.bus.envelope import utcnow
 
 _ITEM_CODE = re.compile(ITEM_CODE_PATTERN)
 DEFAULT_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"

@@ -144,7 +144,7 @@ def run_sealed_demo(store, bus, settings, sandbox_home: str | Path, platform_url
     (`sandbox.platform.create_app(..., certs_dir=certs_dir_of(sandbox_home))`). Creates the CA if missing,
     seals `n` good licences plus one of each bad kind, submits them all, runs the sealed-document worker until
     its queue is idle, and returns the counts."""
-    from tongban.sealed import SEALED, SealedDeliveryWorker, SealedPlatformClient, submit_sealed
+    from tongban.seal.exchange import SEALED, SealedDeliveryWorker, SealedPlatformClient, submit_sealed
 
     certs_dir = ensure_certs(certs_dir if certs_dir is not None else certs_dir_of(sandbox_home))
     work = work or SEALED

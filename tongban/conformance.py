@@ -210,7 +210,7 @@ class AdapterConformance:
 
     def test_crash_between_fetch_and_publish_loses_and_duplicates_nothing(self):
         from tongban.delivery.worker import DeliveryWorker
-        from tongban.ingest import run_ingest
+        from tongban.pipeline.ingest import run_ingest
         from tongban.store import state as st
         from tongban.store.tables import quarantine
 
@@ -265,7 +265,7 @@ class AdapterConformance:
             assert sorted(first + second) == expected, "the next run did not pick up exactly what was held back"
 
     def test_bad_record_is_quarantined_with_a_named_rule(self):
-        from tongban.ingest import run_ingest
+        from tongban.pipeline.ingest import run_ingest
         from tongban.store import state as st
         from tongban.store.tables import quarantine
 

@@ -25,7 +25,7 @@ The request verifier (`RequestVerifier`, used by the mock platform) refuses, wit
     too old to check …        older than what the bounded nonce memory still covers (only under a flood)
 
 Receipts: `signature` = base64(HMAC-SHA256(secret, canonical JSON of the receipt without "signature")),
-canonical JSON as in `tongban.envelope.canonical_json`.
+canonical JSON as in `tongban.bus.envelope.canonical_json`.
 
 tongban's platform client (through `PlatformAuth`, an httpx.Auth) and the mock platform (sandbox/platform.py) both
 use this module; nothing else signs or checks a platform request.
@@ -46,7 +46,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import httpx
 
-from tongban.envelope import canonical_json
+from tongban.bus.envelope import canonical_json
 
 SCHEME = "TB-HMAC-SHA256-2"
 ACCESS_KEY_HEADER = "X-Access-Key"

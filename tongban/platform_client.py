@@ -1,6 +1,6 @@
 """Client of the 渝快办 platform: the one seam every platform endpoint is called through.
 
-Numbering (统一赋码), case push, sealed documents (`push_sealed`, used by tongban.sealed), the unified user
+Numbering (统一赋码), case push, sealed documents (`push_sealed`, used by tongban.seal.exchange), the unified user
 service (`resolve_user`, used by tongban.identity), the item catalogue (`catalog`) and reconciliation statistics
 (`stats`) all go through `send`: one httpx client, one signing path (`tongban.platform_auth.PlatformAuth`: the signature binds
 method, path, query, body digest, Idempotency-Key, date and a fresh nonce per attempt), one mapping of failures
@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import tenacity
 
-from tongban.envelope import canonical_json, content_digest
+from tongban.bus.envelope import canonical_json, content_digest
 from tongban.platform_auth import IDEMPOTENCY_HEADER, PlatformAuth, verify_receipt
 from tongban.settings import Settings
 
@@ -167,7 +167,7 @@ class PlatformClient:
 
     def push_sealed(self, document: bytes, idempotency_key: str) -> bytes:
         """POST sealed XML; returns the platform's sealed receipt (bytes, verified by the caller against the
-        trust store: tongban.sealed)."""
+        trust store: tongban.seal.exchange)."""
         return self.send("POST", SEALED_DOCUMENTS_PATH, content=document, content_type="application/xml",
                          idempotency_key=idempotency_key).content
 

@@ -5,7 +5,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from tongban.envelope import Envelope
+from tongban.bus.envelope import Envelope
 
 from .topology import WorkQueue
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from sqlalchemy import delete, func, or_, select, update
 
-from tongban.envelope import Envelope
+from tongban.bus.envelope import Envelope
 from tongban.store import Store
 from tongban.store.at_rest import protect, reveal
 from tongban.store.tables import local_queue

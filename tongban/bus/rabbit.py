@@ -17,7 +17,7 @@ from typing import Sequence
 import pika
 import pika.exceptions as pex
 
-from tongban.envelope import Envelope
+from tongban.bus.envelope import Envelope
 
 from .base import Bus, Delivery, Handler, PublishError
 from .confirms import AsyncConfirmPublisher

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tongban import ledger
-from tongban.envelope import canonical_json, utcnow
-from tongban.ledger import LedgerEvent
+from tongban.audit import ledger
+from tongban.bus.envelope import canonical_json, utcnow
+from tongban.audit.ledger import LedgerEvent
 from tongban.store import Store
 
 from .catalogue import CatalogDiff, Catalogue, diff

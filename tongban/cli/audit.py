@@ -17,7 +17,7 @@ def verify(as_json: bool = JSON_OPTION) -> None:
 
     from sqlalchemy import func, select
 
-    from tongban import ledger
+    from tongban.audit import ledger
     from tongban.settings import load
     from tongban.store import open_store
     from tongban.store.tables import ledger as ledger_table

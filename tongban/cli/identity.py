@@ -69,7 +69,7 @@ def lookup(id_number: str = typer.Argument(..., help="居民身份证号码 or �
 def conflicts(status: str = typer.Option("open", help="open, accepted or all"), as_json: bool = JSON_OPTION) -> None:
     """Identity conflicts flagged by the resolver (never guessed)."""
     from tongban.identity import list_conflicts
-    from tongban.operations import print_rows
+    from tongban.operator.actions import print_rows
 
     rows = list_conflicts(_store(), status=status)
     if as_json:

@@ -37,7 +37,7 @@ def _entry(table, entry_id: int) -> dict:
 
 
 def _listing(rows: list[dict], total: int, as_json: bool, columns: list[str], title: str) -> None:
-    from tongban.operations import print_rows
+    from tongban.operator.actions import print_rows
 
     if as_json:
         emit_json({"total": total, "shown": len(rows), "entries": rows})
@@ -61,7 +61,7 @@ def quarantine_list(system: Optional[str] = typer.Option(None), stage: Optional[
                     limit: int = typer.Option(50), as_json: bool = JSON_OPTION) -> None:
     """Quarantined records with their rule, filterable; prints the total count. The JSON leaves the stored
     records out (`quarantine show ID --json` has them)."""
-    from tongban.operations import list_quarantine
+    from tongban.operator.actions import list_quarantine
 
     rows, total = list_quarantine(_store(), system=system, stage=stage, reason=reason, since=since, status=status,
                                   limit=limit)
@@ -79,7 +79,7 @@ def quarantine_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
     if as_json:
         emit_json(entry)
         return
-    from tongban.operations import show_quarantine
+    from tongban.operator.actions import show_quarantine
 
     show_quarantine(_store(), entry_id)
 
@@ -91,7 +91,7 @@ def quarantine_replay(ids: list[int] = typer.Argument(None), system: Optional[st
     """Run quarantined records through the current mapping again (after the mapping or data was fixed)."""
     from tongban.bus import open_bus
     from tongban.bus.topology import cases_work
-    from tongban.operations import replay_quarantine
+    from tongban.operator.actions import replay_quarantine
     from tongban.settings import load
 
     settings = load()
@@ -112,7 +112,7 @@ def parked_list(system: Optional[str] = typer.Option(None), reason: Optional[str
                 limit: int = typer.Option(50), as_json: bool = JSON_OPTION) -> None:
     """Parked deliveries with their reason; prints the total count. The JSON leaves the stored envelopes out
     (`parked show ID --json` has them)."""
-    from tongban.operations import list_parked
+    from tongban.operator.actions import list_parked
 
     rows, total = list_parked(_store(), system=system, reason=reason, since=since, status=status, limit=limit)
     rows = [{k: v for k, v in row.items() if k != "envelope"} for row in rows]
@@ -128,7 +128,7 @@ def parked_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
     if as_json:
         emit_json(entry)
         return
-    from tongban.operations import show_parked
+    from tongban.operator.actions import show_parked
 
     show_parked(_store(), entry_id)
 
@@ -139,7 +139,7 @@ def parked_replay(ids: list[int] = typer.Argument(None), system: Optional[str] =
     """Send parked deliveries again, in case order, with their original idempotency keys."""
     from tongban.bus import open_bus
     from tongban.bus.topology import cases_work
-    from tongban.operations import replay_parked
+    from tongban.operator.actions import replay_parked
     from tongban.settings import load
 
     settings = load()

@@ -12,7 +12,7 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="print the counts as JSON")) -> None:
     """Messages waiting in the outbox, by system (a run that died between its commit and the broker's confirm)."""
-    from tongban import outbox
+    from tongban.bus import outbox
     from tongban.settings import load
     from tongban.store import open_store
 
@@ -32,7 +32,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="print the counts 
 def relay(system: Optional[str] = typer.Option(None, help="only this system's messages"),
           as_json: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
     """Publish what waits in the outbox, with confirms; exit 1 if the bus refuses (the messages stay)."""
-    from tongban import outbox
+    from tongban.bus import outbox
     from tongban.bus import BusError, open_bus
     from tongban.settings import load
     from tongban.store import open_store

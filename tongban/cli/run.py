@@ -47,7 +47,7 @@ def _counting(fetch, bar):
 
 def _ingest_one(path: Path, settings, store, bus, platform, show_bar: bool) -> dict:
     from tongban.bus.topology import cases_work
-    from tongban.ingest import Ingest
+    from tongban.pipeline.ingest import Ingest
     from tongban.mapping import load_mapping
 
     outcome: dict = {"system": None, "mapping_file": str(path), "fetched": 0, "events_published": 0,
@@ -124,7 +124,7 @@ def worker(idle_exit: Optional[float] = typer.Option(None, help="exit after the 
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     metrics = None
     if metrics_port is not None:
-        from tongban.metrics import Metrics
+        from tongban.delivery.metrics import Metrics
 
         metrics = Metrics.serve(metrics_port, store=store)
     policy = RedeliveryPolicy(max_attempts=max_attempts)
@@ -143,8 +143,8 @@ def worker(idle_exit: Optional[float] = typer.Option(None, help="exit after the 
 def trace(ident: str = typer.Argument(..., help="a 办件编号, message id, idempotency key or legacy case key"),
           as_json: bool = typer.Option(False, "--json", help="print the events as JSON")) -> None:
     """Print the ledger timeline of a message or case."""
-    from tongban import ledger
-    from tongban.report import print_trace
+    from tongban.audit import ledger
+    from tongban.audit.views import print_trace
 
     _settings, store, *_ = _context()
     if as_json:

@@ -110,7 +110,7 @@ def send(
     """Verify each document's seal and queue it for delivery; a bad seal is quarantined with its reason.
     Exit 1 when any document was quarantined. `tongban seal deliver` (or the sandbox demo) delivers them."""
     from tongban.bus import open_bus
-    from tongban.sealed import submit_sealed
+    from tongban.seal.exchange import submit_sealed
     from tongban.settings import load
     from tongban.store import open_store
 
@@ -157,7 +157,7 @@ def deliver(
     import threading
 
     from tongban.bus import open_bus
-    from tongban.sealed import SealedDeliveryWorker, SealedPlatformClient
+    from tongban.seal.exchange import SealedDeliveryWorker, SealedPlatformClient
     from tongban.settings import load
     from tongban.store import open_store
 

@@ -56,8 +56,8 @@ def system_rows(store, mappings_dir: Path) -> list[dict[str, Any]]:
 
 
 def status_data(store, bus, work, mappings_dir: Path) -> dict[str, Any]:
-    from tongban import ledger
-    from tongban import quarantine as q
+    from tongban.audit import ledger
+    from tongban.operator import quarantine as q
     from tongban.bus.topology import RETRY_STEPS
 
     names = [work.queue] if bus.name == "inprocess" else [work.queue, work.wait_queue,
@@ -91,7 +91,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
     """Queue depths, parked and quarantined counts, ledger size, and per system: delivered, open, watermark."""
     from tongban.bus.topology import cases_work
     from tongban.cli.run import _context
-    from tongban.report import print_status
+    from tongban.audit.views import print_status
 
     settings, store, bus_factory, _ = _context()
     bus = bus_factory()

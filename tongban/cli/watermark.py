@@ -98,8 +98,8 @@ def show(system: Optional[str] = typer.Argument(None, help="one system (default:
 
 
 def _change(system: str, new: str | None, operator: str | None, reason: str | None, as_json: bool) -> None:
-    from tongban import ledger
-    from tongban.ledger import LedgerEvent
+    from tongban.audit import ledger
+    from tongban.audit.ledger import LedgerEvent
     from tongban.store import state
     from tongban.store.tables import watermarks
 

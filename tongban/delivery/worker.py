@@ -16,12 +16,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tongban import ledger
-from tongban import quarantine as q
+from tongban.audit import ledger
+from tongban.operator import quarantine as q
 from tongban.bus import Bus, Delivery, PublishError
 from tongban.bus.topology import CASES, WAIT_SECONDS, WorkQueue
-from tongban.envelope import Envelope
-from tongban.ledger import LedgerEvent
+from tongban.bus.envelope import Envelope
+from tongban.audit.ledger import LedgerEvent
 from tongban.platform_client import PlatformClient, PlatformRejected, PlatformTransient, ReceiptInvalid
 from tongban.store import Store
 from tongban.store import state as st

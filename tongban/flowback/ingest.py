@@ -24,12 +24,12 @@ from typing import Any, Iterable
 
 from sqlalchemy import select, update
 
-from tongban import ledger
-from tongban import quarantine as q
+from tongban.audit import ledger
+from tongban.operator import quarantine as q
 from tongban.bus import Bus
 from tongban.codes import mask_text
-from tongban.envelope import KIND_FLOWBACK, Envelope, idempotency_key, utcnow
-from tongban.ledger import LedgerEvent
+from tongban.bus.envelope import KIND_FLOWBACK, Envelope, idempotency_key, utcnow
+from tongban.audit.ledger import LedgerEvent
 from tongban.mapping import MappingError
 from tongban.store import Store
 from tongban.store.tables import quarantine

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from tongban.envelope import canonical_json
+from tongban.bus.envelope import canonical_json
 
 # Field names of the national 办件 upload tables (the row carries batch, operation and row guid).
 ROWGUID = "ROWGUID"          # row guid: the source record key

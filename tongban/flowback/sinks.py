@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tongban.envelope import Envelope
+from tongban.bus.envelope import Envelope
 
 from .config import FileSinkConfig, RestSinkConfig, SinkConfig
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
-from tongban import ledger
-from tongban import quarantine as q
+from tongban.audit import ledger
+from tongban.operator import quarantine as q
 from tongban.bus import Bus, Delivery
 from tongban.delivery.retry import RedeliveryPolicy
-from tongban.envelope import KIND_FLOWBACK, Envelope, utcnow
+from tongban.bus.envelope import KIND_FLOWBACK, Envelope, utcnow
 from tongban.store.at_rest import reveal
-from tongban.ledger import LedgerEvent
+from tongban.audit.ledger import LedgerEvent
 from tongban.store import Store
 from tongban.store.tables import deliveries
 
@@ -97,7 +97,7 @@ class DistrictDeliverer:
         if status in ("delivered", "held") and self._delivered_as(conn, env) is None:
             # The one idempotency store: the district has this key now (held: the sink said it had it already).
             conn.execute(deliveries.insert().values(
-                # No case_number: the platform reconciliation (tongban.reconcile) counts cases by it.
+                # No case_number: the platform reconciliation (tongban.audit.reconcile) counts cases by it.
                 idempotency_key=env.idempotency_key, message_id=env.message_id, case_number=None, sequence=None, receipt=json.dumps(receipt or {}, ensure_ascii=False), delivered_at=utcnow()))
 
     @staticmethod
@@ -193,8 +193,8 @@ class DistrictDeliverer:
 def replay_parked_flowback(store: Store, bus: Bus, *, prefix: str | None = None, system: str | None = None,
                            ids: list[int] | None = None) -> str:
     """Re-publish parked flowback messages to their own district queues: `tongban parked replay` (the one replay,
-    tongban.operations.replay_parked) restricted to flowback records."""
-    from tongban.operations import replay_parked
+    tongban.operator.actions.replay_parked) restricted to flowback records."""
+    from tongban.operator.actions import replay_parked
     from tongban.store.tables import parked
 
     query = select(parked.c.id, parked.c.envelope).where(parked.c.status == q.OPEN)

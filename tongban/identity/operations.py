@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
-from tongban import codes, ledger
-from tongban.envelope import utcnow
-from tongban.ledger import LedgerEvent
+from tongban import codes
+from tongban.audit import ledger
+from tongban.bus.envelope import utcnow
+from tongban.audit.ledger import LedgerEvent
 from tongban.settings import Settings, load
 from tongban.store import Store, open_store
 
@@ -147,7 +148,7 @@ def retry_unresolved(*, store: Store | None = None, platform: Any = None, bus: A
                     conn.execute(delete(identity_waiting).where(identity_waiting.c.system == system,
                                                                 identity_waiting.c.source_key == source_key))
         if replay and ids:
-            from tongban.operations import replay_quarantine
+            from tongban.operator.actions import replay_quarantine
 
             message = replay_quarantine(store, ids=ids, bus=bus, platform=platform, mappings_dir=mappings_dir)
             log.info("identity retry: %s", message)

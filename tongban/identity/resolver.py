@@ -18,9 +18,10 @@ import jmespath
 import tenacity
 from sqlalchemy import delete, select
 
-from tongban import codes, ledger
-from tongban.envelope import utcnow
-from tongban.ledger import LedgerEvent
+from tongban import codes
+from tongban.audit import ledger
+from tongban.bus.envelope import utcnow
+from tongban.audit.ledger import LedgerEvent
 from tongban.mapping.errors import MappingFileError
 from tongban.platform_client import PlatformRejected, PlatformTransient
 from tongban.settings import Settings, current

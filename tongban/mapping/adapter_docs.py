@@ -1,7 +1,7 @@
 """docs/adapters.md, generated: the reference of every setting of every registered adapter, from their settings models.
 
 `python -m tongban.mapping.adapter_docs [--check]` (or `scripts/gen-adapter-docs`) writes docs/adapters.md; `--check`
-exits 1 when the file differs from what the models say (tests/test_mapping_source.py runs it). The page is generated,
+exits 1 when the file differs from what the models say (tests/integration/test_mapping_source.py runs it). The page is generated,
 never edited by hand: a setting is documented by the `description=` of its field in the adapter's model.
 
 Each adapter's example is the first of its model's `json_schema_extra["examples"]`, or else the `source:` section of

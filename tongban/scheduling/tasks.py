@@ -44,7 +44,7 @@ def run_ingest_task(path: str) -> dict[str, Any]:
     leaves the watermark where it was, and the next try recomputes the same idempotency keys (duplicates are
     dropped before delivery)."""
     from adapters.base import SourceError, TransientSourceError
-    from tongban.ingest import run_ingest
+    from tongban.pipeline.ingest import run_ingest
 
     try:
         mapping = load_mapping(Path(path))
@@ -124,7 +124,7 @@ def run_flowback_task(path: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ operations chores
 def replay_task() -> dict[str, Any]:
-    from tongban.replay_marks import replay_marked
+    from tongban.operator.replay_marks import replay_marked
 
     settings, store, bus, platform = _context()
     try:
@@ -138,7 +138,7 @@ def replay_task() -> dict[str, Any]:
 
 
 def reconcile_task() -> dict[str, Any]:
-    from tongban.reconcile import reconcile
+    from tongban.audit.reconcile import reconcile
     from tongban.platform_client import PlatformClient
     from tongban.settings import load
     from tongban.store import open_store

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from tongban.envelope import utcnow
+from tongban.bus.envelope import utcnow
 
 from .at_rest import protect, reveal
 from .tables import case_numbers, case_snapshots, deliveries, watermarks

@@ -1,0 +1,111 @@
+"""Both bus transports keep the same promises: confirmed publish, ack after the handler, requeue on failure,
+delayed redelivery."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tongban.bus.base import PublishError
+from tongban.bus.local import LocalBus
+from tongban.bus.topology import WorkQueue
+from tongban.bus.envelope import KIND_CASE_EVENT, Envelope
+
+
+def _env(i: int) -> Envelope:
+    return Envelope(kind=KIND_CASE_EVENT, source="s", idempotency_key=f"s:{i}:x", payload={"i": i})
+
+
+def _drain(bus, work, handler, idle=0.8):
+    stop = threading.Event()
+    bus.consume(work, handler, stop=stop, prefetch=10, idle_exit=idle)
+
+
+@pytest.fixture(params=["rabbitmq", "inprocess"])
+def bus_and_work(request, sqlite_store):
+    if request.param == "rabbitmq":
+        return request.getfixturevalue("rabbit_bus"), request.getfixturevalue("rabbit_work")
+    from tongban.bus.topology import cases_work
+
+    return LocalBus(sqlite_store), cases_work("local")
+
+
+def test_everything_published_is_consumed_once_in_order(bus_and_work):
+    bus, work = bus_and_work
+    bus.declare(work)
+    bus.publish(work, [_env(i) for i in range(50)])
+    seen = []
+    _drain(bus, work, lambda d: seen.append(d.envelope.payload["i"]))
+    assert seen == list(range(50))
+    assert bus.depth(work.queue) == 0
+
+
+def test_a_failing_handler_returns_the_message(bus_and_work):
+    bus, work = bus_and_work
+    bus.declare(work)
+    bus.publish(work, [_env(1)])
+    calls = []
+
+    def flaky(delivery):
+        calls.append(delivery.redelivered)
+        if len(calls) == 1:
+            raise RuntimeError("worker crashed mid-message")
+
+    _drain(bus, work, flaky)
+    assert calls == [False, True]  # returned to the queue, then delivered again, marked redelivered
+
+
+def test_delayed_publish_arrives_later(bus_and_work):
+    bus, work = bus_and_work
+    bus.declare(work)
+    started = time.monotonic()
+    bus.publish_delayed(work, _env(7), 1.0)
+    arrived = []
+    _drain(bus, work, lambda d: arrived.append(time.monotonic() - started), idle=2.5)
+    assert len(arrived) == 1 and arrived[0] >= 0.9
+
+
+def test_unroutable_publish_is_an_error_not_a_loss(rabbit_bus, rabbit_work):
+    unbound = WorkQueue(rabbit_work.exchange, rabbit_work.queue, "nobody-listens-here")
+    rabbit_bus.declare(rabbit_work)
+    with pytest.raises(PublishError, match="unroutable"):
+        rabbit_bus.publish(unbound, [_env(1)])
+
+
+def test_local_queue_survives_a_new_process_handle(sqlite_store):
+    from tongban.bus.topology import cases_work
+    from tongban.store import Store
+
+    work = cases_work("durable")
+    LocalBus(sqlite_store).publish(work, [_env(1), _env(2)])
+    reopened = LocalBus(Store(sqlite_store.url))  # as `tongban worker` would, in another process
+    seen = []
+    _drain(reopened, work, lambda d: seen.append(d.envelope.payload["i"]))
+    assert seen == [1, 2]
+
+
+def test_status_can_see_the_oldest_waiting_message(bus_and_work):
+    bus, work = bus_and_work
+    bus.declare(work)
+    assert bus.oldest_created_at(work.queue) is None
+    first, second = _env(1), _env(2)
+    bus.publish(work, [first, second])
+    assert bus.oldest_created_at(work.queue) == first.created_at
+    assert bus.depth(work.queue) == 2  # looking did not take anything away
+    seen = []
+    _drain(bus, work, lambda d: seen.append(d.envelope.payload["i"]))
+    assert sorted(seen) == [1, 2]
+
+
+def test_batches_survive_the_broker_closing_every_connection(rabbit_bus, rabbit_work):
+    import subprocess
+
+    rabbit_bus.declare(rabbit_work)
+    rabbit_bus.publish(rabbit_work, [_env(i) for i in range(300)])
+    subprocess.run(["rabbitmqctl", "close_all_connections", "test: broker restart"], check=True,
+                   capture_output=True, timeout=60)
+    rabbit_bus.publish(rabbit_work, [_env(i) for i in range(300, 600)])  # reconnects, then confirms
+    seen = set()
+    _drain(rabbit_bus, rabbit_work, lambda d: seen.add(d.envelope.payload["i"]))
+    assert seen == set(range(600))

@@ -1,0 +1,214 @@
+"""The tamper-evident ledger: every hop of every message, one event each, linked by a SHA-256 hash chain.
+
+Each event's hash covers its own fields and the previous event's hash, so editing, removing or
+reordering any row breaks the chain from that row on; `verify()` finds the first broken event, and
+`unpublished_deliveries()` names any delivery whose message was never published (no provenance).
+Text that cannot be stored as UTF-8 (a lone surrogate from a file name that is not UTF-8) is escaped on append,
+so a hostile name can never fail the write that records it.
+Details never hold personal data in clear: callers pass masked values and digests only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from sqlalchemy import Connection, or_, select
+
+from adapters.names import is_utf8, storable
+from tongban.bus.envelope import canonical_json, utcnow
+from tongban.store import Store
+from tongban.store.tables import ledger
+
+GENESIS = "0" * 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# The hops an event can record (NiFi-style provenance: receive, route, modify, send, drop …).
+HOPS = {
+    "fetched", "mapped", "quarantined", "numbered", "published", "delivered", "receipt", "duplicate",
+    "retried", "parked", "replayed", "rejected", "unchanged", "sealed", "seal_verified", "routed",
+    "flowback_delivered", "batch_received", "pii_lookup", "watermark", "batch_routed",
+    "identity_conflict", "catalog_synced",
+    "watermark_set", "watermark_reset",  # an operator moved or cleared a system's watermark (tongban watermark)
+}
+
+
+@dataclass
+class LedgerEvent:
+    hop: str
+    detail: dict[str, Any]
+    system: str | None = None
+    message_id: str | None = None
+    idempotency_key: str | None = None
+    case_number: str | None = None
+    source_key: str | None = None
+
+
+_HASHED_FIELDS = ("event_id", "at", "hop", "system", "message_id", "idempotency_key", "case_number", "source_key", "detail")
+
+
+def _hash(prev_hash: str, row: dict[str, Any]) -> str:
+    body = canonical_json({name: row[name] for name in _HASHED_FIELDS})
+    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+
+
+def _storable(value: str | None) -> str | None:
+    return value if value is None else storable(value)
+
+
+def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
+    """Append events inside the caller's write transaction (Store.write serialises writers)."""
+    if not events:
+        return
+    # Within one write transaction no other writer can append (Store.write holds the lock), so the chain's
+    # tail is read once per transaction, however many appends a group commit makes.
+    transaction = conn.get_transaction()
+    cached = conn.info.get("ledger_tail")
+    if cached is not None and cached[0] is transaction:
+        prev_hash = cached[1]
+    else:
+        last = conn.execute(select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)).scalar()
+        prev_hash = last or GENESIS
+    rows = []
+    for ev in events:
+        if ev.hop not in HOPS:
+            raise ValueError(f"unknown ledger hop {ev.hop!r}")
+        detail = json.dumps(ev.detail, sort_keys=True, ensure_ascii=False, default=str)
+        if not is_utf8(detail):
+            # A lone surrogate (a name that is not UTF-8 …) would fail the write: store it as the text `\xNN`.
+            detail = _SURROGATE.sub(lambda m: "\\" + storable(m.group()), detail)  # JSON: an escaped backslash
+        row = {
+            "event_id": uuid.uuid4().hex,
+            "at": utcnow(),
+            "hop": ev.hop,
+            "system": _storable(ev.system),
+            "message_id": ev.message_id,
+            "idempotency_key": _storable(ev.idempotency_key),
+            "case_number": _storable(ev.case_number),
+            "source_key": _storable(ev.source_key),
+            "detail": detail,
+        }
+        row["prev_hash"] = prev_hash
+        row["hash"] = prev_hash = _hash(prev_hash, row)
+        rows.append(row)
+    conn.execute(ledger.insert(), rows)
+    conn.info["ledger_tail"] = (transaction, prev_hash)
+
+
+def record(store: Store, *events: LedgerEvent) -> None:
+    """Append events in a transaction of their own."""
+    with store.write() as conn:
+        append(conn, events)
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    events: int
+    broken_seq: int | None = None
+    broken_event_id: str | None = None
+    reason: str | None = None
+
+
+def verify(store: Store, batch: int = 5000, progress: Callable[[int], None] | None = None) -> VerifyResult:
+    """Recompute the chain from the genesis; report the first event whose link or hash is wrong.
+    `progress(n)` is told after each batch how many more events were checked (for a progress bar)."""
+    prev_hash = GENESIS
+    count = 0
+    last_seq = 0
+    with store.read() as conn:
+        while True:
+            rows = conn.execute(
+                select(ledger).where(ledger.c.seq > last_seq).order_by(ledger.c.seq).limit(batch)
+            ).mappings().all()
+            if not rows:
+                return VerifyResult(ok=True, events=count)
+            if progress is not None:
+                progress(len(rows))
+            for row in rows:
+                count += 1
+                if row["prev_hash"] != prev_hash:
+                    return VerifyResult(False, count, row["seq"], row["event_id"],
+                                        "link broken: prev_hash does not match the previous event (a row was removed or reordered)")
+                if _hash(prev_hash, dict(row)) != row["hash"]:
+                    return VerifyResult(False, count, row["seq"], row["event_id"],
+                                        "content altered: the event's hash does not match its fields")
+                prev_hash = row["hash"]
+                last_seq = row["seq"]
+
+
+DELIVERY_HOPS = ("delivered", "receipt")
+
+
+@dataclass
+class DeliveryCheck:
+    """Deliveries cross-checked against publications: `unpublished` lists (first `limit`) delivered/receipt
+    events whose message has no "published" event — a message that reached the platform without provenance."""
+
+    deliveries: int
+    unpublished_count: int
+    unpublished: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.unpublished_count == 0
+
+
+def unpublished_deliveries(store: Store, limit: int = 20) -> DeliveryCheck:
+    """Every delivered/receipt event must name a message with a "published" event (the transactional outbox
+    writes that event before anything reaches the bus; replays and retries keep the original message id)."""
+    from sqlalchemy import exists, func
+
+    published = ledger.alias("published")
+    orphan = (ledger.c.hop.in_(DELIVERY_HOPS)
+              & ~exists().where(published.c.message_id == ledger.c.message_id, published.c.hop == "published"))
+    with store.read() as conn:
+        deliveries = conn.execute(select(func.count()).select_from(ledger)
+                                  .where(ledger.c.hop.in_(DELIVERY_HOPS))).scalar() or 0
+        count = conn.execute(select(func.count()).select_from(ledger).where(orphan)).scalar() or 0
+        rows = conn.execute(select(ledger.c.seq, ledger.c.event_id, ledger.c.hop, ledger.c.message_id, ledger.c.system,
+                                   ledger.c.case_number).where(orphan).order_by(ledger.c.seq).limit(limit)).mappings()
+        return DeliveryCheck(deliveries, count, [dict(r) for r in rows])
+
+
+def trace(store: Store, ident: str) -> list[dict[str, Any]]:
+    """Every event about a message, an idempotency key, a 办件编号 or a legacy key, with its lineage:
+    starting from `ident`, follow the message ids and keys the matching events name."""
+    with store.read() as conn:
+        conditions = [ledger.c.message_id == ident, ledger.c.idempotency_key == ident,
+                      ledger.c.case_number == ident, ledger.c.source_key == ident]
+        rows = conn.execute(select(ledger).where(or_(*conditions))).mappings().all()
+        case_numbers = {r["case_number"] for r in rows if r["case_number"]}
+        source_keys = {(r["system"], r["source_key"]) for r in rows if r["source_key"]}
+        more: list = []
+        if case_numbers:
+            more.append(ledger.c.case_number.in_(case_numbers))
+        for system, key in source_keys:
+            more.append((ledger.c.system == system) & (ledger.c.source_key == key))
+        if more:
+            rows = conn.execute(select(ledger).where(or_(*conditions, *more))).mappings().all()
+    events = sorted((dict(r) for r in rows), key=lambda r: r["seq"])
+    for ev in events:
+        ev["detail"] = json.loads(ev["detail"])
+    return events
+
+
+def count_by_hop(store: Store, system: str | None = None) -> dict[str, int]:
+    from sqlalchemy import func
+
+    query = select(ledger.c.hop, func.count()).group_by(ledger.c.hop)
+    if system:
+        query = query.where(ledger.c.system == system)
+    with store.read() as conn:
+        return {hop: n for hop, n in conn.execute(query)}
+
+
+def iter_events(store: Store, hops: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    query = select(ledger).order_by(ledger.c.seq)
+    if hops:
+        query = query.where(ledger.c.hop.in_(list(hops)))
+    with store.read() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]

@@ -1,0 +1,116 @@
+"""Quarantine (records that broke a rule) and parking (deliveries that kept failing).
+
+Nothing is dropped silently: each entry keeps the record or envelope, the stage and the rule, and can be
+listed, counted and replayed. Views mask personal data.
+
+A stored record is bounded (settings `quarantine_max_record_bytes`, TONGBAN_QUARANTINE_MAX_RECORD_BYTES, default
+1 MiB): a larger one is kept as `{"truncated": true, "original_bytes": N, "sha256": …, "head": …}` — its first
+bytes (up to half the limit), its size and the SHA-256 of its whole JSON text, so it can still be recognised and compared with the
+department's copy, while one hostile line can no longer fill the database."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from adapters.names import is_utf8, storable
+from tongban.bus.envelope import utcnow
+from tongban.store import Store
+from tongban.store.at_rest import protect
+from tongban.store.tables import parked, quarantine
+
+OPEN = "open"
+REPLAYED = "replayed"
+
+
+@dataclass
+class QuarantineEntry:
+    system: str
+    source_key: str | None
+    stage: str  # file | read | mapping | validation | change | state | platform | routing | bus (older runs)
+    rule: str
+    field: str | None = None
+    position: str | None = None
+    record: Any = None
+
+
+def stored_record(record: Any, max_bytes: int | None = None) -> str | None:
+    """The JSON text to store for `record`: whole when small enough, else its head with its digest and size."""
+    if record is None:
+        return None
+    text = json.dumps(record, ensure_ascii=False, default=str)
+    if not is_utf8(text):  # a lone surrogate (undecodable bytes, a JSON "\udcff"): keep it as an escape
+        text = json.dumps(record, ensure_ascii=True, default=str)
+    if max_bytes is None:
+        from tongban.settings import load
+
+        max_bytes = load().quarantine_max_record_bytes
+    if len(text) * 4 <= max_bytes:
+        return text
+    raw = text.encode("utf-8")
+    if len(raw) <= max_bytes:
+        return text
+    # Half the limit: JSON escaping of the head (quotes, backslashes) can at most double it.
+    head = raw[: max(0, max_bytes // 2 - 256)].decode("utf-8", errors="ignore")
+    return json.dumps({"truncated": True, "original_bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+                       "head": head}, ensure_ascii=False)
+
+
+def add(conn: Connection, entry: QuarantineEntry) -> int | None:
+    """Insert unless the same record is already open in quarantine for the same rule (re-runs add nothing)."""
+    # Storable (no lone surrogate) and within the columns' widths: a hostile name or key must not fail the write.
+    entry.source_key, entry.rule, entry.field, entry.position = (
+        None if value is None else storable(value)[:width]
+        for value, width in ((entry.source_key, 200), (entry.rule, 4000), (entry.field, 100), (entry.position, 300)))
+    if entry.source_key is not None:
+        existing = conn.execute(select(quarantine.c.id).where(
+            quarantine.c.system == entry.system, quarantine.c.source_key == entry.source_key,
+            quarantine.c.stage == entry.stage, quarantine.c.rule == entry.rule,
+            quarantine.c.status == OPEN)).scalar()
+        if existing:
+            return None
+    result = conn.execute(quarantine.insert().values(
+        at=utcnow(), system=entry.system, source_key=entry.source_key, position=entry.position, field=entry.field,
+        rule=entry.rule, stage=entry.stage,
+        record=protect(stored_record(entry.record)),
+        status=OPEN))
+    return result.inserted_primary_key[0]
+
+
+def is_blocked(conn: Connection, case_number: str | None, system: str | None, source_key: str | None) -> str | None:
+    """Why later events of a case must not overtake an earlier one that is parked or was rejected."""
+    if case_number:
+        hit = conn.execute(select(parked.c.id).where(parked.c.case_number == case_number, parked.c.status == OPEN)).first()
+        if hit:
+            return f"an earlier event of case {case_number} is parked (#{hit.id})"
+    if system and source_key:
+        hit = conn.execute(select(quarantine.c.id).where(
+            quarantine.c.system == system, quarantine.c.source_key == source_key,
+            quarantine.c.stage == "platform", quarantine.c.status == OPEN)).first()
+        if hit:
+            return f"an earlier event of this case was rejected by the platform (quarantine #{hit.id})"
+    return None
+
+
+def park(conn: Connection, *, message_id: str, idempotency_key: str, system: str | None, case_number: str | None,
+         reason: str, envelope_json: str) -> int:
+    result = conn.execute(parked.insert().values(at=utcnow(), message_id=message_id, idempotency_key=idempotency_key,
+                                                 system=system, case_number=case_number, reason=reason,
+                                                 envelope=protect(envelope_json), status=OPEN))
+    return result.inserted_primary_key[0]
+
+
+def counts(store: Store) -> dict[str, Any]:
+    with store.read() as conn:
+        # Grouped by stage and field: rule texts name the offending value, which would split the counts.
+        by_rule = {f"{stage}: {field or '-'}": n for stage, field, n in conn.execute(
+            select(quarantine.c.stage, quarantine.c.field, func.count()).where(quarantine.c.status == OPEN)
+            .group_by(quarantine.c.stage, quarantine.c.field))}
+        parked_n, oldest_parked = conn.execute(select(func.count(), func.min(parked.c.at))
+                                               .where(parked.c.status == OPEN)).one()
+        oldest_quarantined = conn.execute(select(func.min(quarantine.c.at)).where(quarantine.c.status == OPEN)).scalar()
+    return {"quarantined": sum(by_rule.values()), "by_rule": by_rule, "parked": parked_n or 0,
+            "oldest_parked": oldest_parked, "oldest_quarantined": oldest_quarantined}
