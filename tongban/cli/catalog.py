@@ -6,18 +6,12 @@ from typing import Optional
 
 import typer
 
+from tongban.cli.context import open_configured_store
 from tongban.cli.failures import EXIT_FAILED, CliFailure
 from tongban.cli.output import JSON_OPTION, emit_json
 
 app = typer.Typer(no_args_is_help=True)
 NOT_SYNCED = ("no catalogue synced yet", "run `tongban catalog sync` (the platform must answer)")
-
-
-def _store():
-    from tongban.settings import load
-    from tongban.store import open_store
-
-    return open_store(load().db_url)
 
 
 def _print_diff(changes) -> None:
@@ -43,7 +37,7 @@ def sync(mappings: Optional[Path] = typer.Option(None, help="mapping files folde
     """Fetch the catalogue from the platform, store its version, list what changed and what it affects."""
     from tongban.catalog import CatalogDiff, sync_and_report
 
-    report = sync_and_report(store=_store(), mappings_dir=mappings)
+    report = sync_and_report(store=open_configured_store(), mappings_dir=mappings)
     if as_json:
         emit_json(report)
         return
@@ -82,7 +76,7 @@ def diff(old: Optional[int] = typer.Argument(None, help="older version (default:
 
     from tongban.catalog import current, diff as compute, get_version, versions
 
-    store = _store()
+    store = open_configured_store()
     synced = versions(store)
     if not synced:
         raise CliFailure(EXIT_FAILED, *NOT_SYNCED)
@@ -112,7 +106,7 @@ def check(files: Optional[list[Path]] = typer.Argument(None, help="mapping files
     from tongban.catalog import check_mapping_files, current, mapping_files
     from tongban.settings import load
 
-    catalogue = current(_store())
+    catalogue = current(open_configured_store())
     if catalogue is None:
         raise CliFailure(EXIT_FAILED, *NOT_SYNCED)
     directory = load().mappings_dir
@@ -135,7 +129,7 @@ def list_versions(as_json: bool = JSON_OPTION) -> None:
     """The catalogue versions synced so far."""
     from tongban.catalog import versions
 
-    synced = versions(_store())
+    synced = versions(open_configured_store())
     if as_json:
         emit_json(synced)
         return

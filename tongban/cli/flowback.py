@@ -8,17 +8,12 @@ from typing import Optional
 
 import typer
 
+from tongban.cli.context import open_configured_store
+
 app = typer.Typer(no_args_is_help=True)
 
 PREFIX_HELP = "exchange/queue prefix of the flowback topology (default: <TONGBAN_QUEUE_PREFIX>.flowback)"
 SOURCE_HELP = "ministry source file (mappings/flowback/sources/*.yaml)"
-
-
-def _store():
-    from tongban.settings import load
-    from tongban.store import open_store
-
-    return open_store(load().db_url)
 
 
 def _source(path: Path):
@@ -47,7 +42,7 @@ def report(batch: Optional[str] = typer.Argument(None, metavar="[BATCH]", help="
     routed = delivered + held + parked + pending. Exits 1 unless every batch balances."""
     from tongban.flowback.reconcile import reconcile, render
 
-    results = reconcile(_store(), batch)
+    results = reconcile(open_configured_store(), batch)
     if batch is not None and not results:
         if as_json:
             _echo_json({"error": f"no flowback batch {batch!r} has been received", "batches": []})
@@ -111,7 +106,7 @@ def ingest(source: Path = typer.Argument(..., help=SOURCE_HELP),
     mapping = _source(source)
     bus = open_bus(announce=_notice)
     try:
-        result = ingest_source(mapping, store=_store(), bus=bus, prefix=prefix)
+        result = ingest_source(mapping, store=open_configured_store(), bus=bus, prefix=prefix)
     except SourceError as exc:  # the ministry's service or drop folder is away: nothing was read
         typer.echo(f"{exc}; run again later", err=True)
         raise typer.Exit(1) from None
@@ -149,7 +144,7 @@ def deliver(source: Optional[Path] = typer.Argument(None, help=SOURCE_HELP + "; 
             typer.echo(f"cannot load sink config: {exc}", err=True)
             raise typer.Exit(2) from None
     bus = open_bus(announce=_notice)
-    worker = DistrictDeliverer(store=_store(), bus=bus, sinks=sink_config, prefix=prefix)
+    worker = DistrictDeliverer(store=open_configured_store(), bus=bus, sinks=sink_config, prefix=prefix)
     try:
         stats = worker.run(idle_exit=idle_exit, workers=workers)
     finally:
@@ -180,7 +175,7 @@ def retry(batch: str = typer.Argument(..., help="batch id"),
     mapping = _source(source)
     bus = open_bus(announce=_notice)
     try:
-        result = retry_batch(mapping, batch, store=_store(), bus=bus, prefix=prefix, deliver=not no_deliver)
+        result = retry_batch(mapping, batch, store=open_configured_store(), bus=bus, prefix=prefix, deliver=not no_deliver)
     except LookupError as exc:
         typer.echo(str(exc.args[0]), err=True)
         raise typer.Exit(1) from None

@@ -2,30 +2,14 @@
 masked, and every lookup of a person is itself a ledger event (`pii_lookup`)."""
 from __future__ import annotations
 
-import getpass
 from typing import Optional
 
 import typer
 
+from tongban.cli.context import open_configured_store, operator_name
 from tongban.cli.output import JSON_OPTION, emit_json
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def _store():
-    from tongban.settings import load
-    from tongban.store import open_store
-
-    return open_store(load().db_url)
-
-
-def _operator(given: str | None) -> str:
-    if given:
-        return given
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 @app.command("lookup")
@@ -42,7 +26,7 @@ def lookup(id_number: str = typer.Argument(..., help="居民身份证号码 or �
     from tongban.identity import lookup as do_lookup
 
     try:
-        result = do_lookup(_store(), id_number, operator=_operator(operator), purpose=purpose)
+        result = do_lookup(open_configured_store(), id_number, operator=operator_name(operator), purpose=purpose)
     except IdentityError as exc:
         typer.echo(f"error: {codes.mask_text(str(exc))}", err=True)
         raise typer.Exit(2) from None
@@ -71,7 +55,7 @@ def conflicts(status: str = typer.Option("open", help="open, accepted or all"), 
     from tongban.identity import list_conflicts
     from tongban.operator.actions import print_rows
 
-    rows = list_conflicts(_store(), status=status)
+    rows = list_conflicts(open_configured_store(), status=status)
     if as_json:
         emit_json(rows)
         return
@@ -85,7 +69,7 @@ def accept(conflict_id: int, operator: Optional[str] = typer.Option(None), note:
     from tongban import codes
     from tongban.identity import accept_conflict
 
-    text = accept_conflict(_store(), conflict_id, operator=_operator(operator), note=note)
+    text = accept_conflict(open_configured_store(), conflict_id, operator=operator_name(operator), note=note)
     if as_json:
         emit_json({"conflict_id": conflict_id, "summary": text})
         return

@@ -5,18 +5,12 @@ from typing import Optional
 
 import typer
 
+from tongban.cli.context import open_configured_store
 from tongban.cli.failures import EXIT_FAILED, CliFailure
 from tongban.cli.output import JSON_OPTION, emit_json, interactive, notice, progress
 
 quarantine_app = typer.Typer(no_args_is_help=True)
 parked_app = typer.Typer(no_args_is_help=True)
-
-
-def _store():
-    from tongban.settings import load
-    from tongban.store import open_store
-
-    return open_store(load().db_url)
 
 
 def _entry(table, entry_id: int) -> dict:
@@ -25,7 +19,7 @@ def _entry(table, entry_id: int) -> dict:
 
     from tongban.store.at_rest import reveal
 
-    with _store().read() as conn:
+    with open_configured_store().read() as conn:
         row = conn.execute(select(table).where(table.c.id == entry_id)).mappings().first()
     if row is None:
         raise CliFailure(EXIT_FAILED, f"no {table.name} entry {entry_id}", f"list them: tongban {table.name} list")
@@ -63,7 +57,7 @@ def quarantine_list(system: Optional[str] = typer.Option(None), stage: Optional[
     records out (`quarantine show ID --json` has them)."""
     from tongban.operator.actions import list_quarantine
 
-    rows, total = list_quarantine(_store(), system=system, stage=stage, reason=reason, since=since, status=status,
+    rows, total = list_quarantine(open_configured_store(), system=system, stage=stage, reason=reason, since=since, status=status,
                                   limit=limit)
     rows = [{k: v for k, v in row.items() if k != "record"} for row in rows]
     _listing(rows, total, as_json, ["id", "at", "system", "source_key", "stage", "field", "rule", "status"],
@@ -81,7 +75,7 @@ def quarantine_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
         return
     from tongban.operator.actions import show_quarantine
 
-    show_quarantine(_store(), entry_id)
+    show_quarantine(open_configured_store(), entry_id)
 
 
 @quarantine_app.command("replay")
@@ -99,7 +93,7 @@ def quarantine_replay(ids: list[int] = typer.Argument(None), system: Optional[st
     try:
         # replay_quarantine reports only at the end: an indeterminate bar says it is working (terminal only)
         with progress("replaying quarantined records", None, enabled=interactive()):
-            result = replay_quarantine(_store(), ids=ids or None, system=system, stage=stage, reason=reason, bus=bus,
+            result = replay_quarantine(open_configured_store(), ids=ids or None, system=system, stage=stage, reason=reason, bus=bus,
                                        work=cases_work(settings.queue_prefix))
     finally:
         bus.close()
@@ -114,7 +108,7 @@ def parked_list(system: Optional[str] = typer.Option(None), reason: Optional[str
     (`parked show ID --json` has them)."""
     from tongban.operator.actions import list_parked
 
-    rows, total = list_parked(_store(), system=system, reason=reason, since=since, status=status, limit=limit)
+    rows, total = list_parked(open_configured_store(), system=system, reason=reason, since=since, status=status, limit=limit)
     rows = [{k: v for k, v in row.items() if k != "envelope"} for row in rows]
     _listing(rows, total, as_json, ["id", "at", "system", "case_number", "reason", "status"], f"parked: {total}")
 
@@ -130,7 +124,7 @@ def parked_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
         return
     from tongban.operator.actions import show_parked
 
-    show_parked(_store(), entry_id)
+    show_parked(open_configured_store(), entry_id)
 
 
 @parked_app.command("replay")
@@ -146,7 +140,7 @@ def parked_replay(ids: list[int] = typer.Argument(None), system: Optional[str] =
     bus = open_bus(settings, announce=notice)
     try:
         with progress("replaying parked deliveries", None, enabled=interactive()):
-            result = replay_parked(_store(), bus, ids=ids or None, system=system, reason=reason,
+            result = replay_parked(open_configured_store(), bus, ids=ids or None, system=system, reason=reason,
                                    work=cases_work(settings.queue_prefix))
     finally:
         bus.close()

@@ -9,13 +9,13 @@ watermark nobody reads); a value is checked against the mapping's `incremental.f
 """
 from __future__ import annotations
 
-import getpass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from tongban.cli.context import operator_name
 from tongban.cli.failures import EXIT_FAILED, EXIT_USAGE, CliFailure
 from tongban.cli.output import JSON_OPTION, emit_json
 
@@ -29,15 +29,6 @@ def _open():
 
     settings = load()
     return settings, open_store(settings.db_url)
-
-
-def _operator(given: str | None) -> str:
-    if given:
-        return given
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _rows(store, mappings_dir: Path) -> dict[str, dict[str, Any]]:
@@ -110,7 +101,7 @@ def _change(system: str, new: str | None, operator: str | None, reason: str | No
     if new is None and old is None:
         raise CliFailure(EXIT_FAILED, f"{system} has no watermark to reset", "nothing changed: the next run already "
                          "fetches everything")
-    detail = {"from": old, "to": new, "operator": _operator(operator), "reason": reason}
+    detail = {"from": old, "to": new, "operator": operator_name(operator), "reason": reason}
     with store.write() as conn:
         if new is None:
             conn.execute(watermarks.delete().where(watermarks.c.system == system))
