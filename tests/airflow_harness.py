@@ -21,7 +21,6 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 import pytest
-import yaml
 from sqlalchemy import select
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 
 PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 AMQP_URL = os.environ.get("TONGBAN_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -90,3 +93,15 @@ def sandbox_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CQ_SAMR_TOKEN", "test-token")
     yield servers
     servers.stop()
+
+
+@pytest.fixture
+def samr_mappings(tmp_path, monkeypatch):
+    """A mapping folder holding the REST department (cq-samr-rest) alone with the code tables, on the embedded bus:
+    what an operator has after copying one system's file."""
+    folder = tmp_path / "mappings"
+    shutil.copytree(REPO / "mappings" / "tables", folder / "tables")
+    shutil.copy(REPO / "mappings" / "cq-samr-rest.yaml", folder)
+    monkeypatch.setenv("TONGBAN_MAPPINGS", str(folder))
+    monkeypatch.setenv("TONGBAN_BUS", "inprocess")
+    return folder

@@ -2,9 +2,7 @@
 (the harness, shared with the flowback and chores tests, is tests/airflow_harness.py)."""
 from __future__ import annotations
 
-import json
 import os
-import queue
 
 import httpx
 import pytest

@@ -4,7 +4,6 @@ failed and what to do, and a documented exit code (1 work failed, 2 usage/config
 `--debug` shows the traceback. Nothing to do is not success."""
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ def unused_port() -> int:
 
 
 @pytest.fixture
-def platform_down(tmp_path, monkeypatch):
+def platform_down(tmp_path, monkeypatch, samr_mappings):
     """The environment of an operator whose platform is down; the legacy REST system answers, so ingest gets as
     far as asking the platform for case numbers."""
     from sandbox.legacy_rest import create_app
@@ -36,11 +35,9 @@ def platform_down(tmp_path, monkeypatch):
     from sandbox.runner import Server
 
     legacy = Server(create_app(LegacyWorld(seed=3, cases=30), token="t"), name="legacy").start()
-    folder = tmp_path / "mappings"
-    shutil.copytree(REPO / "mappings" / "tables", folder / "tables")
-    shutil.copy(REPO / "mappings" / "cq-samr-rest.yaml", folder)
-    for name, value in {"TONGBAN_HOME": str(tmp_path / "home"), "TONGBAN_MAPPINGS": str(folder),
-                        "TONGBAN_PLATFORM_URL": f"http://127.0.0.1:{unused_port()}", "TONGBAN_BUS": "inprocess",
+    folder = samr_mappings
+    for name, value in {"TONGBAN_HOME": str(tmp_path / "home"),
+                        "TONGBAN_PLATFORM_URL": f"http://127.0.0.1:{unused_port()}",
                         "CQ_SAMR_URL": legacy.url, "CQ_SAMR_TOKEN": "t", "TONGBAN_CERTS": str(tmp_path / "certs")}.items():
         monkeypatch.setenv(name, value)
     yield folder

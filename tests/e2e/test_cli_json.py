@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +19,9 @@ TONGBAN = str(Path(sys.executable).with_name("tongban"))
 
 
 @pytest.fixture
-def one_system(tmp_path, monkeypatch, sandbox_env):
+def one_system(samr_mappings, sandbox_env):
     """The REST department alone in a mapping folder of its own, pointed at the sandbox servers."""
-    folder = tmp_path / "mappings"
-    shutil.copytree(REPO / "mappings" / "tables", folder / "tables")
-    shutil.copy(REPO / "mappings" / "cq-samr-rest.yaml", folder)
-    monkeypatch.setenv("TONGBAN_MAPPINGS", str(folder))
-    monkeypatch.setenv("TONGBAN_BUS", "inprocess")
-    return folder
+    return samr_mappings
 
 
 def _json(args: list[str], exit_code: int = 0):

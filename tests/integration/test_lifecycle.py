@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import Adapter, RawRecord
+from tests.doubles import ListAdapter
 from tongban.audit import ledger
 from tongban.operator import quarantine as q
 from tongban.bus.base import PublishError
@@ -23,16 +23,6 @@ from tongban.store import state as st
 SAMR = Path(__file__).resolve().parents[2] / "mappings" / "cq-samr-rest.yaml"
 
 
-class Records(Adapter):
-    kind = "records"
-
-    def __init__(self, records):
-        super().__init__("cq-samr-rest", {})
-        self.records = records
-
-    def fetch(self, watermark):
-        for i, record in enumerate(self.records):
-            yield RawRecord(record, f"#{i + 1}")
 
 
 def _record(**changes):
@@ -67,7 +57,7 @@ def test_conclusion_before_acceptance_is_quarantined_not_pushed(sqlite_store, sa
     bus, work = LocalBus(sqlite_store), cases_work("lc")
     jump = _record(bjsj="2024-03-05 10:00:00", bjjg="准予许可", gxsj="2024-03-05 10:00:00")  # no acceptance known
     report = run_ingest(mapping, store=sqlite_store, bus=bus, platform=PlatformClient(load()),
-                        adapter=Records([jump]), work=work)
+                        adapter=ListAdapter([jump]), work=work)
     assert report.events_published == 0 and report.quarantined == 1
     rows, total = list_quarantine(sqlite_store)
     assert total == 1 and rows[0]["stage"] == "state" and "conclusion before acceptance" in rows[0]["rule"]
@@ -78,13 +68,13 @@ def test_a_rerun_after_a_crash_keeps_the_case_number(sqlite_store, sandbox_env, 
     platform = PlatformClient(load())
     with pytest.raises(PublishError):
         run_ingest(mapping, store=sqlite_store, bus=CrashingBus(sqlite_store), platform=platform,
-                   adapter=Records([_record()]), work=cases_work("lc"))
+                   adapter=ListAdapter([_record()]), work=cases_work("lc"))
     with sqlite_store.read() as conn:
         first = st.get_case_number(conn, "cq-samr-rest", "LC-1")
         assert st.get_watermark(conn, "cq-samr-rest") is None  # the crashed run did not move the watermark
     issued_before = platform.get("/api/v1/stats")["numbers_issued"]
     bus = LocalBus(sqlite_store)
-    report = run_ingest(mapping, store=sqlite_store, bus=bus, platform=platform, adapter=Records([_record()]),
+    report = run_ingest(mapping, store=sqlite_store, bus=bus, platform=platform, adapter=ListAdapter([_record()]),
                         work=cases_work("lc"))
     # The crashed run staged its event with its ledger trail (transactional outbox); this run relays it first and
     # then finds the record unchanged: the event is on the bus once, published once.
@@ -102,7 +92,7 @@ def test_a_quarantined_record_is_replayed_once_its_mapping_is_fixed(sqlite_store
 
     bus, work, platform = LocalBus(sqlite_store), cases_work("lc"), PlatformClient(load())
     unknown_item = _record(ywh="LC-2", sxbm="SX-0777")
-    report = run_ingest(mapping, store=sqlite_store, bus=bus, platform=platform, adapter=Records([unknown_item]),
+    report = run_ingest(mapping, store=sqlite_store, bus=bus, platform=platform, adapter=ListAdapter([unknown_item]),
                         work=work)
     assert report.quarantined == 1 and report.events_published == 0
     # The department adds the missing item to its table; the operator replays the quarantined record.
@@ -126,7 +116,7 @@ def test_records_with_personal_data_are_encrypted_at_rest(sqlite_store, sandbox_
 
     bus, platform = LocalBus(sqlite_store), PlatformClient(load())
     good, bad = _record(ywh="PII-1"), _record(ywh="PII-2", sxbm="SX-9999")
-    run_ingest(mapping, store=sqlite_store, bus=bus, platform=platform, adapter=Records([good, bad]), work=cases_work("p"))
+    run_ingest(mapping, store=sqlite_store, bus=bus, platform=platform, adapter=ListAdapter([good, bad]), work=cases_work("p"))
     with sqlite_store.read() as conn:
         stored = [r for (r,) in conn.execute(select(case_snapshots.c.snapshot))] + \
                  [r for (r,) in conn.execute(select(quarantine.c.record))]

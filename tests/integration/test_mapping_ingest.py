@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from adapters.base import Adapter, RawRecord
+from tests.doubles import ListAdapter
 from tongban.audit import ledger
 from tongban.bus.local import LocalBus
 from tongban.bus.topology import cases_work
@@ -25,16 +25,6 @@ SAMR = Path(__file__).resolve().parents[2] / "mappings" / "cq-samr-rest.yaml"
 NOTE = "region: retired region code 500222 rewritten to its successor 500110 (綦江区)"
 
 
-class Records(Adapter):
-    kind = "records"
-
-    def __init__(self, records):
-        super().__init__("cq-samr-rest", {})
-        self.records = records
-
-    def fetch(self, watermark):
-        for i, record in enumerate(self.records):
-            yield RawRecord(record, f"#{i + 1}")
 
 
 def _record(key: str, **changes):
@@ -64,7 +54,7 @@ def _deep(levels: int):
 def test_a_retired_code_rewrite_is_in_the_ledger_and_the_trace(sqlite_store, sandbox_env, tmp_path, monkeypatch):
     bus, work = LocalBus(sqlite_store), cases_work("notes")
     report = run_ingest(_mapping(tmp_path), store=sqlite_store, bus=bus, platform=PlatformClient(load()),
-                        adapter=Records([_record("RG-1"), _record("RG-2", xzqh="500103"),
+                        adapter=ListAdapter([_record("RG-1"), _record("RG-2", xzqh="500103"),
                                          _record("RG-3", cl=_deep(40))]), work=work)
     assert report.events_published == 2 and report.quarantined == 1
     fetched = {e["source_key"]: e["detail"] for e in ledger.trace(sqlite_store, "RG-1") + ledger.trace(sqlite_store, "RG-2")
@@ -83,7 +73,7 @@ def test_retired_reject_quarantines_naming_the_field_and_the_code(sqlite_store, 
     bus, work = LocalBus(sqlite_store), cases_work("reject")
     mapping = _mapping(tmp_path, "{path: xzqh, transform: region, retired: reject}")
     report = run_ingest(mapping, store=sqlite_store, bus=bus, platform=PlatformClient(load()),
-                        adapter=Records([_record("RJ-1"), _record("RJ-2", xzqh="500110")]), work=work)
+                        adapter=ListAdapter([_record("RJ-1"), _record("RJ-2", xzqh="500110")]), work=work)
     assert report.events_published == 1 and report.quarantined == 1
     [entry], total = list_quarantine(sqlite_store)
     assert total == 1 and entry["source_key"] == "RJ-1" and entry["field"] == "region"

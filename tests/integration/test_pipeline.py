@@ -16,7 +16,6 @@ from tongban.delivery.retry import RedeliveryPolicy
 from tongban.delivery.worker import DeliveryWorker
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
-from tongban.operator.actions import list_quarantine
 from tongban.platform_client import PlatformClient
 from tongban.settings import load
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,8 @@ SYSTEM = "cq-samr-rest"
 
 
 @pytest.fixture
-def samr(tmp_path, monkeypatch, sandbox_env):
-    folder = tmp_path / "mappings"
-    shutil.copytree(REPO / "mappings" / "tables", folder / "tables")
-    shutil.copy(REPO / "mappings" / "cq-samr-rest.yaml", folder)
-    monkeypatch.setenv("TONGBAN_MAPPINGS", str(folder))
-    monkeypatch.setenv("TONGBAN_BUS", "inprocess")
-    return folder
+def samr(samr_mappings, sandbox_env):
+    return samr_mappings
 
 
 def _run(*args: str, code: int = 0):

@@ -56,14 +56,19 @@ class OrgCode:
         return f"{self.body}-{self.check}"
 
 
+def _weighted_sum(body: str, field: str, values: dict[str, int], weights, alphabet: str) -> int:
+    """Σ value × weight over the characters before the check, after checking their number and alphabet."""
+    if len(body) != len(weights):
+        raise CodeError(field, f"check character needs exactly {len(weights)} characters")
+    bad = sorted({ch for ch in body if ch not in values})
+    if bad:
+        raise CodeError(field, f"characters outside {alphabet}: {''.join(bad)}")
+    return sum(values[ch] * w for ch, w in zip(body, weights))
+
+
 def credit_code_check_char(first17: str) -> str:
     """(31 − Σ mod 31) mod 31 over the 31-character alphabet — a remainder of 0 gives `0`."""
-    if len(first17) != 17:
-        raise CodeError(CREDIT_FIELD, "check character needs exactly 17 characters")
-    bad = sorted({ch for ch in first17 if ch not in _CREDIT_VALUES})
-    if bad:
-        raise CodeError(CREDIT_FIELD, f"characters outside the alphabet (no I O Z S V): {''.join(bad)}")
-    total = sum(_CREDIT_VALUES[ch] * w for ch, w in zip(first17, _CREDIT_WEIGHTS))
+    total = _weighted_sum(first17, CREDIT_FIELD, _CREDIT_VALUES, _CREDIT_WEIGHTS, "the alphabet (no I O Z S V)")
     return CREDIT_ALPHABET[(31 - total % 31) % 31]
 
 
@@ -103,12 +108,7 @@ def parse_credit_code(value: str, strict: bool = True) -> CreditCode:
 
 def org_code_check_char(first8: str) -> str:
     """11 − Σ mod 11 with weights 3 7 9 10 5 8 4 2; 10 is written `X` and 11 is written `0`."""
-    if len(first8) != 8:
-        raise CodeError(ORG_FIELD, "check character needs exactly 8 characters")
-    bad = sorted({ch for ch in first8 if ch not in _ORG_VALUES})
-    if bad:
-        raise CodeError(ORG_FIELD, f"characters outside 0-9 A-Z: {''.join(bad)}")
-    value = 11 - sum(_ORG_VALUES[ch] * w for ch, w in zip(first8, _ORG_WEIGHTS)) % 11
+    value = 11 - _weighted_sum(first8, ORG_FIELD, _ORG_VALUES, _ORG_WEIGHTS, "0-9 A-Z") % 11
     return {10: "X", 11: "0"}.get(value, str(value))
 
 
