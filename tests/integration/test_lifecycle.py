@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doubles import ListAdapter
+from tests.support import ListAdapter
 from tongban.audit import ledger
 from tongban.operator import quarantine as q
 from tongban.bus.base import PublishError

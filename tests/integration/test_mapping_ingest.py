@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.doubles import ListAdapter
+from tests.support import ListAdapter
 from tongban.audit import ledger
 from tongban.bus.local import LocalBus
 from tongban.bus.topology import cases_work

@@ -9,19 +9,20 @@ small provisional model (monkeypatched class attribute), which is exactly what t
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import textwrap
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import pytest
+
 from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
 from adapters.files import FileDropAdapter
 from adapters.rest import RestAdapter
 from tongban.cli import app
+from tests.support import line_of, mapping_variant
 
 REPO = Path(__file__).resolve().parents[2]
 SAMR = REPO / "mappings" / "cq-samr-rest.yaml"
@@ -79,19 +80,6 @@ def models(monkeypatch):
     monkeypatch.setattr(FileDropAdapter, "settings_model", ProvisionalFilesSettings)
 
 
-def _variant(tmp_path: Path, source: Path, old: str, new: str) -> Path:
-    text = source.read_text(encoding="utf-8")
-    assert old in text
-    shutil.copytree(source.parent / "tables", tmp_path / "tables")
-    path = tmp_path / source.name
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path
-
-
-def _line(path: Path, needle: str) -> int:
-    return next(i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
-
-
 def test_the_sandbox_mappings_pass_the_provisional_models(models):
     for path in (SAMR, WSJKW):
         result = runner.invoke(app, ["mapping", "check", str(path)])
@@ -100,59 +88,59 @@ def test_the_sandbox_mappings_pass_the_provisional_models(models):
 
 
 def test_a_misspelled_source_key_is_reported_with_its_line_and_the_closest_name(models, tmp_path):
-    path = _variant(tmp_path, SAMR, "records_path: data.items", "record_path: data.items")
+    path = mapping_variant(tmp_path, SAMR, "records_path: data.items", "record_path: data.items")
     result = runner.invoke(app, ["mapping", "check", str(path)])
     assert result.exit_code == 1
-    line = _line(path, "record_path:")
+    line = line_of(path, "record_path:")
     assert f"{path}:{line}: source.record_path: unknown setting; did you mean 'records_path'?" in result.output
     # the then-missing records_path is reported too, on the line of `source:`
-    assert f"{path}:{_line(path, 'source:')}: source.records_path: missing required setting" in result.output
+    assert f"{path}:{line_of(path, 'source:')}: source.records_path: missing required setting" in result.output
 
 
 def test_a_misspelled_nested_key_names_the_nested_setting(models, tmp_path):
-    path = _variant(tmp_path, SAMR, "page_param: page", "page_parm: page")
+    path = mapping_variant(tmp_path, SAMR, "page_param: page", "page_parm: page")
     result = runner.invoke(app, ["mapping", "check", "--json", str(path)])
     assert result.exit_code == 1
     out = json.loads(result.output)
     [error] = out["errors"]
-    assert error["line"] == _line(path, "page_parm")
+    assert error["line"] == line_of(path, "page_parm")
     assert "source.pagination.page_parm: unknown setting; did you mean 'page_param'?" in error["message"]
 
 
 def test_a_login_without_its_url_is_flagged_before_ingest(models, tmp_path):
-    path = _variant(tmp_path, SAMR, "auth: {type: bearer, token_env: CQ_SAMR_TOKEN}",
+    path = mapping_variant(tmp_path, SAMR, "auth: {type: bearer, token_env: CQ_SAMR_TOKEN}",
                     "auth: {type: login, token_path: result.token}")
     result = runner.invoke(app, ["mapping", "check", str(path)])
     assert result.exit_code == 1
-    assert (f"{path}:{_line(path, 'type: login')}: source.auth.url: missing required setting "
+    assert (f"{path}:{line_of(path, 'type: login')}: source.auth.url: missing required setting "
             f"(the login endpoint, relative to base_url)") in result.output
     assert "Traceback" not in result.output
 
 
-def test_a_wrong_type_and_a_wrong_variant(models, tmp_path):
-    path = _variant(tmp_path, SAMR, "timeout: 10", "timeout: ten seconds")
+def test_a_wrong_type_and_a_wrongmapping_variant(models, tmp_path):
+    path = mapping_variant(tmp_path, SAMR, "timeout: 10", "timeout: ten seconds")
     result = runner.invoke(app, ["mapping", "check", str(path)])
     assert result.exit_code == 1
-    assert f"{path}:{_line(path, 'timeout:')}: source.timeout: Input should be a valid number" in result.output
-    path = _variant(tmp_path / "b", SAMR, "type: bearer", "type: bearr")
+    assert f"{path}:{line_of(path, 'timeout:')}: source.timeout: Input should be a valid number" in result.output
+    path = mapping_variant(tmp_path / "b", SAMR, "type: bearer", "type: bearr")
     result = runner.invoke(app, ["mapping", "check", str(path)])
     assert result.exit_code == 1
-    assert f"{path}:{_line(path, 'type: bearr')}: source.auth:" in result.output and "'login'" in result.output
+    assert f"{path}:{line_of(path, 'type: bearr')}: source.auth:" in result.output and "'login'" in result.output
 
 
 def test_a_value_from_the_environment_is_never_quoted_in_an_error(models, tmp_path, monkeypatch):
     monkeypatch.setenv("CQ_SAMR_TIMEOUT_SECRET", "hunter2-not-a-number")
-    path = _variant(tmp_path, SAMR, "timeout: 10", "timeout: ${CQ_SAMR_TIMEOUT_SECRET}")
+    path = mapping_variant(tmp_path, SAMR, "timeout: 10", "timeout: ${CQ_SAMR_TIMEOUT_SECRET}")
     result = runner.invoke(app, ["mapping", "check", "--json", str(path)])
     assert result.exit_code == 1 and "source.timeout" in result.output
     assert "hunter2" not in result.output
 
 
 def test_an_unknown_adapter_is_named_with_the_registered_ones(tmp_path):
-    path = _variant(tmp_path, SAMR, "adapter: rest", "adapter: rset")
+    path = mapping_variant(tmp_path, SAMR, "adapter: rest", "adapter: rset")
     result = runner.invoke(app, ["mapping", "check", str(path)])
     assert result.exit_code == 1
-    assert f"{path}:{_line(path, 'adapter: rset')}: source.adapter: no adapter registered as 'rset'" in result.output
+    assert f"{path}:{line_of(path, 'adapter: rset')}: source.adapter: no adapter registered as 'rset'" in result.output
     assert "rest" in result.output.split("known:")[1]
 
 
@@ -191,7 +179,7 @@ def third_party(tmp_path, monkeypatch):
 
 
 def test_a_third_party_adapter_without_a_model_is_accepted_with_a_warning(third_party, tmp_path):
-    path = _variant(tmp_path, SAMR, "adapter: rest", "adapter: acme")
+    path = mapping_variant(tmp_path, SAMR, "adapter: rest", "adapter: acme")
     result = runner.invoke(app, ["mapping", "check", str(path)])
     assert result.exit_code == 0, result.output
     assert "warning: adapter 'acme' (acme_adapters.AcmeAdapter) declares no settings model" in result.output

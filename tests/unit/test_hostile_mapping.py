@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -18,6 +19,7 @@ from tongban.cases.models import CaseSnapshot
 from tongban.cli import app
 from tongban.mapping import MappingError, MappingFileError, load_mapping
 from tongban.mapping.engine import MAX_RECORD_DEPTH
+from tests.support import line_of, mapping_variant
 
 REPO = Path(__file__).resolve().parents[2]
 SAMR = REPO / "mappings" / "cq-samr-rest.yaml"
@@ -27,17 +29,7 @@ runner = CliRunner()
 
 
 def _variant(tmp_path: Path, old: str, new: str, source: Path = SAMR) -> Path:
-    text = source.read_text(encoding="utf-8")
-    assert old in text
-    if not (tmp_path / "tables").exists():
-        shutil.copytree(source.parent / "tables", tmp_path / "tables")
-    path = tmp_path / source.name
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path
-
-
-def _line(path: Path, needle: str) -> int:
-    return next(i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
+    return mapping_variant(tmp_path, source, old, new)
 
 
 @pytest.mark.parametrize("old, new", [
@@ -53,7 +45,7 @@ def test_an_env_reference_outside_source_is_an_error_and_never_expanded(tmp_path
     path = _variant(tmp_path, old, new)
     result = runner.invoke(app, ["mapping", "check", str(path)])
     assert result.exit_code == 1
-    assert f"{path}:{_line(path, '${CQ_SECRET')}:" in result.output
+    assert f"{path}:{line_of(path, '${CQ_SECRET')}:" in result.output
     assert "environment variables expand only inside `source:`" in result.output
     assert SECRET not in result.output
 
@@ -65,7 +57,7 @@ def test_env_references_in_source_still_expand(tmp_path, monkeypatch):
     path = _variant(tmp_path, "${CQ_SAMR_URL:-http://127.0.0.1:8701}", "${CQ_SAMR_URL}")
     with pytest.raises(MappingFileError) as caught:
         load_mapping(path)
-    assert caught.value.line == _line(path, "base_url:") and "CQ_SAMR_URL is not set" in caught.value.rule
+    assert caught.value.line == line_of(path, "base_url:") and "CQ_SAMR_URL is not set" in caught.value.rule
 
 
 def samr_record(**changes):
@@ -248,5 +240,5 @@ def test_an_env_setting_must_name_a_variable_and_its_value_is_never_quoted(tmp_p
     path = _variant(tmp_path, "token_env: CQ_SAMR_TOKEN", "token_env: 'eyJhbGciOi.pasted-token'")
     result = runner.invoke(app, ["mapping", "check", str(path)])
     assert result.exit_code == 1
-    assert f"{path}:{_line(path, 'token_env')}: 'token_env' must name an environment variable" in result.output
+    assert f"{path}:{line_of(path, 'token_env')}: 'token_env' must name an environment variable" in result.output
     assert "pasted-token" not in result.output
