@@ -57,13 +57,16 @@ def test_ingest_worker_status_quarantine_trace_audit_as_json(one_system):
     assert shown["system"] == "cq-samr-rest" and shown["record"]
     assert shown["record"].count("zjhm") and not re.search(r"\d{17}[\dX]", shown["record"])  # 证件号码 masked
 
-    replayed = CliRunner().invoke(app, ["quarantine", "replay", str(shown["id"])])
-    assert replayed.exit_code == 0 and replayed.stdout.startswith("replayed 1 records through ingest")
+    replayed, _ = _json(["quarantine", "replay", str(shown["id"]), "--json"])
+    assert {k: replayed[k] for k in ("selected", "replayed", "republished", "skipped")} == {
+        "selected": 1, "replayed": 1, "republished": 0, "skipped": 0}
+    assert replayed["summary"].startswith("replayed 1 records through ingest")
     assert _json(["quarantine", "show", str(shown["id"]), "--json"])[0]["status"] == "replayed"
 
     parked, _ = _json(["parked", "list", "--json"])
     assert parked == {"total": 0, "shown": 0, "entries": []}
-    assert _json(["parked", "replay", "--json"])[0] == {"summary": "nothing to replay"}
+    assert _json(["parked", "replay", "--json"])[0] == {
+        "kind": "parked", "selected": 0, "replayed": 0, "republished": 0, "skipped": 0, "summary": "nothing to replay"}
 
     trace, _ = _json(["trace", _delivered_case(), "--json"])
     assert {"numbered", "published", "delivered", "receipt"} <= {event["hop"] for event in trace}

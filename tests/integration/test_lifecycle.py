@@ -101,7 +101,8 @@ def test_a_quarantined_record_is_replayed_once_its_mapping_is_fixed(sqlite_store
     with table.open("a", encoding="utf-8") as handle:
         handle.write(f"SX-0777,{first_code},补录事项,01\n")
     result = replay_quarantine(sqlite_store, bus=bus, platform=platform, mappings_dir=tmp_path, work=work)
-    assert result.startswith("replayed 1 records")
+    assert (result.selected, result.replayed, result.republished, result.skipped) == (1, 1, 0, 0)
+    assert str(result).startswith("replayed 1 records")
     assert q.counts(sqlite_store)["quarantined"] == 0
     assert bus.depth(work.queue) == 1  # the case's application is on its way
     rows, total = list_quarantine(sqlite_store, status="replayed")

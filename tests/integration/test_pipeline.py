@@ -113,7 +113,9 @@ def test_outage_parks_then_replay_delivers_once(sqlite_store, sandbox_env):
     stats = DeliveryWorker(store=sqlite_store, bus=bus, platform=platform, work=work, policy=policy).run(idle_exit=0.8)
     assert stats.delivered == 0 and stats.parked == report.events_published > 0
     httpx.delete(f"{sandbox_env.platform.url}/_sandbox/faults")
-    assert "re-published" in replay_parked(sqlite_store, bus, work=work)
+    outcome = replay_parked(sqlite_store, bus, work=work)
+    assert outcome.republished == outcome.selected == report.events_published
+    assert str(outcome) == f"re-published {report.events_published} parked events"
     stats = DeliveryWorker(store=sqlite_store, bus=bus, platform=platform, work=work).run(idle_exit=0.5)
     assert stats.delivered == report.events_published and stats.parked == 0
     assert platform.get("/api/v1/stats")["events"] == report.events_published

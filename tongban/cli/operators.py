@@ -39,12 +39,13 @@ def _listing(rows: list[dict], total: int, as_json: bool, columns: list[str], ti
         print_rows(rows, columns, title)
 
 
-def _summary(text: str, as_json: bool) -> None:
-    """A replay's one-line summary; as JSON `{"summary": …}` (the replay functions report in words)."""
+def _summary(outcome, as_json: bool) -> None:
+    """A replay's outcome: one line for people; for scripts its counts (selected, replayed, republished,
+    skipped) with the same line as `summary`."""
     if as_json:
-        emit_json({"summary": text})
+        emit_json(outcome.to_dict())
     else:
-        typer.echo(text)
+        typer.echo(str(outcome))
 
 
 @quarantine_app.command("list")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
 from rich.console import Console
@@ -102,8 +103,30 @@ class StoredRecords(Adapter):
             yield RawRecord(json.loads(reveal(row["record"])), f"quarantine #{row['id']} ({row['position']})")
 
 
+@dataclass
+class ReplayOutcome:
+    """What one replay did, for people (`str()`) and for scripts (`to_dict()`, the `--json` of `… replay`)."""
+
+    kind: str                  # "quarantine" or "parked"
+    selected: int = 0          # open entries the filters matched
+    replayed: int = 0          # records run through ingest (or their flowback batch) again
+    republished: int = 0       # events published again with their original idempotency keys
+    skipped: int = 0           # entries that could not be replayed (no record kept, no mapping for the system)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "summary": str(self)}
+
+    def __str__(self) -> str:
+        if not self.selected:
+            return "nothing to replay"
+        if self.kind == "parked":
+            return f"re-published {self.republished} parked events"
+        return (f"replayed {self.replayed} records through ingest, re-published {self.republished} events, "
+                f"skipped {self.skipped}")
+
+
 def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, bus=None, platform=None,
-                      mappings_dir=None, work=CASES) -> str:
+                      mappings_dir=None, work=CASES) -> ReplayOutcome:
     """Legacy records (read/mapping/validation/change/state) go through ingest again; platform rejections
     are re-published with their original idempotency key. Entries are marked replayed; a record that
     fails again is quarantined anew with its current reason."""
@@ -119,8 +142,9 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
         query = query.where(quarantine.c.id.in_(ids))
     with store.read() as conn:
         rows = [dict(r) for r in conn.execute(query.order_by(quarantine.c.id)).mappings()]
+    outcome = ReplayOutcome("quarantine", selected=len(rows))
     if not rows:
-        return "nothing to replay"
+        return outcome
     bus = bus or open_bus(settings)
     platform = platform or PlatformClient(settings)
     mappings = {}
@@ -164,10 +188,12 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
         Ingest(mappings[system_name], store=store, bus=bus, platform=platform,
                adapter=StoredRecords(system_name, system_rows), work=work).run()
         replayed += len(system_rows)
-    return f"replayed {replayed} records through ingest, re-published {republished} events, skipped {skipped}"
+    outcome.replayed, outcome.republished, outcome.skipped = replayed, republished, skipped
+    return outcome
 
 
-def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES, flowback_prefix=None) -> str:
+def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES,
+                  flowback_prefix=None) -> ReplayOutcome:
     """Re-publish parked events in case order, with their original idempotency keys, each to the queue it was
     parked from: case events to `work`, sealed documents to theirs, a flowback record to its district's queue
     (under `flowback_prefix`, default `<TONGBAN_QUEUE_PREFIX>.flowback`)."""
@@ -177,7 +203,7 @@ def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES,
     with store.read() as conn:
         rows = [dict(r) for r in conn.execute(query).mappings()]
     if not rows:
-        return "nothing to replay"
+        return ReplayOutcome("parked")
     envelopes = []
     for row in rows:
         env = Envelope.from_bytes(reveal(row["envelope"]).encode("utf-8"))
@@ -195,7 +221,7 @@ def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES,
     for target, queued in by_queue.values():
         bus.declare(target)
         bus.publish(target, queued)
-    return f"re-published {len(envelopes)} parked events"
+    return ReplayOutcome("parked", selected=len(rows), republished=len(envelopes))
 
 
 def _work_for(env: Envelope, default, flowback_prefix=None):
@@ -218,4 +244,4 @@ def _mark(store, table, ids: list[int], events: list[LedgerEvent]) -> None:
         ledger.append(conn, events)
 
 
-__all__ = ["list_quarantine", "list_parked", "replay_quarantine", "replay_parked", "print_rows", "Any"]
+__all__ = ["list_quarantine", "list_parked", "replay_quarantine", "replay_parked", "ReplayOutcome", "print_rows", "Any"]

@@ -108,11 +108,11 @@ def replay_marked(store: Store, bus, *, platform=None, mappings_dir=None) -> Rep
 
     result = ReplayResult(parked_ids=pending(store, "parked"), quarantine_ids=pending(store, "quarantine"))
     if result.parked_ids:
-        result.messages.append(operations.replay_parked(store, bus, ids=result.parked_ids))
+        result.messages.append(str(operations.replay_parked(store, bus, ids=result.parked_ids)))
         _close_marks(store, "parked", result.parked_ids)
     if result.quarantine_ids:
-        result.messages.append(operations.replay_quarantine(store, ids=result.quarantine_ids, bus=bus,
-                                                            platform=platform, mappings_dir=mappings_dir))
+        result.messages.append(str(operations.replay_quarantine(store, ids=result.quarantine_ids, bus=bus,
+                                                                platform=platform, mappings_dir=mappings_dir)))
         _close_marks(store, "quarantine", result.quarantine_ids)
     if not result.messages:
         result.messages.append("nothing marked for replay")
