@@ -15,7 +15,6 @@ caps, deadlines and retries as every other call.
 from __future__ import annotations
 
 import base64
-import os
 import time
 from typing import Any, Callable, Generator
 
@@ -24,6 +23,7 @@ import jmespath
 
 from adapters.base import SourceError
 from adapters.rest_settings import ApiKeyAuth, BasicAuth, BearerAuth, LoginAuth, NoAuth, OAuth2Auth
+from tongban.settings import environment_value
 
 
 class CrossOriginRefused(SourceError):
@@ -36,7 +36,7 @@ def origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 
 def env_secret(system: str, variable: str, setting: str) -> str:
-    value = os.environ.get(variable)
+    value = environment_value(variable)
     if not value:
         raise SourceError(system, f"environment variable {variable} (auth.{setting}) is not set")
     return value

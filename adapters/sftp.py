@@ -51,6 +51,7 @@ from adapters.inbox import DONE, FAILED, INBOX, PROCESSING, Entry, Inbox
 from adapters.settings import validate_settings
 from adapters.sftp_settings import SFTP_SETTINGS, SftpSettings
 from tongban.retry import Retryable
+from tongban.settings import environment_value
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class SftpInbox(Inbox):
 
     # --- credentials: from the environment, named in the mapping file ---------------------------------
     def _secret(self, variable: str, role: str) -> str:
-        value = os.environ.get(variable)
+        value = environment_value(variable)
         if not value:
             raise SourceError(self.system, f"environment variable {variable} ({role}) is not set")
         return value

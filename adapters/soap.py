@@ -25,7 +25,6 @@ TransientSourceError; SOAP faults and authentication failures are permanent Sour
 from __future__ import annotations
 
 import logging
-import os
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Iterator
@@ -42,6 +41,7 @@ from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
 from adapters.settings import validate_settings
 from adapters.soap_settings import SoapSettings
 from tongban.retry import TRANSIENT_STATUS, Retryable, retry_after_seconds
+from tongban.settings import environment_value
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _raise_http_errors(response: requests.Response, *args: Any, **kwargs: Any) -
 def _env(name: str | None, system: str, role: str) -> str:
     if not name:
         raise SourceError(system, f"auth.{role}_env is not set in the source settings")
-    value = os.environ.get(name)
+    value = environment_value(name)
     if value is None:
         raise SourceError(system, f"environment variable {name} (auth.{role}_env) is not set")
     return value

@@ -36,6 +36,13 @@ class SettingsError(ValueError):
     """The configuration cannot be used; the message is one line naming the variable and what to do."""
 
 
+def environment_value(name: str) -> str | None:
+    """One variable of the process environment, as it is (None when unset). The one place that reads the
+    environment besides the settings below: mapping and flowback files name the variables that hold a legacy
+    system's secrets (`token_env`, `password_env`, `${VAR}`), so those are looked up here too."""
+    return os.environ.get(name)
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default

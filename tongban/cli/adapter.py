@@ -13,12 +13,12 @@ Exit codes: 0 printed; 1 the mapping file, the source or the adapter is wrong (o
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import typer
+from tongban.settings import environment_value
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -41,7 +41,7 @@ def redacted(settings: Any, secret_locs: set[tuple] = frozenset(), loc: tuple = 
             here = (*loc, key)
             inside = in_auth or key == "auth"
             if isinstance(key, str) and key.endswith("_env") and isinstance(value, str):
-                out[key] = f"{value} ({'set' if value in os.environ else 'NOT SET'})"
+                out[key] = f"{value} ({'set' if environment_value(value) is not None else 'NOT SET'})"
             elif isinstance(key, str) and _SECRET_KEY.search(key) and isinstance(value, (str, int)) and value != "":
                 out[key] = MASK
             elif in_auth and not isinstance(value, (dict, list)) and key not in _AUTH_SHAPE_KEYS and value not in (None, ""):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tongban.codes import CHONGQING_CODE, CHONGQING_UNITS
 from tongban.delivery.retry import RedeliveryPolicy
+from tongban.settings import environment_value
 
 CITY = "city"  # the target of 500000 and of municipal-level (市级部门) records
 TARGETS = [*CHONGQING_UNITS, CITY]
@@ -34,7 +35,7 @@ class _Strict(BaseModel):
 
 def _expand(value: Any) -> Any:
     if isinstance(value, str):
-        return _ENV.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+        return _ENV.sub(lambda m: environment_value(m.group(1)) or (m.group(2) or ""), value)
     if isinstance(value, dict):
         return {k: _expand(v) for k, v in value.items()}
     if isinstance(value, list):

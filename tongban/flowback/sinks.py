@@ -17,6 +17,7 @@ import httpx
 from tongban.bus.envelope import Envelope
 
 from .config import FileSinkConfig, RestSinkConfig, SinkConfig
+from tongban.settings import environment_value
 
 RETRYABLE_STATUS = {408, 425, 429}
 
@@ -113,7 +114,7 @@ class FileSink(Sink):
 
 def build_sink(config: SinkConfig, target: str) -> Sink:
     if isinstance(config, RestSinkConfig):
-        token = os.environ.get(config.token_env) if config.token_env else None
+        token = environment_value(config.token_env) if config.token_env else None
         return RestSink(config.url.replace("{code}", target), config.timeout, token)
     if isinstance(config, FileSinkConfig):
         return FileSink(config.directory.replace("{code}", target))

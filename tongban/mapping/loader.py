@@ -14,7 +14,6 @@ adapter's declared model by `source_check.py`.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from .errors import MappingFileError
+from tongban.settings import environment_value
 
 MAX_MAPPING_BYTES = 1024 * 1024  # a mapping file is configuration: anything larger is a mistake or an attack
 MAX_NESTING = 32  # a mapping needs about 6 levels (case → section → fields → field → lookup); more is an attack
@@ -134,7 +134,7 @@ def expand_env(value: Any, expanded: list | None = None, loc: tuple = ()) -> Any
             name, default = match.group(1), match.group(2)
             if expanded is not None:
                 expanded.append((loc, name))
-            got = os.environ.get(name)
+            got = environment_value(name)
             if got is None:
                 if default is None:
                     raise KeyError(name)
