@@ -119,16 +119,14 @@ def verify_checkpoints(store: Store, trust: TrustStore) -> CheckpointCheck:
         if size > len(events):
             seq = head.get("last_seq")
             return bad(f"checkpoint #{row['id']} covers {size} events but the ledger holds {len(events)}: "
-                       f"event #{seq} (the last it covered) and {size - len(events) - 1} before it were removed "
-                       f"after the checkpoint", seq)
-        if size and (events[size - 1][0] != head["last_seq"] or events[size - 1][2] != head["last_event_hash"]):
-            return bad(f"checkpoint #{row['id']}: its last event #{head['last_seq']} is no longer event {size} of "
-                       f"the ledger (events were removed or rewritten before it)", head["last_seq"])
+                       f"{size - len(events)} covered events were removed after the checkpoint (the last it covered "
+                       f"was event #{seq})", seq)
         if tree.root(size).hex() != head["root"]:
             low = previous[0]["size"] if previous else 0
             first = events[low][0] if low < len(events) else None
             return bad(f"checkpoint #{row['id']}: the ledger's tree head over its first {size} events does not match "
-                       f"the signed root: an event among #{first}..#{head['last_seq']} was rewritten", first)
+                       f"the signed root: an event among #{first}..#{head['last_seq']} was rewritten or removed "
+                       f"(the checkpoint before it still matches)", first)
         if previous is not None:
             old = previous[0]
             proof = tree.consistency_proof(old["size"], size)
