@@ -37,7 +37,7 @@ from tongban.audit.keys import AuditSigner, audit_signer, trust_config
 from tongban.audit.merkle import MerkleTree
 from tongban.audit.package_verify import PackageResult, verify_package  # noqa: F401 - the module's other half
 from tongban.codes import mask_text
-from tongban.envelope import utcnow
+from tongban.envelope import KIND_SEALED, utcnow
 from tongban.seal import TrustStore, XadesSigner, verify_sealed
 from tongban.store import Store
 from tongban.store import state as st
@@ -93,7 +93,7 @@ def _sealed_members(store: Store, events: list[dict], trust: TrustStore, unmaske
         records = {key: st.delivered_receipt(conn, key) for key in keys}
     n = 0
     for key, record in records.items():
-        if not record or record.get("kind") != "sealed":
+        if not record or record.get("kind") != KIND_SEALED:
             continue
         n += 1
         document = base64.b64decode(record["document_b64"])
