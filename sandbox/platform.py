@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from sandbox.platform_identity import include_identity
+from sandbox.platform_receipts import receipt_signer_for
 from sandbox.platform_store import PlatformStore
 from tongban.cases.models import CASE_NUMBER_MAX, ItemCode, describe_errors
 from tongban.cases.schema import validate_event
@@ -266,12 +267,7 @@ def create_app(
     sandbox CA from `tongban certs init`) it also serves the sealed-document API (sandbox/platform_seal.py)."""
     store = PlatformStore(db_path)
     faults = Faults()
-    receipt_signer = None
-    if certs_dir is not None:
-        from sandbox.platform_receipts import ReceiptSigner
-
-        receipt_signer = ReceiptSigner(certs_dir)
-    platform = Platform(store, secret, receipt_signer, faults)
+    platform = Platform(store, secret, receipt_signer_for(certs_dir), faults)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

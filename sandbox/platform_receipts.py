@@ -45,3 +45,8 @@ class ReceiptSigner:
     def sign(self, fields: dict[str, Any], which: str = "platform") -> str:
         key, chain = self._key(which)
         return jws.sign(fields, key, chain, typ=TYP)
+
+
+def receipt_signer_for(certs_dir: str | Path | None) -> ReceiptSigner | None:
+    """The platform's receipt signer when it has a sandbox CA folder (None: receipts carry only the HMAC)."""
+    return ReceiptSigner(certs_dir) if certs_dir is not None else None
