@@ -87,3 +87,18 @@ def test_a_receipt_signed_with_another_key_is_parked(sqlite_store, rabbit_bus, r
     assert q.counts(sqlite_store)["parked"] == len(parked)
     expected = "does not verify" if key == "wrong" else "not the platform's receipt certificate"
     assert all(expected in r for r in refused), refused[:3]
+
+
+def test_outside_the_sandbox_an_unsigned_receipt_or_a_missing_signer_is_refused(tmp_path):
+    from tongban.audit.receipts import ReceiptSignatureInvalid, ReceiptVerifier
+    from tongban.seal.ca import init_sandbox_ca
+
+    pki = init_sandbox_ca(tmp_path / "certs")
+    unsigned = {"receipt_id": "R1", "idempotency_key": "k", "digest": "d"}
+    production = ReceiptVerifier.from_config(pki["trust_config"], sandbox=False)
+    with pytest.raises(ReceiptSignatureInvalid, match="no platform signature"):
+        production.check(unsigned, {}, "k")
+    assert ReceiptVerifier.from_config(pki["trust_config"], sandbox=True).check(unsigned, {}, "k") == {}
+    (tmp_path / "empty.yaml").write_text("parties: {}\n", encoding="utf-8")
+    with pytest.raises(ReceiptSignatureInvalid, match="no platform receipt certificate is configured"):
+        ReceiptVerifier.from_config(tmp_path / "empty.yaml", sandbox=False).check(unsigned, {}, "k")

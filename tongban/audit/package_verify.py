@@ -1,7 +1,8 @@
 """`verify_package`: check an evidence package offline — no store, no settings, no environment, no network.
 
 Checks, each failure naming the member and the check:
-- container: `mimetype` first, stored, exactly application/vnd.etsi.asic-e+zip; every member readable (zip CRC);
+- container: `mimetype` first, stored, exactly application/vnd.etsi.asic-e+zip; every member readable (zip CRC),
+  named once, and of a sane size;
 - `META-INF/ASiCManifest.xml`: its XAdES signature verifies and its certificate chains to the trust anchor
   (`trust_pem`, else the CA certificates the package carries — said so in the summary); every other member is
   listed with the SHA-256 it has, and nothing is listed that is missing;
@@ -24,6 +25,9 @@ from typing import Any
 from tongban.audit import asic, jws
 from tongban.audit.checkpoints import accept_in, event_leaf, verify_head
 from tongban.audit.merkle import verify_inclusion
+
+
+MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a hostile package must not unpack into all of memory
 
 
 @dataclass
@@ -51,7 +55,16 @@ def _read(path) -> tuple[dict[str, bytes], list[tuple[str, str, str]], list[str]
             failures.append(("mimetype", "container", "the first member of an ASiC-E container must be `mimetype`"))
         elif infos[0].compress_type != zipfile.ZIP_STORED:
             failures.append(("mimetype", "container", "`mimetype` must be stored, not compressed"))
+        seen: set[str] = set()
         for info in infos:
+            if info.filename in seen:
+                failures.append((info.filename, "container", "the member appears twice in the container"))
+                continue
+            seen.add(info.filename)
+            if info.file_size > MAX_MEMBER_BYTES:
+                failures.append((info.filename, "size", f"{info.file_size} bytes unpacked, more than a package "
+                                                        f"member may hold ({MAX_MEMBER_BYTES})"))
+                continue
             try:
                 members[info.filename] = archive.read(info)
             except (zipfile.BadZipFile, OSError) as exc:

@@ -12,7 +12,9 @@ Anything else is a `ReceiptSignatureInvalid`; the worker parks the message with 
 
 Where the trust configuration names no receipt signer: in the sandbox, a `platform-receipt.pem` beside trust.yaml is
 the signer (sandbox CA folders made before this party existed); otherwise receipts are not checked in the sandbox
-(one warning), and in production every receipt is refused — tongban does not ack what it cannot verify.
+(one warning), and in production every receipt is refused — tongban does not ack what it cannot verify. In the
+sandbox only, a receipt with no signature at all (a mock platform started without a CA) is let through with a
+warning; a signature that is there and does not verify is refused everywhere.
 """
 from __future__ import annotations
 
@@ -42,6 +44,17 @@ class ReceiptSignatureInvalid(ValueError):
     """The receipt is not signed by the platform's receipt certificate, or says something else than it signed."""
 
 
+_warned = False
+
+
+def _warn_unsigned() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning("sandbox: the platform sent a receipt with no signature (a mock platform without a CA); accepted "
+                    "in the sandbox only")
+
+
 def _fingerprint(cert: x509.Certificate) -> bytes:
     return cert.fingerprint(hashes.SHA256())
 
@@ -51,6 +64,7 @@ class ReceiptVerifier:
     trust: TrustStore | None
     signers: tuple[x509.Certificate, ...]
     refusal: str | None = None  # set: every receipt is refused with this reason (production, nothing configured)
+    sandbox: bool = False       # a receipt with no signature at all passes (a sandbox platform without a CA)
 
     @classmethod
     def from_config(cls, config: Path, *, sandbox: bool = True) -> "ReceiptVerifier | None":
@@ -81,7 +95,7 @@ class ReceiptVerifier:
             if sandbox:
                 raise
             return cls(None, (), f"the platform receipt trust configuration cannot be loaded: {exc}")
-        return cls(trust, signers)
+        return cls(trust, signers, sandbox=sandbox)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ReceiptVerifier | None":
@@ -100,6 +114,9 @@ class ReceiptVerifier:
         if self.refusal:
             raise ReceiptSignatureInvalid(self.refusal)
         token = receipt.get("jws")
+        if not token and self.sandbox:
+            _warn_unsigned()
+            return {}
         if not token:
             raise ReceiptSignatureInvalid("the receipt carries no platform signature (field 'jws' is missing)")
         try:
