@@ -12,7 +12,7 @@ located between two checkpoints), and the RFC 9162 consistency proof from each c
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -94,7 +94,6 @@ class CheckpointCheck:
     bad_checkpoint: int | None = None
     bad_event_seq: int | None = None
     reason: str | None = None
-    checked: list[dict[str, Any]] = field(default_factory=list)
 
 
 def verify_checkpoints(store: Store, trust: TrustStore) -> CheckpointCheck:

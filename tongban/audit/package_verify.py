@@ -15,7 +15,6 @@ Checks, each failure naming the member and the check:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import zipfile
 from dataclasses import dataclass, field
