@@ -112,6 +112,10 @@ class Settings:
         default_factory=lambda: int(_env("TONGBAN_QUARANTINE_MAX_RECORD_BYTES", str(1024 * 1024))))
     # The sandbox CA / trust store folder (`tongban certs`, `tongban seal`); None: the commands' defaults.
     certs_dir: Path | None = field(default_factory=lambda: _path("TONGBAN_CERTS"))
+    # tongban's own audit key (审计签名), which signs ledger checkpoints and evidence packages (docs/audit.md):
+    # a PEM private key and its certificate. Unset in the sandbox: the sandbox CA's audit key; required in production.
+    audit_key: Path | None = field(default_factory=lambda: _path("TONGBAN_AUDIT_KEY"))
+    audit_cert: Path | None = field(default_factory=lambda: _path("TONGBAN_AUDIT_CERT"))
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
