@@ -27,7 +27,7 @@ from sandbox.platform import create_app  # noqa: E402
 from sandbox.runner import Server  # noqa: E402
 from tongban.codes import make_id_number  # noqa: E402
 from tongban.identity import IdentityResolver, normalise_user, pii_hash  # noqa: E402
-from tongban.identity.tables import ensure_tables, identity_users  # noqa: E402
+from tongban.identity.tables import identity_users  # noqa: E402
 from tongban.platform_client import PlatformClient  # noqa: E402
 from tongban.settings import Settings  # noqa: E402
 from tongban.store import Store  # noqa: E402
@@ -54,7 +54,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp), platform_url=server.url, pii_key="bench-key")
         store = Store(f"sqlite:///{tmp}/bench.db")
-        ensure_tables(store)
         platform = PlatformClient(settings)
         try:
             cold = IdentityResolver(store=store, platform=platform, settings=settings)

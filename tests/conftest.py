@@ -10,6 +10,25 @@ PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1
 AMQP_URL = os.environ.get("TONGBAN_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 
 
+@pytest.fixture(autouse=True)
+def _stores_at_head(request, monkeypatch):
+    """Every store a test opens in this process starts at the schema's head, as `tongban db upgrade` leaves it
+    (tests/schema_at_head.py: the migrations rendered once as SQL). A test marked `schema_unprepared` meets the
+    runtime's own refusal of a database that is not at head."""
+    if request.node.get_closest_marker("schema_unprepared"):
+        return
+    from tests.schema_at_head import apply_if_empty
+    from tongban.store import schema
+
+    require_current = schema.require_current
+
+    def prepared(engine, url):
+        apply_if_empty(engine)
+        require_current(engine, url)
+
+    monkeypatch.setattr(schema, "require_current", prepared)
+
+
 @pytest.fixture
 def sqlite_store(tmp_path):
     from tongban.store import Store

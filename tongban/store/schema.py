@@ -1,0 +1,140 @@
+"""The database schema's version: Alembic migrations are the only way tables come into being or change.
+
+The runtime never creates a table. `Store()` reads the database's revision when it opens and refuses a database
+that is not at the head this tongban was built with (`SchemaNotCurrent`: the revision found, the one needed and the
+fix, `tongban db upgrade`). `upgrade()` runs the migrations in `tongban/store/migrations/` (shipped inside the
+package, so an installed tongban upgrades without a checkout or an alembic.ini). The sandbox (its own SQLite
+database) upgrades itself through `prepare_sandbox()`; a production database is upgraded by its operator.
+
+`TABLE_MODULES` lists every module that declares tables on the shared metadata (`tongban.store.tables.metadata`):
+importing them all gives the whole model, which the migrations' env.py compares against (autogenerate) and the
+migration test checks the head against. A module that adds tables is added here and gets a revision.
+"""
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Connection, MetaData
+from sqlalchemy.engine import Engine
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+TABLE_MODULES = (
+    "tongban.store.tables",
+    "tongban.identity.tables",
+    "tongban.catalog.tables",
+    "tongban.flowback.tables",
+    "tongban.replay_marks",
+)
+
+
+class SchemaNotCurrent(Exception):
+    """The database is not at the revision this tongban needs (never upgraded, behind, or ahead of it)."""
+
+    def __init__(self, url: str, current: str | None, heads: tuple[str, ...]):
+        database = printable_url(url)
+        self.database, self.current, self.heads = database, current, heads
+        needed = ", ".join(heads)
+        if current is None:
+            found = "has no tongban schema (revision: none)"
+        elif current in known_revisions():
+            found = f"is at revision {current}"
+        else:
+            found = f"is at revision {current}, which this tongban does not know (a newer tongban upgraded it)"
+        super().__init__(f"the database {database} {found}; this tongban needs revision {needed}")
+
+    @property
+    def ahead(self) -> bool:
+        return self.current is not None and self.current not in known_revisions()
+
+
+def printable_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL fails later with its own error
+        return "(unparseable URL)"
+
+
+def model() -> MetaData:
+    """The shared metadata with every table module imported: the whole schema as the code declares it."""
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+    from .tables import metadata
+
+    return metadata
+
+
+def alembic_config(url: str | None = None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url is not None:
+        config.attributes["tongban_url"] = url
+    return config
+
+
+@lru_cache(maxsize=1)
+def _script():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def heads() -> tuple[str, ...]:
+    """The head revision(s) of the migrations shipped with this tongban."""
+    return tuple(sorted(_script().get_heads()))
+
+
+@lru_cache(maxsize=1)
+def known_revisions() -> frozenset[str]:
+    return frozenset(rev.revision for rev in _script().walk_revisions())
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The database's revision (None: no tongban schema yet)."""
+    from alembic.runtime.migration import MigrationContext
+
+    revisions = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(revisions)) if revisions else None
+
+
+def require_current(engine: Engine, url: str) -> None:
+    """Raise SchemaNotCurrent unless the database is at head (one query)."""
+    with engine.connect() as conn:
+        current = current_revision(conn)
+    if current is None or tuple(current.split(",")) != heads():
+        raise SchemaNotCurrent(url, current, heads())
+
+
+def upgrade(url: str, revision: str = "heads") -> tuple[str | None, str | None]:
+    """Run the migrations up to `revision` on the database at `url`; returns (revision before, revision after).
+    Cheap when the database is at head already (one query, no migration machinery)."""
+    from alembic import command
+
+    from .db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            before = current_revision(conn)
+        if revision == "heads" and before is not None and tuple(before.split(",")) == heads():
+            return before, before
+        config = alembic_config(url)
+        config.attributes["tongban_engine"] = engine
+        command.upgrade(config, revision)
+        with engine.connect() as conn:
+            return before, current_revision(conn)
+    finally:
+        engine.dispose()
+
+
+def prepare_sandbox(settings) -> None:
+    """The sandbox upgrades its own database (a newcomer's first run needs no `tongban db upgrade`);
+    outside the sandbox this does nothing: an operator upgrades a production database."""
+    if settings.is_sandbox:
+        upgrade(settings.db_url)
