@@ -102,8 +102,10 @@ class SandboxServers:
 @pytest.fixture
 def sandbox_env(tmp_path, monkeypatch):
     """The mock platform and a small legacy REST world, with the environment pointing at them."""
+    from tests.schema_at_head import home_at_head
+
     servers = SandboxServers(tmp_path, cases=120)
-    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TONGBAN_HOME", str(home_at_head(tmp_path / "home")))  # `tongban` subprocesses use it too
     monkeypatch.setenv("TONGBAN_PLATFORM_URL", servers.platform.url)
     monkeypatch.setenv("CQ_SAMR_URL", servers.legacy.url)
     monkeypatch.setenv("CQ_SAMR_TOKEN", "test-token")

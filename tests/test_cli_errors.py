@@ -39,7 +39,9 @@ def platform_down(tmp_path, monkeypatch):
     folder = tmp_path / "mappings"
     shutil.copytree(REPO / "mappings" / "tables", folder / "tables")
     shutil.copy(REPO / "mappings" / "cq-samr-rest.yaml", folder)
-    for name, value in {"TONGBAN_HOME": str(tmp_path / "home"), "TONGBAN_MAPPINGS": str(folder),
+    from tests.schema_at_head import home_at_head
+
+    for name, value in {"TONGBAN_HOME": str(home_at_head(tmp_path / "home")), "TONGBAN_MAPPINGS": str(folder),
                         "TONGBAN_PLATFORM_URL": f"http://127.0.0.1:{unused_port()}", "TONGBAN_BUS": "inprocess",
                         "CQ_SAMR_URL": legacy.url, "CQ_SAMR_TOKEN": "t", "TONGBAN_CERTS": str(tmp_path / "certs")}.items():
         monkeypatch.setenv(name, value)

@@ -138,3 +138,9 @@ def prepare_sandbox(settings) -> None:
     outside the sandbox this does nothing: an operator upgrades a production database."""
     if settings.is_sandbox:
         upgrade(settings.db_url)
+
+
+def migrated(url: str) -> str:
+    """`url`, its database upgraded to head: `Store(migrated(url))` for a scratch database (benchmarks, kits)."""
+    upgrade(url)
+    return url
