@@ -146,3 +146,20 @@ def test_a_database_from_a_newer_tongban_is_refused_as_ahead(empty_url, monkeypa
     failure = explain(refused.value)
     assert failure.code == 2 and "9999, which this tongban does not know" in failure.what
     assert "release that upgraded" in failure.todo
+
+
+def test_airflow_tasks_upgrade_the_sandbox_database_and_refuse_a_production_one_without_retries(tmp_path, monkeypatch):
+    from tongban.scheduling.common import Permanent, ready_database
+
+    monkeypatch.delenv("TONGBAN_DB_URL", raising=False)
+    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "sandbox-home"))
+    ready_database()  # the sandbox: upgraded on the spot
+    assert "ledger_events" in _tables(f"sqlite:///{tmp_path / 'sandbox-home' / 'tongban.db'}")
+
+    for name, value in {"TONGBAN_ENV": "production", "TONGBAN_HOME": str(tmp_path / "production-home"),
+                        "TONGBAN_PLATFORM_URL": "https://ykb.example", "TONGBAN_PLATFORM_SECRET": "s",
+                        "TONGBAN_PII_KEY": "k"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(Permanent, match=r"revision: none.*run `tongban db upgrade`"):
+        ready_database()
+    assert _tables(f"sqlite:///{tmp_path / 'production-home' / 'tongban.db'}") == set()  # nothing created
