@@ -146,6 +146,10 @@ def test_a_database_from_a_newer_tongban_is_refused_as_ahead(empty_url, monkeypa
     failure = explain(refused.value)
     assert failure.code == 2 and "9999, which this tongban does not know" in failure.what
     assert "release that upgraded" in failure.todo
+    code, current = _db(["current"], empty_url, monkeypatch)
+    assert code == 1 and current["ahead"] is True and current["current"] == "9999"
+    with pytest.raises(schema.SchemaNotCurrent):  # nothing to migrate from: the upgrade refuses, changing nothing
+        schema.upgrade(empty_url)
 
 
 def test_airflow_tasks_upgrade_the_sandbox_database_and_refuse_a_production_one_without_retries(tmp_path, monkeypatch):

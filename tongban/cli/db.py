@@ -27,7 +27,9 @@ def _state(url: str) -> dict:
         engine.dispose()
     heads = schema.heads()
     return {"database": schema.printable_url(url), "current": current, "head": ",".join(heads),
-            "at_head": current is not None and tuple(current.split(",")) == heads}
+            "at_head": current is not None and tuple(current.split(",")) == heads,
+            # a revision this tongban does not know: a newer tongban upgraded the database
+            "ahead": current is not None and any(r not in schema.known_revisions() for r in current.split(","))}
 
 
 @app.command()
@@ -58,6 +60,9 @@ def current(as_json: bool = JSON_OPTION) -> None:
         emit_json(result)
     elif result["at_head"]:
         typer.echo(f"{result['database']}: revision {result['current']} (head)")
+    elif result["ahead"]:
+        typer.echo(f"{result['database']}: revision {result['current']}, which this tongban (head {result['head']}) "
+                   f"does not know — a newer tongban upgraded it; run that release")
     else:
         typer.echo(f"{result['database']}: revision {result['current'] or 'none'}, head is {result['head']} — "
                    f"run `tongban db upgrade`")

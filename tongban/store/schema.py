@@ -124,6 +124,8 @@ def upgrade(url: str, revision: str = "heads") -> tuple[str | None, str | None]:
             before = current_revision(conn)
         if revision == "heads" and before is not None and tuple(before.split(",")) == heads():
             return before, before
+        if before is not None and any(rev not in known_revisions() for rev in before.split(",")):
+            raise SchemaNotCurrent(url, before, heads())  # a newer tongban's revision: nothing here can go on from it
         config = alembic_config(url)
         config.attributes["tongban_engine"] = engine
         command.upgrade(config, revision)

@@ -27,7 +27,7 @@ def _url() -> str:
     return load().db_url
 
 
-def _options(dialect_name: str) -> dict:
+def _options() -> dict:
     # Batch mode: SQLite alters a table by copying it; PostgreSQL runs the ALTERs directly.
     return {"target_metadata": target_metadata, "render_as_batch": True, "compare_type": True,
             "transactional_ddl": True}
@@ -36,7 +36,7 @@ def _options(dialect_name: str) -> dict:
 def run_offline() -> None:
     url = _url()
     context.configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"},
-                      **_options(url.split(":", 1)[0]))
+                      **_options())
     with context.begin_transaction():
         context.run_migrations()
 
@@ -50,7 +50,7 @@ def run_online() -> None:
         engine = make_engine(_url())
     try:
         with engine.connect() as connection:
-            context.configure(connection=connection, **_options(connection.dialect.name))
+            context.configure(connection=connection, **_options())
             with context.begin_transaction():
                 if connection.dialect.name == "postgresql":
                     connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
