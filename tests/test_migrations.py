@@ -167,3 +167,11 @@ def test_airflow_tasks_upgrade_the_sandbox_database_and_refuse_a_production_one_
     with pytest.raises(Permanent, match=r"revision: none.*run `tongban db upgrade`"):
         ready_database()
     assert _tables(f"sqlite:///{tmp_path / 'production-home' / 'tongban.db'}") == set()  # nothing created
+
+
+def test_the_stores_reading_of_the_revisions_agrees_with_alembic():
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(schema.alembic_config())
+    assert schema.heads() == tuple(sorted(script.get_heads()))
+    assert schema.known_revisions() == {rev.revision for rev in script.walk_revisions()}

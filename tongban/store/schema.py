@@ -13,13 +13,15 @@ migration test checks the head against. A module that adds tables is added here 
 from __future__ import annotations
 
 import importlib
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Connection, MetaData
+from sqlalchemy import Connection, MetaData, inspect
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version"
 TABLE_MODULES = (
     "tongban.store.tables",
     "tongban.identity.tables",
@@ -79,28 +81,43 @@ def alembic_config(url: str | None = None):
 
 
 @lru_cache(maxsize=1)
-def _script():
-    from alembic.script import ScriptDirectory
+def _revisions() -> tuple[frozenset[str], tuple[str, ...]]:
+    """(every revision, the heads), read from the revision files' `revision` / `down_revision` lines without
+    importing Alembic: opening a store costs one query, not Alembic's start-up (tests/test_migrations.py checks that
+    this reading agrees with Alembic's own)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found = _REVISION.search(text)
+        if found is None:
+            continue
+        revisions.add(found.group(1))
+        down = _DOWN_REVISION.search(text)
+        parents.update(_QUOTED.findall(down.group(1)) if down else ())
+    return frozenset(revisions), tuple(sorted(revisions - parents))
 
-    return ScriptDirectory.from_config(alembic_config())
+
+_REVISION = re.compile(r"^revision\b[^=]*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=]*=\s*(.+)$", re.MULTILINE)
+_QUOTED = re.compile(r"['\"]([^'\"]+)['\"]")
 
 
 def heads() -> tuple[str, ...]:
     """The head revision(s) of the migrations shipped with this tongban."""
-    return tuple(sorted(_script().get_heads()))
+    return _revisions()[1]
 
 
-@lru_cache(maxsize=1)
 def known_revisions() -> frozenset[str]:
-    return frozenset(rev.revision for rev in _script().walk_revisions())
+    return _revisions()[0]
 
 
 def current_revision(conn: Connection) -> str | None:
-    """The database's revision (None: no tongban schema yet)."""
-    from alembic.runtime.migration import MigrationContext
-
-    revisions = MigrationContext.configure(conn).get_current_heads()
-    return ",".join(sorted(revisions)) if revisions else None
+    """The database's revision (None: no tongban schema yet), read from Alembic's version table."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    revisions = sorted(conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalars())
+    return ",".join(revisions) if revisions else None
 
 
 def require_current(engine: Engine, url: str) -> None:
