@@ -85,6 +85,7 @@ class Bench:
         from tongban.platform_client import PlatformClient
         from tongban.settings import Settings
         from tongban.store import Store
+        from tongban.store.schema import upgrade
 
         self.home = home
         self.run_id = uuid.uuid4().hex[:8]
@@ -95,7 +96,8 @@ class Bench:
         with self.admin.begin() as conn:
             conn.exec_driver_sql(f"CREATE SCHEMA {self.schema}")
         self.db_url = f"{PG_BASE}?options=-csearch_path%3D{self.schema}"
-        self.store = Store(self.db_url)  # creates the tables once, before any worker races to
+        upgrade(self.db_url)  # the schema's migrations, once, before any worker opens the store
+        self.store = Store(self.db_url)
         self.prefixes: list[str] = []
         self.worker_logs: list[Path] = []
 

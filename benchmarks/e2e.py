@@ -35,6 +35,7 @@ def tongban_run(cases: int, bus_kind: str, home: Path) -> dict:
     from tongban.platform_client import PlatformClient
     from tongban.settings import Settings
     from tongban.store import Store
+    from tongban.store.schema import migrated
 
     home.mkdir(parents=True)
     world = LegacyWorld(seed=3, cases=cases, bad_share=0.0)
@@ -44,7 +45,7 @@ def tongban_run(cases: int, bus_kind: str, home: Path) -> dict:
     os.environ.update({"CQ_SAMR_URL": legacy_server.url, "CQ_SAMR_TOKEN": "bench",
                        "TONGBAN_PLATFORM_URL": platform_server.url})
     settings = Settings()
-    store = Store(f"sqlite:///{home / 'tongban.db'}")
+    store = Store(migrated(f"sqlite:///{home / 'tongban.db'}"))
     work = cases_work(f"bench-{uuid.uuid4().hex[:8]}")
     if bus_kind == "rabbitmq":
         from tongban.bus.rabbit import RabbitBus

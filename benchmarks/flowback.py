@@ -60,8 +60,9 @@ def child_route(path: Path, fmt: str, workdir: Path, bus_kind: str) -> dict:
 
     from tongban.flowback.run import ingest_source, load_source
     from tongban.store import open_store
+    from tongban.store.schema import migrated
 
-    store = open_store(f"sqlite:///{workdir}/bench-{uuid.uuid4().hex[:6]}.db")
+    store = open_store(migrated(f"sqlite:///{workdir}/bench-{uuid.uuid4().hex[:6]}.db"))
     if bus_kind == "null":
         bus = NullBus()
     elif bus_kind == "local":

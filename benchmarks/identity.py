@@ -27,10 +27,11 @@ from sandbox.platform import create_app  # noqa: E402
 from sandbox.runner import Server  # noqa: E402
 from tongban.codes import make_id_number  # noqa: E402
 from tongban.identity import IdentityResolver, normalise_user, pii_hash  # noqa: E402
-from tongban.identity.tables import ensure_tables, identity_users  # noqa: E402
+from tongban.identity.tables import identity_users  # noqa: E402
 from tongban.platform_client import PlatformClient  # noqa: E402
 from tongban.settings import Settings  # noqa: E402
 from tongban.store import Store  # noqa: E402
+from tongban.store.schema import migrated  # noqa: E402
 
 
 def applicants(n: int) -> list:
@@ -53,8 +54,7 @@ def main() -> None:
     server = Server(create_app(None), name="platform").start()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp), platform_url=server.url, pii_key="bench-key")
-        store = Store(f"sqlite:///{tmp}/bench.db")
-        ensure_tables(store)
+        store = Store(migrated(f"sqlite:///{tmp}/bench.db"))
         platform = PlatformClient(settings)
         try:
             cold = IdentityResolver(store=store, platform=platform, settings=settings)

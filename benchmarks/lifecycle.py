@@ -72,6 +72,7 @@ def real_path(cases: int, home: Path) -> dict:
     from tongban.platform_client import PlatformClient
     from tongban.settings import Settings
     from tongban.store import Store
+    from tongban.store.schema import migrated
 
     world = LegacyWorld(seed=3, cases=cases, bad_share=0.0)
     world.advance(world.settled_tick)  # every case has its whole lifecycle: several events each
@@ -83,7 +84,7 @@ def real_path(cases: int, home: Path) -> dict:
     admin = sa.create_engine(PG_BASE)
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    store = Store(f"{PG_BASE}?options=-csearch_path%3D{schema}")
+    store = Store(migrated(f"{PG_BASE}?options=-csearch_path%3D{schema}"))
     work = cases_work(f"bench-{uuid.uuid4().hex[:8]}")
     ingest_bus, worker_bus = _capturing_bus(), RabbitBus(AMQP)
     platform = PlatformClient(Settings())

@@ -89,6 +89,7 @@ def _run_demo(polls: int, days_per_poll: int, cases: int, quiet: bool, mapping_f
     from tongban.audit.views import print_trace
     from tongban.settings import load
     from tongban.store import open_store
+    from tongban.store.schema import prepare_sandbox
 
     from .environment import Sandbox
 
@@ -99,6 +100,7 @@ def _run_demo(polls: int, days_per_poll: int, cases: int, quiet: bool, mapping_f
     say(f"[bold]tongban sandbox demo[/bold] — home {settings.home}")
     for name, url in sandbox.urls().items():
         say(f"  {name:<14} {url}")
+    prepare_sandbox(settings)  # the sandbox's own database: upgraded to head, as `tongban db upgrade` would
     store = open_store(settings.db_url)
     bus = open_bus(settings, announce=say)
     say(f"  bus            {bus.name}   ledger {settings.db_url.split('://')[0]}")

@@ -13,6 +13,25 @@ AMQP_URL = os.environ.get("TONGBAN_TEST_AMQP", "amqp://guest:guest@127.0.0.1:567
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _stores_at_head(request, monkeypatch):
+    """Every store a test opens in this process starts at the schema's head, as `tongban db upgrade` leaves it
+    (tests/schema_at_head.py: the migrations rendered once as SQL). A test marked `schema_unprepared` meets the
+    runtime's own refusal of a database that is not at head."""
+    if request.node.get_closest_marker("schema_unprepared"):
+        return
+    from tests.schema_at_head import apply_if_empty
+    from tongban.store import schema
+
+    require_current = schema.require_current
+
+    def prepared(engine, url):
+        apply_if_empty(engine)
+        require_current(engine, url)
+
+    monkeypatch.setattr(schema, "require_current", prepared)
+
+
 @pytest.fixture
 def sqlite_store(tmp_path):
     from tongban.store import Store
@@ -86,8 +105,10 @@ class SandboxServers:
 @pytest.fixture
 def sandbox_env(tmp_path, monkeypatch):
     """The mock platform and a small legacy REST world, with the environment pointing at them."""
+    from tests.schema_at_head import home_at_head
+
     servers = SandboxServers(tmp_path, cases=120)
-    monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TONGBAN_HOME", str(home_at_head(tmp_path / "home")))  # `tongban` subprocesses use it too
     monkeypatch.setenv("TONGBAN_PLATFORM_URL", servers.platform.url)
     monkeypatch.setenv("CQ_SAMR_URL", servers.legacy.url)
     monkeypatch.setenv("CQ_SAMR_TOKEN", "test-token")

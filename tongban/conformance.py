@@ -157,9 +157,12 @@ class AdapterConformance:
         from tongban.platform_client import PlatformClient
         from tongban.settings import Settings
         from tongban.store import open_store
+        from tongban.store.schema import upgrade
 
         server = Server(create_app(str(self.workdir / "platform.db")), port=0, name="conformance-platform").start()
-        store = open_store(f"sqlite:///{self.workdir / 'tongban.db'}")
+        url = f"sqlite:///{self.workdir / 'tongban.db'}"
+        upgrade(url)  # the kit's own scratch database, at the schema's head
+        store = open_store(url)
         platform = PlatformClient(Settings(home=self.workdir, platform_url=server.url))
 
         def close() -> None:

@@ -18,6 +18,7 @@ from sandbox.platform import create_app as platform_app
 from sandbox.runner import Server
 from tongban.platform_client import PlatformClient
 from tongban.settings import Settings
+from tests.schema_at_head import home_at_head
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # about 12 s: ingest and delivery of 120 cases
 
@@ -51,7 +52,7 @@ def test_a_new_messy_system_from_yaml_alone_accounts_for_every_record(tmp_path):
                         quirks=Quirks(busy_share=0.15, seed=4, page_cap=40, token_calls=2, revoke_every=5))
     legacy = Server(create_app(messy), name="mzj").start()
     platform = Server(platform_app(str(tmp_path / "platform.db")), name="platform").start()
-    env = {**os.environ, "TONGBAN_HOME": str(tmp_path / "home"), "TONGBAN_PLATFORM_URL": platform.url,
+    env = {**os.environ, "TONGBAN_HOME": str(home_at_head(tmp_path / "home")), "TONGBAN_PLATFORM_URL": platform.url,
            "CQ_MZJ_URL": legacy.url, "CQ_MZJ_PASSWORD": "mzj-pw", "TONGBAN_BUS": "inprocess", "COLUMNS": "200"}
     try:
         run = subprocess.run([TONGBAN, "ingest", str(MAPPING)], cwd=tmp_path, env=env, capture_output=True,

@@ -36,7 +36,9 @@ def platform_down(tmp_path, monkeypatch, samr_mappings):
 
     legacy = Server(create_app(LegacyWorld(seed=3, cases=30), token="t"), name="legacy").start()
     folder = samr_mappings
-    for name, value in {"TONGBAN_HOME": str(tmp_path / "home"),
+    from tests.schema_at_head import home_at_head
+
+    for name, value in {"TONGBAN_HOME": str(home_at_head(tmp_path / "home")),
                         "TONGBAN_PLATFORM_URL": f"http://127.0.0.1:{unused_port()}",
                         "CQ_SAMR_URL": legacy.url, "CQ_SAMR_TOKEN": "t", "TONGBAN_CERTS": str(tmp_path / "certs")}.items():
         monkeypatch.setenv(name, value)

@@ -103,6 +103,10 @@ def test_sandbox_up_on_a_port_base(tmp_path):
 
         flowback_env = {**env, **{name: shlex.split(value)[0] for name, value in exported.items()},
                         "TONGBAN_HOME": str(tmp_path / "flowback-home")}
+        # a home of its own, so its database is new: the operator's first step for any new database
+        upgraded = subprocess.run([TONGBAN, "db", "upgrade", "--json"], capture_output=True, text=True,
+                                  env=flowback_env, cwd=tmp_path, timeout=60)
+        assert upgraded.returncode == 0 and json.loads(upgraded.stdout)["at_head"], upgraded.stdout + upgraded.stderr
         routed = subprocess.run([TONGBAN, "flowback", "ingest", str(REPO / "mappings/flowback/sources/mps-soap.yaml"),
                                  "--json"], capture_output=True, text=True, env=flowback_env, cwd=tmp_path, timeout=120)
         assert routed.returncode == 0, routed.stdout + routed.stderr

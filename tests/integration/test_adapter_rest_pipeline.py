@@ -16,6 +16,7 @@ from sandbox.legacy_world import LegacyWorld
 from sandbox.messy_rest import MessyServer, create_app
 from sandbox.platform import create_app as platform_app
 from sandbox.runner import Server
+from tests.schema_at_head import home_at_head
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,7 +60,7 @@ def stack(tmp_path, monkeypatch):
     messy = MessyServer(world, password=PASSWORD)
     legacy = Server(create_app(messy), name="messy").start()
     platform = Server(platform_app(str(tmp_path / "platform.db")), name="platform").start()
-    env = {"TONGBAN_HOME": str(tmp_path / "home"), "TONGBAN_PLATFORM_URL": platform.url, "CQ_MESSY_URL": legacy.url,
+    env = {"TONGBAN_HOME": str(home_at_head(tmp_path / "home")), "TONGBAN_PLATFORM_URL": platform.url, "CQ_MESSY_URL": legacy.url,
            "CQ_CL_PASSWORD": PASSWORD, "TONGBAN_BUS": "inprocess"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)

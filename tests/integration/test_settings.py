@@ -49,6 +49,7 @@ def test_production_without_secrets_is_a_one_line_start_up_error_through_the_cli
 
 def test_production_with_secrets_and_https_starts(tmp_path):
     env = _env(tmp_path, TONGBAN_ENV="production", TONGBAN_PLATFORM_URL="https://ykb.cq.gov.cn", **SECRETS)
+    assert _tongban(["db", "upgrade"], env).returncode == 0  # an operator's first step on a new database
     result = _tongban(["audit", "verify"], env)
     assert result.returncode == 0, result.stderr
     assert "sandbox" not in result.stderr  # no sandbox warning in production
@@ -60,6 +61,7 @@ def test_production_with_a_plain_http_platform_url_is_an_error_unless_allowed(tm
     refused = _tongban(["audit", "verify"], env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "TONGBAN_PLATFORM_URL" in refused.stderr and "https" in refused.stderr
+    assert _tongban(["db", "upgrade"], {**env, "TONGBAN_ALLOW_HTTP_PLATFORM": "1"}).returncode == 0
     allowed = _tongban(["audit", "verify"], {**env, "TONGBAN_ALLOW_HTTP_PLATFORM": "1"})
     assert allowed.returncode == 0, allowed.stderr
 

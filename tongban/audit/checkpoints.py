@@ -20,7 +20,7 @@ from sqlalchemy import select
 from tongban.audit import jws
 from tongban.audit.keys import AuditSigner
 from tongban.audit.merkle import MerkleTree, leaf_hash, verify_consistency
-from tongban.audit.tables import checkpoints, ensure_tables
+from tongban.audit.tables import checkpoints
 from tongban.bus.envelope import utcnow
 from tongban.seal.truststore import CertificateProblem, TrustStore
 from tongban.store import Store
@@ -48,7 +48,6 @@ def jws_digest(token: str) -> str:
 
 def take_checkpoint(store: Store, signer: AuditSigner) -> dict[str, Any]:
     """Sign the current tree head and store it; returns the checkpoint (its fields and `jws`)."""
-    ensure_tables(store)
     with store.write() as conn:  # the writers' lock: no event is appended between reading and storing the head
         rows = conn.execute(select(ledger.c.seq, ledger.c.hash).order_by(ledger.c.seq)).all()
         previous = conn.execute(select(checkpoints.c.jws).order_by(checkpoints.c.id.desc()).limit(1)).scalar()
@@ -63,7 +62,6 @@ def take_checkpoint(store: Store, signer: AuditSigner) -> dict[str, Any]:
 
 
 def list_checkpoints(store: Store) -> list[dict[str, Any]]:
-    ensure_tables(store)
     with store.read() as conn:
         return [dict(r) for r in conn.execute(select(checkpoints).order_by(checkpoints.c.id)).mappings()]
 

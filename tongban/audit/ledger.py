@@ -24,6 +24,9 @@ from tongban.store import Store
 from tongban.store.tables import ledger
 
 GENESIS = "0" * 64
+# PostgreSQL: the transaction-scoped advisory lock that makes appenders take turns (the chain has one head). Only
+# ledger appends take it; every other write (quarantine, state, outbox, the local queue) runs without a global lock.
+APPEND_LOCK = 7351
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 # The hops an event can record (NiFi-style provenance: receive, route, modify, send, drop …).
@@ -61,16 +64,22 @@ def _storable(value: str | None) -> str | None:
 
 
 def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
-    """Append events inside the caller's write transaction (Store.write serialises writers)."""
+    """Append events inside the caller's write transaction.
+
+    Appenders take turns: on PostgreSQL the first append of a transaction takes the advisory lock APPEND_LOCK
+    (held until commit) before it reads the chain's tail, so the next appender reads a tail that is committed;
+    SQLite's writers take turns anyway (BEGIN IMMEDIATE). Writes that append nothing never wait for appenders."""
     if not events:
         return
-    # Within one write transaction no other writer can append (Store.write holds the lock), so the chain's
-    # tail is read once per transaction, however many appends a group commit makes.
+    # Once the lock is held no other writer can append until this transaction ends, so the chain's tail is read
+    # once per transaction, however many appends a group commit makes.
     transaction = conn.get_transaction()
     cached = conn.info.get("ledger_tail")
     if cached is not None and cached[0] is transaction:
         prev_hash = cached[1]
     else:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
         last = conn.execute(select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)).scalar()
         prev_hash = last or GENESIS
     rows = []

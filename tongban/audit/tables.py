@@ -1,5 +1,4 @@
-"""The signed ledger checkpoints (tree heads), on the shared metadata. The Alembic revision is the lead's to add;
-until then `ensure_tables` creates the table on first use."""
+"""The signed ledger checkpoints (tree heads), on the shared metadata (created by migration 0002)."""
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Integer, String, Table, Text
@@ -17,6 +16,3 @@ checkpoints = Table(
     Column("jws", Text, nullable=False),               # the signed tree head, verbatim (compact JWS, ES256)
 )
 
-
-def ensure_tables(store) -> None:
-    checkpoints.create(store.engine, checkfirst=True)

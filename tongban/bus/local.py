@@ -73,7 +73,10 @@ class LocalBus(Bus):
                 select(local_queue.c.id, local_queue.c.body, local_queue.c.claims)
                 .where(local_queue.c.queue == work.queue, local_queue.c.available_at <= now,
                        or_(local_queue.c.claimed_by.is_(None), local_queue.c.claimed_at < stale))
-                .order_by(local_queue.c.available_at, local_queue.c.id).limit(limit)).all()
+                .order_by(local_queue.c.available_at, local_queue.c.id).limit(limit)
+                # PostgreSQL: rows another consumer is claiming are skipped, not claimed twice (no global lock);
+                # SQLite's writers take turns anyway and the clause is not rendered there.
+                .with_for_update(skip_locked=True)).all()
             if rows:
                 conn.execute(update(local_queue).where(local_queue.c.id.in_([r.id for r in rows]))
                              .values(claimed_by=self.consumer_id, claimed_at=now, claims=local_queue.c.claims + 1))

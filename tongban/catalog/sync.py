@@ -15,7 +15,7 @@ from tongban.audit.ledger import LedgerEvent
 from tongban.store import Store
 
 from .catalogue import CatalogDiff, Catalogue, diff
-from .tables import catalog_versions, ensure_tables
+from .tables import catalog_versions
 
 log = logging.getLogger("tongban.catalog")
 
@@ -35,14 +35,12 @@ def _row_catalogue(row) -> Catalogue:
 
 def current(store: Store) -> Catalogue | None:
     """The catalogue synced last (the one cases are checked against), or None before the first sync."""
-    ensure_tables(store)
     with store.read() as conn:
         row = conn.execute(select(catalog_versions).order_by(catalog_versions.c.id.desc()).limit(1)).first()
     return _row_catalogue(row) if row else None
 
 
 def get_version(store: Store, version: int) -> Catalogue | None:
-    ensure_tables(store)
     with store.read() as conn:
         row = conn.execute(select(catalog_versions).where(catalog_versions.c.version == version)
                            .order_by(catalog_versions.c.id.desc()).limit(1)).first()
@@ -50,7 +48,6 @@ def get_version(store: Store, version: int) -> Catalogue | None:
 
 
 def versions(store: Store) -> list[dict[str, Any]]:
-    ensure_tables(store)
     with store.read() as conn:
         return [dict(r) for r in conn.execute(
             select(catalog_versions.c.id, catalog_versions.c.version, catalog_versions.c.item_count,
@@ -60,7 +57,6 @@ def versions(store: Store) -> list[dict[str, Any]]:
 
 def sync(store: Store, platform: Any, *, version: int | None = None) -> SyncResult:
     """Fetch the catalogue (latest, or `version`) and store it unless it is the one we have."""
-    ensure_tables(store)
     body = platform.catalog(version)  # one signed call through the platform client
     fetched = Catalogue.from_json(body)
     items = body.get("items") or []

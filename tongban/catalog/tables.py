@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from tongban.store import Store
 from tongban.store.tables import metadata
 
 catalog_versions = Table(
@@ -18,12 +17,3 @@ catalog_versions = Table(
     Column("items", Text, nullable=False),                         # JSON list of items as published
 )
 Index("ix_catalog_version", catalog_versions.c.version)
-
-TABLES = [catalog_versions]
-_created: set[int] = set()
-
-
-def ensure_tables(store: Store) -> None:
-    if id(store.engine) not in _created:
-        metadata.create_all(store.engine, tables=TABLES)
-        _created.add(id(store.engine))

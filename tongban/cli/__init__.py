@@ -34,6 +34,7 @@ _GROUPS = [
     ("flowback", "flowback", "National data flowback: ministry batches routed to the districts (数据回流)."),
     ("identity", "identity", "Unified users: legacy identities resolved to platform user ids (统一用户)."),
     ("catalog", "catalog", "The unified item catalogue (统一事项目录): sync, diff, check mappings."),
+    ("db", "db", "The database's schema: upgrade it to this tongban's revision, show its revision (Alembic)."),
     ("watermark", "watermark", "Where each system's incremental fetch resumes: show, set, reset (ledger events)."),
 ]
 # modules whose register(app) adds top-level commands (ingest, worker, trace, status, quarantine, parked)

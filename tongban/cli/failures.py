@@ -122,6 +122,11 @@ def explain(exc: BaseException) -> Failure:
         return Failure(EXIT_UNREACHABLE, f"the message bus failed ({_first_line(exc)}; broker "
                        f"{safe_url(_setting('amqp_url'))})", "start RabbitMQ or set TONGBAN_AMQP_URL, or use the "
                        "embedded bus with TONGBAN_BUS=inprocess")
+    if _is(exc, "tongban.store.schema", "SchemaNotCurrent"):
+        if exc.ahead:
+            return Failure(EXIT_USAGE, str(exc), "run the tongban release that upgraded this database (or newer)")
+        return Failure(EXIT_USAGE, str(exc), "run `tongban db upgrade` (it migrates the database TONGBAN_DB_URL or "
+                       "TONGBAN_HOME names), then the command again")
     if _is(exc, "sqlalchemy.exc", "ArgumentError"):
         return Failure(EXIT_USAGE, f"the database URL is not usable ({_first_line(exc)})", "fix TONGBAN_DB_URL")
     if _is(exc, "sqlalchemy.exc", "OperationalError") or _is(exc, "sqlalchemy.exc", "InterfaceError"):

@@ -51,7 +51,9 @@ def up(cases: int = typer.Option(1000, help="cases in the mock legacy REST syste
 
     from sandbox.environment import Sandbox
     from tongban.settings import load
+    from tongban.store.schema import prepare_sandbox
 
+    prepare_sandbox(load())  # the sandbox's own database: upgraded to head, as `tongban db upgrade` would
     sandbox = Sandbox(load().home, cases=cases, fixed_ports=True, port_base=port_base, flowback=True).start()
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

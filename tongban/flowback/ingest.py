@@ -38,7 +38,7 @@ from .batches import Batch
 from .mapping import FlowbackMapping
 from .records import PROJID, ROWGUID, Manifest, RecordsDigest, record_bytes
 from .routing import Reject, Router
-from .tables import ensure_tables, flowback_batches, flowback_records
+from .tables import flowback_batches, flowback_records
 from .topology import declare, work_queue
 
 CHUNK = 1000
@@ -78,7 +78,6 @@ class BatchIngest:
         self.mapping, self.router, self.store, self.bus, self.prefix = mapping, router, store, bus, prefix
         self.source = mapping.system
         self.chunk = chunk or CHUNK
-        ensure_tables(store)
 
     # --- batch bookkeeping ---------------------------------------------------------------------------
     def _start(self, batch: Batch) -> tuple[str | None, BatchOutcome | None]:

@@ -28,7 +28,7 @@ from tongban.codes import CHONGQING_UNITS
 from tongban.store import Store
 
 from .config import CITY
-from .tables import ensure_tables, flowback_batches, flowback_deliveries, flowback_records
+from .tables import flowback_batches, flowback_deliveries, flowback_records
 
 
 @dataclass
@@ -131,7 +131,6 @@ def _name(target: str) -> str:
 
 def reconcile(store: Store, batch_id: str | None = None) -> list[BatchReconciliation]:
     """One reconciliation per batch (every batch when none is named; [] if the named one is unknown)."""
-    ensure_tables(store)
     query = select(flowback_batches).order_by(flowback_batches.c.received_at)
     if batch_id is not None:
         query = query.where(flowback_batches.c.batch_id == batch_id)

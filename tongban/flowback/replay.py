@@ -12,7 +12,7 @@ from tongban.bus import Bus
 from tongban.store import Store
 
 from .mapping import FlowbackMapping
-from .tables import ensure_tables, flowback_records
+from .tables import flowback_records
 
 log = logging.getLogger("tongban.flowback.replay")
 
@@ -39,7 +39,6 @@ def replay_quarantined(store: Store, bus: Bus, rows: list[dict], sources: dict[s
     (stage read) and entries no batch of this store knows."""
     from .run import retry_batch
 
-    ensure_tables(store)
     ids = [r["id"] for r in rows]
     with store.read() as conn:
         owners = conn.execute(select(flowback_records.c.quarantine_id, flowback_records.c.batch_id)

@@ -20,7 +20,7 @@ from .ingest import BatchIngest, BatchOutcome
 from .mapping import FlowbackMapping, load_flowback_mapping
 from .reconcile import BatchReconciliation, reconcile
 from .routing import Router
-from .tables import ensure_tables, flowback_batches, flowback_records
+from .tables import flowback_batches, flowback_records
 from .topology import flowback_prefix
 from .worker import DeliverStats, DistrictDeliverer
 
@@ -149,7 +149,6 @@ def retry_batch(config: "str | os.PathLike | FlowbackMapping", batch_id: str, *,
     Then delivery and the batch's reconciliation. Raises LookupError for an unknown batch."""
     mapping = load_source(config)
     store, bus, own_bus = _open(store, bus)
-    ensure_tables(store)
     try:
         with store.read() as conn:
             row = conn.execute(select(flowback_batches).where(flowback_batches.c.batch_id == batch_id)).mappings().first()

@@ -4,9 +4,8 @@ a district sink. Idempotency (what a district already has) is the shared `delive
 `parked` table; rejects the shared `quarantine` table."""
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, String, Table, Text, inspect
+from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from tongban.store import Store
 from tongban.store.tables import metadata
 
 # One row per national batch (国家数据回流批次). `run_id` changes each time the batch is read again (an
@@ -68,23 +67,3 @@ flowback_deliveries = Table(
 Index("ix_flowback_deliveries_key", flowback_deliveries.c.idempotency_key, flowback_deliveries.c.status)
 Index("ix_flowback_deliveries_batch", flowback_deliveries.c.batch_id, flowback_deliveries.c.run_id,
       flowback_deliveries.c.target)
-
-FLOWBACK_TABLES = [flowback_batches, flowback_records, flowback_deliveries]
-_ready: set[str] = set()
-
-
-# Columns added to flowback_batches since its first version: a store made before them gets them added
-# (additive only; the schema migrations of issue 14 take this over).
-_ADDED_COLUMNS = {"problem": "TEXT", "unreadable": "INTEGER NOT NULL DEFAULT 0"}
-
-
-def ensure_tables(store: Store) -> None:
-    """Create the flowback tables if this store does not have them yet (once per store per process)."""
-    if store.url not in _ready:
-        metadata.create_all(store.engine, tables=FLOWBACK_TABLES)
-        present = {c["name"] for c in inspect(store.engine).get_columns("flowback_batches")}
-        with store.engine.begin() as conn:
-            for name, ddl in _ADDED_COLUMNS.items():
-                if name not in present:
-                    conn.exec_driver_sql(f"ALTER TABLE flowback_batches ADD COLUMN {name} {ddl}")
-        _ready.add(store.url)

@@ -32,7 +32,7 @@ from tongban.store.tables import deliveries
 
 from .config import TARGETS, SinksConfig
 from .sinks import Sink, SinkRejected, SinkTransient, build_sink
-from .tables import ensure_tables, flowback_deliveries
+from .tables import flowback_deliveries
 from .topology import declare, family_depth, flowback_prefix, work_queue
 
 log = logging.getLogger("tongban.flowback.worker")
@@ -61,7 +61,6 @@ class DistrictDeliverer:
             self.sinks = dict(sinks)
         self.stats = DeliverStats()
         self._lock = threading.Lock()
-        ensure_tables(store)
 
     def sink(self, target: str) -> Sink:
         with self._lock:

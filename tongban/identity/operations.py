@@ -18,7 +18,7 @@ from tongban.store import Store, open_store
 
 from .protect import decrypt, pii_hash
 from .resolver import ACCEPTED, AMBIGUOUS, OPEN, PERSON_NUMBER_FOR_LEGAL_PERSON, RESOLVED, UNKNOWN, IdentityResolver
-from .tables import ensure_tables, identity_accounts, identity_conflicts, identity_users, identity_waiting
+from .tables import identity_accounts, identity_conflicts, identity_users, identity_waiting
 from .users import CREDIT_CODE, ID_CARD, IdentityThrottled, IdentityUnresolved
 
 log = logging.getLogger("tongban.identity")
@@ -40,7 +40,6 @@ def _classify(number: str) -> tuple[str, str]:
 def lookup(store: Store, number: str, *, operator: str, purpose: str | None = None,
            settings: Settings | None = None) -> dict[str, Any]:
     """What tongban knows about one person, masked; the lookup itself is recorded as a `pii_lookup` event."""
-    ensure_tables(store)
     key = (settings or load()).pii_key
     id_type, text = _classify(number)
     digest = pii_hash(text, key)
@@ -67,7 +66,6 @@ def lookup(store: Store, number: str, *, operator: str, purpose: str | None = No
 
 
 def list_conflicts(store: Store, *, status: str = OPEN) -> list[dict[str, Any]]:
-    ensure_tables(store)
     query = select(identity_conflicts.c.id, identity_conflicts.c.at, identity_conflicts.c.kind,
                    identity_conflicts.c.system, identity_conflicts.c.account_ids, identity_conflicts.c.detail,
                    identity_conflicts.c.status).order_by(identity_conflicts.c.id)
@@ -79,7 +77,6 @@ def list_conflicts(store: Store, *, status: str = OPEN) -> list[dict[str, Any]]:
 
 def accept_conflict(store: Store, conflict_id: int, *, operator: str, note: str | None = None) -> str:
     """An operator decides the conflict is genuine (e.g. a re-issued ID number): its cases may go on."""
-    ensure_tables(store)
     with store.write() as conn:
         row = conn.execute(select(identity_conflicts).where(identity_conflicts.c.id == conflict_id)).mappings().first()
         if row is None:
@@ -108,7 +105,6 @@ def retry_unresolved(*, store: Store | None = None, platform: Any = None, bus: A
 
     settings = settings or load()
     store = store or open_store(settings.db_url)
-    ensure_tables(store)
     own_platform = platform is None
     platform = platform or PlatformClient(settings)
     resolver = IdentityResolver(store=store, platform=platform, settings=settings)

@@ -28,7 +28,7 @@ from tongban.settings import Settings, current
 from tongban.store import Store
 
 from .protect import encrypt, pii_hash
-from .tables import ensure_tables, identity_accounts, identity_conflicts, identity_users, identity_waiting
+from .tables import identity_accounts, identity_conflicts, identity_users, identity_waiting
 from .users import (
     CREDIT_CODE, ID_CARD, NATURAL_PERSON, IdentityConflict, IdentityError, IdentityThrottled, IdentityUnresolved,
     LegacyUser, user_from_snapshot,
@@ -86,7 +86,6 @@ class IdentityResolver:
         self._memo: dict[str, tuple[str, str | None, str | None]] = {}   # pii_hash → (status, user_id, reason)
         self._bindings: set[tuple[str, str, str]] = set()                 # (system, account, pii_hash) checked
         self.platform_calls = 0
-        ensure_tables(store)
 
     @classmethod
     def for_mapping(cls, mapping, *, store: Store, platform: Any) -> "IdentityResolver | None":

@@ -1,4 +1,4 @@
-"""The identity tables, on the shared metadata (created before use by `ensure_tables`).
+"""The identity tables, on the shared metadata (created by the schema migrations, tongban/store/migrations).
 
 No table holds an identity number in clear: rows are keyed by the HMAC of the number (`pii_hash`,
 key TONGBAN_PII_KEY) and keep the number only Fernet-encrypted (`cipher`, needed to ask the platform
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from tongban.store import Store
 from tongban.store.tables import metadata
 
 # One row per identity number seen: what the unified user service (统一用户体系) said about it.
@@ -65,12 +64,3 @@ identity_waiting = Table(
     Column("reason", String(40), nullable=False),
     Column("at", String(40), nullable=False),
 )
-
-TABLES = [identity_users, identity_accounts, identity_conflicts, identity_waiting]
-_created: set[int] = set()
-
-
-def ensure_tables(store: Store) -> None:
-    if id(store.engine) not in _created:
-        metadata.create_all(store.engine, tables=TABLES)
-        _created.add(id(store.engine))

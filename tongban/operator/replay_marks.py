@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Integer, String, Table, select
 
 from tongban.bus.envelope import utcnow
 from tongban.store import Store
-from tongban.store.tables import parked, quarantine
-
-metadata = MetaData()
+from tongban.store.tables import metadata, parked, quarantine
 
 replay_marks = Table(
     "replay_marks",
@@ -33,16 +31,6 @@ replay_marks = Table(
 
 KINDS = {"parked": parked, "quarantine": quarantine}
 
-_ready: set[str] = set()
-
-
-def _ensure_table(store: Store) -> None:
-    # The core store creates its own tables; this one belongs to the replay marks and is created on first use.
-    if store.url not in _ready:
-        metadata.create_all(store.engine)
-        _ready.add(store.url)
-
-
 def _entries_table(kind: str) -> Table:
     try:
         return KINDS[kind]
@@ -55,7 +43,6 @@ def mark_for_replay(store: Store, kind: str, ids: list[int], *, by: str | None =
 
     Returns how many new marks were made. An id that does not exist or is no longer open is an error naming it:
     an operator who typed the wrong number must hear so, not find out at the next audit."""
-    _ensure_table(store)
     table = _entries_table(kind)
     ids = sorted(set(int(i) for i in ids))
     with store.write() as conn:
@@ -74,7 +61,6 @@ def mark_for_replay(store: Store, kind: str, ids: list[int], *, by: str | None =
 
 def pending(store: Store, kind: str) -> list[int]:
     """Entry ids of `kind` marked for replay and still open (an entry replayed by hand meanwhile drops out)."""
-    _ensure_table(store)
     table = _entries_table(kind)
     with store.read() as conn:
         return list(conn.execute(

@@ -26,3 +26,21 @@ def mappings_dir() -> Path:
 
     return default_mappings_dir()
 
+
+
+def ready_database() -> None:
+    """Every task's first step (the DAGs' bootstrapping): in the sandbox the database is upgraded to head, so a
+    fresh machine's first run needs no `tongban db upgrade`; in production a database that is not at head fails
+    the task without retries (an operator runs `tongban db upgrade`; a retry cannot fix it)."""
+    from tongban.settings import SettingsError, load
+    from tongban.store import open_store
+    from tongban.store.schema import SchemaNotCurrent, prepare_sandbox
+
+    try:
+        settings = load()
+        prepare_sandbox(settings)
+        open_store(settings.db_url)
+    except SettingsError as exc:  # a missing secret in production: retrying cannot fix it
+        raise Permanent(str(exc)) from None
+    except SchemaNotCurrent as exc:
+        raise Permanent(f"{exc} — run `tongban db upgrade`") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tongban.mapping import MappingFileError, load_mapping
-from tongban.scheduling.common import Permanent, log, mappings_dir
+from tongban.scheduling.common import Permanent, log, mappings_dir, ready_database
 from tongban.scheduling.flowback_plans import flowback_plan_for
 from tongban.scheduling.ingest_plans import plan_for
 
@@ -20,6 +20,7 @@ def _context():
     from tongban.settings import SettingsError, load
     from tongban.store import open_store
 
+    ready_database()
     try:
         settings = load()
     except SettingsError as exc:  # a missing secret in production: retrying cannot fix it
@@ -101,6 +102,7 @@ def run_flowback_task(path: str) -> dict[str, Any]:
         flowback_plan_for(Path(path))  # the file may have changed since the DAG was parsed
     except MappingFileError as exc:
         raise Permanent(str(exc)) from exc
+    ready_database()
     result = run_flowback_source(path).to_dict()
     delivery = result["delivery"] or {}
     log.info("%s: %d batches (%d duplicate), %d unreadable; delivered %d, held by sinks %d, retried %d, parked %d",
@@ -143,6 +145,7 @@ def reconcile_task() -> dict[str, Any]:
     from tongban.settings import load
     from tongban.store import open_store
 
+    ready_database()
     settings = load()
     platform = PlatformClient(settings)
     try:
@@ -160,6 +163,7 @@ def catalog_sync_task() -> dict[str, Any]:
     """Sync the unified item catalogue (统一事项标准) and judge what it means for the mapping files."""
     from tongban.catalog import sync_and_report
 
+    ready_database()
     return judge_catalog_report(sync_and_report(mappings_dir=mappings_dir()))
 
 

@@ -11,7 +11,6 @@ from sqlalchemy.engine import Engine
 from tongban import settings as settings_module
 
 from .files import private_sqlite_file
-from .tables import metadata
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -40,23 +39,36 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def make_engine(url: str) -> Engine:
+    """The engine tongban uses for `url` (SQLite: private file, WAL, writers queue; PostgreSQL: a small pool)."""
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return create_engine(url, pool_pre_ping=True, pool_size=5)
+
+
 class Store:
-    """A handle on the database. `write()` gives a transaction that is serialised against every other
-    writer (needed by the ledger's hash chain), `read()` a plain connection."""
+    """A handle on the database, which must be at the schema's head revision (`tongban db upgrade`): opening
+    one that is not raises `schema.SchemaNotCurrent` naming the revision found and the one needed.
+
+    `write()` gives a transaction, `read()` a plain connection. Writers are not serialised here: SQLite has one
+    writer at a time anyway (BEGIN IMMEDIATE), and on PostgreSQL only the ledger's appends need to take turns
+    (its hash chain has one head), which `tongban.audit.ledger.append` arranges itself."""
 
     def __init__(self, url: str):
+        from .schema import require_current
+
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine = _sqlite_engine(url) if self.is_sqlite else create_engine(url, pool_pre_ping=True, pool_size=5)
-        metadata.create_all(self.engine)
+        self.engine = make_engine(url)
+        try:
+            require_current(self.engine, url)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
-            if not self.is_sqlite:
-                # One chain, one writer at a time: a transaction-scoped advisory lock orders appends
-                # across processes without locking readers out.
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7351)")
             yield conn
 
     @contextlib.contextmanager

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tongban.bus.envelope import utcnow
 
@@ -13,15 +14,20 @@ from .at_rest import protect, reveal
 from .tables import case_numbers, case_snapshots, deliveries, watermarks
 
 
+def _insert(conn: Connection, table: Table):
+    """An INSERT that can say ON CONFLICT: writers are not serialised, so a concurrent writer's row is met by the
+    database's unique key instead of by a check made before it committed."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
 def get_watermark(conn: Connection, system: str) -> str | None:
     return conn.execute(select(watermarks.c.value).where(watermarks.c.system == system)).scalar()
 
 
 def set_watermark(conn: Connection, system: str, value: str) -> None:
-    if get_watermark(conn, system) is None:
-        conn.execute(watermarks.insert().values(system=system, value=value, updated_at=utcnow()))
-    else:
-        conn.execute(watermarks.update().where(watermarks.c.system == system).values(value=value, updated_at=utcnow()))
+    statement = _insert(conn, watermarks).values(system=system, value=value, updated_at=utcnow())
+    conn.execute(statement.on_conflict_do_update(index_elements=[watermarks.c.system],
+                                                 set_={"value": value, "updated_at": statement.excluded.updated_at}))
 
 
 def get_case_number(conn: Connection, system: str, source_key: str) -> str | None:
@@ -34,9 +40,10 @@ def save_case_number(conn: Connection, system: str, source_key: str, number: str
     existing = get_case_number(conn, system, source_key)
     if existing:
         return existing
-    conn.execute(case_numbers.insert().values(system=system, source_key=source_key, case_number=number,
-                                              item_code=item_code, assigned_at=utcnow()))
-    return number
+    inserted = conn.execute(_insert(conn, case_numbers).values(
+        system=system, source_key=source_key, case_number=number, item_code=item_code, assigned_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[case_numbers.c.system, case_numbers.c.source_key]))
+    return number if inserted.rowcount else get_case_number(conn, system, source_key)
 
 
 def source_of_case_number(conn: Connection, number: str) -> tuple[str, str] | None:
@@ -56,10 +63,9 @@ def get_snapshot(conn: Connection, system: str, source_key: str) -> tuple[dict |
 def save_snapshot(conn: Connection, system: str, source_key: str, snapshot: dict, digest: str, last_sequence: int) -> None:
     values = {"snapshot": protect(json.dumps(snapshot, ensure_ascii=False, sort_keys=True)), "digest": digest,
               "last_sequence": last_sequence, "updated_at": utcnow()}
-    updated = conn.execute(case_snapshots.update().where(
-        case_snapshots.c.system == system, case_snapshots.c.source_key == source_key).values(**values))
-    if updated.rowcount == 0:
-        conn.execute(case_snapshots.insert().values(system=system, source_key=source_key, **values))
+    conn.execute(_insert(conn, case_snapshots).values(system=system, source_key=source_key, **values)
+                 .on_conflict_do_update(index_elements=[case_snapshots.c.system, case_snapshots.c.source_key],
+                                        set_=values))
 
 
 def delivered_receipt(conn: Connection, idempotency_key: str) -> dict | None:
@@ -77,7 +83,8 @@ def record_delivery(conn: Connection, idempotency_key: str, message_id: str, cas
     """False when the key was already recorded (a concurrent duplicate): the caller records a duplicate."""
     if delivered_receipt(conn, idempotency_key) is not None:
         return False
-    conn.execute(deliveries.insert().values(idempotency_key=idempotency_key, message_id=message_id,
-                                            case_number=case_number, sequence=sequence,
-                                            receipt=json.dumps(receipt, ensure_ascii=False), delivered_at=utcnow()))
-    return True
+    inserted = conn.execute(_insert(conn, deliveries).values(
+        idempotency_key=idempotency_key, message_id=message_id, case_number=case_number, sequence=sequence,
+        receipt=json.dumps(receipt, ensure_ascii=False), delivered_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[deliveries.c.idempotency_key]))
+    return bool(inserted.rowcount)
