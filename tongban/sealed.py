@@ -91,6 +91,7 @@ def seal_summary(result: SealResult) -> dict:
     """What the ledger and the envelope say about a verified seal (digests and names, never the content)."""
     return {
         "result": result.reason,
+        "kind": result.kind,   # xades or sm2 (GB/T 38540)
         "signer": result.signer_subject,
         "signing_time": result.signing_time.isoformat() if result.signing_time else None,
         "signed_data_digest": result.digest,

@@ -83,6 +83,7 @@ class SealResult:
     document_digest: str | None = None   # SHA-256 (hex) of the bytes exactly as received
     element: etree._Element | None = field(default=None, repr=False)  # the verified data (document root)
     signed_data: bytes | None = field(default=None, repr=False)       # canonical bytes that were signed
+    kind: str = "xades"                  # "xades" or "sm2" (GB/T 38540)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -223,6 +224,9 @@ def verify_sealed(xml_bytes: bytes, trust: TrustStore, *, now: dt.datetime | Non
         from .sm2.verifier import verify_sm2_sealed
 
         return verify_sm2_sealed(bytes(xml_bytes), trust, now=now, max_bytes=max_bytes)
+    if not isinstance(trust, TrustStore):  # e.g. only SM2 CAs were named (`seal verify --trust sm2-root-ca.pem`)
+        return SealResult(False, "untrusted_issuer", "the trust store holds no RSA/ECDSA CA for XAdES seals",
+                          document_digest=hashlib.sha256(xml_bytes).hexdigest())
     document_digest = hashlib.sha256(xml_bytes).hexdigest() if isinstance(xml_bytes, (bytes, bytearray)) else None
     try:
         root = parse_untrusted(xml_bytes, max_bytes=max_bytes)

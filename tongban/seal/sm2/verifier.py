@@ -71,6 +71,10 @@ def sm2_trust_of(trust: TrustStore | SM2TrustStore | None) -> SM2TrustStore | No
     return getattr(trust, "sm2", None)
 
 
+def _refused(reason: str, message: str, document_digest: str) -> SealResult:
+    return SealResult(False, reason, message, document_digest=document_digest, kind="sm2")
+
+
 def verify_sm2_sealed(data: bytes, trust: TrustStore | SM2TrustStore | None, *, now: dt.datetime | None = None,
                       max_bytes: int = MAX_DOCUMENT_BYTES) -> SealResult:
     """Verify the SES_Signature in the container `data` against the SM2 part of `trust` at `now`."""
@@ -92,18 +96,17 @@ def verify_sm2_sealed(data: bytes, trust: TrustStore | SM2TrustStore | None, *, 
         result = _check(document, signature, sm2_trust_of(trust), now)
         element = parse_untrusted(document, max_bytes=max_bytes)
     except UnsafeXMLError as exc:
-        return SealResult(False, "malformed", f"the signed document: {exc}", document_digest=document_digest)
+        return _refused("malformed", f"the signed document: {exc}", document_digest)
     except (_Rejected, CertificateProblem) as exc:
-        return SealResult(False, exc.reason, exc.message, document_digest=document_digest)
+        return _refused(exc.reason, exc.message, document_digest)
     except (ValueError, TypeError, KeyError) as exc:  # hostile input must give a reason, never a crash
-        return SealResult(False, "bad_seal_structure", f"unreadable SES_Signature: {exc}",
-                          document_digest=document_digest)
+        return _refused("bad_seal_structure", f"unreadable SES_Signature: {exc}", document_digest)
     signer, signing_time = result
     subject = subject_of(signer)
     return SealResult(True, "valid", f"sealed by {subject} (SM2, GB/T 38540)", signer_subject=subject,
                       signer_certificate=signer, signing_time=signing_time,
                       digest=hashlib.sha256(document).hexdigest(), document_digest=document_digest,
-                      element=element, signed_data=document)
+                      element=element, signed_data=document, kind="sm2")
 
 
 def _check(document: bytes, signature, trust: SM2TrustStore | None, now: dt.datetime):
