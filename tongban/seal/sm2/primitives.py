@@ -49,12 +49,12 @@ def public_key_of(private_key: bytes) -> bytes:
     return SM2.get_pk(private_key)
 
 
-def _raw_to_der(raw: bytes) -> bytes:
+def raw_to_der(raw: bytes) -> bytes:
     r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
     return algos.DSASignature({"r": r, "s": s}).dump()
 
 
-def _der_to_raw(signature: bytes) -> bytes:
+def der_to_raw(signature: bytes) -> bytes:
     try:
         parsed = algos.DSASignature.load(bytes(signature), strict=True)
         r, s = parsed["r"].native, parsed["s"].native
@@ -73,14 +73,14 @@ def sign(private_key: bytes, message: bytes, *, uid: bytes = DEFAULT_UID, k: byt
     if k is not None:
         # gmalglib reads the random bytes as a little-endian integer; the standard prints k big-endian.
         options["rnd_fn"] = lambda n: k[::-1]
-    return _raw_to_der(SM2(sk=private_key, uid=uid, **options).sign(bytes(message)))
+    return raw_to_der(SM2(sk=private_key, uid=uid, **options).sign(bytes(message)))
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes, *, uid: bytes = DEFAULT_UID) -> bool:
     """True when `signature` (DER) is `public_key`'s SM2 signature over `message` under `uid`."""
     if not SM2.is_pk_valid(public_key):
         raise SM2Error("the public key is not a point on the SM2 curve")
-    raw = _der_to_raw(signature)
+    raw = der_to_raw(signature)
     return bool(SM2(pk=public_key, uid=uid).verify(bytes(message), raw))
 
 
@@ -152,4 +152,4 @@ def load_private_key_pem(data: bytes) -> bytes:
 
 __all__ = ["DEFAULT_UID", "SM2Error", "SM2_CURVE_OID", "SM2_SM3_OID", "SM3_OID", "core", "generate_keypair",
            "load_private_key_pem", "private_key_pem", "public_key_from_info", "public_key_info", "public_key_of",
-           "sign", "sm3", "verify"]
+           "der_to_raw", "raw_to_der", "sign", "sm3", "verify"]

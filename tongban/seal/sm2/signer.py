@@ -62,8 +62,9 @@ def make_seal(maker_cert: x509.Certificate, maker_key: bytes, signer_certs: list
         "picture": {"type": picture_type, "data": picture, "width": width, "height": height},
     })
     signed = SESSealSignedPart({"eSealInfo": info, "cert": maker_cert.dump(), "signAlgID": sm2.SM2_SM3_OID})
-    return SESSeal({"eSealInfo": info, "cert": maker_cert.dump(), "signAlgID": sm2.SM2_SM3_OID,
+    seal = SESSeal({"eSealInfo": info, "cert": maker_cert.dump(), "signAlgID": sm2.SM2_SM3_OID,
                     "signedValue": sm2.sign(maker_key, signed.dump())})
+    return SESSeal.load(seal.dump())  # a decoded seal re-encodes by copying its bytes: cheap to embed per document
 
 
 def _subject_name(cert: x509.Certificate) -> str:

@@ -141,8 +141,6 @@ def looks_like_container(data: bytes) -> bool:
 
 
 def load_container(data: bytes) -> SealedDocument:
-    """Decode the container strictly (DER, no trailing bytes) and force-parse every nested field, so a structural
-    fault surfaces here as ValueError rather than later in the middle of a check."""
-    container = SealedDocument.load(bytes(data), strict=True)
-    container.native  # noqa: B018 - parses all nested values now
-    return container
+    """Decode the container strictly (DER, no trailing bytes). Nested fields are parsed when first read, so a
+    fault deeper down raises ValueError/TypeError there (the verifier turns either into bad_seal_structure)."""
+    return SealedDocument.load(bytes(data), strict=True)

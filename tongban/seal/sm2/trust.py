@@ -18,6 +18,7 @@ files under their own keys beside the RSA/ECDSA ones::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,14 +74,22 @@ def is_sm2_file(path: str | Path) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=4096)
+def verified_once(public_key: bytes, data: bytes, signature: bytes) -> bool:
+    """`sm2.verify`, remembered for the exact bytes: a certificate or a seal is checked once per process, not once
+    per document (the answer is a pure function of the three values; validity and CRLs are still checked each
+    time by the caller)."""
+    try:
+        return sm2.verify(public_key, data, signature)
+    except sm2.SM2Error:
+        return False
+
+
 def signed_by(cert_or_crl, issuer_key: bytes, tbs_field: str, signature_field: str) -> bool:
     """True when `cert_or_crl` (a certificate or CRL) is SM2-with-SM3 signed by `issuer_key`."""
     if cert_or_crl["signature_algorithm"]["algorithm"].dotted != sm2.SM2_SM3_OID:
         return False
-    try:
-        return sm2.verify(issuer_key, cert_or_crl[tbs_field].dump(), cert_or_crl[signature_field].native)
-    except sm2.SM2Error:
-        return False
+    return verified_once(issuer_key, cert_or_crl[tbs_field].dump(), bytes(cert_or_crl[signature_field].native))
 
 
 def _bits(cert: x509.Certificate) -> set:
@@ -148,9 +157,11 @@ class SM2TrustStore:
             raise CertificateProblem("key_usage", f"certificate {describe(leaf)} may not sign (KeyUsage lacks "
                                                   "digitalSignature)")
         leaf_signature_ok = False
-        for ca in self.ca_certificates:
-            if ca.subject != leaf.issuer:
-                continue
+        issuer = leaf.issuer.dump()
+        # Exact DER match first (what CAs emit); RFC 5280 name comparison only when no CA matches byte for byte.
+        candidates = [ca for ca in self.ca_certificates if ca.subject.dump() == issuer] or \
+                     [ca for ca in self.ca_certificates if ca.subject == leaf.issuer]
+        for ca in candidates:
             if not signed_by(leaf, _key(ca), "tbs_certificate", "signature_value"):
                 continue
             leaf_signature_ok = True
@@ -158,7 +169,7 @@ class SM2TrustStore:
             if constraints is None or not constraints["ca"].native or "key_cert_sign" not in _bits(ca):
                 continue
             _check_time(ca, now)
-            if leaf.serial_number in self.revoked.get(leaf.issuer.dump(), frozenset()):
+            if leaf.serial_number in self.revoked.get(ca.subject.dump(), frozenset()):
                 raise CertificateProblem("revoked", f"certificate {describe(leaf)} is revoked by its CA's CRL")
             return ca
         why = "no trusted SM2 CA may issue it" if leaf_signature_ok else "no trusted SM2 CA signed it"

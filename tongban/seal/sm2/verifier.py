@@ -19,6 +19,7 @@ Checks run in that order: the structure, then the signatures (integrity), then t
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 
 from asn1crypto import x509
@@ -28,7 +29,7 @@ from tongban.seal.verifier import SealResult
 from tongban.seal.xmlsafe import MAX_DOCUMENT_BYTES, UnsafeXMLError, parse_untrusted
 
 from . import primitives as sm2
-from .structures import CERT_LIST_TYPE_CERTS, CONTAINER_FORMAT, SES_HEADER_ID, SES_VERSION, load_container
+from .structures import CERT_LIST_TYPE_CERTS, SESSeal, CONTAINER_FORMAT, SES_HEADER_ID, SES_VERSION, load_container
 from .trust import SM2TrustStore, describe, subject_of
 
 NO_SM2_TRUST = ("the trust store lists no SM2 CA (add sm2_ca / sm2_crl to trust.yaml, e.g. with "
@@ -46,11 +47,17 @@ def _structure(ok: bool, message: str) -> None:
         raise _Rejected("bad_seal_structure", message)
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed_certificate(der: bytes) -> tuple[x509.Certificate, bytes]:
+    """Parse a certificate once per process (seal certificates recur on every document they seal)."""
+    cert = x509.Certificate.load(der, strict=True)
+    cert.native  # noqa: B018 - parse every field now, so a fault is a structure error here, not later
+    return cert, sm2.public_key_from_info(cert["tbs_certificate"]["subject_public_key_info"])
+
+
 def _certificate(der: bytes, role: str) -> tuple[x509.Certificate, bytes]:
     try:
-        cert = x509.Certificate.load(bytes(der), strict=True)
-        cert.native  # noqa: B018 - parse every field now
-        return cert, sm2.public_key_from_info(cert["tbs_certificate"]["subject_public_key_info"])
+        return _parsed_certificate(bytes(der))
     except (ValueError, TypeError) as exc:
         raise _Rejected("bad_seal_structure", f"the {role} certificate is not an SM2 X.509 certificate: {exc}") \
             from None
@@ -58,11 +65,22 @@ def _certificate(der: bytes, role: str) -> tuple[x509.Certificate, bytes]:
 
 def _verify_signature(public_key: bytes, data: bytes, signature: bytes, what: str) -> None:
     try:
+        sm2.der_to_raw(signature)  # a signature that is not DER {r, s} is a structural fault, not a mismatch
         good = sm2.verify(public_key, data, signature)
     except sm2.SM2Error as exc:
         raise _Rejected("bad_seal_structure", f"{what}: {exc}") from None
     if not good:
         raise _Rejected("digest_mismatch", f"{what} does not verify: the seal or the signed data was changed")
+
+
+@functools.lru_cache(maxsize=1024)
+def _seal_signature_ok(maker_key: bytes, seal_der: bytes) -> bool:
+    """Whether this exact seal (DER) verifies under this maker key, remembered (a pure function of the bytes)."""
+    seal = SESSeal.load(seal_der)
+    try:
+        return sm2.verify(maker_key, seal.signed_part(), bytes(seal["signedValue"].native))
+    except sm2.SM2Error:
+        return False
 
 
 def sm2_trust_of(trust: TrustStore | SM2TrustStore | None) -> SM2TrustStore | None:
@@ -131,7 +149,10 @@ def _check(document: bytes, signature, trust: SM2TrustStore | None, now: dt.date
         raise _Rejected("digest_mismatch", "the document's SM3 digest differs from the seal's dataHash: the "
                                            "document was changed after sealing")
     _verify_signature(signer_key, to_sign.dump(), signature["signature"].native, "the signer's SM2 signature")
-    _verify_signature(maker_key, seal.signed_part(), seal["signedValue"].native, "the seal maker's SM2 signature")
+    # A seal is made once and used on many documents: its maker's signature is checked once per process.
+    if not _seal_signature_ok(maker_key, seal.dump()):
+        _verify_signature(maker_key, seal.signed_part(), bytes(seal["signedValue"].native),
+                          "the seal maker's SM2 signature")  # raises with the reason
     listed = [bytes(cert.native) for cert in prop["certList"]]
     _structure(signer.dump() in listed, f"the signer's certificate {describe(signer)} is not one the seal "
                                         f"{prop['name'].native!r} was made for")
