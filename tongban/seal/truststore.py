@@ -82,7 +82,9 @@ class TrustStore:
     store: verification.Store
     # issuer name (DER) -> revoked serial numbers
     revoked: dict[bytes, frozenset[int]]
-    sm2: object = None  # tongban.seal.sm2.trust.SM2TrustStore when trust.yaml lists sm2_ca (GB/T 38540 seals)
+    # tongban.seal.sm2.trust.SM2TrustStore when trust.yaml lists sm2_ca (GB/T 38540 seals); the TrustConfigError
+    # when those files are unusable (reported when an SM2 seal is checked)
+    sm2: object = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -128,8 +130,13 @@ class TrustStore:
         if entry.get("sm2_ca"):
             from .sm2.trust import SM2TrustStore
 
-            sm2 = SM2TrustStore.from_files([base / p for p in entry["sm2_ca"]],
-                                           [base / p for p in entry.get("sm2_crl") or []])
+            try:
+                sm2 = SM2TrustStore.from_files([base / p for p in entry["sm2_ca"]],
+                                               [base / p for p in entry.get("sm2_crl") or []])
+            except TrustConfigError as exc:
+                # XAdES-only sandboxes (no `certs init --sm2` yet) keep working; an SM2 seal is then refused as
+                # untrusted_issuer with this message.
+                sm2 = TrustConfigError(f"{config_path}: party {party!r}: {exc}")
             store = dataclasses.replace(store, sm2=sm2)
         return store
 

@@ -83,7 +83,8 @@ def _seal_signature_ok(maker_key: bytes, seal_der: bytes) -> bool:
         return False
 
 
-def sm2_trust_of(trust: TrustStore | SM2TrustStore | None) -> SM2TrustStore | None:
+def sm2_trust_of(trust):
+    """The SM2 part of a trust store (None, or the TrustConfigError saying why it is unusable)."""
     if isinstance(trust, SM2TrustStore):
         return trust
     return getattr(trust, "sm2", None)
@@ -127,7 +128,7 @@ def verify_sm2_sealed(data: bytes, trust: TrustStore | SM2TrustStore | None, *, 
                       element=element, signed_data=document, kind="sm2")
 
 
-def _check(document: bytes, signature, trust: SM2TrustStore | None, now: dt.datetime):
+def _check(document: bytes, signature, trust, now: dt.datetime):
     to_sign = signature["toSign"]
     seal = to_sign["eseal"]
     info = seal["eSealInfo"]
@@ -160,6 +161,8 @@ def _check(document: bytes, signature, trust: SM2TrustStore | None, now: dt.date
     # Trust: both certificates chain to a trusted SM2 CA, are valid now and not revoked.
     if trust is None:
         raise _Rejected("untrusted_issuer", NO_SM2_TRUST)
+    if isinstance(trust, Exception):
+        raise _Rejected("untrusted_issuer", f"the SM2 trust store is unusable: {trust}")
     trust.validate(signer, now=now)
     if maker.dump() != signer.dump():
         trust.validate(maker, now=now)
