@@ -201,3 +201,16 @@ def test_certs_init_sm2_adds_the_sm2_pki_beside_an_existing_one(tmp_path):
     assert "sm2_ca: [sm2-root-ca.pem]" in (directory / "trust.yaml").read_text()
     again = runner.invoke(app, ["certs", "init", "--dir", str(directory), "--sm2"])
     assert again.exit_code != 0 and "--force" in again.output
+
+
+def test_no_single_byte_change_anywhere_in_an_sm2_seal_passes_or_crashes(certs, trust):
+    sealed = SM2Signer(certs / "sm2-seal-scjgj.pem", certs / "sm2-seal-scjgj.key.pem").sign(LICENCE)
+    reasons = set()
+    for position in range(len(sealed)):
+        changed = bytearray(sealed)
+        changed[position] ^= 0x01
+        result = verify_sealed(bytes(changed), trust)  # never raises
+        assert not result.ok, f"byte {position} changed and the seal still verified"
+        reasons.add(result.reason)
+    assert reasons <= {"bad_seal_structure", "digest_mismatch", "untrusted_issuer", "malformed", "missing",
+                       "expired", "not_yet_valid", "key_usage"}, reasons

@@ -102,3 +102,23 @@ def test_openssl_reads_the_sm2_key_and_verifies_the_seal_certificate_chain(pki):
     bad = subprocess.run(["openssl", "verify", "-vfyopt", "distid:1234567812345678", "-CAfile",
                           str(pki / "sm2-root-ca.pem"), str(pki / "sm2-untrusted-signer.pem")], capture_output=True)
     assert bad.returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_openssl_verifies_the_sm2_signature_of_a_tongban_seal(pki, tmp_path):
+    from tongban.seal.sm2.signer import SM2Signer
+    from tongban.seal.sm2.structures import SealedDocument
+
+    container = SealedDocument.load(
+        SM2Signer(pki / "sm2-seal-scjgj.pem", pki / "sm2-seal-scjgj.key.pem").sign(b"<Licence>1</Licence>"))
+    (tmp_path / "tbs.der").write_bytes(container["signature"]["toSign"].dump())
+    (tmp_path / "sig.der").write_bytes(container["signature"]["signature"].native)
+    public = subprocess.run(["openssl", "x509", "-in", str(pki / "sm2-seal-scjgj.pem"), "-pubkey", "-noout"],
+                            capture_output=True, check=True).stdout
+    (tmp_path / "pub.pem").write_bytes(public)
+    command = ["openssl", "dgst", "-sm3", "-verify", str(tmp_path / "pub.pem"), "-sigopt",
+               "distid:1234567812345678", "-signature", str(tmp_path / "sig.der"), str(tmp_path / "tbs.der")]
+    good = subprocess.run(command, capture_output=True, text=True)
+    assert good.returncode == 0 and "Verified OK" in good.stdout, good.stdout + good.stderr
+    (tmp_path / "tbs.der").write_bytes(container["signature"]["toSign"].dump() + b"\x00")
+    assert subprocess.run(command, capture_output=True).returncode != 0

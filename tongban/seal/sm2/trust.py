@@ -38,7 +38,10 @@ _lock = threading.Lock()
 
 def subject_of(cert: x509.Certificate) -> str:
     """The subject as RFC 4514 text, exactly as the XAdES side names signers (CN=…,O=…,C=CN)."""
-    return load_der_x509_certificate(cert.dump()).subject.rfc4514_string()  # parses names; SM2 keys not needed
+    try:
+        return load_der_x509_certificate(cert.dump()).subject.rfc4514_string()  # names only; SM2 keys not needed
+    except Exception:  # noqa: BLE001 - a certificate cryptography refuses (bad version …) is still named
+        return cert.subject.human_friendly
 
 
 def describe(cert: x509.Certificate) -> str:
@@ -89,7 +92,10 @@ def signed_by(cert_or_crl, issuer_key: bytes, tbs_field: str, signature_field: s
     """True when `cert_or_crl` (a certificate or CRL) is SM2-with-SM3 signed by `issuer_key`."""
     if cert_or_crl["signature_algorithm"]["algorithm"].dotted != sm2.SM2_SM3_OID:
         return False
-    return verified_once(issuer_key, cert_or_crl[tbs_field].dump(), bytes(cert_or_crl[signature_field].native))
+    value = cert_or_crl[signature_field].contents or b""
+    if not value or value[0] != 0:  # a signature BIT STRING holds whole octets
+        return False
+    return verified_once(issuer_key, cert_or_crl[tbs_field].dump(), value[1:])
 
 
 def _bits(cert: x509.Certificate) -> set:
@@ -178,7 +184,10 @@ class SM2TrustStore:
 
 
 def _issuer_of(cert: x509.Certificate) -> str:
-    return load_der_x509_certificate(cert.dump()).issuer.rfc4514_string()
+    try:
+        return load_der_x509_certificate(cert.dump()).issuer.rfc4514_string()
+    except Exception:  # noqa: BLE001 - see subject_of
+        return cert.issuer.human_friendly
 
 
 def _key(cert: x509.Certificate) -> bytes:

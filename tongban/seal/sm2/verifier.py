@@ -63,6 +63,14 @@ def _certificate(der: bytes, role: str) -> tuple[x509.Certificate, bytes]:
             from None
 
 
+def _octets(bit_string, what: str) -> bytes:
+    """The bytes of a BIT STRING that must hold whole octets (a signature, a digest): unused bits must be 0."""
+    contents = bit_string.contents or b""
+    if not contents or contents[0] != 0:
+        raise _Rejected("bad_seal_structure", f"{what} is not a whole-octet BIT STRING")
+    return contents[1:]
+
+
 def _verify_signature(public_key: bytes, data: bytes, signature: bytes, what: str) -> None:
     try:
         sm2.der_to_raw(signature)  # a signature that is not DER {r, s} is a structural fault, not a mismatch
@@ -78,7 +86,7 @@ def _seal_signature_ok(maker_key: bytes, seal_der: bytes) -> bool:
     """Whether this exact seal (DER) verifies under this maker key, remembered (a pure function of the bytes)."""
     seal = SESSeal.load(seal_der)
     try:
-        return sm2.verify(maker_key, seal.signed_part(), bytes(seal["signedValue"].native))
+        return sm2.verify(maker_key, seal.signed_part(), seal["signedValue"].contents[1:])  # octets checked by caller
     except sm2.SM2Error:
         return False
 
@@ -110,9 +118,13 @@ def verify_sm2_sealed(data: bytes, trust: TrustStore | SM2TrustStore | None, *, 
                    f"container format is {container['format'].native!r}, not {CONTAINER_FORMAT!r}")
         document = container["document"].native
         signature = container["signature"]
-        if not signature or not signature["signature"].native:
+        if not signature or not signature["signature"].contents[1:]:
             raise _Rejected("missing", "the container carries no SES_Signature")
         result = _check(document, signature, sm2_trust_of(trust), now)
+        media_type, signed_type = container["mediaType"].native, signature["toSign"]["propertyInfo"].native
+        if media_type != signed_type:  # the container's copy is unsigned; only the signed one counts
+            raise _Rejected("digest_mismatch", f"the container says {media_type!r} but the signature was made over "
+                                               f"{signed_type!r} (propertyInfo)")
         element = parse_untrusted(document, max_bytes=max_bytes)
     except UnsafeXMLError as exc:
         return _refused("malformed", f"the signed document: {exc}", document_digest)
@@ -146,17 +158,20 @@ def _check(document: bytes, signature, trust, now: dt.datetime):
     maker, maker_key = _certificate(seal["cert"].native, "seal maker's")
 
     # Integrity: the document against dataHash, the signer's signature over TBS_Sign, the maker's over the seal.
-    if bytes(to_sign["dataHash"].native) != sm2.sm3(document):
+    if _octets(to_sign["dataHash"], "dataHash") != sm2.sm3(document):
         raise _Rejected("digest_mismatch", "the document's SM3 digest differs from the seal's dataHash: the "
                                            "document was changed after sealing")
-    _verify_signature(signer_key, to_sign.dump(), signature["signature"].native, "the signer's SM2 signature")
+    _verify_signature(signer_key, to_sign.dump(), _octets(signature["signature"], "the signature"),
+                      "the signer's SM2 signature")
     # A seal is made once and used on many documents: its maker's signature is checked once per process.
+    signed_value = _octets(seal["signedValue"], "the seal's signedValue")
     if not _seal_signature_ok(maker_key, seal.dump()):
-        _verify_signature(maker_key, seal.signed_part(), bytes(seal["signedValue"].native),
+        _verify_signature(maker_key, seal.signed_part(), signed_value,
                           "the seal maker's SM2 signature")  # raises with the reason
     listed = [bytes(cert.native) for cert in prop["certList"]]
-    _structure(signer.dump() in listed, f"the signer's certificate {describe(signer)} is not one the seal "
-                                        f"{prop['name'].native!r} was made for")
+    if signer.dump() not in listed:
+        raise _Rejected("bad_seal_structure", f"the signer's certificate {describe(signer)} is not one the seal "
+                                              f"{prop['name'].native!r} was made for")
 
     # Trust: both certificates chain to a trusted SM2 CA, are valid now and not revoked.
     if trust is None:
