@@ -214,3 +214,25 @@ def test_no_single_byte_change_anywhere_in_an_sm2_seal_passes_or_crashes(certs, 
         reasons.add(result.reason)
     assert reasons <= {"bad_seal_structure", "digest_mismatch", "untrusted_issuer", "malformed", "missing",
                        "expired", "not_yet_valid", "key_usage"}, reasons
+
+
+def test_cli_signs_with_a_seal_a_maker_issued_and_refuses_unsafe_xml(certs, tmp_path, trust):
+    from tongban.seal.sm2.signer import make_seal
+
+    maker_cert = load_certificate(certs / "sm2-seal-gaj.pem")  # 制章人: another trusted SM2 certificate
+    maker_key = sm2.load_private_key_pem((certs / "sm2-seal-gaj.key.pem").read_bytes())
+    seal = make_seal(maker_cert, maker_key, [load_certificate(certs / "sm2-seal-scjgj.pem")],
+                     name="重庆市市场监督管理局", es_id="5000000000001")
+    (tmp_path / "seal.der").write_bytes(seal.dump())
+    source, out = tmp_path / "licence.xml", tmp_path / "out.der"
+    source.write_bytes(LICENCE)
+    args = ["seal", "sign", str(source), "--alg", "sm2", "--cert", str(certs / "sm2-seal-scjgj.pem"), "--key",
+            str(certs / "sm2-seal-scjgj.key.pem"), "--seal", str(tmp_path / "seal.der"), "-o", str(out)]
+    assert _cli(*args, certs=certs).exit_code == 0
+    result = verify_sealed(out.read_bytes(), trust)
+    assert result.ok, result.message
+    assert SealedDocument.load(out.read_bytes())["signature"]["toSign"]["eseal"].dump() == seal.dump()
+
+    source.write_bytes(b'<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>')
+    refused = _cli(*args, certs=certs)
+    assert refused.exit_code == 1 and "cannot seal" in refused.output

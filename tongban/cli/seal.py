@@ -148,7 +148,8 @@ def _trust_store(trust_config: Path | None, party: str = "default"):
 
 @app.command()
 def send(
-    files: list[Path] = typer.Argument(..., metavar="FILE...", help="Sealed XML documents to send to 渝快办."),
+    files: list[Path] = typer.Argument(..., metavar="FILE...", help="Sealed documents (XAdES XML or SM2 files) to "
+                                                                  "send to 渝快办."),
     system: str = typer.Option("sealed-documents", "--system", help="The sending system's name (ledger, quarantine)."),
     trust_config: Path = typer.Option(None, "--trust-config", help="trust.yaml (default: $TONGBAN_CERTS/trust.yaml "
                                                                    "or certs/trust.yaml)."),
