@@ -38,10 +38,18 @@ _lock = threading.Lock()
 
 def subject_of(cert: x509.Certificate) -> str:
     """The subject as RFC 4514 text, exactly as the XAdES side names signers (CN=…,O=…,C=CN)."""
+    return _names(cert.dump())[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(der: bytes) -> tuple[str, str]:
+    """(subject, issuer) as RFC 4514 text; asn1crypto's wording for a certificate cryptography refuses."""
     try:
-        return load_der_x509_certificate(cert.dump()).subject.rfc4514_string()  # names only; SM2 keys not needed
-    except Exception:  # noqa: BLE001 - a certificate cryptography refuses (bad version …) is still named
-        return cert.subject.human_friendly
+        parsed = load_der_x509_certificate(der)  # names only; SM2 keys are not needed
+        return parsed.subject.rfc4514_string(), parsed.issuer.rfc4514_string()
+    except Exception:  # noqa: BLE001 - a bad version or the like must still be named, not crash
+        cert = x509.Certificate.load(der)
+        return cert.subject.human_friendly, cert.issuer.human_friendly
 
 
 def describe(cert: x509.Certificate) -> str:
@@ -98,8 +106,14 @@ def signed_by(cert_or_crl, issuer_key: bytes, tbs_field: str, signature_field: s
     return verified_once(issuer_key, cert_or_crl[tbs_field].dump(), value[1:])
 
 
-def _bits(cert: x509.Certificate) -> set:
-    return set(cert.key_usage_value.native) if cert.key_usage_value is not None else set()
+def _bits(cert: x509.Certificate) -> frozenset:
+    return _key_usage(cert.dump())
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_usage(der: bytes) -> frozenset:
+    usage = x509.Certificate.load(der).key_usage_value
+    return frozenset(usage.native) if usage is not None else frozenset()
 
 
 @dataclass(frozen=True)
@@ -184,19 +198,21 @@ class SM2TrustStore:
 
 
 def _issuer_of(cert: x509.Certificate) -> str:
-    try:
-        return load_der_x509_certificate(cert.dump()).issuer.rfc4514_string()
-    except Exception:  # noqa: BLE001 - see subject_of
-        return cert.issuer.human_friendly
+    return _names(cert.dump())[1]
 
 
 def _key(cert: x509.Certificate) -> bytes:
     return sm2.public_key_from_info(cert["tbs_certificate"]["subject_public_key_info"])
 
 
+@functools.lru_cache(maxsize=1024)
+def _validity(der: bytes) -> tuple[dt.datetime, dt.datetime]:
+    validity = x509.Certificate.load(der)["tbs_certificate"]["validity"]
+    return validity["not_before"].native, validity["not_after"].native
+
+
 def _check_time(cert: x509.Certificate, now: dt.datetime) -> None:
-    validity = cert["tbs_certificate"]["validity"]
-    not_before, not_after = validity["not_before"].native, validity["not_after"].native
+    not_before, not_after = _validity(cert.dump())
     if now > not_after:
         raise CertificateProblem("expired", f"certificate {describe(cert)} expired on {not_after.isoformat()}")
     if now < not_before:

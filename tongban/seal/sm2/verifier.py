@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+from dataclasses import dataclass
 
 from asn1crypto import x509
 
@@ -40,11 +41,6 @@ class _Rejected(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason, self.message = reason, message
-
-
-def _structure(ok: bool, message: str) -> None:
-    if not ok:
-        raise _Rejected("bad_seal_structure", message)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -81,16 +77,6 @@ def _verify_signature(public_key: bytes, data: bytes, signature: bytes, what: st
         raise _Rejected("digest_mismatch", f"{what} does not verify: the seal or the signed data was changed")
 
 
-@functools.lru_cache(maxsize=1024)
-def _seal_signature_ok(maker_key: bytes, seal_der: bytes) -> bool:
-    """Whether this exact seal (DER) verifies under this maker key, remembered (a pure function of the bytes)."""
-    seal = SESSeal.load(seal_der)
-    try:
-        return sm2.verify(maker_key, seal.signed_part(), seal["signedValue"].contents[1:])  # octets checked by caller
-    except sm2.SM2Error:
-        return False
-
-
 def sm2_trust_of(trust):
     """The SM2 part of a trust store (None, or the TrustConfigError saying why it is unusable)."""
     if isinstance(trust, SM2TrustStore):
@@ -114,8 +100,9 @@ def verify_sm2_sealed(data: bytes, trust: TrustStore | SM2TrustStore | None, *, 
             container = load_container(data)
         except (ValueError, TypeError) as exc:
             raise _Rejected("bad_seal_structure", f"not a DER {CONTAINER_FORMAT} container: {exc}") from None
-        _structure(container["format"].native == CONTAINER_FORMAT,
-                   f"container format is {container['format'].native!r}, not {CONTAINER_FORMAT!r}")
+        if container["format"].native != CONTAINER_FORMAT:
+            raise _Rejected("bad_seal_structure", f"container format is {container['format'].native!r}, not "
+                                                  f"{CONTAINER_FORMAT!r}")
         document = container["document"].native
         signature = container["signature"]
         if not signature or not signature["signature"].contents[1:]:
@@ -140,22 +127,47 @@ def verify_sm2_sealed(data: bytes, trust: TrustStore | SM2TrustStore | None, *, 
                       element=element, signed_data=document, kind="sm2")
 
 
-def _check(document: bytes, signature, trust, now: dt.datetime):
-    to_sign = signature["toSign"]
-    seal = to_sign["eseal"]
+@dataclass(frozen=True)
+class _SealFacts:
+    """What a seal says, read once per exact seal bytes (a seal is made once and used on many documents)."""
+    name: str
+    maker: x509.Certificate
+    maker_key: bytes
+    listed: frozenset[bytes]          # DER of the certificates the seal was made for
+    valid_start: dt.datetime
+    valid_end: dt.datetime
+
+
+@functools.lru_cache(maxsize=1024)
+def _seal_facts(seal_der: bytes) -> _SealFacts:
+    """Check the SES_Seal's structure and its maker's signature; raises _Rejected (not cached) when either fails."""
+    seal = SESSeal.load(seal_der)
     info = seal["eSealInfo"]
     header, prop = info["header"], info["property"]
-    _structure(to_sign["version"].native == SES_VERSION, f"TBS_Sign version is {to_sign['version'].native}, "
-                                                         f"not {SES_VERSION}")
-    _structure(header["ID"].native == SES_HEADER_ID and header["version"].native == SES_VERSION,
-               f"SES_Header is {header['ID'].native!r} version {header['version'].native}, not 'ES' version 4")
-    for where, oid in (("SES_Signature signatureAlgID", signature["signatureAlgID"]),
-                       ("SES_Seal signAlgID", seal["signAlgID"])):
-        _structure(oid.dotted == sm2.SM2_SM3_OID, f"{where} is {oid.dotted}, not SM2-with-SM3 {sm2.SM2_SM3_OID}")
-    _structure(prop["certListType"].native == CERT_LIST_TYPE_CERTS,
-               f"seal certListType {prop['certListType'].native} is not 1 (certificates)")
-    signer, signer_key = _certificate(signature["cert"].native, "signer's")
+    if header["ID"].native != SES_HEADER_ID or header["version"].native != SES_VERSION:
+        raise _Rejected("bad_seal_structure", f"SES_Header is {header['ID'].native!r} version "
+                                              f"{header['version'].native}, not 'ES' version 4")
+    if seal["signAlgID"].dotted != sm2.SM2_SM3_OID:
+        raise _Rejected("bad_seal_structure", f"SES_Seal signAlgID is {seal['signAlgID'].dotted}, not SM2-with-SM3 "
+                                              f"{sm2.SM2_SM3_OID}")
+    if prop["certListType"].native != CERT_LIST_TYPE_CERTS:
+        raise _Rejected("bad_seal_structure", f"seal certListType {prop['certListType'].native} is not 1 "
+                                              "(certificates)")
     maker, maker_key = _certificate(seal["cert"].native, "seal maker's")
+    _verify_signature(maker_key, seal.signed_part(), _octets(seal["signedValue"], "the seal's signedValue"),
+                      "the seal maker's SM2 signature")
+    return _SealFacts(prop["name"].native, maker, maker_key, frozenset(bytes(c.native) for c in prop["certList"]),
+                      prop["validStart"].native, prop["validEnd"].native)
+
+
+def _check(document: bytes, signature, trust, now: dt.datetime):
+    to_sign = signature["toSign"]
+    if to_sign["version"].native != SES_VERSION:
+        raise _Rejected("bad_seal_structure", f"TBS_Sign version is {to_sign['version'].native}, not {SES_VERSION}")
+    if signature["signatureAlgID"].dotted != sm2.SM2_SM3_OID:
+        raise _Rejected("bad_seal_structure", f"SES_Signature signatureAlgID is {signature['signatureAlgID'].dotted}, "
+                                              f"not SM2-with-SM3 {sm2.SM2_SM3_OID}")
+    signer, signer_key = _certificate(signature["cert"].native, "signer's")
 
     # Integrity: the document against dataHash, the signer's signature over TBS_Sign, the maker's over the seal.
     if _octets(to_sign["dataHash"], "dataHash") != sm2.sm3(document):
@@ -163,15 +175,10 @@ def _check(document: bytes, signature, trust, now: dt.datetime):
                                            "document was changed after sealing")
     _verify_signature(signer_key, to_sign.dump(), _octets(signature["signature"], "the signature"),
                       "the signer's SM2 signature")
-    # A seal is made once and used on many documents: its maker's signature is checked once per process.
-    signed_value = _octets(seal["signedValue"], "the seal's signedValue")
-    if not _seal_signature_ok(maker_key, seal.dump()):
-        _verify_signature(maker_key, seal.signed_part(), signed_value,
-                          "the seal maker's SM2 signature")  # raises with the reason
-    listed = [bytes(cert.native) for cert in prop["certList"]]
-    if signer.dump() not in listed:
+    seal = _seal_facts(to_sign["eseal"].dump())
+    if signer.dump() not in seal.listed:
         raise _Rejected("bad_seal_structure", f"the signer's certificate {describe(signer)} is not one the seal "
-                                              f"{prop['name'].native!r} was made for")
+                                              f"{seal.name!r} was made for")
 
     # Trust: both certificates chain to a trusted SM2 CA, are valid now and not revoked.
     if trust is None:
@@ -179,13 +186,12 @@ def _check(document: bytes, signature, trust, now: dt.datetime):
     if isinstance(trust, Exception):
         raise _Rejected("untrusted_issuer", f"the SM2 trust store is unusable: {trust}")
     trust.validate(signer, now=now)
-    if maker.dump() != signer.dump():
-        trust.validate(maker, now=now)
+    if seal.maker.dump() != signer.dump():
+        trust.validate(seal.maker, now=now)
 
     # The seal's own validity period.
-    start, end = prop["validStart"].native, prop["validEnd"].native
-    if now < start:
-        raise _Rejected("not_yet_valid", f"the seal {prop['name'].native!r} is not valid before {start.isoformat()}")
-    if now > end:
-        raise _Rejected("expired", f"the seal {prop['name'].native!r} expired on {end.isoformat()}")
+    if now < seal.valid_start:
+        raise _Rejected("not_yet_valid", f"the seal {seal.name!r} is not valid before {seal.valid_start.isoformat()}")
+    if now > seal.valid_end:
+        raise _Rejected("expired", f"the seal {seal.name!r} expired on {seal.valid_end.isoformat()}")
     return signer, to_sign["timeInfo"].native
