@@ -170,23 +170,35 @@ class SM2TrustStore:
                     entry["user_certificate"].native for entry in listed["tbs_cert_list"]["revoked_certificates"])
         return cls(tuple(cas), {issuer: frozenset(serials) for issuer, serials in revoked.items()})
 
-    def validate(self, leaf: x509.Certificate, *, now: dt.datetime) -> x509.Certificate:
-        """Return the trusted CA that issued `leaf`, or raise CertificateProblem with the reason code."""
-        _check_time(leaf, now)
-        if "digital_signature" not in _bits(leaf):
+    @functools.cached_property
+    def _anchors(self) -> dict[bytes, list[tuple[x509.Certificate, bytes, bool]]]:
+        """subject DER -> [(CA certificate, its SM2 key, may it issue: CA:true and keyCertSign)]."""
+        anchors: dict[bytes, list] = {}
+        for ca in self.ca_certificates:
+            constraints = ca.basic_constraints_value
+            may_issue = bool(constraints is not None and constraints["ca"].native and "key_cert_sign" in _bits(ca))
+            anchors.setdefault(ca.subject.dump(), []).append((ca, _key(ca), may_issue))
+        return anchors
+
+    def validate(self, leaf: x509.Certificate, *, now: dt.datetime, der: bytes | None = None) -> x509.Certificate:
+        """Return the trusted CA that issued `leaf` (DER `der`, when the caller has it), or raise CertificateProblem
+        with the reason code."""
+        der = der if der is not None else leaf.dump()
+        _check_time(leaf, now, der)
+        if "digital_signature" not in _key_usage(der):
             raise CertificateProblem("key_usage", f"certificate {describe(leaf)} may not sign (KeyUsage lacks "
                                                   "digitalSignature)")
-        leaf_signature_ok = False
-        issuer = leaf.issuer.dump()
+        issuer, tbs, algorithm, signature = _signed_parts(der)
         # Exact DER match first (what CAs emit); RFC 5280 name comparison only when no CA matches byte for byte.
-        candidates = [ca for ca in self.ca_certificates if ca.subject.dump() == issuer] or \
-                     [ca for ca in self.ca_certificates if ca.subject == leaf.issuer]
-        for ca in candidates:
-            if not signed_by(leaf, _key(ca), "tbs_certificate", "signature_value"):
+        candidates = self._anchors.get(issuer) or [
+            entry for entry in (e for entries in self._anchors.values() for e in entries)
+            if entry[0].subject == leaf.issuer]
+        leaf_signature_ok = False
+        for ca, key, may_issue in candidates:
+            if algorithm != sm2.SM2_SM3_OID or signature is None or not verified_once(key, tbs, signature):
                 continue
             leaf_signature_ok = True
-            constraints = ca.basic_constraints_value
-            if constraints is None or not constraints["ca"].native or "key_cert_sign" not in _bits(ca):
+            if not may_issue:
                 continue
             _check_time(ca, now)
             if leaf.serial_number in self.revoked.get(ca.subject.dump(), frozenset()):
@@ -195,6 +207,16 @@ class SM2TrustStore:
         why = "no trusted SM2 CA may issue it" if leaf_signature_ok else "no trusted SM2 CA signed it"
         raise CertificateProblem("untrusted_issuer", f"certificate {describe(leaf)} issued by "
                                                      f"{_issuer_of(leaf)}: {why}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _signed_parts(der: bytes) -> tuple[bytes, bytes, str, bytes | None]:
+    """(issuer DER, TBS DER, signature algorithm OID, signature octets or None when not whole octets)."""
+    cert = x509.Certificate.load(der)
+    value = cert["signature_value"].contents or b""
+    octets = value[1:] if value and value[0] == 0 else None
+    return (cert["tbs_certificate"]["issuer"].dump(), cert["tbs_certificate"].dump(),
+            cert["signature_algorithm"]["algorithm"].dotted, octets)
 
 
 def _issuer_of(cert: x509.Certificate) -> str:
@@ -211,8 +233,8 @@ def _validity(der: bytes) -> tuple[dt.datetime, dt.datetime]:
     return validity["not_before"].native, validity["not_after"].native
 
 
-def _check_time(cert: x509.Certificate, now: dt.datetime) -> None:
-    not_before, not_after = _validity(cert.dump())
+def _check_time(cert: x509.Certificate, now: dt.datetime, der: bytes | None = None) -> None:
+    not_before, not_after = _validity(der if der is not None else cert.dump())
     if now > not_after:
         raise CertificateProblem("expired", f"certificate {describe(cert)} expired on {not_after.isoformat()}")
     if now < not_before:

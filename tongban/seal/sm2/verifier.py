@@ -132,6 +132,7 @@ class _SealFacts:
     """What a seal says, read once per exact seal bytes (a seal is made once and used on many documents)."""
     name: str
     maker: x509.Certificate
+    maker_der: bytes
     maker_key: bytes
     listed: frozenset[bytes]          # DER of the certificates the seal was made for
     valid_start: dt.datetime
@@ -153,10 +154,11 @@ def _seal_facts(seal_der: bytes) -> _SealFacts:
     if prop["certListType"].native != CERT_LIST_TYPE_CERTS:
         raise _Rejected("bad_seal_structure", f"seal certListType {prop['certListType'].native} is not 1 "
                                               "(certificates)")
-    maker, maker_key = _certificate(seal["cert"].native, "seal maker's")
+    maker_der = bytes(seal["cert"].native)
+    maker, maker_key = _certificate(maker_der, "seal maker's")
     _verify_signature(maker_key, seal.signed_part(), _octets(seal["signedValue"], "the seal's signedValue"),
                       "the seal maker's SM2 signature")
-    return _SealFacts(prop["name"].native, maker, maker_key, frozenset(bytes(c.native) for c in prop["certList"]),
+    return _SealFacts(prop["name"].native, maker, maker_der, maker_key, frozenset(bytes(c.native) for c in prop["certList"]),
                       prop["validStart"].native, prop["validEnd"].native)
 
 
@@ -167,7 +169,8 @@ def _check(document: bytes, signature, trust, now: dt.datetime):
     if signature["signatureAlgID"].dotted != sm2.SM2_SM3_OID:
         raise _Rejected("bad_seal_structure", f"SES_Signature signatureAlgID is {signature['signatureAlgID'].dotted}, "
                                               f"not SM2-with-SM3 {sm2.SM2_SM3_OID}")
-    signer, signer_key = _certificate(signature["cert"].native, "signer's")
+    signer_der = bytes(signature["cert"].native)
+    signer, signer_key = _certificate(signer_der, "signer's")
 
     # Integrity: the document against dataHash, the signer's signature over TBS_Sign, the maker's over the seal.
     if _octets(to_sign["dataHash"], "dataHash") != sm2.sm3(document):
@@ -176,7 +179,7 @@ def _check(document: bytes, signature, trust, now: dt.datetime):
     _verify_signature(signer_key, to_sign.dump(), _octets(signature["signature"], "the signature"),
                       "the signer's SM2 signature")
     seal = _seal_facts(to_sign["eseal"].dump())
-    if signer.dump() not in seal.listed:
+    if signer_der not in seal.listed:
         raise _Rejected("bad_seal_structure", f"the signer's certificate {describe(signer)} is not one the seal "
                                               f"{seal.name!r} was made for")
 
@@ -185,9 +188,9 @@ def _check(document: bytes, signature, trust, now: dt.datetime):
         raise _Rejected("untrusted_issuer", NO_SM2_TRUST)
     if isinstance(trust, Exception):
         raise _Rejected("untrusted_issuer", f"the SM2 trust store is unusable: {trust}")
-    trust.validate(signer, now=now)
-    if seal.maker.dump() != signer.dump():
-        trust.validate(seal.maker, now=now)
+    trust.validate(signer, now=now, der=signer_der)
+    if seal.maker_der != signer_der:
+        trust.validate(seal.maker, now=now, der=seal.maker_der)
 
     # The seal's own validity period.
     if now < seal.valid_start:
