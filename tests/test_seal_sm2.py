@@ -236,3 +236,12 @@ def test_cli_signs_with_a_seal_a_maker_issued_and_refuses_unsafe_xml(certs, tmp_
     source.write_bytes(b'<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>')
     refused = _cli(*args, certs=certs)
     assert refused.exit_code == 1 and "cannot seal" in refused.output
+
+
+def test_cli_refuses_a_xades_seal_when_only_sm2_cas_are_named(certs, tmp_path):
+    source, out = tmp_path / "licence.xml", tmp_path / "sealed.xml"
+    source.write_bytes(LICENCE)
+    assert _cli("seal", "sign", str(source), "--cert", str(certs / "seal-scjgj.pem"), "--key",
+                str(certs / "seal-scjgj.key.pem"), "-o", str(out), certs=certs).exit_code == 0
+    result = _cli("seal", "verify", str(out), "--trust", str(certs / "sm2-root-ca.pem"), certs=certs)
+    assert result.exit_code == 1 and "untrusted_issuer" in result.output and "RSA/ECDSA" in result.output

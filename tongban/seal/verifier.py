@@ -224,10 +224,12 @@ def verify_sealed(xml_bytes: bytes, trust: TrustStore, *, now: dt.datetime | Non
         from .sm2.verifier import verify_sm2_sealed
 
         return verify_sm2_sealed(bytes(xml_bytes), trust, now=now, max_bytes=max_bytes)
-    if not isinstance(trust, TrustStore):  # e.g. only SM2 CAs were named (`seal verify --trust sm2-root-ca.pem`)
-        return SealResult(False, "untrusted_issuer", "the trust store holds no RSA/ECDSA CA for XAdES seals",
-                          document_digest=hashlib.sha256(xml_bytes).hexdigest())
     document_digest = hashlib.sha256(xml_bytes).hexdigest() if isinstance(xml_bytes, (bytes, bytearray)) else None
+    from .sm2.trust import SM2TrustStore
+
+    if isinstance(trust, SM2TrustStore):  # only SM2 CAs were named (`seal verify --trust sm2-root-ca.pem`)
+        return SealResult(False, "untrusted_issuer", "the trust store holds no RSA/ECDSA CA for XAdES seals",
+                          document_digest=document_digest)
     try:
         root = parse_untrusted(xml_bytes, max_bytes=max_bytes)
         data_index = _check_shape(root)
