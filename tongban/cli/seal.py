@@ -129,6 +129,8 @@ def _trust_from_files(trust: list[Path], crl: list[Path]):
             raise TrustConfigError(f"trust store file {path} does not exist")
     sm2_ca, sm2_crl = [p for p in trust if is_sm2_file(p)], [p for p in crl if is_sm2_file(p)]
     other_ca, other_crl = [p for p in trust if p not in sm2_ca], [p for p in crl if p not in sm2_crl]
+    if sm2_crl and not sm2_ca:
+        raise TrustConfigError(f"SM2 CRL {sm2_crl[0]} has no --trust SM2 CA that issued it")
     sm2 = SM2TrustStore.from_files(sm2_ca, sm2_crl) if sm2_ca else None
     if not other_ca:
         if other_crl:
