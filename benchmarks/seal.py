@@ -1,11 +1,18 @@
-"""Seal and verify throughput through tongban against raw signxml, same keys, same document, same run.
+"""Seal and verify throughput through tongban against raw signxml (XAdES) and bare gmalglib (SM2), same keys, same
+document, same run.
 
-    .venv/bin/python benchmarks/seal.py [--seconds 2] [--key-type ec|rsa|both]
+    .venv/bin/python benchmarks/seal.py [--seconds 2] [--key-type ec|rsa|sm2|all]
 
 Prints operations per second and the ratio tongban / signxml (the target is >= 0.8: tongban's safe parsing, shape
 checks against signature wrapping, trust-store chain and CRL checks must cost little over signxml's own work).
 The raw baseline is what a careful signxml user writes: key and certificate loaded once, one XAdESSigner reused,
 XAdESVerifier with the CA file.
+
+SM2 (GB/T 38540): the bare baseline is one gmalglib SM2 signature / verification over the document (Z_A and SM3
+included) — the least any SM2 seal costs. tongban's SM2 seal is an SES_Signature (DER) with a pre-issued SES_Seal;
+its verify decodes it, checks the SM3 dataHash and the signer's SM2 signature, the seal maker's signature and the
+certificate chain (both remembered per exact bytes after the first time), validity and CRL. The last column for
+SM2 is the ratio of tongban SM2 to tongban XAdES (ECDSA P-256), measured in the same run.
 """
 from __future__ import annotations
 
@@ -90,16 +97,56 @@ def run(key_type: str, seconds: float) -> list[tuple[str, float, float]]:
     ]
 
 
+def run_sm2(seconds: float) -> list[tuple[str, float, float]]:
+    from gmalglib.sm2 import SM2
+
+    from tongban.seal.sm2 import primitives as sm2
+    from tongban.seal.sm2.signer import SM2Signer
+
+    directory = Path(tempfile.mkdtemp(prefix="tongban-bench-sm2-"))
+    pki = init_sandbox_ca(directory, [("scjgj", "重庆市市场监督管理局")], sm2=True)
+    seal = pki["sm2"]["departments"]["scjgj"]
+    document = licence()
+    signer = SM2Signer(seal.cert_path, seal.key_path)
+    signer.seal = signer.own_seal()  # issued once, as a seal maker would
+    sk = sm2.load_private_key_pem(seal.key_path.read_bytes())
+    pk = sm2.public_key_of(sk)
+    raw_signature = SM2(sk=sk).sign(document)
+    sealed = signer.sign(document)
+    trust = TrustStore.load(pki["trust_config"])
+
+    def raw_verify():
+        assert SM2(pk=pk).verify(document, raw_signature)
+
+    def tongban_verify():
+        result = verify_sealed(sealed, trust)
+        assert result.ok, result.message
+
+    return [
+        ("seal", *compare(lambda: SM2(sk=sk).sign(document), lambda: signer.sign(document), seconds)),
+        ("verify", *compare(raw_verify, tongban_verify, seconds)),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (split into rounds)")
-    parser.add_argument("--key-type", choices=["ec", "rsa", "both"], default="both")
+    parser.add_argument("--key-type", choices=["ec", "rsa", "sm2", "both", "all"], default="all",
+                        help="both = ec and rsa; all = ec, rsa and sm2")
     args = parser.parse_args()
-    key_types = ["ec", "rsa"] if args.key_type == "both" else [args.key_type]
-    print(f"{'key':<5} {'operation':<9} {'signxml/s':>10} {'tongban/s':>10} {'ratio':>7}")
-    for key_type in key_types:
+    key_types = {"both": ["ec", "rsa"], "all": ["ec", "rsa", "sm2"]}.get(args.key_type, [args.key_type])
+    xades = {}
+    print(f"{'key':<5} {'operation':<9} {'bare lib/s':>10} {'tongban/s':>10} {'ratio':>7}   (bare lib: signxml; "
+          "gmalglib for sm2)")
+    for key_type in [k for k in key_types if k != "sm2"]:
         for operation, raw, ours in run(key_type, args.seconds):
+            xades[(key_type, operation)] = ours
             print(f"{key_type:<5} {operation:<9} {raw:>10.0f} {ours:>10.0f} {ours / raw:>7.2f}")
+    if "sm2" in key_types:
+        for operation, raw, ours in run_sm2(args.seconds):
+            versus = xades.get(("ec", operation))
+            beside = f"   sm2/xades-ec {ours / versus:.2f}" if versus else ""
+            print(f"{'sm2':<5} {operation:<9} {raw:>10.0f} {ours:>10.0f} {ours / raw:>7.2f}{beside}")
 
 
 if __name__ == "__main__":

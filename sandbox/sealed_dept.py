@@ -3,7 +3,8 @@
 `make_licences` writes sealed 电子证照 files the way the department's licensing system would export them, and,
 for tests and the demo, the five ways a seal goes wrong in practice: a document edited after sealing, a signature
 wrapped around forged data, a seal from a CA nobody trusts, a seal certificate that expired, and one that was
-revoked. `run_sealed_demo` sends them all through tongban to the mock platform.
+revoked. Some licences carry 国密 SM2 seals (GB/T 38540) instead, valid and each bad kind (`sealed_sm2`).
+`run_sealed_demo` sends them all through tongban to the mock platform.
 
 Certificates come from the sandbox CA (`tongban certs init`) under `$TONGBAN_HOME/certs` (git-ignored); they are
 SANDBOX ONLY and are created on first use, never committed.
@@ -21,8 +22,11 @@ from lxml import etree
 
 from tongban.codes import make_credit_code
 from tongban.seal import TrustStore, XadesSigner, build_licence
-from tongban.seal.ca import SandboxCA, init_sandbox_ca
+from tongban.seal.ca import SandboxCA, add_sm2_sandbox_ca, init_sandbox_ca
 from tongban.seal.licence import LICENCE_NS
+
+from . import sealed_sm2
+from .sealed_sm2 import SM2_BAD_KINDS
 
 DEPARTMENT_SLUG = "scjgj"
 DEPARTMENT_NAME = "重庆市市场监督管理局"
@@ -59,11 +63,13 @@ _init_lock = threading.Lock()
 
 
 def ensure_certs(certs_dir: str | Path) -> Path:
-    """Create the sandbox CA in `certs_dir` unless one is there already (same as `tongban certs init`)."""
+    """Create the sandbox CA (with its SM2 side) in `certs_dir` unless there already (`tongban certs init --sm2`)."""
     certs_dir = Path(certs_dir)
     with _init_lock:
         if not (certs_dir / "root-ca.pem").exists() or not (certs_dir / "trust.yaml").exists():
-            init_sandbox_ca(certs_dir)
+            init_sandbox_ca(certs_dir, sm2=True)
+        elif not (certs_dir / "sm2-root-ca.pem").exists():
+            add_sm2_sandbox_ca(certs_dir)
     return certs_dir
 
 
@@ -114,9 +120,10 @@ def _bad(kind: str, certs_dir: Path, number: int, stamp: str) -> bytes:
 
 
 def make_licences(certs_dir: str | Path, n: int, *, bad: bool = False, out_dir: str | Path | None = None,
-                  first_number: int = 1) -> list[SandboxLicence]:
+                  first_number: int = 1, sm2: int = 0) -> list[SandboxLicence]:
     """Write `n` validly sealed 营业执照 (and, with `bad`, one of each bad kind) as XML files into `out_dir`
-    (default `<certs_dir>/../licences`); the sandbox CA is created first if `certs_dir` has none."""
+    (default `<certs_dir>/../licences`); with `sm2`, also that many SM2-sealed ones (and, with `bad`, one of each
+    SM2 bad kind). The sandbox CA is created first if `certs_dir` has none."""
     certs_dir = ensure_certs(certs_dir)
     out_dir = Path(out_dir) if out_dir is not None else certs_dir.parent / "licences"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,25 +140,41 @@ def make_licences(certs_dir: str | Path, n: int, *, bad: bool = False, out_dir: 
             path = out_dir / f"licence-{number:05d}-{kind}.xml"
             path.write_bytes(_bad(kind, certs_dir, number, stamp))
             made.append(SandboxLicence(path, kind, reason))
+    number = first_number + n + (len(BAD_KINDS) if bad else 0)
+    for offset in range(sm2):
+        path = out_dir / f"licence-{number + offset:05d}-sm2.der"
+        path.write_bytes(sealed_sm2.seal_valid(_licence(number + offset), certs_dir, DEPARTMENT_SLUG))
+        made.append(SandboxLicence(path, "sm2-valid", "valid"))
+    if bad and sm2:
+        for offset, (kind, reason) in enumerate(SM2_BAD_KINDS.items(), start=number + sm2):
+            path = out_dir / f"licence-{offset:05d}-{kind}.der"
+            tamper = (f"{100 + offset}万元".encode(), "9999万元".encode())
+            path.write_bytes(sealed_sm2.seal_bad(kind, _licence(offset), certs_dir, DEPARTMENT_SLUG, stamp,
+                                                 tamper=tamper))
+            made.append(SandboxLicence(path, kind, reason))
     return made
 
 
 def run_sealed_demo(store, bus, settings, sandbox_home: str | Path, platform_url: str, say=print, *,
-                    n: int = 3, certs_dir: str | Path | None = None, work=None, idle_exit: float = 0.5) -> dict:
+                    n: int = 3, certs_dir: str | Path | None = None, work=None, idle_exit: float = 0.5,
+                    sm2: int = 1) -> dict:
     """One department exchanging sealed licences with the mock platform through tongban.
 
     The platform at `platform_url` must serve the sealed-document API with the same CA
     (`sandbox.platform.create_app(..., certs_dir=certs_dir_of(sandbox_home))`). Creates the CA if missing,
-    seals `n` good licences plus one of each bad kind, submits them all, runs the sealed-document worker until
+    seals `n` good licences plus one of each bad kind (and `sm2` good SM2-sealed ones plus each bad SM2 kind),
+    submits them all, runs the sealed-document worker until
     its queue is idle, and returns the counts."""
     from tongban.seal.exchange import SEALED, SealedDeliveryWorker, SealedPlatformClient, submit_sealed
 
     certs_dir = ensure_certs(certs_dir if certs_dir is not None else certs_dir_of(sandbox_home))
     work = work or SEALED
-    licences = make_licences(certs_dir, n, bad=True, out_dir=Path(sandbox_home) / "licences")
+    licences = make_licences(certs_dir, n, bad=True, out_dir=Path(sandbox_home) / "licences", sm2=sm2)
     trust = TrustStore.load(certs_dir / "trust.yaml")  # reloaded: making the revoked sample rewrote the CRL
-    say(f"sealed licences: {DEPARTMENT_NAME} sends {len(licences)} 营业执照 ({n} valid, "
-        f"{len(licences) - n} with bad seals)")
+    good = sum(1 for lic in licences if lic.expected_reason == "valid")
+    say(f"sealed licences: {DEPARTMENT_NAME} sends {len(licences)} 营业执照 ({good} valid, "
+        f"{len(licences) - good} with bad seals; {sum(1 for lic in licences if lic.kind.startswith('sm2'))} "
+        "with 国密 SM2 seals, GB/T 38540)")
     submitted = accepted = 0
     quarantined: Counter[str] = Counter()
     for licence in licences:
@@ -161,7 +184,7 @@ def run_sealed_demo(store, bus, settings, sandbox_home: str | Path, platform_url
         if not result.ok:
             quarantined[result.reason] += 1
         verdict = "published" if result.ok else f"quarantined ({result.reason})"
-        say(f"  {licence.path.name:<32} {verdict}")
+        say(f"  {licence.path.name:<40} {'SM2  ' if licence.kind.startswith('sm2') else 'XAdES'} {verdict}")
     client = SealedPlatformClient(dataclasses.replace(settings, platform_url=platform_url))
     try:
         worker = SealedDeliveryWorker(store=store, bus=bus, platform=client, trust=trust, work=work)

@@ -26,7 +26,10 @@ def test_demo_trace_audit_and_tamper(tmp_path):
     first = _run(["sandbox", "demo", "--cases", "150", "--polls", "2"], env)
     assert "in-process bus" in first.stdout  # the embedded default says which bus it chose
     assert "hash chain verified" in first.stdout
-    assert "sealed licences: 3 delivered with verified receipts" in " ".join(first.stdout.split())
+    assert "sealed licences: 4 delivered with verified receipts" in " ".join(first.stdout.split())  # 3 XAdES, 1 SM2
+    for reason in ("digest_mismatch", "untrusted_issuer", "expired", "not_yet_valid", "revoked",
+                   "bad_seal_structure", "missing"):  # every bad 国密 seal kind is shown refused with its reason
+        assert re.search(rf"-sm2-\S+\.der\s+SM2\s+quarantined \({reason}\)", first.stdout), reason
     assert "reconciliation balances" in first.stdout  # national flowback routed to the districts and reconciled
     delivered = int(re.search(r"events delivered \(receipt recorded\)\s*│\s*(\d+)", first.stdout).group(1))
     assert delivered > 0

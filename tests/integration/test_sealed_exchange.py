@@ -8,6 +8,7 @@ import hashlib
 import os
 import threading
 import uuid
+from collections import Counter
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from sandbox.platform import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, create_app
 from sandbox.platform_seal import mount_sealed_documents
 from sandbox.runner import Server
 from sandbox.sealed_dept import BAD_KINDS, SYSTEM, ensure_certs, make_licences, run_sealed_demo
+from sandbox.sealed_sm2 import SM2_BAD_KINDS
 from tongban.audit import ledger
 from tongban.bus.local import LocalBus
 from tongban.bus.select import rabbitmq_answers
@@ -33,6 +35,7 @@ from tongban.store import state as st
 from tongban.store.tables import parked, quarantine
 
 AMQP = os.environ.get("TONGBAN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+ALL_BAD_KINDS = {**BAD_KINDS, **SM2_BAD_KINDS}  # XAdES and 国密 SM2 seals go the same way, with the same reasons
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def certs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def licences(certs, tmp_path_factory):
-    made = make_licences(certs, 2, bad=True, out_dir=tmp_path_factory.mktemp("licences"))
+    made = make_licences(certs, 2, bad=True, out_dir=tmp_path_factory.mktemp("licences"), sm2=1)
     return {lic.kind if lic.kind != "valid" else f"valid{i}": lic for i, lic in enumerate(made)}
 
 
@@ -93,9 +96,10 @@ def _hops(store, ident) -> list[str]:
 # ------------------------------------------------------------------------------------------ the good path
 
 
-def test_valid_licence_is_delivered_and_its_signed_receipt_verified(store, licences, trust, platform):
+@pytest.mark.parametrize("which,kind", [("valid0", "xades"), ("sm2-valid", "sm2")])
+def test_valid_licence_is_delivered_and_its_signed_receipt_verified(which, kind, store, licences, trust, platform):
     bus = LocalBus(store)
-    valid = licences["valid0"]
+    valid = licences[which]
     result = submit_sealed(valid.path, system=SYSTEM, store=store, bus=bus, trust=trust)
     assert result.ok and result.document_id.startswith("1.2.156.")
 
@@ -106,7 +110,7 @@ def test_valid_licence_is_delivered_and_its_signed_receipt_verified(store, licen
     events = {event["hop"]: event["detail"] for event in ledger.trace(store, result.document_id)}
     assert ["sealed", "seal_verified", "published", "delivered", "receipt"] == _hops(store, result.document_id)
     assert "重庆市市场监督管理局" in events["sealed"]["signer"] and events["sealed"]["signing_time"]
-    assert events["seal_verified"]["result"] == "valid"
+    assert (events["seal_verified"]["result"], events["seal_verified"]["kind"]) == ("valid", kind)
     assert events["delivered"]["seal"]["result"] == "valid" and events["delivered"]["platform_verification"] == "valid"
     receipt = events["receipt"]
     assert receipt["acknowledged_digest"] == _digest(valid.path)
@@ -133,20 +137,20 @@ def test_the_same_document_sent_twice_is_delivered_once(store, licences, trust, 
 # ------------------------------------------------------------------------------------------ bad seals
 
 
-@pytest.mark.parametrize("kind", sorted(BAD_KINDS))
+@pytest.mark.parametrize("kind", sorted(ALL_BAD_KINDS))
 def test_bad_seal_is_quarantined_by_the_sender_with_its_reason_and_never_delivered(kind, store, licences, trust,
                                                                                    platform):
     bus = LocalBus(store)
     bad = licences[kind]
     result = submit_sealed(bad.path, system=SYSTEM, store=store, bus=bus, trust=trust)
-    assert not result.ok and result.reason == BAD_KINDS[kind], result.message
+    assert not result.ok and result.reason == ALL_BAD_KINDS[kind], result.message
 
-    assert bus.depth("tongban.seal.exchange.deliver") == 0  # never published
+    assert bus.depth("tongban.sealed.deliver") == 0  # never published
     with store.read() as conn:
         rows = conn.execute(quarantine.select()).mappings().all()
-    assert [(r["stage"], r["field"], r["system"]) for r in rows] == [(SENDER_STAGE, BAD_KINDS[kind], SYSTEM)]
-    assert rows[0]["rule"].startswith(BAD_KINDS[kind])
-    assert [e["detail"]["reason"] for e in ledger.trace(store, result.document_id)] == [BAD_KINDS[kind]]
+    assert [(r["stage"], r["field"], r["system"]) for r in rows] == [(SENDER_STAGE, ALL_BAD_KINDS[kind], SYSTEM)]
+    assert rows[0]["rule"].startswith(ALL_BAD_KINDS[kind])
+    assert [e["detail"]["reason"] for e in ledger.trace(store, result.document_id)] == [ALL_BAD_KINDS[kind]]
 
     worker = _deliver(store, bus, platform, trust)
     assert worker.stats.delivered == 0
@@ -164,7 +168,7 @@ def _publish_unchecked(bus, path, work) -> Envelope:
     return env
 
 
-@pytest.mark.parametrize("kind", sorted(BAD_KINDS))
+@pytest.mark.parametrize("kind", sorted(ALL_BAD_KINDS))
 def test_the_platform_refuses_a_bad_seal_itself_and_it_is_quarantined_with_the_platforms_reason(
         kind, store, licences, trust, platform):
     bus = LocalBus(store)
@@ -175,9 +179,9 @@ def test_the_platform_refuses_a_bad_seal_itself_and_it_is_quarantined_with_the_p
     with store.read() as conn:
         row = conn.execute(quarantine.select()).mappings().one()
         assert st.delivered_receipt(conn, env.idempotency_key) is None
-    assert (row["stage"], row["field"]) == (PLATFORM_STAGE, BAD_KINDS[kind])
+    assert (row["stage"], row["field"]) == (PLATFORM_STAGE, ALL_BAD_KINDS[kind])
     rejected = [e for e in ledger.trace(store, env.message_id) if e["hop"] == "rejected"]
-    assert rejected[0]["detail"]["reason"] == BAD_KINDS[kind] and rejected[0]["detail"]["status"] == 422
+    assert rejected[0]["detail"]["reason"] == ALL_BAD_KINDS[kind] and rejected[0]["detail"]["status"] == 422
     assert _digest(licences[kind].path) not in _received(platform)
 
 
@@ -290,8 +294,10 @@ def test_demo_department_exchanges_sealed_licences(tmp_path, store):
         counts = run_sealed_demo(store, LocalBus(store), Settings(), home, server.url, say=lambda _: None, n=2)
     finally:
         server.stop()
-    assert counts["submitted"] == 7 and counts["delivered"] == counts["receipts_verified"] == 2
-    assert counts["quarantined"] == {reason: 1 for reason in BAD_KINDS.values()}
+    assert counts["submitted"] == 2 + len(BAD_KINDS) + 1 + len(SM2_BAD_KINDS)
+    assert counts["delivered"] == counts["receipts_verified"] == 3  # two XAdES, one SM2
+    expected = Counter(BAD_KINDS.values()) + Counter(SM2_BAD_KINDS.values())
+    assert counts["quarantined"] == dict(expected)
 
 
 def test_cli_seal_send_queues_good_documents_and_quarantines_bad_ones(tmp_path, monkeypatch, certs, licences):
@@ -302,4 +308,4 @@ def test_cli_seal_send_queues_good_documents_and_quarantines_bad_ones(tmp_path, 
     assert result.exit_code == 1, result.output
     assert "queued" in result.output and "quarantined" in result.output and "wrapped" in result.output
     store = open_store(f"sqlite:///{tmp_path / 'home' / 'tongban.db'}")
-    assert LocalBus(store).depth("tongban.seal.exchange.deliver") == 1
+    assert LocalBus(store).depth("tongban.sealed.deliver") == 1

@@ -182,6 +182,12 @@ def test_a_valid_seal_checked_after_its_certificate_expired_is_expired(sealed, t
     assert verify_sealed(sealed, trust, now=later).reason == "expired"
 
 
+def test_a_seal_checked_before_its_certificate_is_valid_is_not_yet_valid(sealed, trust):
+    earlier = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    result = verify_sealed(sealed, trust, now=earlier)
+    assert result.reason == "not_yet_valid" and "not valid before" in result.message
+
+
 def test_revoked_certificate_is_rejected_once_the_crl_lists_it(pki):
     issued = pki["ca"].issue_certificate("seal-to-revoke", "将被吊销的印章 (SANDBOX ONLY)", "重庆市公安局")
     sealed = XadesSigner(issued.cert_path, issued.key_path).sign(licence_xml())

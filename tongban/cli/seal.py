@@ -1,4 +1,5 @@
-"""`tongban seal …`: put an e-seal (XAdES) on an XML document, check one, or send sealed documents to 渝快办."""
+"""`tongban seal …`: put an e-seal (XAdES, or 国密 SM2 per GB/T 38540) on an XML document, check one, or send
+sealed documents to 渝快办."""
 from __future__ import annotations
 
 import sys
@@ -37,14 +38,31 @@ def sign(
     cert: Path = typer.Option(..., "--cert", help="Seal certificate (PEM)."),
     key: Path = typer.Option(..., "--key", help="Seal private key (PEM)."),
     output: Path = typer.Option(None, "-o", "--output", help="Where to write the sealed document (default: stdout)."),
+    alg: str = typer.Option("xades", "--alg", help="xades (enveloped XAdES-BES, RSA/ECDSA) or sm2 (GB/T 38540 "
+                                                   "SES_Signature, SM2/SM3; OUT is one DER file holding IN and "
+                                                   "its signature)."),
+    seal_file: Path = typer.Option(None, "--seal", help="SM2 only: an SES_Seal (DER) issued by a seal maker; "
+                                                        "default: the signer makes its own seal."),
 ) -> None:
-    """Seal IN with an enveloped XAdES-BES signature."""
+    """Seal IN with an enveloped XAdES-BES signature, or (--alg sm2) with a GB/T 38540 SM2 seal."""
     from tongban.seal.signer import SigningError, XadesSigner
-    from tongban.seal.xmlsafe import UnsafeXMLError
+    from tongban.seal.xmlsafe import UnsafeXMLError, parse_untrusted
 
+    if alg not in ("xades", "sm2"):
+        raise CliFailure(EXIT_USAGE, f"--alg must be xades or sm2, not {alg!r}", "choose xades or sm2")
+    if seal_file is not None and alg != "sm2":
+        raise CliFailure(EXIT_USAGE, "--seal is for --alg sm2 only", "drop --seal or add --alg sm2")
     try:
-        sealed = XadesSigner(cert, key).sign(_read_input(input_path))
-    except (SigningError, UnsafeXMLError) as exc:
+        if alg == "sm2":
+            from tongban.seal.sm2.signer import SM2Signer
+
+            document = _read_input(input_path)
+            parse_untrusted(document)  # the same input rule as XAdES: safe, well-formed XML
+            seal = _read_input(seal_file) if seal_file is not None else None
+            sealed = SM2Signer(cert, key, seal=seal).sign(document)
+        else:
+            sealed = XadesSigner(cert, key).sign(_read_input(input_path))
+    except (SigningError, UnsafeXMLError, ValueError) as exc:
         typer.echo(f"cannot seal {input_path}: {exc}", err=True)
         raise typer.Exit(1) from None
     if output is None:
@@ -57,15 +75,16 @@ def sign(
 
 @app.command()
 def verify(
-    input_path: Path = typer.Argument(..., metavar="IN", help="The sealed XML document."),
+    input_path: Path = typer.Argument(..., metavar="IN", help="The sealed document: XML with an XAdES seal, or an "
+                                                              "SM2-sealed file from `seal sign --alg sm2`."),
     trust: list[Path] = typer.Option(None, "--trust", help="Trusted CA certificate (PEM); repeatable. "
                                                             "Default: the trust.yaml configuration."),
     crl: list[Path] = typer.Option(None, "--crl", help="CRL (PEM) to check revocation against; repeatable."),
     party: str = typer.Option("default", "--party", help="Which party's trust store to use from trust.yaml."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Verify the seal on IN. Exit 0 only for a valid seal; otherwise print `invalid seal: <reason>: <message>`
-    and exit 1."""
+    """Verify the seal on IN (XAdES or SM2, recognised by content). Exit 0 only for a valid seal; otherwise print
+    `invalid seal: <reason>: <message>` and exit 1."""
     from tongban.seal.truststore import TrustConfigError, TrustStore
     from tongban.seal.verifier import verify_sealed
 
@@ -73,7 +92,7 @@ def verify(
         if trust:
             if not crl:
                 typer.echo("warning: no --crl given, revocation is not checked", err=True)
-            store = TrustStore.from_files(trust, crl or [])
+            store = _trust_from_files(trust, crl or [])
         else:
             store = TrustStore.load(default_trust_config(), party=party)
     except TrustConfigError as exc:
@@ -81,13 +100,43 @@ def verify(
     result = verify_sealed(_read_input(input_path), store)
     if as_json:
         emit_json({"file": str(input_path), "ok": result.ok, "reason": result.reason, "message": result.message,
-                   "signer": result.signer_subject, "signed_at": result.signing_time, "sha256": result.digest})
+                   "kind": _kind(input_path), "signer": result.signer_subject, "signed_at": result.signing_time, "sha256": result.digest})
         raise typer.Exit(0 if result.ok else 1)
     if not result.ok:
         typer.echo(f"invalid seal: {result.reason}: {result.message}")
         raise typer.Exit(1)
     signed = result.signing_time.isoformat() if result.signing_time else "unknown time"
     typer.echo(f"valid seal: {result.signer_subject}; signed {signed}; sha256 {result.digest}")
+
+
+def _kind(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            return "sm2" if handle.read(1) == b"\x30" else "xades"
+    except OSError:
+        return "unknown"
+
+
+def _trust_from_files(trust: list[Path], crl: list[Path]):
+    """--trust / --crl files: SM2 ones (certificates with SM2 keys, SM2-signed CRLs) go to the SM2 trust store."""
+    import dataclasses
+
+    from tongban.seal.sm2.trust import SM2TrustStore, is_sm2_file
+    from tongban.seal.truststore import TrustConfigError, TrustStore
+
+    for path in [*trust, *crl]:
+        if not path.is_file():
+            raise TrustConfigError(f"trust store file {path} does not exist")
+    sm2_ca, sm2_crl = [p for p in trust if is_sm2_file(p)], [p for p in crl if is_sm2_file(p)]
+    other_ca, other_crl = [p for p in trust if p not in sm2_ca], [p for p in crl if p not in sm2_crl]
+    if sm2_crl and not sm2_ca:
+        raise TrustConfigError(f"SM2 CRL {sm2_crl[0]} has no --trust SM2 CA that issued it")
+    sm2 = SM2TrustStore.from_files(sm2_ca, sm2_crl) if sm2_ca else None
+    if not other_ca:
+        if other_crl:
+            raise TrustConfigError(f"CRL {other_crl[0]} has no --trust CA that issued it")
+        return SM2TrustStore((), {}) if sm2 is None else sm2
+    return dataclasses.replace(TrustStore.from_files(other_ca, other_crl), sm2=sm2)
 
 
 def _trust_store(trust_config: Path | None, party: str = "default"):
@@ -101,7 +150,8 @@ def _trust_store(trust_config: Path | None, party: str = "default"):
 
 @app.command()
 def send(
-    files: list[Path] = typer.Argument(..., metavar="FILE...", help="Sealed XML documents to send to 渝快办."),
+    files: list[Path] = typer.Argument(..., metavar="FILE...", help="Sealed documents (XAdES XML or SM2 files) to "
+                                                                  "send to 渝快办."),
     system: str = typer.Option("sealed-documents", "--system", help="The sending system's name (ledger, quarantine)."),
     trust_config: Path = typer.Option(None, "--trust-config", help="trust.yaml (default: $TONGBAN_CERTS/trust.yaml "
                                                                    "or certs/trust.yaml)."),

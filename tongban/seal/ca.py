@@ -256,15 +256,40 @@ parties:
     crl: [root-ca.crl.pem]
     signer: [platform-receipt.pem]
 """
+SM2_TRUST_LINES = """\
+    sm2_ca: [sm2-root-ca.pem]        # 国密 SM2 seals (GB/T 38540), `tongban certs init --sm2`
+    sm2_crl: [sm2-root-ca.crl.pem]
+"""
+
+
+def write_trust_config(directory: str | Path, *, sm2: bool = False) -> Path:
+    """Write `<directory>/trust.yaml`: every party trusts the sandbox root (and, with `sm2`, the SM2 root)."""
+    text = TRUST_YAML
+    if sm2:
+        text = text.replace("    crl: [root-ca.crl.pem]\n", "    crl: [root-ca.crl.pem]\n" + SM2_TRUST_LINES)
+    path = Path(directory) / "trust.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def add_sm2_sandbox_ca(directory: str | Path, departments: list[tuple[str, str]] | None = None, *,
+                       now: dt.datetime | None = None) -> dict:
+    """Add the SM2 sandbox PKI (`tongban.seal.sm2.ca`) beside the one in `directory` and trust it in trust.yaml."""
+    from tongban.seal.sm2.ca import init_sm2_sandbox_ca
+
+    info = init_sm2_sandbox_ca(directory, departments, now=now)
+    info["trust_config"] = write_trust_config(directory, sm2=True)
+    return info
 
 
 def init_sandbox_ca(directory: str | Path, departments: list[tuple[str, str]] | None = None, *,
-                    now: dt.datetime | None = None, key_type: str = "ec") -> dict:
+                    now: dt.datetime | None = None, key_type: str = "ec", sm2: bool = False) -> dict:
     """Create the whole sandbox PKI in `directory` and return where everything is.
 
     Returns ``{"directory", "ca": SandboxCA, "ca_cert", "crl", "trust_config",
     "departments": {slug: IssuedCertificate}, "platform": IssuedCertificate,
-    "untrusted_ca": SandboxCA, "untrusted_signer": IssuedCertificate}``.
+    "untrusted_ca": SandboxCA, "untrusted_signer": IssuedCertificate}``, and with `sm2` also
+    ``"sm2": add_sm2_sandbox_ca(...)`` (the SM2 CA and seal certificates beside these).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -283,9 +308,10 @@ def init_sandbox_ca(directory: str | Path, departments: list[tuple[str, str]] | 
     untrusted_ca = SandboxCA.create(directory, "untrusted-ca", UNTRUSTED_CA_NAME, key_type=key_type, now=now)
     untrusted_signer = untrusted_ca.issue_certificate(
         "untrusted-signer", "不受信任的印章 (SANDBOX ONLY)", "untrusted sandbox", key_type=key_type, now=now)
-    trust_config = directory / "trust.yaml"
-    trust_config.write_text(TRUST_YAML, encoding="utf-8")
+    trust_config = write_trust_config(directory)
+    sm2_info = add_sm2_sandbox_ca(directory, departments, now=now) if sm2 else None
     return {
+        "sm2": sm2_info,
         "directory": directory,
         "ca": ca,
         "ca_cert": ca.cert_path,

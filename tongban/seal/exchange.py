@@ -5,7 +5,7 @@ The flow, and who proves what:
     submit_sealed      verify the seal against the sender's trust store first: a bad seal (tampered, wrapped,
                        untrusted CA, expired, revoked …) is quarantined at once (stage "seal") with its reason
                        code and never reaches the bus; a good one is published as a KIND_SEALED envelope on
-                       `tongban.seal.exchange.deliver`, and the ledger records "sealed" (digest of the signed data,
+                       `tongban.sealed.deliver`, and the ledger records "sealed" (digest of the signed data,
                        signer, signing time) and "seal_verified" (the verification result).
     SealedDeliveryWorker
                        pushes the document bytes to the platform, which verifies the seal with its own trust
@@ -47,7 +47,7 @@ from tongban.store import Store
 from tongban.store import state as st
 
 SEALED_EXCHANGE = "tongban.seal.exchange"
-SEALED_QUEUE = "tongban.seal.exchange.deliver"
+SEALED_QUEUE = "tongban.sealed.deliver"
 SEALED_KEY = "deliver"
 SEALED = WorkQueue(SEALED_EXCHANGE, SEALED_QUEUE, SEALED_KEY)
 
@@ -92,6 +92,7 @@ def seal_summary(result: SealResult) -> dict:
     """What the ledger and the envelope say about a verified seal (digests and names, never the content)."""
     return {
         "result": result.reason,
+        "kind": result.kind,   # xades or sm2 (GB/T 38540)
         "signer": result.signer_subject,
         "signing_time": result.signing_time.isoformat() if result.signing_time else None,
         "signed_data_digest": result.digest,

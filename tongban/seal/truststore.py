@@ -12,6 +12,7 @@ Configuration (certs/trust.yaml; paths relative to the YAML file's folder)::
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ class TrustStore:
     store: verification.Store
     # issuer name (DER) -> revoked serial numbers
     revoked: dict[bytes, frozenset[int]]
+    # tongban.seal.sm2.trust.SM2TrustStore when trust.yaml lists sm2_ca (GB/T 38540 seals); the TrustConfigError
+    # when those files are unusable (reported when an SM2 seal is checked)
+    sm2: object = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -122,7 +126,19 @@ class TrustStore:
         crls = [base / p for p in entry.get("crl") or []]
         if not cas:
             raise TrustConfigError(f"{config_path}: party {party!r} lists no 'ca' files")
-        return cls.from_files(cas, crls)
+        store = cls.from_files(cas, crls)
+        if entry.get("sm2_ca"):
+            from .sm2.trust import SM2TrustStore
+
+            try:
+                sm2 = SM2TrustStore.from_files([base / p for p in entry["sm2_ca"]],
+                                               [base / p for p in entry.get("sm2_crl") or []])
+            except TrustConfigError as exc:
+                # XAdES-only sandboxes (no `certs init --sm2` yet) keep working; an SM2 seal is then refused as
+                # untrusted_issuer with this message.
+                sm2 = TrustConfigError(f"{config_path}: party {party!r}: {exc}")
+            store = dataclasses.replace(store, sm2=sm2)
+        return store
 
     @classmethod
     def _build(cls, ca_pems: list, crl_pems: list) -> "TrustStore":
@@ -168,7 +184,7 @@ class TrustStore:
                 raise CertificateProblem("expired", f"certificate {describe(cert)} expired on "
                                                     f"{cert.not_valid_after_utc.isoformat()}")
             if now < cert.not_valid_before_utc:
-                raise CertificateProblem("expired", f"certificate {describe(cert)} is not valid before "
+                raise CertificateProblem("not_yet_valid", f"certificate {describe(cert)} is not valid before "
                                                     f"{cert.not_valid_before_utc.isoformat()}")
         try:
             key_usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value

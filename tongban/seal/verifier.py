@@ -5,7 +5,8 @@ The answer is a `SealResult` with one reason code:
     valid            the seal checks out; `element` is the data that was signed
     digest_mismatch  the document or the signature was changed after sealing
     untrusted_issuer the seal certificate does not chain to a CA in the trust store
-    expired          the seal certificate (or its CA) is outside its validity period at `now`
+    expired          the seal certificate (or its CA) expired before `now`
+    not_yet_valid    the seal certificate (or its CA) is not valid yet at `now`
     revoked          the seal certificate is on its CA's CRL
     wrapped          the signature is not the single enveloped signature over the whole document (signature
                      wrapping, extra or misplaced signatures, references to anything but the root)
@@ -17,6 +18,11 @@ The answer is a `SealResult` with one reason code:
                      signature transform and Canonical XML (1.0, 1.1, exclusive; with or without comments) are
                      known, anything else (XSLT, XPath, XPath Filter 2.0, base64, decryption …) is refused
                      rather than skipped, even when a trusted key signed it
+    bad_seal_structure
+                     (SM2 seals only) not the GB/T 38540 SES_Signature / SES_Seal shape
+
+`verify_sealed` recognises both kinds: input that starts with a DER SEQUENCE byte (0x30, which XML never does) is an
+SM2 seal (GB/T 38540) and goes to `tongban.seal.sm2.verifier`; anything else is checked as XAdES.
 
 Signature wrapping is defeated by shape and by provenance: the profile is exactly one ds:Signature, a child of the
 root, whose data reference is URI="" with the enveloped transform (so the whole document is signed), and whose other
@@ -53,8 +59,8 @@ C14N_METHODS = frozenset({
     "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
 })
 KNOWN_TRANSFORMS = C14N_METHODS | {ENVELOPED}
-REASONS = ("valid", "digest_mismatch", "untrusted_issuer", "expired", "revoked", "wrapped", "missing",
-           "malformed", "key_usage", "unsupported_transform")
+REASONS = ("valid", "digest_mismatch", "untrusted_issuer", "expired", "not_yet_valid", "revoked", "wrapped",
+           "missing", "malformed", "key_usage", "unsupported_transform", "bad_seal_structure")
 
 _CONFIG_ALGORITHMS = dict(
     signature_methods=frozenset({
@@ -71,12 +77,13 @@ class SealResult:
     reason: str
     message: str
     signer_subject: str | None = None
-    signer_certificate: x509.Certificate | None = field(default=None, repr=False)
+    signer_certificate: x509.Certificate | None = field(default=None, repr=False)  # asn1crypto's for SM2
     signing_time: dt.datetime | None = None
     digest: str | None = None            # SHA-256 (hex) of the canonical signed data
     document_digest: str | None = None   # SHA-256 (hex) of the bytes exactly as received
     element: etree._Element | None = field(default=None, repr=False)  # the verified data (document root)
     signed_data: bytes | None = field(default=None, repr=False)       # canonical bytes that were signed
+    kind: str = "xades"                  # "xades" or "sm2" (GB/T 38540)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -210,9 +217,19 @@ def _classify(exc: Exception) -> tuple[str, str]:
 
 def verify_sealed(xml_bytes: bytes, trust: TrustStore, *, now: dt.datetime | None = None,
                   max_bytes: int = MAX_DOCUMENT_BYTES) -> SealResult:
-    """Verify the single enveloped XAdES seal on `xml_bytes` against `trust` at `now` (default: the current time)."""
+    """Verify the seal on `xml_bytes` against `trust` at `now` (default: the current time): the single enveloped
+    XAdES seal of an XML document, or the SES_Signature of an SM2-sealed container."""
     now = _utc(now)
+    if isinstance(xml_bytes, (bytes, bytearray)) and xml_bytes[:1] == b"\x30":
+        from .sm2.verifier import verify_sm2_sealed
+
+        return verify_sm2_sealed(bytes(xml_bytes), trust, now=now, max_bytes=max_bytes)
     document_digest = hashlib.sha256(xml_bytes).hexdigest() if isinstance(xml_bytes, (bytes, bytearray)) else None
+    from .sm2.trust import SM2TrustStore
+
+    if isinstance(trust, SM2TrustStore):  # only SM2 CAs were named (`seal verify --trust sm2-root-ca.pem`)
+        return SealResult(False, "untrusted_issuer", "the trust store holds no RSA/ECDSA CA for XAdES seals",
+                          document_digest=document_digest)
     try:
         root = parse_untrusted(xml_bytes, max_bytes=max_bytes)
         data_index = _check_shape(root)
