@@ -82,7 +82,7 @@ class Bench:
     def __init__(self, home: Path):
         import sqlalchemy as sa
 
-        from tongban.platform_client import PlatformClient
+        from tongban.platform.client import PlatformClient
         from tongban.settings import Settings
         from tongban.store import Store
 
@@ -259,7 +259,7 @@ def throughput(bench: Bench, events: int, workers: int) -> dict:
 def platform_ceiling(bench: Bench, events: int, threads: int = 16) -> float:
     """Events per second pushed straight to the same mock platform from `threads` threads (two workers × 8 lanes),
     no bus, no ledger: how fast the platform itself answers on this machine, the cap every worker count shares."""
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
 
     cases = bench.cases(f"bench-direct-{bench.run_id}", events)
     clients = [PlatformClient(bench.platform.settings) for _ in range(threads)]

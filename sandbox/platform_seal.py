@@ -9,7 +9,7 @@ The platform trusts nobody's word: it verifies each document's seal with its *ow
 The `Idempotency-Key` header works as on the case-event API: the same key and bytes get the original receipt
 back; the same key with other bytes is 409.
 
-Requests are signed like every /api call (`tongban.platform_auth.RequestVerifier`, shared with the platform's
+Requests are signed like every /api call (`tongban.platform.auth.RequestVerifier`, shared with the platform's
 other routes so a nonce is spent once across all of them). `GET /api/v1/sealed-documents`
 lists what was received; `GET /_sandbox/sealed-documents` (unsigned, sandbox only) adds the refusal counts.
 """
@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tongban.platform_auth import RequestVerifier
+from tongban.platform.auth import RequestVerifier
 from tongban.seal import Signer, TrustStore, XadesSigner, build_receipt, verify_sealed
 from tongban.seal.ca import PLATFORM_NAME
 from tongban.seal.receipt import document_id_of

@@ -144,7 +144,8 @@ def run_sealed_demo(store, bus, settings, sandbox_home: str | Path, platform_url
     (`sandbox.platform.create_app(..., certs_dir=certs_dir_of(sandbox_home))`). Creates the CA if missing,
     seals `n` good licences plus one of each bad kind, submits them all, runs the sealed-document worker until
     its queue is idle, and returns the counts."""
-    from tongban.sealed import SEALED, SealedDeliveryWorker, SealedPlatformClient, submit_sealed
+    from tongban.sealed import SEALED, SealedDeliveryWorker, submit_sealed
+    from tongban.platform import PlatformClient
 
     certs_dir = ensure_certs(certs_dir if certs_dir is not None else certs_dir_of(sandbox_home))
     work = work or SEALED
@@ -162,7 +163,7 @@ def run_sealed_demo(store, bus, settings, sandbox_home: str | Path, platform_url
             quarantined[result.reason] += 1
         verdict = "published" if result.ok else f"quarantined ({result.reason})"
         say(f"  {licence.path.name:<32} {verdict}")
-    client = SealedPlatformClient(dataclasses.replace(settings, platform_url=platform_url))
+    client = PlatformClient(dataclasses.replace(settings, platform_url=platform_url))
     try:
         worker = SealedDeliveryWorker(store=store, bus=bus, platform=client, trust=trust, work=work)
         stats = worker.run(stop=threading.Event(), idle_exit=idle_exit)

@@ -26,7 +26,7 @@ from tongban.bus.topology import RETRY_STEPS, cases_work
 from tongban.cases.samples import sample_snapshot
 from tongban.cases.changes import events_between
 from tongban.envelope import KIND_CASE_EVENT, Envelope, idempotency_key
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import Settings
 from tongban.store.tables import deliveries, parked, quarantine
 

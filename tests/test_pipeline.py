@@ -17,7 +17,7 @@ from tongban.delivery.worker import DeliveryWorker
 from tongban.ingest import run_ingest
 from tongban.mapping import load_mapping
 from tongban.operations import list_quarantine
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import load
 
 SAMR = Path(__file__).resolve().parents[1] / "mappings" / "cq-samr-rest.yaml"

@@ -154,7 +154,7 @@ class AdapterConformance:
         from sandbox.platform import create_app
         from sandbox.runner import Server
         from tongban.bus.local import LocalBus
-        from tongban.platform_client import PlatformClient
+        from tongban.platform.client import PlatformClient
         from tongban.settings import Settings
         from tongban.store import open_store
 
@@ -241,7 +241,7 @@ class AdapterConformance:
             lost = sorted(key for key, (number, last) in delivered.items() if not number or not last)
             assert not lost, f"records neither delivered nor quarantined: {lost[:5]}"
             for key, (number, last_sequence) in delivered.items():
-                case = platform.get(f"/api/v1/cases/{number}")
+                case = platform.case(number)
                 sequences = [event["sequence"] for event in case["events"]]
                 # Every event of the case arrived exactly once, in order: nothing lost, nothing twice.
                 assert sequences == list(range(1, last_sequence + 1)), f"case {key}: platform holds {sequences}"

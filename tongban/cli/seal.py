@@ -157,7 +157,8 @@ def deliver(
     import threading
 
     from tongban.bus import open_bus
-    from tongban.sealed import SealedDeliveryWorker, SealedPlatformClient
+    from tongban.platform import PlatformClient
+    from tongban.sealed import SealedDeliveryWorker
     from tongban.settings import load
     from tongban.store import open_store
 
@@ -165,7 +166,7 @@ def deliver(
     settings = load()
     store = open_store(settings.db_url)
     bus = open_bus(settings, announce=lambda text: typer.echo(text, err=True))
-    client = SealedPlatformClient(settings)
+    client = PlatformClient(settings)
     stop = threading.Event()
     try:
         stats = SealedDeliveryWorker(store=store, bus=bus, platform=client, trust=trust).run(
