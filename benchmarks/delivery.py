@@ -208,14 +208,14 @@ class Bench:
     def close(self) -> None:
         import pika
 
-        from tongban.bus.topology import RETRY_STEPS, cases_work
+        from tongban.bus.topology import cases_work
 
         try:
             connection = pika.BlockingConnection(pika.URLParameters(AMQP))
             channel = connection.channel()
             for prefix in self.prefixes:
                 work = cases_work(prefix)
-                for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
+                for name in work.fixed_queues:  # delay queues delete themselves (x-expires)
                     channel.queue_delete(name)
                 channel.exchange_delete(work.exchange)
             connection.close()
