@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
+from adapters.safexml import MAX_SEALED_BYTES
 from tongban import ledger, outbox
 from tongban import quarantine as q
 from tongban.bus import Bus, Delivery
@@ -42,7 +42,6 @@ from tongban.platform import SEALED_DOCUMENTS_PATH, PlatformClient, PlatformReje
 from tongban.seal import LicenceError, SealResult, TrustStore, parse_licence, verify_receipt, verify_sealed
 from tongban.seal.licence import LICENCE_NS
 from tongban.seal.receipt import document_id_of
-from tongban.seal.xmlsafe import MAX_DOCUMENT_BYTES
 from tongban.store import Store
 from tongban.store import state as st
 
@@ -85,7 +84,7 @@ def _read(path_or_bytes: str | Path | bytes) -> tuple[str, bytes]:
     path = Path(path_or_bytes)
     with path.open("rb") as handle:
         # One byte over the bound lets the verifier report the size rule instead of us reading a huge file.
-        return path.name, handle.read(MAX_DOCUMENT_BYTES + 1)
+        return path.name, handle.read(MAX_SEALED_BYTES + 1)
 
 
 def seal_summary(result: SealResult) -> dict:

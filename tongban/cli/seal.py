@@ -22,11 +22,11 @@ def default_trust_config() -> Path:
 
 
 def _read_input(path: Path) -> bytes:
-    from tongban.seal.xmlsafe import MAX_DOCUMENT_BYTES
+    from adapters.safexml import MAX_SEALED_BYTES
 
     try:
         with path.open("rb") as handle:
-            return handle.read(MAX_DOCUMENT_BYTES + 1)  # one byte over lets the verifier report the size rule
+            return handle.read(MAX_SEALED_BYTES + 1)  # one byte over lets the verifier report the size rule
     except OSError as exc:
         raise CliFailure(EXIT_USAGE, f"cannot read {path}: {exc.strerror}", "check the path") from None
 
@@ -40,11 +40,11 @@ def sign(
 ) -> None:
     """Seal IN with an enveloped XAdES-BES signature."""
     from tongban.seal.signer import SigningError, XadesSigner
-    from tongban.seal.xmlsafe import UnsafeXMLError
+    from adapters.safexml import XMLRejected
 
     try:
         sealed = XadesSigner(cert, key).sign(_read_input(input_path))
-    except (SigningError, UnsafeXMLError) as exc:
+    except (SigningError, XMLRejected) as exc:
         typer.echo(f"cannot seal {input_path}: {exc}", err=True)
         raise typer.Exit(1) from None
     if output is None:
