@@ -138,7 +138,7 @@ class RabbitBus(Bus):
             self._batches.publish_batch(work.exchange, work.routing_key, bodies, ids)
 
     def publish_delayed(self, work: WorkQueue, envelope: Envelope, seconds: float) -> None:
-        """The message returns to the work queue after exactly `seconds` (to the millisecond): straight into the
+        """The message returns to the work queue after `seconds` (to DELAY_RESOLUTION_MS): straight into the
         delay queue of that TTL, declared on the way (see tongban.bus.topology for why one queue per delay)."""
         ms = delay_ms(seconds)
         body, ids = [envelope.to_bytes()], [envelope.message_id]

@@ -3,8 +3,8 @@
 Case events go to one quorum queue that any number of workers compete on. Order per case is kept by
 the delivery worker's ordering gate (an event waits until its predecessor's receipt is recorded), not
 by pinning cases to consumers, so competing workers scale without a partition rebalancer.
-Retries are delay queues: a message sits in `<queue>.delay.<ms>ms` for exactly the delay the redelivery policy
-computed (tongban.delivery.retry, jitter included), then dead-letters back to the exchange with the routing key of
+Retries are delay queues: a message sits in `<queue>.delay.<ms>ms` for the delay the redelivery policy computed
+(tongban.delivery.retry, jitter included; to 10 ms), then dead-letters back to the exchange with the routing key of
 its work queue. One queue per distinct delay, because RabbitMQ expires messages only at the head of a queue: a
 per-message TTL in one shared queue would hold a 1 s retry behind a 120 s one. Each delay queue deletes itself
 (`x-expires`) a while after its last message left. The ordering gate's short wait has its own fixed queue.
@@ -23,9 +23,15 @@ WAIT_SECONDS = 0.2  # the ordering gate's short wait (its own fixed queue)
 DELAY_QUEUE_LINGER_MS = 60_000
 
 
+# Delays are kept to this resolution: 5 ms at most off the policy's delay, far inside its jitter (at least
+# `initial_wait` wide: 100 distinct delays per second of jitter), while the delay queues alive at once stay in the
+# hundreds rather than one per retried message.
+DELAY_RESOLUTION_MS = 10
+
+
 def delay_ms(seconds: float) -> int:
-    """A delay as RabbitMQ's TTL counts it: whole milliseconds (never negative)."""
-    return max(0, round(seconds * 1000))
+    """A delay as RabbitMQ's TTL counts it (milliseconds), to DELAY_RESOLUTION_MS; never negative."""
+    return max(0, round(seconds * 1000 / DELAY_RESOLUTION_MS) * DELAY_RESOLUTION_MS)
 
 
 @dataclass(frozen=True)
