@@ -1,7 +1,7 @@
 """Hardened XML parsing shared by the whole project (DESIGN.md promise 7: hostile input is harmless).
 
-Every XML document that enters tongban (SOAP responses, file drops, national batches, sealed documents) is
-parsed here or through `zeep_settings()`:
+Every XML document that enters tongban (SOAP responses, file drops, national batches, sealed documents and
+receipts) is parsed here or through `zeep_settings()`; this is the one hardened XML module:
 
 - no DTD is loaded, no entity is expanded, nothing is fetched from the network or the local disk;
 - a document that *declares* a DOCTYPE or ENTITY is rejected outright (`HostileXMLError`): no legitimate
@@ -9,7 +9,10 @@ parsed here or through `zeep_settings()`:
 - sizes are bounded before parsing (`XMLTooLargeError`);
 - broken documents raise `MalformedXMLError` naming the line.
 
-- a streamed element (one record of a file drop) can be bounded too (`XMLElementTooLargeError`).
+- a streamed element (one record of a file drop) can be bounded too (`XMLElementTooLargeError`);
+- signed documents (`parse_untrusted`, tongban.seal) are held to the strictest reading: a byte scan refuses
+  DOCTYPE/ENTITY before libxml2 sees them, any entity reference left in the tree is refused, and the bound is
+  `MAX_SEALED_BYTES`; `thread_parser()` is the hardened parser libraries that parse again (signxml) are given.
 
 All derive from `XMLRejected` (a ValueError) so callers can catch one thing.
 """
@@ -17,13 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from lxml import etree
 
-# A generous default: the largest legitimate single documents (SOAP pages, sealed licences) are a few MB.
+# A generous default: the largest legitimate single documents (SOAP pages, national batches) are a few MB.
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+# A sealed licence or receipt is a few kilobytes; 5 MiB leaves room for face data without letting a sender
+# exhaust memory.
+MAX_SEALED_BYTES = 5 * 1024 * 1024
 
 # Passed to every lxml parser we create. `huge_tree=False` keeps libxml2's own depth/text-size limits on.
 _HARDENED = dict(
@@ -86,6 +93,17 @@ def parser() -> etree.XMLParser:
     return p
 
 
+_local = threading.local()  # lxml parsers must not be shared between threads
+
+
+def thread_parser() -> etree.XMLParser:
+    """This thread's hardened parser, for a library that parses again what we parsed (signxml's verify)."""
+    p = getattr(_local, "parser", None)
+    if p is None:
+        p = _local.parser = parser()
+    return p
+
+
 def zeep_settings(**overrides):
     """zeep settings with the same protection (forbid DTDs, entities and external references)."""
     from zeep import Settings
@@ -97,7 +115,8 @@ def zeep_settings(**overrides):
 
 def _reject_declarations(docinfo, source: str) -> None:
     # lxml exposes the DOCTYPE even though nothing of it was loaded or expanded; its presence is the tell.
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.system_url or docinfo.public_id:
+    if (docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None
+            or docinfo.system_url or docinfo.public_id):
         raise HostileXMLError(
             f"{source}: XML declares a DOCTYPE/ENTITY ({docinfo.doctype or 'internal subset'}); "
             "DTDs and entity declarations are forbidden (entity expansion / external entity attacks)"
@@ -125,6 +144,26 @@ def parse_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, source: str 
             ) from None
         raise _malformed(source, exc) from None
     _reject_declarations(root.getroottree().docinfo, source)
+    return root
+
+
+def parse_untrusted(data: bytes, *, max_bytes: int = MAX_SEALED_BYTES,
+                    source: str = "signed document") -> etree._Element:
+    """Parse a signed document (licence, decision, receipt) and return its root element, or raise XMLRejected
+    naming the rule broken. Stricter than `parse_bytes`: bytes only, DOCTYPE/ENTITY refused by a byte scan before
+    parsing, and no entity reference may remain in the tree."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise XMLRejected(f"{source}: expected XML bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise XMLTooLargeError(f"{source}: {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+    # The cheap scan refuses the common attacks (billion laughs, external entities) before libxml2 sees them;
+    # the docinfo check in parse_bytes catches declarations in other encodings (UTF-16 …).
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise HostileXMLError(f"{source}: XML declares a DOCTYPE/ENTITY; DTDs and entity declarations are forbidden")
+    root = parse_bytes(data, max_bytes=max_bytes, source=source)
+    for _ in root.iter(etree.Entity):
+        raise HostileXMLError(f"{source}: entity references are forbidden")
     return root
 
 

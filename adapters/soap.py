@@ -24,6 +24,7 @@ TransientSourceError; SOAP faults and authentication failures are permanent Sour
 """
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -38,6 +39,7 @@ from zeep.transports import Transport
 
 from adapters import safexml
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
+from adapters.formats.xmlrecords import element_to_dict
 from adapters.settings import validate_settings
 from adapters.soap_settings import SoapSettings
 from tongban.retry import TRANSIENT_STATUS, Retryable, retry_after_seconds
@@ -178,8 +180,11 @@ class SoapAdapter(Adapter):
             return _RetryableCall(f"{type(exc).__name__} while {what}: {exc}")
         if isinstance(exc, Fault):
             code = exc.code or "unknown"
+            # The fault's <detail> (already parsed by zeep, hardened) as a dict: lxml, see docs/design-notes.md.
+            detail = f"; detail {json.dumps(element_to_dict(exc.detail), ensure_ascii=False)[:300]}" \
+                if exc.detail is not None and len(exc.detail) else ""
             return SourceError(self.system, f"SOAP fault from operation {self.operation_name} (fault code {code}): "
-                                            f"{exc.message}")
+                                            f"{exc.message}{detail}")
         if isinstance(exc, TransportError):
             status = exc.status_code
             if status in (401, 403):

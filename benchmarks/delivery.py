@@ -82,7 +82,7 @@ class Bench:
     def __init__(self, home: Path):
         import sqlalchemy as sa
 
-        from tongban.platform_client import PlatformClient
+        from tongban.platform.client import PlatformClient
         from tongban.settings import Settings
         from tongban.store import Store
         from tongban.store.schema import upgrade
@@ -210,14 +210,14 @@ class Bench:
     def close(self) -> None:
         import pika
 
-        from tongban.bus.topology import RETRY_STEPS, cases_work
+        from tongban.bus.topology import cases_work
 
         try:
             connection = pika.BlockingConnection(pika.URLParameters(AMQP))
             channel = connection.channel()
             for prefix in self.prefixes:
                 work = cases_work(prefix)
-                for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
+                for name in work.fixed_queues:  # delay queues delete themselves (x-expires)
                     channel.queue_delete(name)
                 channel.exchange_delete(work.exchange)
             connection.close()
@@ -261,7 +261,7 @@ def throughput(bench: Bench, events: int, workers: int) -> dict:
 def platform_ceiling(bench: Bench, events: int, threads: int = 16) -> float:
     """Events per second pushed straight to the same mock platform from `threads` threads (two workers × 8 lanes),
     no bus, no ledger: how fast the platform itself answers on this machine, the cap every worker count shares."""
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
 
     cases = bench.cases(f"bench-direct-{bench.run_id}", events)
     clients = [PlatformClient(bench.platform.settings) for _ in range(threads)]

@@ -32,7 +32,7 @@ def tongban_run(cases: int, bus_kind: str, home: Path) -> dict:
     from tongban.delivery.worker import DeliveryWorker
     from tongban.pipeline.ingest import run_ingest
     from tongban.mapping import load_mapping
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.settings import Settings
     from tongban.store import Store
     from tongban.store.schema import migrated

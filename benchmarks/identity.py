@@ -28,7 +28,7 @@ from sandbox.runner import Server  # noqa: E402
 from tongban.codes import make_id_number  # noqa: E402
 from tongban.identity import IdentityResolver, normalise_user, pii_hash  # noqa: E402
 from tongban.identity.tables import identity_users  # noqa: E402
-from tongban.platform_client import PlatformClient  # noqa: E402
+from tongban.platform.client import PlatformClient  # noqa: E402
 from tongban.settings import Settings  # noqa: E402
 from tongban.store import Store  # noqa: E402
 from tongban.store.schema import migrated  # noqa: E402

@@ -69,7 +69,7 @@ def real_path(cases: int, home: Path) -> dict:
     from tongban.delivery.worker import DeliveryWorker
     from tongban.pipeline.ingest import run_ingest
     from tongban.mapping import load_mapping
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.settings import Settings
     from tongban.store import Store
     from tongban.store.schema import migrated
@@ -119,7 +119,7 @@ def plain_delivery(envelopes: list, home: Path, threads: int) -> dict:
     """The captured events pushed straight to a fresh mock platform: no bus, no ledger, no gate."""
     from sandbox.platform import create_app as platform_app
     from sandbox.runner import Server
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.settings import Settings
 
     server = Server(platform_app(str(home / f"platform-plain-{threads}.db")), name="bench-plain").start()

@@ -85,7 +85,7 @@ def _run_demo(polls: int, days_per_poll: int, cases: int, quiet: bool, mapping_f
     from tongban.delivery.worker import DeliveryWorker
     from tongban.pipeline.ingest import run_ingest
     from tongban.mapping import load_mapping
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.audit.views import print_trace
     from tongban.settings import load
     from tongban.store import open_store

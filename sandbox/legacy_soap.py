@@ -279,7 +279,8 @@ class HrssSoapService:
             if kind == "slow":
                 time.sleep(delay)
             elif kind == "fault":
-                return _fault(start_response, "soap:Server", "HRSS-DB-503 数据库暂不可用 database unavailable")
+                return _fault(start_response, "soap:Server", "HRSS-DB-503 数据库暂不可用 database unavailable",
+                              {"ErrorCode": "HRSS-DB-503", "Table": "T_SBJ_BJ"})
             elif kind == "hostile":
                 return _respond(start_response, "200 OK", HOSTILE_REPLY, "text/xml; charset=utf-8")
             else:
@@ -382,12 +383,16 @@ def _respond(start_response, status: str, body: bytes, content_type: str, header
     return [body]
 
 
-def _fault(start_response, code: str, message: str) -> list[bytes]:
+def _fault(start_response, code: str, message: str, detail: dict[str, str] | None = None) -> list[bytes]:
     envelope = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
     body = etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
     fault = etree.SubElement(body, f"{{{SOAP_ENV}}}Fault")
     etree.SubElement(fault, "faultcode").text = code
     etree.SubElement(fault, "faultstring").text = message
+    if detail:
+        element = etree.SubElement(fault, "detail")
+        for name, value in detail.items():
+            etree.SubElement(element, f"{{{NS}}}{name}").text = value
     payload = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
     # SOAP 1.1: faults travel with HTTP 500.
     return _respond(start_response, "500 Internal Server Error", payload, "text/xml; charset=utf-8")

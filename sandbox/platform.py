@@ -1,7 +1,7 @@
 """The mock 渝快办 platform: numbering (统一赋码), the case-push API with signed receipts, fault injection.
 
 It keeps the promises the real platform is expected to keep, strictly enough that tongban's mistakes show:
-- every /api call is signed (tongban.platform_auth, docs/platform-auth.md): the signature binds method, path,
+- every /api call is signed (tongban.platform.auth, docs/platform-auth.md): the signature binds method, path,
   query, the body's SHA-256, the Idempotency-Key, the date (±5 min) and a nonce the platform remembers, so a
   wrong or missing signature, a changed body or key, a stale date or a replayed request is 401 with the reason;
 - a case event is validated against the published schema (422), must belong to a case number the platform
@@ -50,7 +50,7 @@ from tongban.cases.models import CASE_NUMBER_MAX, ItemCode, describe_errors
 from tongban.cases.schema import validate_event
 from tongban.cases.statemachine import TransitionError
 from tongban.bus.envelope import canonical_json, utcnow
-from tongban.platform_auth import RequestVerifier, sign_receipt
+from tongban.platform.auth import RequestVerifier, sign_receipt
 
 DEFAULT_ACCESS_KEY = "sandbox-access-key"
 DEFAULT_SECRET = "sandbox-secret-not-for-production"

@@ -9,7 +9,7 @@ The platform trusts nobody's word: it verifies each document's seal with its *ow
 The `Idempotency-Key` header works as on the case-event API: the same key and bytes get the original receipt
 back; the same key with other bytes is 409.
 
-Requests are signed like every /api call (`tongban.platform_auth.RequestVerifier`, shared with the platform's
+Requests are signed like every /api call (`tongban.platform.auth.RequestVerifier`, shared with the platform's
 other routes so a nonce is spent once across all of them). `GET /api/v1/sealed-documents`
 lists what was received; `GET /_sandbox/sealed-documents` (unsigned, sandbox only) adds the refusal counts.
 """
@@ -25,11 +25,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tongban.platform_auth import RequestVerifier
+from tongban.platform.auth import RequestVerifier
 from tongban.seal import Signer, TrustStore, XadesSigner, build_receipt, verify_sealed
 from tongban.seal.ca import PLATFORM_NAME
 from tongban.seal.receipt import document_id_of
-from tongban.seal.xmlsafe import MAX_DOCUMENT_BYTES
+from adapters.safexml import MAX_SEALED_BYTES
 
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -125,7 +125,7 @@ class SealedDocumentService:
 
 def _received_at(receipt: bytes) -> str:
     from tongban.seal.receipt import RECEIPT_NS
-    from tongban.seal.xmlsafe import parse_untrusted
+    from adapters.safexml import parse_untrusted
 
     return parse_untrusted(receipt).findtext(f"{{{RECEIPT_NS}}}ReceivedAt") or ""
 
@@ -147,8 +147,8 @@ def sealed_router(service: SealedDocumentService, *, verifier: RequestVerifier) 
         if len(key) > MAX_IDEMPOTENCY_KEY:
             raise _SealRefusal(400, {"error": f"Idempotency-Key longer than {MAX_IDEMPOTENCY_KEY} characters"})
         document = await request.body()
-        if len(document) > MAX_DOCUMENT_BYTES:
-            raise _SealRefusal(413, {"error": f"document larger than {MAX_DOCUMENT_BYTES} bytes"})
+        if len(document) > MAX_SEALED_BYTES:
+            raise _SealRefusal(413, {"error": f"document larger than {MAX_SEALED_BYTES} bytes"})
         receipt = await run_in_threadpool(service.receive, document, key)
         return Response(receipt, media_type="application/xml")
 

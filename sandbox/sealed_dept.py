@@ -165,7 +165,8 @@ def run_sealed_demo(store, bus, settings, sandbox_home: str | Path, platform_url
     seals `n` good licences plus one of each bad kind (and `sm2` good SM2-sealed ones plus each bad SM2 kind),
     submits them all, runs the sealed-document worker until
     its queue is idle, and returns the counts."""
-    from tongban.seal.exchange import SEALED, SealedDeliveryWorker, SealedPlatformClient, submit_sealed
+    from tongban.seal.exchange import SEALED, SealedDeliveryWorker, submit_sealed
+    from tongban.platform import PlatformClient
 
     certs_dir = ensure_certs(certs_dir if certs_dir is not None else certs_dir_of(sandbox_home))
     work = work or SEALED
@@ -185,7 +186,7 @@ def run_sealed_demo(store, bus, settings, sandbox_home: str | Path, platform_url
             quarantined[result.reason] += 1
         verdict = "published" if result.ok else f"quarantined ({result.reason})"
         say(f"  {licence.path.name:<40} {'SM2  ' if licence.kind.startswith('sm2') else 'XAdES'} {verdict}")
-    client = SealedPlatformClient(dataclasses.replace(settings, platform_url=platform_url))
+    client = PlatformClient(dataclasses.replace(settings, platform_url=platform_url))
     try:
         worker = SealedDeliveryWorker(store=store, bus=bus, platform=client, trust=trust, work=work)
         stats = worker.run(stop=threading.Event(), idle_exit=idle_exit)

@@ -213,7 +213,7 @@ def _deliver(env) -> object:
     """The bus worker's job (not Airflow's): drain the local queue to the platform."""
     from tongban.bus.local import LocalBus
     from tongban.delivery.worker import DeliveryWorker
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
 
     store = _store(env)
     platform = PlatformClient(_settings(env))

@@ -22,19 +22,43 @@ second fetch after commit) yields only what changed; a run that crashes between 
 and duplicates nothing once re-run; a transient failure is retried; a bad record is quarantined with a
 named rule; hostile input is rejected. Everything runs on 127.0.0.1 with a store under tmp_path, the
 durable local bus and the mock 渝快办 platform, so the kit needs no broker and runs in CI.
+
+Importing this module needs neither pytest nor the sandbox: the class sets itself up through pytest's xunit hooks
+(`setup_method` / `teardown_method`, a temporary work folder and `self.monkeypatch`), and pytest and the mock
+platform (sandbox/) are imported only when a check runs.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
-import pytest
-
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError, adapter_class
 
 __all__ = ["AdapterConformance", "CrashingBus"]
+
+
+def _fail(message: str) -> None:
+    """Fail the check (as a pytest failure when pytest runs it, else an AssertionError)."""
+    try:
+        import pytest
+    except ImportError:  # pragma: no cover - the kit run by hand
+        raise AssertionError(message) from None
+    pytest.fail(message)
+
+
+@contextlib.contextmanager
+def _expect(error: type[BaseException], what: str) -> Iterator[None]:
+    """The block must raise `error` (like pytest.raises, without needing pytest)."""
+    try:
+        yield
+    except error:
+        return
+    raise AssertionError(f"{what}: expected {error.__name__}, nothing was raised")
 
 
 class CrashingBus:
@@ -101,17 +125,25 @@ class AdapterConformance:
         raise NotImplementedError
 
     # --- plumbing --------------------------------------------------------------------------------------
-    @pytest.fixture(autouse=True)
-    def _conformance_source(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def setup_method(self, method=None) -> None:
+        """pytest's xunit hook: a fresh work folder, `self.monkeypatch`, and the source started."""
+        from pytest import MonkeyPatch  # only when the kit runs
+
         if not self.adapter_kind or not self.mapping_file:
-            pytest.fail(f"{type(self).__name__} must set adapter_kind and mapping_file")
-        self.workdir = tmp_path
-        self.monkeypatch = monkeypatch
-        self.settings = self.start_source(tmp_path)
+            _fail(f"{type(self).__name__} must set adapter_kind and mapping_file")
+        self.workdir = Path(tempfile.mkdtemp(prefix="tongban-conformance-"))
+        self.monkeypatch = MonkeyPatch()
+        self._started = False
+        self.settings = self.start_source(self.workdir)
+        self._started = True
+
+    def teardown_method(self, method=None) -> None:
         try:
-            yield
+            if getattr(self, "_started", False):
+                self.stop_source()
         finally:
-            self.stop_source()
+            self.monkeypatch.undo()
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def mapping(self):
         """The subclass's mapping file, with its source section replaced by the sandbox settings."""
@@ -154,7 +186,7 @@ class AdapterConformance:
         from sandbox.platform import create_app
         from sandbox.runner import Server
         from tongban.bus.local import LocalBus
-        from tongban.platform_client import PlatformClient
+        from tongban.platform.client import PlatformClient
         from tongban.settings import Settings
         from tongban.store import open_store
         from tongban.store.schema import upgrade
@@ -196,7 +228,7 @@ class AdapterConformance:
         assert first
         mark = self._newest_watermark(first)
         if mark is None and self.mapping().watermark_path is not None:
-            pytest.fail("the mapping declares record.watermark but no record carries one")
+            _fail("the mapping declares record.watermark but no record carries one")
         assert self.fetch(mark) == [], "nothing changed, yet the second fetch yielded records"
         try:
             self.change_source()
@@ -223,7 +255,7 @@ class AdapterConformance:
         try:
             mapping = self.mapping()
             crashing = CrashingBus(bus)
-            with pytest.raises(ConnectionError):
+            with _expect(ConnectionError, "the crashing bus"):
                 run_ingest(mapping, store=store, bus=crashing, platform=platform,
                            adapter=adapter_class(self.adapter_kind)(mapping.system, mapping.source))
             with store.read() as conn:
@@ -244,7 +276,7 @@ class AdapterConformance:
             lost = sorted(key for key, (number, last) in delivered.items() if not number or not last)
             assert not lost, f"records neither delivered nor quarantined: {lost[:5]}"
             for key, (number, last_sequence) in delivered.items():
-                case = platform.get(f"/api/v1/cases/{number}")
+                case = platform.case(number)
                 sequences = [event["sequence"] for event in case["events"]]
                 # Every event of the case arrived exactly once, in order: nothing lost, nothing twice.
                 assert sequences == list(range(1, last_sequence + 1)), f"case {key}: platform holds {sequences}"
@@ -258,7 +290,7 @@ class AdapterConformance:
             try:
                 records = self.fetch(None)
             except TransientSourceError as exc:  # pragma: no cover - the failure this check exists for
-                pytest.fail(f"one transient failure was not retried: {exc}")
+                _fail(f"one transient failure was not retried: {exc}")
             assert sorted(self.keys(records)) == expected
         else:
             first = self.keys(self.fetch(None))
@@ -295,7 +327,7 @@ class AdapterConformance:
         adapter = self.make_adapter()
         records: list[RawRecord] = []
         try:
-            with pytest.raises(SourceError):
+            with _expect(SourceError, "hostile input"):
                 try:
                     records = list(adapter.fetch(None))
                 except SourceError:

@@ -1,7 +1,9 @@
 """The one retry policy of tongban: how often, how long between tries, and what counts as transient.
 
-Every outbound call that retries inside itself (the REST, SOAP and SFTP adapters today; the platform client
-and the identity resolver next) builds a `RetryPolicy` and runs its attempt through `RetryPolicy.call`:
+Every outbound call that retries inside itself (the REST, SOAP and SFTP adapters, the platform client
+tongban.platform, the identity resolver through it) builds a `RetryPolicy` and runs its attempt through
+`RetryPolicy.call`; the bus's redelivery (tongban.delivery.retry.RedeliveryPolicy, a RetryPolicy) takes its delays
+from `wait_seconds`, and both buses honour them exactly. This is the only module that sets up tenacity.
 
 - **attempts**: the total number of tries, the first included (`attempts: 1` never retries);
 - **backoff**: before try n+1 it waits `initial_wait * 2**(n-1)` plus a random jitter of up to `initial_wait`

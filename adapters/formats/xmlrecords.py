@@ -18,10 +18,17 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+TEXT_KEY = "#text"  # the text of an element that also has attributes or children (xmltodict's name for it)
+
+
 def element_to_dict(element) -> dict[str, Any]:
     """Attributes and child elements by local name; leaf text as strings, nested elements as dicts,
-    repeated children as lists."""
+    repeated children as lists; the text of an element with attributes or children under "#text"
+    (`<Amount currency="CNY">12</Amount>` → {"currency": "CNY", "#text": "12"}: nothing is dropped)."""
     record: dict[str, Any] = {_local(k): v for k, v in element.attrib.items()} if element.attrib else {}
+    text = (element.text or "").strip()
+    if text:
+        record[TEXT_KEY] = text
     for child in element:
         if not isinstance(child.tag, str):
             continue  # comments and processing instructions

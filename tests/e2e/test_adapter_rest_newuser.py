@@ -16,7 +16,7 @@ from sandbox.legacy_world import LegacyWorld
 from sandbox.messy_rest import Layout, MessyServer, Quirks, create_app
 from sandbox.platform import create_app as platform_app
 from sandbox.runner import Server
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import Settings
 from tests.schema_at_head import home_at_head
 

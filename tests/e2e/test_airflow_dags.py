@@ -95,7 +95,7 @@ def test_a_run_that_fails_for_good_leaves_nothing_half_done_and_the_next_run_del
 
 
 def test_reconcile_names_the_gap_and_its_dag_fails_when_the_platform_lacks_a_case(world):
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.audit.reconcile import reconcile
     from tongban.store.tables import case_numbers, deliveries
 

@@ -22,11 +22,11 @@ from sqlalchemy import func, select
 from tests.conftest import AMQP_URL
 from tongban.audit import ledger
 from tongban.bus.rabbit import RabbitBus
-from tongban.bus.topology import RETRY_STEPS, cases_work
+from tongban.bus.topology import cases_work
 from tongban.cases.samples import sample_snapshot
 from tongban.cases.changes import events_between
 from tongban.bus.envelope import KIND_CASE_EVENT, Envelope, idempotency_key
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import Settings
 from tongban.store.tables import deliveries, parked, quarantine
 
@@ -128,6 +128,5 @@ def test_nothing_lost_nothing_doubled_under_chaos(pg_store, tmp_path, monkeypatc
     assert by_hop["retried"] > CASES * 0.05  # the faults really happened and were retried
     assert ledger.verify(pg_store).ok
     # The queues are empty: nothing is left behind.
-    names = [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]
-    assert sum(bus.depth(q) for q in names) == 0
+    assert sum(bus.depth(q) for q in bus.queues(work)) == 0
     bus.delete(work)

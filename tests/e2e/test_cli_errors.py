@@ -220,7 +220,7 @@ def _cases():
     from adapters.base import SourceError, TransientSourceError
     from tongban.bus.base import BusError
     from tongban.mapping.errors import MappingFileError
-    from tongban.platform_client import PlatformRejected, PlatformTransient
+    from tongban.platform.client import PlatformRejected, PlatformTransient
 
     return [
         (PlatformTransient("ConnectError calling /api/v1/numbering"), EXIT_UNREACHABLE, "platform"),

@@ -122,7 +122,7 @@ def test_sandbox_up_on_a_port_base(tmp_path):
         assert httpx.post(f"{urls['ministry']}/ministry/FlowbackService", content=b"<x/>").status_code == 401
 
         # the platform's catalogue knows the new department's items (and still the sandbox's own)
-        from tongban.platform_client import PlatformClient
+        from tongban.platform.client import PlatformClient
         from tongban.settings import Settings
 
         client = PlatformClient(Settings(platform_url=urls["platform"]))

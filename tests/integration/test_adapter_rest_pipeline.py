@@ -74,7 +74,7 @@ def _ingest(store, mapping_path):
     from tongban.bus.topology import cases_work
     from tongban.pipeline.ingest import run_ingest
     from tongban.mapping import load_mapping
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.settings import load
 
     return run_ingest(load_mapping(mapping_path), store=store, bus=LocalBus(store), platform=PlatformClient(load()),

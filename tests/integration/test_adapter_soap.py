@@ -131,6 +131,7 @@ def test_soap_fault_names_system_operation_and_fault_code(service, settings):
     assert not isinstance(error.value, TransientSourceError)
     assert SYSTEM in message and "QueryCases" in message and "soap:Server" in message
     assert "HRSS-DB-503" in message
+    assert 'detail {"ErrorCode": "HRSS-DB-503", "Table": "T_SBJ_BJ"}' in message  # the fault's <detail>, as a dict
 
 
 def test_client_fault_for_bad_parameters_is_permanent(service, settings):

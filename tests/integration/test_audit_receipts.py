@@ -13,7 +13,7 @@ from tongban.audit import ledger
 from tongban.delivery.worker import DeliveryWorker
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import load
 
 SAMR = Path(__file__).resolve().parents[2] / "mappings" / "cq-samr-rest.yaml"

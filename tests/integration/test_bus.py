@@ -66,6 +66,51 @@ def test_delayed_publish_arrives_later(bus_and_work):
     assert len(arrived) == 1 and arrived[0] >= 0.9
 
 
+def test_a_shorter_delay_published_later_arrives_first(bus_and_work):
+    """Each delay is honoured as the policy computed it: no rounding up to a ladder of steps (0.9 s and 0.3 s
+    would share the 1 s step and keep publish order) and no head-of-line blocking behind a longer TTL."""
+    bus, work = bus_and_work
+    bus.declare(work)
+    bus.publish_delayed(work, _env(1), 0.9)
+    bus.publish_delayed(work, _env(2), 0.3)
+    seen = []
+    _drain(bus, work, lambda d: seen.append(d.envelope.payload["i"]))
+    assert seen == [2, 1]
+
+
+def test_the_rabbitmq_delay_queue_has_the_policys_delay_to_ten_milliseconds(rabbit_bus, rabbit_work):
+    import random
+
+    import pika
+
+    from tongban.bus.topology import delay_ms
+    from tongban.delivery.retry import RedeliveryPolicy
+
+    rabbit_bus.declare(rabbit_work)
+    delay = RedeliveryPolicy(rng=random.Random(7)).delay(3)  # 4 s doubled from 1 s, plus jitter
+    assert delay_ms(delay) % 1000  # jittered: not a whole step
+    rabbit_bus.publish_delayed(rabbit_work, _env(3), delay)
+    name = rabbit_work.delay_queue(delay_ms(delay))
+    assert abs(delay_ms(delay) - delay * 1000) <= 5
+    assert name in rabbit_bus.queues(rabbit_work)
+    connection = pika.BlockingConnection(pika.URLParameters(rabbit_bus.url))
+    try:  # the broker holds the message in exactly that queue
+        assert connection.channel().queue_declare(name, passive=True).method.message_count == 1
+    finally:
+        connection.close()
+    rabbit_bus.delete(rabbit_work)
+
+
+def test_a_delay_towards_an_undeclared_work_queue_is_refused_not_dropped(rabbit_bus):
+    from tongban.bus.topology import cases_work
+    import uuid
+
+    nowhere = cases_work(f"test-undeclared-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(PublishError, match="unroutable: work queue .* is not declared"):
+        rabbit_bus.publish_delayed(nowhere, _env(4), 2.5)
+    assert nowhere.delay_queue(2500) not in rabbit_bus.queues(nowhere)
+
+
 def test_unroutable_publish_is_an_error_not_a_loss(rabbit_bus, rabbit_work):
     unbound = WorkQueue(rabbit_work.exchange, rabbit_work.queue, "nobody-listens-here")
     rabbit_bus.declare(rabbit_work)

@@ -18,7 +18,7 @@ from tongban.catalog import (
 )
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
-from tongban.platform_client import PlatformClient, PlatformRejected
+from tongban.platform.client import PlatformClient, PlatformRejected
 from tongban.settings import load
 from tongban.store import Store
 from tongban.store.tables import case_snapshots, quarantine

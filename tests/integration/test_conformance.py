@@ -246,3 +246,21 @@ def test_sandbox_runs_three_departments_and_drops_a_new_export_on_advance(tmp_pa
         assert load_mapping(MAPPINGS / "cq-hrss-soap.yaml").source["wsdl"] == os.environ["CQ_HRSS_WSDL"]
     finally:
         sandbox.stop()
+
+
+def test_the_kit_imports_without_pytest_or_the_sandbox():
+    """A third party's tooling (docs, a plugin registry) can import the kit without pytest or sandbox/ installed."""
+    import subprocess
+    import sys
+
+    blocker = ("import sys\n"
+               "class Block:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] in ('pytest', '_pytest', 'sandbox'):\n"
+               "            raise ImportError(f'{name} is not installed here')\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "import tongban.conformance as kit\n"
+               "print(kit.AdapterConformance.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "AdapterConformance"

@@ -17,7 +17,6 @@ from sandbox.runner import Server
 from tongban.audit import ledger
 from tongban.bus.rabbit import RabbitBus
 from tongban.bus.select import rabbitmq_answers
-from tongban.bus.topology import RETRY_STEPS
 from tongban.flowback import flowback_topology, reconcile, run_flowback_source
 from tongban.store import open_store
 
@@ -41,7 +40,7 @@ def prefix(monkeypatch):
     connection = pika.BlockingConnection(pika.URLParameters(AMQP))
     channel = connection.channel()
     for work in flowback_topology(name).values():
-        for queue in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
+        for queue in work.fixed_queues:  # delay queues delete themselves (x-expires)
             channel.queue_delete(queue)
     channel.exchange_delete(name)
     connection.close()

@@ -25,7 +25,7 @@ from tongban.bus.local import LocalBus
 from tongban.bus.topology import cases_work
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import load
 from tongban.store import open_store
 from tongban.store.at_rest import reveal

@@ -20,7 +20,7 @@ from tongban.delivery.worker import DeliveryWorker
 from tongban.bus.envelope import Envelope
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import load
 from tongban.store import open_store
 from tongban.store.files import private_dir, private_file, write_private

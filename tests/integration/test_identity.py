@@ -17,7 +17,7 @@ from tongban.identity import (
     lookup, normalise_user, pii_hash,
 )
 from tongban.identity.tables import identity_users
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import Settings
 
 PERSON = make_id_number("500103", date(1985, 6, 1), 17, "M")

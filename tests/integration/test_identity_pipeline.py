@@ -13,7 +13,7 @@ from tongban.bus.local import LocalBus
 from tongban.identity import retry_unresolved
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import load
 from tongban.store import Store
 from tongban.store.tables import case_snapshots, quarantine

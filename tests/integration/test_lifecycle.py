@@ -16,7 +16,7 @@ from tongban.bus.topology import cases_work
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
 from tongban.operator.actions import list_quarantine
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import load
 from tongban.store import state as st
 

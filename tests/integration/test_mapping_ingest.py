@@ -17,7 +17,7 @@ from tongban.cli import app
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
 from tongban.operator.actions import list_quarantine
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import load
 
 pytestmark = pytest.mark.timeout(60)

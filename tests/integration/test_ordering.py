@@ -19,7 +19,7 @@ from tongban.cases.samples import sample_snapshot
 from tongban.delivery.retry import RedeliveryPolicy
 from tongban.delivery.worker import DeliveryWorker
 from tongban.bus.envelope import KIND_CASE_EVENT, Envelope, idempotency_key
-from tongban.platform_client import PlatformClient, PlatformTransient
+from tongban.platform.client import PlatformClient, PlatformTransient
 from tongban.settings import Settings
 from tongban.store import Store
 

@@ -21,7 +21,7 @@ from tongban.bus.topology import cases_work
 from tongban.delivery.worker import DeliveryWorker
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import load
 from tongban.store import open_store
 from tongban.store import state as st

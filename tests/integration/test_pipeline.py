@@ -16,7 +16,7 @@ from tongban.delivery.retry import RedeliveryPolicy
 from tongban.delivery.worker import DeliveryWorker
 from tongban.pipeline.ingest import run_ingest
 from tongban.mapping import load_mapping
-from tongban.platform_client import PlatformClient
+from tongban.platform.client import PlatformClient
 from tongban.settings import load
 
 SAMR = Path(__file__).resolve().parents[2] / "mappings" / "cq-samr-rest.yaml"

@@ -25,10 +25,10 @@ from tongban.cases.changes import events_between
 from tongban.cases.samples import SAMPLE_ITEM_CODE, sample_event, sample_snapshot
 from tongban.delivery.worker import DeliveryWorker
 from tongban.bus.envelope import Envelope, canonical_json, content_digest
-from tongban.platform_auth import (
+from tongban.platform.auth import (
     MAX_CLOCK_SKEW_SECONDS, NonceMemory, PlatformAuth, RequestVerifier, http_date, sign_receipt, signed_headers,
 )
-from tongban.platform_client import PlatformClient, ReceiptInvalid
+from tongban.platform.client import PlatformClient, ReceiptInvalid
 from tongban.settings import Settings
 from tongban.store.tables import parked
 
@@ -262,7 +262,7 @@ def test_every_platform_call_goes_through_the_one_signing_path(tmp_path, sqlite_
     from tongban.identity.resolver import IdentityResolver
     from tongban.identity.users import LegacyUser
     from tongban.audit.reconcile import reconcile
-    from tongban.seal.exchange import SealedPlatformClient, SealRejected
+    from tongban.platform import SealRejected
     from tongban.codes import make_id_number
 
     settings = Settings(home=tmp_path, platform_url="https://platform.invalid", pii_key="k")
@@ -277,9 +277,8 @@ def test_every_platform_call_goes_through_the_one_signing_path(tmp_path, sqlite_
     assert resolver.resolve_user(person) == "U1"
     assert sync(sqlite_store, client).catalogue.version == 1
     assert reconcile(sqlite_store, client).ok
-    sealed = SealedPlatformClient(settings, transport=httpx.MockTransport(fake))
     with pytest.raises(SealRejected) as refused:
-        sealed.push(b"<doc/>", "key-s")
+        client.push_sealed(b"<doc/>", "key-s")
     assert refused.value.code == "digest_mismatch"  # it got past the signature check: a seal refusal, not a 401
 
     assert fake.paths == ["POST /api/v1/numbering", "POST /api/v1/case-events", "POST /api/v1/users/resolve",
@@ -295,7 +294,7 @@ def test_the_client_never_follows_a_redirect_with_its_signature(tmp_path):
 
     client = PlatformClient(Settings(home=tmp_path, platform_url="https://platform.invalid"),
                             transport=httpx.MockTransport(handle))
-    from tongban.platform_client import PlatformRejected
+    from tongban.platform.client import PlatformRejected
 
     with pytest.raises(PlatformRejected, match="redirects are not followed"):
         client.get("/api/v1/stats")

@@ -68,11 +68,15 @@ def counting_http_server():
 
 
 def both_ways(tmp_path, document: bytes, **kwargs):
-    """Run the in-memory and the streaming entry points on the same document; return both exceptions."""
+    """Run the in-memory, the signed-document and the streaming entry points on the same document; return the
+    three exceptions."""
     errors = []
     with pytest.raises(safexml.XMLRejected) as in_memory:
         safexml.parse_bytes(document, max_bytes=kwargs.get("max_bytes", 10 ** 7))
     errors.append(in_memory.value)
+    with pytest.raises(safexml.XMLRejected) as signed:
+        safexml.parse_untrusted(document, max_bytes=kwargs.get("max_bytes", 10 ** 7))
+    errors.append(signed.value)
     path = tmp_path / "doc.xml"
     path.write_bytes(document)
     with pytest.raises(safexml.XMLRejected) as streamed:
@@ -157,3 +161,30 @@ def test_zeep_settings_forbid_dtds_entities_and_external_references():
         parse_xml(b'<!DOCTYPE r [<!ENTITY a "b">]><r>&a;</r>', transport=None, settings=settings)
     with pytest.raises(DTDForbidden):
         parse_xml(external_dtd("http://127.0.0.1:9/evil.dtd"), transport=None, settings=settings)
+
+
+def test_signed_documents_refuse_a_doctype_in_another_encoding_and_anything_not_bytes():
+    # The byte scan cannot see a UTF-16 DOCTYPE; the parsed document's own declaration still gives it away.
+    utf16 = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY a "x">]><r>&a;</r>'.encode("utf-16")
+    with pytest.raises(safexml.HostileXMLError, match="DOCTYPE"):
+        safexml.parse_untrusted(utf16)
+    with pytest.raises(safexml.XMLRejected, match="expected XML bytes, got str"):
+        safexml.parse_untrusted("<r/>")
+    assert safexml.parse_untrusted(b"<r><a>1</a></r>").findtext("a") == "1"
+
+
+def test_signed_documents_are_bounded_at_five_mebibytes():
+    big = b"<r>" + b"x" * safexml.MAX_SEALED_BYTES + b"</r>"
+    with pytest.raises(safexml.XMLTooLargeError, match=str(safexml.MAX_SEALED_BYTES)):
+        safexml.parse_untrusted(big)
+
+
+def test_the_thread_parser_is_hardened_and_one_per_thread():
+    assert safexml.thread_parser() is safexml.thread_parser()
+    other = []
+    worker = threading.Thread(target=lambda: other.append(safexml.thread_parser()))
+    worker.start()
+    worker.join()
+    assert other[0] is not safexml.thread_parser()
+    root = etree.fromstring(external_entity("file:///etc/passwd"), safexml.thread_parser())
+    assert "root:" not in etree.tostring(root, encoding="unicode")

@@ -1,4 +1,4 @@
-"""The mock 渝快办 platform (sandbox/platform.py) and the shared signing functions (tongban/platform_auth.py)."""
+"""The mock 渝快办 platform (sandbox/platform.py) and the shared signing functions (tongban/platform/auth.py)."""
 from __future__ import annotations
 
 import copy
@@ -16,7 +16,7 @@ from sandbox.platform import DEFAULT_ACCESS_KEY, DEFAULT_SECRET, create_app
 from tongban.cases.changes import events_between
 from tongban.cases.samples import SAMPLE_ITEM_CODE, sample_event, sample_snapshot
 from tongban.bus.envelope import content_digest
-from tongban.platform_auth import PlatformAuth, http_date, sign_request, signed_headers, verify_receipt
+from tongban.platform.auth import PlatformAuth, http_date, sign_request, signed_headers, verify_receipt
 
 
 class SignedClient:

@@ -24,10 +24,11 @@ from tongban.audit import ledger
 from tongban.bus.local import LocalBus
 from tongban.bus.select import rabbitmq_answers
 from tongban.cli import app as cli_app
-from tongban.bus.envelope import KIND_SEALED, Envelope, idempotency_key
-from tongban.platform_auth import signed_headers
 from tongban.seal import TrustStore, XadesSigner
-from tongban.seal.exchange import (PLATFORM_STAGE, SENDER_STAGE, SealedDeliveryWorker, SealedPlatformClient, prove_delivery,
+from tongban.bus.envelope import KIND_SEALED, Envelope, idempotency_key
+from tongban.platform import PlatformClient
+from tongban.platform.auth import signed_headers
+from tongban.seal.exchange import (PLATFORM_STAGE, SENDER_STAGE, SealedDeliveryWorker, prove_delivery,
                             sealed_work, submit_sealed)
 from tongban.settings import Settings
 from tongban.store import open_store
@@ -75,7 +76,7 @@ def _received(server: Server) -> set[str]:
 
 
 def _deliver(store, bus, server, trust, work=None):
-    client = SealedPlatformClient(_settings(server.url))
+    client = PlatformClient(_settings(server.url))
     try:
         worker = SealedDeliveryWorker(store=store, bus=bus, platform=client, trust=trust,
                                       **({"work": work} if work else {}))

@@ -295,6 +295,15 @@ def test_a_wrong_setting_is_a_source_error_naming_it(tmp_path, settings, message
         FileDropAdapter(SYSTEM, {"pattern": "*.csv"})
 
 
+def test_xml_text_beside_attributes_is_kept_not_dropped(tmp_path):
+    path = tmp_path / "cases.xml"
+    path.write_text('<Export><Rec no="1"><BJBH>WJ1</BJBH><Fee currency="CNY">12.50</Fee></Rec></Export>',
+                    encoding="utf-8")
+    age(path)
+    [record] = adapter(tmp_path, record_tag="Rec").fetch(None)
+    assert record.data == {"no": "1", "BJBH": "WJ1", "Fee": {"currency": "CNY", "#text": "12.50"}}
+
+
 def test_record_tag_is_the_xml_record_element(tmp_path):
     path = tmp_path / "cases.xml"
     path.write_text("<Export><Rec><BJBH>WJ1</BJBH></Rec><Rec><BJBH>WJ2</BJBH></Rec></Export>", encoding="utf-8")

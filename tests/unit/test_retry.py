@@ -107,3 +107,17 @@ def test_settings_model_gives_the_policy_and_refuses_unknown_keys():
         RetrySettings.model_validate({"retries": 3})
     with pytest.raises(ValidationError):
         RetrySettings.model_validate({"attempts": 0})
+
+
+def test_the_bus_redelivers_on_the_same_policy():
+    """The bus's redelivery is this policy with the bus's defaults: the same delays, Retry-After as a floor (a wish
+    longer than the cap is honoured there: the message waits in a delay queue, not inside a call), parked after
+    `max_attempts` failures."""
+    from tongban.delivery.retry import RedeliveryPolicy
+
+    bus = RedeliveryPolicy(max_attempts=4, initial_delay=1.0, max_delay=5.0, rng=random.Random(3))
+    same = RetryPolicy(attempts=4, initial_wait=1.0, max_wait=5.0, rng=random.Random(3))
+    assert [bus.delay(n) for n in range(1, 6)] == [same.wait_seconds(n) for n in range(1, 6)]
+    assert bus.delay(1, retry_after=600) == 600
+    assert [bus.exhausted(n) for n in (3, 4)] == [False, True]
+    assert RedeliveryPolicy().attempts == 8 and RedeliveryPolicy().max_wait == 120

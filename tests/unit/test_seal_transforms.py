@@ -18,7 +18,7 @@ from tongban.seal import REASONS, TrustStore, XadesSigner, verify_sealed
 from tongban.seal.ca import init_sandbox_ca
 from tongban.seal.licence import build_licence
 from tongban.seal.signer import _XAdESWithClock
-from tongban.seal.xmlsafe import parse_untrusted
+from adapters.safexml import parse_untrusted
 from tongban.codes import make_credit_code
 
 DS = "http://www.w3.org/2000/09/xmldsig#"

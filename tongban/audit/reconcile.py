@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
-from tongban.platform_auth import verify_receipt
+from tongban.platform.auth import verify_receipt
 from tongban.store import Store
 from tongban.store.tables import case_numbers, deliveries, ledger
 
@@ -80,7 +80,7 @@ def _in_flight(conn) -> int:
 
 
 def reconcile(store: Store, platform, *, secret: str | None = None, list_limit: int = 20) -> ReconcileReport:
-    """Compare the ledger with the platform (`platform` is a tongban.platform_client.PlatformClient)."""
+    """Compare the ledger with the platform (`platform` is a tongban.platform.client.PlatformClient)."""
     secret = secret or platform.settings.platform_secret
     report = ReconcileReport()
     with store.read() as conn:

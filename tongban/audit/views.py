@@ -12,7 +12,7 @@ from tongban import codes
 from tongban.audit import ledger
 from tongban.bus import outbox
 from tongban.operator import quarantine as q
-from tongban.bus.topology import CASES, RETRY_STEPS
+from tongban.bus.topology import CASES
 
 console = Console()
 
@@ -73,10 +73,7 @@ def print_status(store, bus, work=CASES) -> None:
     table = Table(title=f"tongban status (bus: {bus.name})")
     table.add_column("what")
     table.add_column("count", justify="right")
-    names = [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]
-    if bus.name == "inprocess":
-        names = [work.queue]
-    for name in names:
+    for name in bus.queues(work):
         table.add_row(f"queue {name}", str(bus.depth(name)))
     table.add_row(f"oldest message in {work.queue}", _age(bus.oldest_created_at(work.queue)))
     counts = q.counts(store)

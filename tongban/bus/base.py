@@ -61,6 +61,10 @@ class Bus:
     def depth(self, queue: str) -> int:
         raise NotImplementedError
 
+    def queues(self, work: WorkQueue) -> list[str]:
+        """The queues where the work queue's messages may be waiting right now (for depths and status)."""
+        return [work.queue]
+
     def oldest_created_at(self, queue: str) -> str | None:
         """The created_at of the message at the head of the queue (None when empty)."""
         raise NotImplementedError

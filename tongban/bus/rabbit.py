@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 import zlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pika
 import pika.exceptions as pex
@@ -21,7 +21,7 @@ from tongban.bus.envelope import Envelope
 
 from .base import Bus, Delivery, Handler, PublishError
 from .confirms import AsyncConfirmPublisher
-from .topology import RETRY_STEPS, WAIT_SECONDS, WorkQueue
+from .topology import DELAY_QUEUE_LINGER_MS, WAIT_SECONDS, WorkQueue, delay_ms
 
 log = logging.getLogger("tongban.bus.rabbit")
 
@@ -48,10 +48,13 @@ class _Publisher:
         return self.channel
 
     def publish(self, exchange: str, routing_key: str, bodies: Sequence[bytes], *, expiration_ms: int | None = None,
-                message_ids: Sequence[str] | None = None) -> None:
+                message_ids: Sequence[str] | None = None, prepare: Callable | None = None) -> None:
+        """Publish and wait for the confirms; `prepare(channel)` runs first on the same channel (declarations)."""
         for attempt in range(2):  # one reconnect: a connection closed by the broker is not a lost message
             try:
                 channel = self._open()
+                if prepare is not None:
+                    prepare(channel)
                 for i, body in enumerate(bodies):
                     props = pika.BasicProperties(
                         delivery_mode=pika.DeliveryMode.Persistent, content_type="application/json",
@@ -79,6 +82,11 @@ class _Publisher:
         self.connection = self.channel = None
 
 
+def _back_to(work: WorkQueue) -> dict:
+    """Queue arguments that dead-letter expired messages back to the work queue."""
+    return {"x-dead-letter-exchange": work.exchange, "x-dead-letter-routing-key": work.routing_key}
+
+
 class RabbitBus(Bus):
     name = "rabbitmq"
 
@@ -87,6 +95,9 @@ class RabbitBus(Bus):
         self._publisher = _Publisher(url)  # single messages (delays, retries)
         self._batches: AsyncConfirmPublisher | None = None  # batches, confirmed asynchronously
         self._local = threading.local()
+        # Delay queues this process filled: name → monotonic time by which its last message has left it.
+        self._delays: dict[str, tuple[WorkQueue, float]] = {}
+        self._delays_lock = threading.Lock()
 
     # --- topology -------------------------------------------------------------------------------
     def declare(self, work: WorkQueue) -> None:
@@ -96,10 +107,8 @@ class RabbitBus(Bus):
             ch.exchange_declare(work.exchange, "direct", durable=True)
             ch.queue_declare(work.queue, durable=True, arguments={"x-queue-type": "quorum"})
             ch.queue_bind(work.queue, work.exchange, work.routing_key)
-            back = {"x-dead-letter-exchange": work.exchange, "x-dead-letter-routing-key": work.routing_key}
-            for seconds in (*RETRY_STEPS, WAIT_SECONDS):
-                name = work.wait_queue if seconds == WAIT_SECONDS else work.retry_queue(seconds)
-                ch.queue_declare(name, durable=True, arguments={**back, "x-message-ttl": int(seconds * 1000)})
+            ch.queue_declare(work.wait_queue, durable=True,
+                             arguments={**_back_to(work), "x-message-ttl": delay_ms(WAIT_SECONDS)})
         finally:
             connection.close()
 
@@ -129,14 +138,47 @@ class RabbitBus(Bus):
             self._batches.publish_batch(work.exchange, work.routing_key, bodies, ids)
 
     def publish_delayed(self, work: WorkQueue, envelope: Envelope, seconds: float) -> None:
-        # Publish through the default exchange straight into the delay queue whose TTL is closest above.
-        steps = (*RETRY_STEPS,)
-        if seconds <= WAIT_SECONDS:
-            target = work.wait_queue
-        else:
-            step = next((s for s in steps if s >= seconds), steps[-1])
-            target = work.retry_queue(step)
-        self._thread_publisher().publish("", target, [envelope.to_bytes()], message_ids=[envelope.message_id])
+        """The message returns to the work queue after `seconds` (to DELAY_RESOLUTION_MS): straight into the
+        delay queue of that TTL, declared on the way (see tongban.bus.topology for why one queue per delay)."""
+        ms = delay_ms(seconds)
+        body, ids = [envelope.to_bytes()], [envelope.message_id]
+        publisher = self._thread_publisher()
+        if ms == delay_ms(WAIT_SECONDS):  # the ordering gate's wait: its queue is declared with the work queue
+            publisher.publish("", work.wait_queue, body, message_ids=ids)
+            return
+        if ms == 0:
+            publisher.publish(work.exchange, work.routing_key, body, message_ids=ids)
+            return
+        name = work.delay_queue(ms)
+
+        def prepare(channel) -> None:
+            # A dead-letter towards a work queue nobody declared would drop the message silently: refuse instead.
+            try:
+                channel.queue_declare(work.queue, passive=True)
+            except pex.ChannelClosedByBroker as exc:
+                if exc.reply_code == 404:
+                    raise PublishError(f"unroutable: work queue {work.queue} is not declared, so a delay "
+                                       f"queue would have nowhere to return the message", unroutable=True) from exc
+                raise
+            channel.queue_declare(name, durable=True, arguments={
+                **_back_to(work), "x-message-ttl": ms, "x-expires": ms + DELAY_QUEUE_LINGER_MS})
+
+        publisher.publish("", name, body, message_ids=ids, prepare=prepare)
+        with self._delays_lock:
+            until = time.monotonic() + seconds + 1.0  # + the dead-letter hop back to the work queue
+            self._delays[name] = (work, max(until, self._delays.get(name, (work, 0.0))[1]))
+
+    def _live_delays(self, work: WorkQueue) -> list[str]:
+        now = time.monotonic()
+        with self._delays_lock:
+            for name in [n for n, (_, until) in self._delays.items() if until < now]:
+                del self._delays[name]
+            return sorted(n for n, (w, _) in self._delays.items() if w == work)
+
+    def queues(self, work: WorkQueue) -> list[str]:
+        """The work and wait queues, and the delay queues this process filled whose messages are still due
+        (a delay queue filled by another process is not known here; it empties and deletes itself)."""
+        return [*work.fixed_queues, *self._live_delays(work)]
 
     # --- consuming ------------------------------------------------------------------------------
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
@@ -236,12 +278,11 @@ class RabbitBus(Bus):
                 pass
 
     def _quiet(self, channel, work: WorkQueue) -> bool:
-        """No message anywhere in the work queue's family (work, wait, retry)."""
-        names = [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]
-        total = 0
-        for name in names:
-            total += channel.queue_declare(name, passive=True).method.message_count
-        return total == 0
+        """No message anywhere in the work queue's family: none due back from a delay queue this process filled,
+        none in the work or wait queue."""
+        if self._live_delays(work):
+            return False
+        return all(channel.queue_declare(name, passive=True).method.message_count == 0 for name in work.fixed_queues)
 
     def depth(self, queue_name: str) -> int:
         connection = pika.BlockingConnection(pika.URLParameters(self.url))
@@ -274,7 +315,7 @@ class RabbitBus(Bus):
         connection = pika.BlockingConnection(pika.URLParameters(self.url))
         try:
             ch = connection.channel()
-            for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
+            for name in self.queues(work):
                 try:
                     ch.queue_purge(name)
                 except pex.ChannelClosedByBroker:
@@ -287,7 +328,7 @@ class RabbitBus(Bus):
         connection = pika.BlockingConnection(pika.URLParameters(self.url))
         try:
             channel = connection.channel()
-            for name in [work.queue, work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]:
+            for name in self.queues(work):
                 channel.queue_delete(name)
             channel.exchange_delete(work.exchange)
         finally:

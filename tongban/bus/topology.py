@@ -3,8 +3,11 @@
 Case events go to one quorum queue that any number of workers compete on. Order per case is kept by
 the delivery worker's ordering gate (an event waits until its predecessor's receipt is recorded), not
 by pinning cases to consumers, so competing workers scale without a partition rebalancer.
-Retries are delay queues: a message sits in `retry.<n>` for its TTL, then dead-letters back to the
-exchange with the routing key of its work queue.
+Retries are delay queues: a message sits in `<queue>.delay.<ms>ms` for the delay the redelivery policy computed
+(tongban.delivery.retry, jitter included; to 10 ms), then dead-letters back to the exchange with the routing key of
+its work queue. One queue per distinct delay, because RabbitMQ expires messages only at the head of a queue: a
+per-message TTL in one shared queue would hold a 1 s retry behind a 120 s one. Each delay queue deletes itself
+(`x-expires`) a while after its last message left. The ordering gate's short wait has its own fixed queue.
 """
 from __future__ import annotations
 
@@ -14,11 +17,21 @@ CASES_EXCHANGE = "tongban.cases"
 CASES_QUEUE = "tongban.cases.deliver"
 CASES_KEY = "deliver"
 
-# Delay steps (seconds) of the retry ladder; the worker picks the step by attempt number, adds jitter
-# by choosing per-message expiration within the step's queue TTL is not possible, so jitter is added
-# by spreading attempts over neighbouring steps (see delivery.retry).
-RETRY_STEPS = (1, 5, 30, 120)
-WAIT_SECONDS = 0.2  # the ordering gate's short wait
+WAIT_SECONDS = 0.2  # the ordering gate's short wait (its own fixed queue)
+# A delay queue outlives its last message by this much, then RabbitMQ deletes it (x-expires, renewed by each
+# publish's declare). Fixed, so that every publisher declares a given delay queue with the same arguments.
+DELAY_QUEUE_LINGER_MS = 60_000
+
+
+# Delays are kept to this resolution: 5 ms at most off the policy's delay, far inside its jitter (at least
+# `initial_wait` wide: 100 distinct delays per second of jitter), while the delay queues alive at once stay in the
+# hundreds rather than one per retried message.
+DELAY_RESOLUTION_MS = 10
+
+
+def delay_ms(seconds: float) -> int:
+    """A delay as RabbitMQ's TTL counts it (milliseconds), to DELAY_RESOLUTION_MS; never negative."""
+    return max(0, round(seconds * 1000 / DELAY_RESOLUTION_MS) * DELAY_RESOLUTION_MS)
 
 
 @dataclass(frozen=True)
@@ -27,12 +40,18 @@ class WorkQueue:
     queue: str
     routing_key: str
 
-    def retry_queue(self, seconds: float) -> str:
-        return f"{self.queue}.retry.{seconds:g}s"
+    def delay_queue(self, milliseconds: int) -> str:
+        """The delay queue whose messages wait exactly `milliseconds` before returning to the work queue."""
+        return f"{self.queue}.delay.{int(milliseconds)}ms"
 
     @property
     def wait_queue(self) -> str:
         return f"{self.queue}.wait"
+
+    @property
+    def fixed_queues(self) -> list[str]:
+        """The queues `declare` makes (the delay queues come and go with the retries: Bus.queues)."""
+        return [self.queue, self.wait_queue]
 
 
 CASES = WorkQueue(CASES_EXCHANGE, CASES_QUEUE, CASES_KEY)

@@ -189,7 +189,7 @@ def sync_and_report(*, store: Store | None = None, platform: Any = None, setting
                     mappings_dir: Path | None = None) -> dict[str, Any]:
     """Sync the catalogue, then report what changed, which mapping files send a withdrawn item (with the
     number of waiting cases), and every mapping file's problems. The daily catalogue DAG's callable."""
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.settings import load
     from tongban.store import open_store
 

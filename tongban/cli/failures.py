@@ -106,11 +106,11 @@ def explain(exc: BaseException) -> Failure:
         return Failure(EXIT_PIPE_CLOSED, "", "")
     if isinstance(exc, KeyboardInterrupt):
         return Failure(EXIT_INTERRUPTED, "interrupted", "nothing half-done is kept; run the command again")
-    if _is(exc, "tongban.platform_client", "PlatformTransient"):
+    if _is(exc, "tongban.platform.client", "PlatformTransient"):
         return Failure(EXIT_UNREACHABLE, f"the 渝快办 platform at {safe_url(_setting('platform_url'))} did not answer "
                        f"({_first_line(exc)})", "start it (`tongban sandbox up`) or set TONGBAN_PLATFORM_URL, then run "
                        "the command again")
-    if _is(exc, "tongban.platform_client", "PlatformRejected"):
+    if _is(exc, "tongban.platform.client", "PlatformRejected"):
         status = getattr(exc, "status", None)
         if status in (401, 403):
             return Failure(EXIT_REFUSED, f"the 渝快办 platform refused tongban's credentials (HTTP {status}: "

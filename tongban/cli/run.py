@@ -13,7 +13,7 @@ from tongban.cli.output import JSON_OPTION, emit_json, interactive, notice, prog
 def _context():
     """Settings, store, bus and platform client, opened the same way by every command."""
     from tongban.bus import open_bus
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.settings import load
     from tongban.store import open_store
 

@@ -23,11 +23,11 @@ def default_trust_config() -> Path:
 
 
 def _read_input(path: Path) -> bytes:
-    from tongban.seal.xmlsafe import MAX_DOCUMENT_BYTES
+    from adapters.safexml import MAX_SEALED_BYTES
 
     try:
         with path.open("rb") as handle:
-            return handle.read(MAX_DOCUMENT_BYTES + 1)  # one byte over lets the verifier report the size rule
+            return handle.read(MAX_SEALED_BYTES + 1)  # one byte over lets the verifier report the size rule
     except OSError as exc:
         raise CliFailure(EXIT_USAGE, f"cannot read {path}: {exc.strerror}", "check the path") from None
 
@@ -46,7 +46,7 @@ def sign(
 ) -> None:
     """Seal IN with an enveloped XAdES-BES signature, or (--alg sm2) with a GB/T 38540 SM2 seal."""
     from tongban.seal.signer import SigningError, XadesSigner
-    from tongban.seal.xmlsafe import UnsafeXMLError, parse_untrusted
+    from adapters.safexml import XMLRejected, parse_untrusted
 
     if alg not in ("xades", "sm2"):
         raise CliFailure(EXIT_USAGE, f"--alg must be xades or sm2, not {alg!r}", "choose xades or sm2")
@@ -62,7 +62,7 @@ def sign(
             sealed = SM2Signer(cert, key, seal=seal).sign(document)
         else:
             sealed = XadesSigner(cert, key).sign(_read_input(input_path))
-    except (SigningError, UnsafeXMLError, ValueError) as exc:
+    except (SigningError, XMLRejected, ValueError) as exc:
         typer.echo(f"cannot seal {input_path}: {exc}", err=True)
         raise typer.Exit(1) from None
     if output is None:
@@ -207,7 +207,8 @@ def deliver(
     import threading
 
     from tongban.bus import open_bus
-    from tongban.seal.exchange import SealedDeliveryWorker, SealedPlatformClient
+    from tongban.seal.exchange import SealedDeliveryWorker
+    from tongban.platform import PlatformClient
     from tongban.settings import load
     from tongban.store import open_store
 
@@ -215,7 +216,7 @@ def deliver(
     settings = load()
     store = open_store(settings.db_url)
     bus = open_bus(settings, announce=lambda text: typer.echo(text, err=True))
-    client = SealedPlatformClient(settings)
+    client = PlatformClient(settings)
     stop = threading.Event()
     try:
         stats = SealedDeliveryWorker(store=store, bus=bus, platform=client, trust=trust).run(

@@ -58,10 +58,8 @@ def system_rows(store, mappings_dir: Path) -> list[dict[str, Any]]:
 def status_data(store, bus, work, mappings_dir: Path) -> dict[str, Any]:
     from tongban.audit import ledger
     from tongban.operator import quarantine as q
-    from tongban.bus.topology import RETRY_STEPS
 
-    names = [work.queue] if bus.name == "inprocess" else [work.queue, work.wait_queue,
-                                                          *(work.retry_queue(s) for s in RETRY_STEPS)]
+    names = bus.queues(work)
     counts = q.counts(store)
     return {
         "bus": bus.name,

@@ -1,26 +1,31 @@
-"""The redelivery policy (Camel's dead-letter channel): capped exponential backoff with jitter, a
-maximum number of attempts, then parking. Retry-After from the platform is a floor, not a suggestion."""
+"""The bus's redelivery policy (Camel's dead-letter channel): the one retry policy of tongban.retry, in the
+bus's words. A message that failed `attempt` times waits `delay(attempt, retry_after)` seconds in a delay queue
+(the same backoff, jitter and cap as every in-call retry; the platform's Retry-After is a floor, never undercut),
+and after `max_attempts` failures it is parked. Both buses honour the delay as computed: the embedded bus holds the
+row until then, the RabbitMQ bus gives it a delay queue of exactly that TTL (tongban.bus.rabbit)."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from tongban.retry import RetryPolicy
 
 
-@dataclass(frozen=True)
-class RedeliveryPolicy:
-    max_attempts: int = 8
-    initial_delay: float = 1.0
-    max_delay: float = 120.0
-    jitter: float = 0.5  # ± fraction of the delay
+class RedeliveryPolicy(RetryPolicy):
+    """`RetryPolicy(attempts=max_attempts, initial_wait=initial_delay, max_wait=max_delay)` with the bus's
+    defaults: 8 attempts, 1 s doubling up to 120 s."""
 
-    def delay(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
-        """Seconds to wait before attempt number `attempt` + 1 (attempt counts failures so far, from 1)."""
-        rng = rng or random
-        base = min(self.max_delay, self.initial_delay * 2 ** (attempt - 1))
-        delay = base * (1 + rng.uniform(-self.jitter, self.jitter))
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return min(delay, self.max_delay)
+    def __init__(self, max_attempts: int = 8, initial_delay: float = 1.0, max_delay: float = 120.0, *,
+                 rng: random.Random | None = None):
+        super().__init__(attempts=max_attempts, initial_wait=initial_delay, max_wait=max_delay,
+                         **({"rng": rng} if rng is not None else {}))
+
+    @property
+    def max_attempts(self) -> int:
+        return self.attempts
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds before try number `attempt` + 1 (`attempt` counts the failures so far, from 1)."""
+        return self.wait_seconds(attempt, retry_after)
 
     def exhausted(self, attempt: int) -> bool:
-        return attempt >= self.max_attempts
+        return attempt >= self.attempts

@@ -22,7 +22,7 @@ from tongban.bus import Bus, Delivery, PublishError
 from tongban.bus.topology import CASES, WAIT_SECONDS, WorkQueue
 from tongban.bus.envelope import Envelope
 from tongban.audit.ledger import LedgerEvent
-from tongban.platform_client import PlatformClient, PlatformRejected, PlatformTransient, ReceiptInvalid
+from tongban.platform.client import PlatformClient, PlatformRejected, PlatformTransient, ReceiptInvalid
 from tongban.store import Store
 from tongban.store import state as st
 from tongban.store.batcher import WriteBatcher

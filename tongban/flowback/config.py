@@ -100,10 +100,10 @@ class RetryConfig(_Strict):
     max_attempts: int = 5
     initial_delay: float = 1.0
     max_delay: float = 120.0
-    jitter: float = 0.5
 
     def policy(self) -> RedeliveryPolicy:
-        return RedeliveryPolicy(self.max_attempts, self.initial_delay, self.max_delay, self.jitter)
+        """The one retry policy (tongban.retry: backoff with its jitter, cap, Retry-After as a floor)."""
+        return RedeliveryPolicy(self.max_attempts, self.initial_delay, self.max_delay)
 
 
 class SinksConfig(_Strict):

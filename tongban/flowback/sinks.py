@@ -1,7 +1,8 @@
 """District sinks: how a district or county receives its flowback records (a REST endpoint or a file drop).
 
 A sink either returns a receipt (dict), or raises `SinkTransient` (worth retrying: timeouts, connection errors,
-408/425/429/5xx, a disk that is full) or `SinkRejected` (the district refused the record: 4xx; not retried).
+a status in tongban.retry.TRANSIENT_STATUS, a disk that is full) or `SinkRejected` (the district refused the
+record: any other 4xx/5xx; not retried).
 Both sinks are idempotent on the envelope's idempotency key: REST sends it as `Idempotency-Key`, the file sink
 names the file after it, so a retried or re-delivered record lands once.
 """
@@ -15,12 +16,10 @@ from pathlib import Path
 import httpx
 
 from tongban.bus.envelope import Envelope
+from tongban.retry import is_transient_status, retry_after_seconds
 
 from .config import FileSinkConfig, RestSinkConfig, SinkConfig
 from tongban.settings import environment_value
-
-RETRYABLE_STATUS = {408, 425, 429}
-
 
 class SinkTransient(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):
@@ -52,13 +51,6 @@ class Sink:
         pass
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
 class RestSink(Sink):
     def __init__(self, url: str, timeout: float = 10.0, token: str | None = None, client: httpx.Client | None = None):
         self.url, self.describe = url, url
@@ -72,8 +64,8 @@ class RestSink(Sink):
         except httpx.HTTPError as exc:
             raise SinkTransient(f"{self.url}: {type(exc).__name__}: {exc}") from None
         status = response.status_code
-        if status in RETRYABLE_STATUS or status >= 500:
-            raise SinkTransient(f"{self.url}: HTTP {status}", _retry_after(response.headers.get("Retry-After")))
+        if is_transient_status(status):
+            raise SinkTransient(f"{self.url}: HTTP {status}", retry_after_seconds(response.headers.get("Retry-After")))
         if status == 409:  # the district already has this idempotency key
             return {"status": status, "duplicate_at_sink": True}
         if status >= 400:

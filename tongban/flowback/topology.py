@@ -5,7 +5,7 @@ environments on one broker keep apart; tests pass a prefix of their own."""
 from __future__ import annotations
 
 from tongban.bus import Bus
-from tongban.bus.topology import RETRY_STEPS, WorkQueue
+from tongban.bus.topology import WorkQueue
 from tongban.codes import CHONGQING_CODE
 
 from .config import CITY, TARGETS
@@ -45,7 +45,4 @@ def declare(bus: Bus, work: WorkQueue) -> None:
 
 def family_depth(bus: Bus, work: WorkQueue) -> int:
     """Messages waiting in a work queue and its delay queues (the local bus keeps delayed ones in the queue)."""
-    names = [work.queue]
-    if bus.name == "rabbitmq":
-        names += [work.wait_queue, *(work.retry_queue(s) for s in RETRY_STEPS)]
-    return sum(bus.depth(name) for name in names)
+    return sum(bus.depth(name) for name in bus.queues(work))

@@ -101,7 +101,7 @@ def retry_unresolved(*, store: Store | None = None, platform: Any = None, bus: A
     quarantined cases whose applicant now resolves (or whose conflict an operator accepted).
 
     The callable behind the "retry unresolved identities" DAG; returns counts for its log."""
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
 
     settings = settings or load()
     store = store or open_store(settings.db_url)

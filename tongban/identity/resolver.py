@@ -15,7 +15,6 @@ import logging
 from typing import Any
 
 import jmespath
-import tenacity
 from sqlalchemy import delete, select
 
 from tongban import codes
@@ -23,7 +22,8 @@ from tongban.audit import ledger
 from tongban.bus.envelope import utcnow
 from tongban.audit.ledger import LedgerEvent
 from tongban.mapping.errors import MappingFileError
-from tongban.platform_client import PlatformRejected, PlatformTransient
+from tongban.platform.errors import PlatformRejected, PlatformTransient
+from tongban.retry import RetryPolicy
 from tongban.settings import Settings, current
 from tongban.store import Store
 
@@ -60,20 +60,10 @@ def _is_id_card_number(number: str) -> bool:
         return False
 
 
-def ask_platform(platform: Any, id_type: str, number: str) -> dict:
-    """One signed call to the unified user service, through the platform client's one signing path."""
-    return platform.resolve_user(id_type, number)
-
-
-def _wait_for_retry_after(max_wait: float):
-    exponential = tenacity.wait_random_exponential(multiplier=0.1, max=max_wait)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        after = getattr(error, "retry_after", None)
-        return min(after, max_wait) if after is not None else exponential(state)
-
-    return wait
+def ask_platform(platform: Any, id_type: str, number: str, retry: RetryPolicy) -> dict:
+    """One signed call to the unified user service, through the platform client's one signing path and retry
+    (with the resolver's own policy: throttling is worth a longer wait than the client's quick retry)."""
+    return platform.resolve_user(id_type, number, retry=retry)
 
 
 class IdentityResolver:
@@ -82,7 +72,9 @@ class IdentityResolver:
         self.store, self.platform = store, platform
         self.key = (settings or current()).pii_key
         self.account_path = jmespath.compile(account_path) if account_path else None
-        self.attempts, self.max_wait = attempts, max_wait
+        # Throttling (429 + Retry-After) is retried inside the call, up to `max_wait` per wait; a Retry-After
+        # longer than that is raised at once as IdentityThrottled (the run's later retry honours it).
+        self.retry = RetryPolicy(attempts=attempts, initial_wait=0.1, max_wait=max_wait)
         self._memo: dict[str, tuple[str, str | None, str | None]] = {}   # pii_hash → (status, user_id, reason)
         self._bindings: set[tuple[str, str, str]] = set()                 # (system, account, pii_hash) checked
         self.platform_calls = 0
@@ -215,17 +207,10 @@ class IdentityResolver:
         return self._memo[digest]
 
     def _ask(self, user: LegacyUser, digest: str) -> tuple[str, str | None, str | None]:
-        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(self.attempts),
-                                     wait=_wait_for_retry_after(self.max_wait),
-                                     retry=tenacity.retry_if_exception_type(PlatformTransient), reraise=True)
-
-        def call() -> dict:
-            self.platform_calls += 1
-            return ask_platform(self.platform, user.id_type, user.id_number)
-
         user_id = reason = None
+        self.platform_calls += 1
         try:
-            body = retrying(call)
+            body = ask_platform(self.platform, user.id_type, user.id_number, self.retry)
             status, user_id = RESOLVED, str(body.get("user_id") or "") or None
             if user_id is None:
                 status, reason = INVALID, "the unified user service answered without a user id"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tongban import codes
-from tongban.platform_client import PlatformTransient
+from tongban.platform.client import PlatformTransient
 
 ID_CARD = "111"        # 居民身份证 (natural persons)
 CREDIT_CODE = "001"    # 统一社会信用代码 (legal persons and other organisations)

@@ -133,7 +133,7 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
     from tongban.bus import open_bus
     from tongban.pipeline.ingest import Ingest
     from tongban.mapping import load_mapping
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.settings import load
 
     settings = load()

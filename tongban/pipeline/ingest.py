@@ -30,7 +30,7 @@ from tongban.bus.envelope import KIND_CASE_EVENT, Envelope, content_digest, idem
 from tongban.identity import IdentityError, IdentityResolver
 from tongban.audit.ledger import LedgerEvent
 from tongban.mapping import Mapping, MappingError
-from tongban.platform_client import PlatformClient, PlatformRejected, PlatformTransient
+from tongban.platform.client import PlatformClient, PlatformRejected, PlatformTransient
 from tongban.store import Store
 from tongban.store import state as st
 

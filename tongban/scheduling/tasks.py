@@ -16,7 +16,7 @@ from tongban.scheduling.ingest_plans import plan_for
 # ------------------------------------------------------------------------------------------ ingest
 def _context():
     from tongban.bus import open_bus
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.settings import SettingsError, load
     from tongban.store import open_store
 
@@ -141,7 +141,7 @@ def replay_task() -> dict[str, Any]:
 
 def reconcile_task() -> dict[str, Any]:
     from tongban.audit.reconcile import reconcile
-    from tongban.platform_client import PlatformClient
+    from tongban.platform.client import PlatformClient
     from tongban.settings import load
     from tongban.store import open_store
 

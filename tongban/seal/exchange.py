@@ -8,9 +8,10 @@ The flow, and who proves what:
                        `tongban.sealed.deliver`, and the ledger records "sealed" (digest of the signed data,
                        signer, signing time) and "seal_verified" (the verification result).
     SealedDeliveryWorker
-                       pushes the document bytes to the platform, which verifies the seal with its own trust
-                       store and answers with a receipt it sealed itself (XAdES). The worker verifies that
-                       receipt against our trust store and checks it acknowledges the SHA-256 of exactly the
+                       pushes the document bytes to the platform (PlatformClient.push_sealed: the one platform
+                       client, its signing and its retry; a seal refusal comes back as SealRejected), which
+                       verifies the seal with its own trust store and answers with a receipt it sealed itself
+                       (XAdES). The worker verifies that receipt against our trust store and checks it acknowledges the SHA-256 of exactly the
                        bytes sent; only then is the delivery recorded ("delivered" + "receipt"), with the
                        document and the receipt kept in the deliveries table so an auditor can re-verify both
                        later (`prove_delivery`). A platform refusal (4xx, its reason code) is quarantined
@@ -32,17 +33,17 @@ from pathlib import Path
 from tongban.audit import ledger
 from tongban.bus import outbox
 from tongban.operator import quarantine as q
+from adapters.safexml import MAX_SEALED_BYTES
 from tongban.bus import Bus, Delivery
 from tongban.bus.topology import WorkQueue
 from tongban.delivery.retry import RedeliveryPolicy
 from tongban.delivery.worker import DeliveryWorker
 from tongban.bus.envelope import KIND_SEALED, Envelope, idempotency_key
 from tongban.audit.ledger import LedgerEvent
-from tongban.platform_client import SEALED_DOCUMENTS_PATH, PlatformClient, PlatformRejected
+from tongban.platform import SEALED_DOCUMENTS_PATH, PlatformClient, PlatformRejected, SealRejected
 from tongban.seal import LicenceError, SealResult, TrustStore, parse_licence, verify_receipt, verify_sealed
 from tongban.seal.licence import LICENCE_NS
 from tongban.seal.receipt import document_id_of
-from tongban.seal.xmlsafe import MAX_DOCUMENT_BYTES
 from tongban.store import Store
 from tongban.store import state as st
 
@@ -85,7 +86,7 @@ def _read(path_or_bytes: str | Path | bytes) -> tuple[str, bytes]:
     path = Path(path_or_bytes)
     with path.open("rb") as handle:
         # One byte over the bound lets the verifier report the size rule instead of us reading a huge file.
-        return path.name, handle.read(MAX_DOCUMENT_BYTES + 1)
+        return path.name, handle.read(MAX_SEALED_BYTES + 1)
 
 
 def seal_summary(result: SealResult) -> dict:
@@ -161,40 +162,13 @@ def submit_sealed(path_or_bytes: str | Path | bytes, *, system: str, store: Stor
     return SubmitResult(True, "valid", result.message, name, document_id, digest, env.message_id, env.idempotency_key)
 
 
-# ------------------------------------------------------------------------------------------ the platform call
-
-
-class SealRejected(PlatformRejected):
-    """The platform refused the document; `code` is its seal reason code (revoked, digest_mismatch …)."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(status, f"{code}: {message}" if message else code)
-        self.code = code
-
-
-class SealedPlatformClient(PlatformClient):
-    """The platform client (one signing path, one retry) with the sealed-document push the worker calls:
-    a seal refusal from the platform becomes `SealRejected` carrying its reason code."""
-
-    def push(self, document: bytes, key: str) -> bytes:
-        """Send the document; returns the platform's sealed receipt (bytes, not yet verified)."""
-        try:
-            return self.push_sealed(document, key)
-        except SealRejected:
-            raise
-        except PlatformRejected as exc:
-            if exc.body.get("error") == "seal" and exc.body.get("reason"):
-                raise SealRejected(exc.status, str(exc.body["reason"]), str(exc.body.get("message") or "")) from None
-            raise
-
-
 # ------------------------------------------------------------------------------------------ the worker
 
 
 class SealedDeliveryWorker(DeliveryWorker):
     """Consume sealed documents, push each to the platform, verify the signed receipt, record the delivery."""
 
-    def __init__(self, *, store: Store, bus: Bus, platform: SealedPlatformClient, trust: TrustStore,
+    def __init__(self, *, store: Store, bus: Bus, platform: PlatformClient, trust: TrustStore,
                  policy: RedeliveryPolicy | None = None, metrics=None, work: WorkQueue = SEALED):
         super().__init__(store=store, bus=bus, platform=platform, policy=policy, metrics=metrics, work=work)
         self.trust = trust
@@ -220,7 +194,7 @@ class SealedDeliveryWorker(DeliveryWorker):
             self._duplicate(delivery, {"receipt_digest": stored.get("receipt_digest")})
             return
         document = base64.b64decode(payload["document_b64"])
-        receipt = self._attempt(env, lambda: self.platform.push(document, env.idempotency_key))
+        receipt = self._attempt(env, lambda: self.platform.push_sealed(document, env.idempotency_key))
         if receipt is None:
             return
         # Non-repudiation of receipt: the platform must have sealed it, and it must acknowledge exactly our bytes.
@@ -321,6 +295,6 @@ def quarantine_reasons(store: Store, system: str | None = None) -> dict[str, int
 
 __all__ = [
     "PLATFORM_STAGE", "SEALED", "SENDER_STAGE", "DeliveryProof", "SealRejected", "SealedDeliveryWorker",
-    "SealedPlatformClient", "SubmitResult", "prove_delivery", "quarantine_reasons", "seal_summary", "sealed_work",
+    "SubmitResult", "prove_delivery", "quarantine_reasons", "seal_summary", "sealed_work",
     "submit_sealed",
 ]

@@ -33,8 +33,9 @@ from signxml import DigestAlgorithm, SignatureMethod
 from signxml.util import xades_tag
 from signxml.xades import XAdESDataObjectFormat, XAdESSigner
 
+from adapters.safexml import parse_untrusted
+
 from .ca import load_certificate, load_private_key
-from .xmlsafe import parse_untrusted
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 

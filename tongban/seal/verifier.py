@@ -44,8 +44,9 @@ from signxml import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature, SignXMLException
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier, XAdESVerifyResult
 
+from adapters.safexml import MAX_SEALED_BYTES, XMLRejected, parse_untrusted, thread_parser
+
 from .truststore import CertificateProblem, TrustStore
-from .xmlsafe import MAX_DOCUMENT_BYTES, UnsafeXMLError, parse_untrusted, safe_parser
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XADES_NS = "http://uri.etsi.org/01903/v1.3.2#"
@@ -216,7 +217,7 @@ def _classify(exc: Exception) -> tuple[str, str]:
 
 
 def verify_sealed(xml_bytes: bytes, trust: TrustStore, *, now: dt.datetime | None = None,
-                  max_bytes: int = MAX_DOCUMENT_BYTES) -> SealResult:
+                  max_bytes: int = MAX_SEALED_BYTES) -> SealResult:
     """Verify the seal on `xml_bytes` against `trust` at `now` (default: the current time): the single enveloped
     XAdES seal of an XML document, or the SES_Signature of an SM2-sealed container."""
     now = _utc(now)
@@ -236,7 +237,7 @@ def verify_sealed(xml_bytes: bytes, trust: TrustStore, *, now: dt.datetime | Non
         config = XAdESSignatureConfiguration(location="./", expect_references=3, verification_time=now,
                                              **_CONFIG_ALGORITHMS)
         chain = _TrustStoreChain(trust, now)
-        results = _SealVerifier(chain).verify(bytes(xml_bytes), parser=safe_parser(), expect_config=config)
+        results = _SealVerifier(chain).verify(bytes(xml_bytes), parser=thread_parser(), expect_config=config)
         data = results[data_index]
         if isinstance(data, XAdESVerifyResult) or data.signed_xml is None or data.signed_xml.tag != root.tag:
             raise _Rejected("wrapped", "the verified data is not the document root")
@@ -245,7 +246,7 @@ def verify_sealed(xml_bytes: bytes, trust: TrustStore, *, now: dt.datetime | Non
         leaf = chain.leaf
         if leaf is None:
             raise _Rejected("malformed", "the signature carries no X.509 certificate")
-    except UnsafeXMLError as exc:
+    except XMLRejected as exc:
         return SealResult(False, "malformed", str(exc), document_digest=document_digest)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a reason code, never a crash on hostile input
         reason, message = _classify(exc)

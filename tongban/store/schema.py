@@ -84,7 +84,7 @@ def alembic_config(url: str | None = None):
 @lru_cache(maxsize=1)
 def _revisions() -> tuple[frozenset[str], tuple[str, ...]]:
     """(every revision, the heads), read from the revision files' `revision` / `down_revision` lines without
-    importing Alembic: opening a store costs one query, not Alembic's start-up (tests/test_migrations.py checks that
+    importing Alembic: opening a store costs one query, not Alembic's start-up (tests/integration/test_migrations.py checks that
     this reading agrees with Alembic's own)."""
     revisions: set[str] = set()
     parents: set[str] = set()

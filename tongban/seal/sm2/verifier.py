@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 from asn1crypto import x509
 
+from adapters.safexml import MAX_SEALED_BYTES, XMLRejected, parse_untrusted
+
 from tongban.seal.truststore import CertificateProblem, TrustStore
 from tongban.seal.verifier import SealResult
-from tongban.seal.xmlsafe import MAX_DOCUMENT_BYTES, UnsafeXMLError, parse_untrusted
 
 from . import primitives as sm2
 from .structures import CERT_LIST_TYPE_CERTS, SESSeal, CONTAINER_FORMAT, SES_HEADER_ID, SES_VERSION, load_container
@@ -89,7 +90,7 @@ def _refused(reason: str, message: str, document_digest: str) -> SealResult:
 
 
 def verify_sm2_sealed(data: bytes, trust: TrustStore | SM2TrustStore | None, *, now: dt.datetime | None = None,
-                      max_bytes: int = MAX_DOCUMENT_BYTES) -> SealResult:
+                      max_bytes: int = MAX_SEALED_BYTES) -> SealResult:
     """Verify the SES_Signature in the container `data` against the SM2 part of `trust` at `now`."""
     now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
     document_digest = hashlib.sha256(data).hexdigest()
@@ -113,7 +114,7 @@ def verify_sm2_sealed(data: bytes, trust: TrustStore | SM2TrustStore | None, *, 
             raise _Rejected("digest_mismatch", f"the container says {media_type!r} but the signature was made over "
                                                f"{signed_type!r} (propertyInfo)")
         element = parse_untrusted(document, max_bytes=max_bytes)
-    except UnsafeXMLError as exc:
+    except XMLRejected as exc:
         return _refused("malformed", f"the signed document: {exc}", document_digest)
     except (_Rejected, CertificateProblem) as exc:
         return _refused(exc.reason, exc.message, document_digest)

@@ -4,7 +4,7 @@ The equivalent of `alembic revision --autogenerate` through this package's env.p
 a scratch SQLite database is upgraded to the current head, compared with the model (every module in
 `tongban.store.schema.TABLE_MODULES`), and the difference is written to `versions/NNNN_<message>.py` with the next
 number. Read the file before committing it (autogenerate does not see renames, and names server defaults only
-roughly), then run the migration test (tests/test_migrations.py) on both back ends.
+roughly), then run the migration test (tests/integration/test_migrations.py) on both back ends.
 """
 from __future__ import annotations
 
