@@ -72,12 +72,15 @@ import jmespath
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
 from adapters.rest_auth import TokenAuth, build_auth, quote_answer
 from adapters.rest_http import Answer, BoundedHttp, RunDeadlineExceeded, Unauthorized
+from adapters.prefetch import prefetched
 from adapters.rest_pages import Walk
-from adapters.rest_settings import RestSettings
+from adapters.rest_settings import NoPages, RestSettings
 from adapters.settings import validate_settings
 from tongban.retry import Retryable
 
 log = logging.getLogger(__name__)
+
+PREFETCH_PAGES = 1  # pages read ahead of the one being mapped (one more is in flight): memory stays a few pages
 
 
 class RestAdapter(Adapter):
@@ -206,12 +209,21 @@ class RestAdapter(Adapter):
         self.http.start_run()
         walk = self.last_walk = Walk(self.system, self.config.pagination, self.config.limits.max_pages,
                                      self.call, self.records_of, self.config.incremental)
-        for record, position in walk.walk(self.config.path, params):
-            if isinstance(record, dict):
-                yield RawRecord(record, position)
-            else:
-                yield RawRecord({"value": record}, position,
-                                error=f"the record is a JSON {type(record).__name__}, not an object")
+        pages = walk.pages(self.config.path, params)
+        if not isinstance(self.config.pagination, NoPages):
+            # The next page is fetched while this one is mapped (adapters.prefetch: same order, same errors at the
+            # same point, the same end; a consumer that stops early stops the reader).
+            pages = prefetched(pages, PREFETCH_PAGES, name=f"rest-prefetch-{self.system}")
+        try:
+            for page in pages:
+                for record, position in page:
+                    if isinstance(record, dict):
+                        yield RawRecord(record, position)
+                    else:
+                        yield RawRecord({"value": record}, position,
+                                        error=f"the record is a JSON {type(record).__name__}, not an object")
+        finally:
+            pages.close()
 
     @property
     def logins(self) -> int:
