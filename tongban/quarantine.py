@@ -85,16 +85,21 @@ def add(conn: Connection, entry: QuarantineEntry) -> int | None:
     return result.inserted_primary_key[0]
 
 
+_PARKED_OPEN = select(parked.c.id).where(parked.c.case_number == bindparam("case_number"), parked.c.status == OPEN)
+_REJECTED_OPEN = select(quarantine.c.id).where(
+    quarantine.c.system == bindparam("system"), quarantine.c.source_key == bindparam("source_key"),
+    quarantine.c.stage == "platform", quarantine.c.status == OPEN)
+
+
 def is_blocked(conn: Connection, case_number: str | None, system: str | None, source_key: str | None) -> str | None:
-    """Why later events of a case must not overtake an earlier one that is parked or was rejected."""
+    """Why later events of a case must not overtake an earlier one that is parked or was rejected (asked for every
+    delivery: the statements are built once, above)."""
     if case_number:
-        hit = conn.execute(select(parked.c.id).where(parked.c.case_number == case_number, parked.c.status == OPEN)).first()
+        hit = conn.execute(_PARKED_OPEN, {"case_number": case_number}).first()
         if hit:
             return f"an earlier event of case {case_number} is parked (#{hit.id})"
     if system and source_key:
-        hit = conn.execute(select(quarantine.c.id).where(
-            quarantine.c.system == system, quarantine.c.source_key == source_key,
-            quarantine.c.stage == "platform", quarantine.c.status == OPEN)).first()
+        hit = conn.execute(_REJECTED_OPEN, {"system": system, "source_key": source_key}).first()
         if hit:
             return f"an earlier event of this case was rejected by the platform (quarantine #{hit.id})"
     return None
