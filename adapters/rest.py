@@ -53,6 +53,10 @@ What each answer may mean:
 - The end of data: see adapters/rest_pages.py (`total_path`, page-size caps, loops); the bounds on size, time,
   nesting and origins: adapters/rest_http.py.
 
+Pages are read ahead (adapters/prefetch.py): the next page is fetched in a thread of its own while the records of the
+current one are mapped, at most one page waiting; records arrive in order and an error reaches the ingest after the
+records before it, exactly where a plain loop would raise it.
+
 Incremental runs ask from the watermark minus `overlap_seconds` (parsed and re-written with `format`): a record
 written late in the same second as the last run's newest one is fetched, the ones fetched again unchanged are
 recognised by change detection (no event, no quarantine).
