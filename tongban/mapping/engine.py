@@ -1,6 +1,8 @@
 """The mapping engine: a legacy record in, a case snapshot out (or a MappingError naming record, field and rule).
 
-Paths into the legacy record are JMESPath expressions (a well-kept path language, not a home-made one).
+Paths into the legacy record are JMESPath expressions (a well-kept path language, not a home-made one), compiled once
+when the mapping is loaded (paths.py): a plain field path is a dict lookup, JMESPath's interpreter runs only for the
+paths that need it. Each field's rule is compiled once too (`FieldRule.value`: only the steps the field has).
 A field spec is a small dict:
   path: JMESPath into the record        const: a constant           default: sent as it is when the path is empty
   map: {legacy: national}               lookup: {table, key, value} transform: a name in transforms.py
