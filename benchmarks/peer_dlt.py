@@ -187,6 +187,12 @@ def main() -> None:
     if args.serve:
         serve(*args.serve)
         return
+    if "dlt" in (args.only or ["dlt"]):
+        import importlib.util
+
+        if importlib.util.find_spec("dlt") is None or importlib.util.find_spec("duckdb") is None:
+            raise SystemExit("dlt and duckdb are a benchmark-only extra: .venv/bin/uv pip install --python "
+                             ".venv/bin/python -e '.[bench]'   (or run with --only tongban --only raw)")
     # dlt's tuning for speed (its config is read from its own environment variables): no compression of the
     # intermediate files, quiet progress. Set here so that the numbers are of the tuned peer.
     os.environ.setdefault("NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION", "true")
