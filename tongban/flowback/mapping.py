@@ -128,7 +128,6 @@ class FlowbackMapping:
     def map_record(self, raw: dict) -> Record:
         """The national record of one ministry record; raises MappingError naming the field, the rule and the
         source file's line. Empty values are left out, as the national tables do."""
-        key = self.record_key(raw)
         ctx: dict[str, Any] = {"timezone": self.timezone}
         out: dict[str, Any] = {}
         for field in self.fields:
@@ -136,8 +135,8 @@ class FlowbackMapping:
                 ctx["id_type"] = out.get("APPLYERCARDTYPE")  # `transform: identity` validates by 证件类型
             try:
                 out[field.name] = field.value(raw, ctx)
-            except ValueError as exc:
-                raise MappingError(key, f"{field.name} ({field.spec.get('path', 'const')})", str(exc),
+            except ValueError as exc:  # the record's key is looked up only for the error that names it
+                raise MappingError(self.record_key(raw), f"{field.name} ({field.spec.get('path', 'const')})", str(exc),
                                    field.line) from None
         return normalise_record(out)
 
