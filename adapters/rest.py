@@ -53,6 +53,10 @@ What each answer may mean:
 - The end of data: see adapters/rest_pages.py (`total_path`, page-size caps, loops); the bounds on size, time,
   nesting and origins: adapters/rest_http.py.
 
+Pages are read ahead (adapters/prefetch.py): the next page is fetched in a thread of its own while the records of the
+current one are mapped, at most one page waiting; records arrive in order and an error reaches the ingest after the
+records before it, exactly where a plain loop would raise it.
+
 Incremental runs ask from the watermark minus `overlap_seconds` (parsed and re-written with `format`): a record
 written late in the same second as the last run's newest one is fetched, the ones fetched again unchanged are
 recognised by change detection (no event, no quarantine).
@@ -72,12 +76,15 @@ import jmespath
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
 from adapters.rest_auth import TokenAuth, build_auth, quote_answer
 from adapters.rest_http import Answer, BoundedHttp, RunDeadlineExceeded, Unauthorized
+from adapters.prefetch import prefetched
 from adapters.rest_pages import Walk
-from adapters.rest_settings import RestSettings
+from adapters.rest_settings import NoPages, RestSettings
 from adapters.settings import validate_settings
 from tongban.retry import Retryable
 
 log = logging.getLogger(__name__)
+
+PREFETCH_PAGES = 1  # pages read ahead of the one being mapped (one more is in flight): memory stays a few pages
 
 
 class RestAdapter(Adapter):
@@ -206,12 +213,21 @@ class RestAdapter(Adapter):
         self.http.start_run()
         walk = self.last_walk = Walk(self.system, self.config.pagination, self.config.limits.max_pages,
                                      self.call, self.records_of, self.config.incremental)
-        for record, position in walk.walk(self.config.path, params):
-            if isinstance(record, dict):
-                yield RawRecord(record, position)
-            else:
-                yield RawRecord({"value": record}, position,
-                                error=f"the record is a JSON {type(record).__name__}, not an object")
+        pages = walk.pages(self.config.path, params)
+        if not isinstance(self.config.pagination, NoPages):
+            # The next page is fetched while this one is mapped (adapters.prefetch: same order, same errors at the
+            # same point, the same end; a consumer that stops early stops the reader).
+            pages = prefetched(pages, PREFETCH_PAGES, name=f"rest-prefetch-{self.system}")
+        try:
+            for page in pages:
+                for record, position in page:
+                    if isinstance(record, dict):
+                        yield RawRecord(record, position)
+                    else:
+                        yield RawRecord({"value": record}, position,
+                                        error=f"the record is a JSON {type(record).__name__}, not an object")
+        finally:
+            pages.close()
 
     @property
     def logins(self) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import repeat
 from typing import Any, Callable
 
 import httpcore
@@ -102,16 +103,25 @@ class _DeadlineTransport(httpx.HTTPTransport):
 
 
 def json_depth(value: Any, limit: int) -> int:
-    """The nesting depth of a parsed JSON value, counted without recursion; stops past `limit`."""
+    """The nesting depth of a parsed JSON value, counted without recursion; stops past `limit`.
+    Only the values that nest are put on the stack: a page of flat records costs one pass per record."""
+    if not isinstance(value, _NESTED):
+        return 0
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, depth)
+        if depth > deepest:
+            deepest = depth
             if deepest > limit:
                 return deepest
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+        children = item.values() if isinstance(item, dict) else item
+        nested = [child for child in children if isinstance(child, _NESTED)]
+        if nested:
+            stack.extend(zip(nested, repeat(depth + 1)))
     return deepest
+
+
+_NESTED = (dict, list)
 
 
 class Answer:

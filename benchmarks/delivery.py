@@ -12,6 +12,9 @@ What is measured, in one run:
    the last recorded receipt, from the deliveries table's delivered_at.
 3. platform ceiling — the same number of events pushed straight to the mock platform from 16 threads (two
    workers × 8 lanes), no bus and no ledger: what the platform itself sustains here, shared by every worker.
+   Beside each rate, the workers' CPU per event: their processes' user + system CPU (from /proc) between the
+   moment every worker had attached and the last receipt, divided by the events — what a machine's cores must
+   give per event, whatever else runs on it (the rates move with the load of a shared machine; this moves less).
 4. latency — one worker; events published one by one at a steady rate (half the measured one-worker
    throughput) for --latency-seconds; latency = deliveries.delivered_at (the receipt recorded in the ledger's
    transaction) minus the envelope's created_at (set just before its publish). Prints p50/p99.
@@ -19,7 +22,12 @@ What is measured, in one run:
 Everything runs on 127.0.0.1: the mock platform in a process of its own, the workers as subprocesses with a
 PostgreSQL schema of their own (dropped at the end) and queues under a prefix of their own (deleted at the end).
 
-    .venv/bin/python benchmarks/delivery.py [--events 1500] [--latency-seconds 20]
+    .venv/bin/python benchmarks/delivery.py [--events 1500] [--latency-seconds 20] [--profile DIR]
+
+`--profile FILE` instead profiles a worker's handler: the same events handled in this process, one after another
+in one thread (cProfile sees one thread; a worker's lanes are threads), against the same platform and PostgreSQL,
+with the CPU per event of that loop printed and the profile left in FILE (`python -m pstats FILE`, `sort tottime`);
+the profile's clock is the thread's CPU time, so it shows where CPU goes, not where the handler waits.
 """
 from __future__ import annotations
 
@@ -44,6 +52,13 @@ PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1
 TONGBAN = str(Path(sys.executable).with_name("tongban"))
 
 from benchmarks.baseline import raw_pika  # noqa: E402  (after the path set-up above)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process so far (/proc/PID/stat fields 14 and 15, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _when(iso: str) -> float:
@@ -248,14 +263,43 @@ def throughput(bench: Bench, events: int, workers: int) -> dict:
     try:
         bench.wait_for_consumers(work, workers, procs)
         attached = time.time()  # from here every worker is consuming: start-up is behind us
+        cpu_start = sum(_cpu_seconds(p.pid) for p in procs)
         rows = bench.wait_delivered(system, events, procs)
+        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_start
     finally:
         bench.stop_workers(procs)
     stamps = sorted(_when(at) for _key, at in rows)
     counted = [s for s in stamps if s >= attached]
     seconds = stamps[-1] - attached
     return {"workers": workers, "events": len(rows), "counted": len(counted), "seconds": seconds,
+            "cpu_ms": 1000 * cpu / max(1, len(counted)),
             "per_s": len(counted) / seconds if seconds > 0 else float("nan"), "sample": envelopes[0].to_bytes()}
+
+
+def profile_handler(bench: Bench, events: int, out: Path) -> None:
+    """A worker's handler over `events` ready events, in this thread, under cProfile: where its CPU goes."""
+    import cProfile
+
+    from tongban.bus.base import Delivery
+    from tongban.bus.rabbit import RabbitBus
+    from tongban.delivery.worker import DeliveryWorker
+
+    system = f"bench-prof-{bench.run_id}"
+    envelopes = [bench.envelope(event, key) for event, key in bench.cases(system, events)]
+    prefix, work = bench.work("prof")
+    bus = RabbitBus(AMQP)
+    worker = DeliveryWorker(store=bench.store, bus=bus, platform=bench.platform, work=work)
+    profiler = cProfile.Profile(time.thread_time)  # CPU of this thread: waiting for the platform or the database is not
+    cpu, wall = time.process_time(), time.perf_counter()
+    profiler.enable()
+    for envelope in envelopes:
+        worker.handle(Delivery(envelope, work.queue))
+    profiler.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    bus.close()
+    profiler.dump_stats(str(out))
+    print(f"handler, one thread, {events} events: {1000 * cpu / events:.2f} ms CPU per event (this process: the "
+          f"handler, its client and its store; under cProfile), {events / wall:,.0f} events/s; profile in {out}")
 
 
 def platform_ceiling(bench: Bench, events: int, threads: int = 16) -> float:
@@ -317,10 +361,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1500, help="events per throughput round")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-load", type=float, default=0.5, help="offered rate ÷ one-worker throughput")
+    parser.add_argument("--profile", type=Path, metavar="FILE", help="profile a worker's handler instead (see above)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
         try:
+            if args.profile:
+                profile_handler(bench, args.events, args.profile)
+                return
             one = throughput(bench, args.events, 1)
             two = throughput(bench, args.events, 2)
             ceiling = platform_ceiling(bench, args.events)
@@ -333,7 +381,7 @@ def main() -> None:
     for r in (one, two):
         print(f"tongban worker ×{r['workers']} (RabbitMQ, PostgreSQL ledger, mock platform): {r['per_s']:,.0f} events/s "
               f"({r['counted']} of {r['events']} events counted, after every worker attached, in {r['seconds']:.1f}s); "
-              f"ratio ÷ raw pika = {r['per_s'] / raw:.3f}")
+              f"ratio ÷ raw pika = {r['per_s'] / raw:.3f}; worker CPU {r['cpu_ms']:.2f} ms per event")
     print(f"platform ceiling: the same number of events pushed straight to the mock platform from 16 threads "
           f"(no bus, no ledger): {ceiling:,.0f} events/s; two workers ÷ ceiling = {two['per_s'] / ceiling:.3f}")
     print(f"two workers ÷ one worker = {two['per_s'] / one['per_s']:.2f}  (on {os.cpu_count()} cores, "

@@ -108,8 +108,7 @@ class Settings:
     # Prefix of every exchange and queue name: parallel environments on one broker keep apart.
     queue_prefix: str = field(default_factory=lambda: _env("TONGBAN_QUEUE_PREFIX", "tongban"))
     # Largest legacy record kept whole in quarantine; a larger one keeps its head, size and SHA-256 (bytes).
-    quarantine_max_record_bytes: int = field(
-        default_factory=lambda: int(_env("TONGBAN_QUARANTINE_MAX_RECORD_BYTES", str(1024 * 1024))))
+    quarantine_max_record_bytes: int = field(default_factory=lambda: quarantine_max_record_bytes())
     # The sandbox CA / trust store folder (`tongban certs`, `tongban seal`); None: the commands' defaults.
     certs_dir: Path | None = field(default_factory=lambda: _path("TONGBAN_CERTS"))
     # tongban's own audit key (审计签名), which signs ledger checkpoints and evidence packages (docs/audit.md):
@@ -153,6 +152,12 @@ class Settings:
 
 _current: Settings | None = None
 _current_lock = threading.Lock()
+
+
+def quarantine_max_record_bytes() -> int:
+    """`Settings.quarantine_max_record_bytes`, read alone: quarantine asks it for every record it stores, and building
+    every setting (and TONGBAN_HOME) each time cost more than storing the record."""
+    return int(_env("TONGBAN_QUARANTINE_MAX_RECORD_BYTES", str(1024 * 1024)))
 
 
 def load() -> Settings:

@@ -51,6 +51,7 @@ class LedgerEvent:
     source_key: str | None = None
 
 
+_DETAIL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)  # json.dumps's bytes, one encoder made once
 _HASHED_FIELDS = ("event_id", "at", "hop", "system", "message_id", "idempotency_key", "case_number", "source_key", "detail")
 
 
@@ -86,7 +87,7 @@ def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
     for ev in events:
         if ev.hop not in HOPS:
             raise ValueError(f"unknown ledger hop {ev.hop!r}")
-        detail = json.dumps(ev.detail, sort_keys=True, ensure_ascii=False, default=str)
+        detail = _DETAIL.encode(ev.detail)
         if not is_utf8(detail):
             # A lone surrogate (a name that is not UTF-8 …) would fail the write: store it as the text `\xNN`.
             detail = _SURROGATE.sub(lambda m: "\\" + storable(m.group()), detail)  # JSON: an escaped backslash

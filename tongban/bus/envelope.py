@@ -17,9 +17,15 @@ KIND_SEALED = "sealed_document"
 KIND_RECEIPT = "receipt"
 
 
+# One encoder each, made once: json.dumps with options builds a new JSONEncoder on every call, and these run several
+# times per message (digests, idempotency keys, the body on the bus). The bytes are the same as json.dumps's.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical_json(value: Any) -> bytes:
     """Stable bytes for hashing: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def content_digest(value: Any) -> str:
@@ -54,7 +60,7 @@ class Envelope:
 
     def to_bytes(self) -> bytes:
         # The fields are plain JSON values already: no deep copy (dataclasses.asdict) on the hot path.
-        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+        return _COMPACT.encode(self.__dict__).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, body: bytes) -> "Envelope":

@@ -11,9 +11,14 @@ _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 
 
 def normalise(text: str) -> str:
-    """Full-width digits/letters → ASCII, all whitespace removed (incl. U+3000), upper-case."""
-    ascii_text = str(text).translate(_FULL_WIDTH)
-    return "".join(ch for ch in ascii_text if not ch.isspace()).upper()
+    """Full-width digits/letters → ASCII, all whitespace removed (incl. U+3000), upper-case.
+
+    No per-character Python: `str.split()` splits on exactly the characters `str.isspace()` calls whitespace, and
+    ASCII text (the usual case) has no full-width characters to translate."""
+    text = str(text)
+    if not text.isascii():
+        text = text.translate(_FULL_WIDTH)
+    return "".join(text.split()).upper()
 
 
 class CodeError(ValueError):

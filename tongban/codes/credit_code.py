@@ -3,6 +3,7 @@ GB 11714, that it embeds in characters 9–17."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import mul
 
 from tongban.codes._text import CodeError, normalise
 
@@ -12,6 +13,7 @@ ORG_FIELD = "org-code"
 # No I, O, Z, S, V: they are too easily confused with 1, 0, 2, 5, U.
 CREDIT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _CREDIT_VALUES = {ch: i for i, ch in enumerate(CREDIT_ALPHABET)}
+_CREDIT_SET = frozenset(CREDIT_ALPHABET)
 _CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
 ORG_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -56,19 +58,18 @@ class OrgCode:
         return f"{self.body}-{self.check}"
 
 
-def _weighted_sum(body: str, field: str, values: dict[str, int], weights, alphabet: str) -> int:
-    """Σ value × weight over the characters before the check, after checking their number and alphabet."""
-    if len(body) != len(weights):
-        raise CodeError(field, f"check character needs exactly {len(weights)} characters")
-    bad = sorted({ch for ch in body if ch not in values})
-    if bad:
-        raise CodeError(field, f"characters outside {alphabet}: {''.join(bad)}")
-    return sum(values[ch] * w for ch, w in zip(body, weights))
+def _check_alphabet(text: str) -> None:
+    if not _CREDIT_SET.issuperset(text):  # a set test in C; the characters are listed only when one is wrong
+        bad = sorted(set(text) - _CREDIT_SET)
+        raise CodeError(CREDIT_FIELD, f"characters outside the alphabet (no I O Z S V): {''.join(bad)}")
 
 
 def credit_code_check_char(first17: str) -> str:
     """(31 − Σ mod 31) mod 31 over the 31-character alphabet — a remainder of 0 gives `0`."""
-    total = _weighted_sum(first17, CREDIT_FIELD, _CREDIT_VALUES, _CREDIT_WEIGHTS, "the alphabet (no I O Z S V)")
+    if len(first17) != 17:
+        raise CodeError(CREDIT_FIELD, "check character needs exactly 17 characters")
+    _check_alphabet(first17)
+    total = sum(map(mul, map(_CREDIT_VALUES.__getitem__, first17), _CREDIT_WEIGHTS))
     return CREDIT_ALPHABET[(31 - total % 31) % 31]
 
 
@@ -82,9 +83,7 @@ def parse_credit_code(value: str, strict: bool = True) -> CreditCode:
     text = normalise(value)
     if len(text) != 18:
         raise CodeError(CREDIT_FIELD, f"must have 18 characters, got {len(text)}")
-    bad = sorted({ch for ch in text if ch not in _CREDIT_VALUES})
-    if bad:
-        raise CodeError(CREDIT_FIELD, f"characters outside the alphabet (no I O Z S V): {''.join(bad)}")
+    _check_alphabet(text)
     region = text[2:8]
     if not region.isdigit():
         raise CodeError(CREDIT_FIELD, "region (characters 3–8) must be digits")
@@ -108,7 +107,12 @@ def parse_credit_code(value: str, strict: bool = True) -> CreditCode:
 
 def org_code_check_char(first8: str) -> str:
     """11 − Σ mod 11 with weights 3 7 9 10 5 8 4 2; 10 is written `X` and 11 is written `0`."""
-    value = 11 - _weighted_sum(first8, ORG_FIELD, _ORG_VALUES, _ORG_WEIGHTS, "0-9 A-Z") % 11
+    if len(first8) != 8:
+        raise CodeError(ORG_FIELD, "check character needs exactly 8 characters")
+    bad = sorted({ch for ch in first8 if ch not in _ORG_VALUES})
+    if bad:
+        raise CodeError(ORG_FIELD, f"characters outside 0-9 A-Z: {''.join(bad)}")
+    value = 11 - sum(_ORG_VALUES[ch] * w for ch, w in zip(first8, _ORG_WEIGHTS)) % 11
     return {10: "X", 11: "0"}.get(value, str(value))
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from operator import mul
 
 from tongban.codes._text import CodeError, normalise
 
 FIELD = "id-number"
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ZERO_SUM = ord("0") * sum(_WEIGHTS)  # the weighted sum of the ASCII bytes, less this, is that of the digits
+_CHECK_CHARS = "10X98765432"          # (12 − Σ mod 11) mod 11 for Σ mod 11 = 0 … 10, with 10 written X
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,7 @@ def id_number_check_char(first17: str) -> str:
     """The check character for 17 digits: (12 − Σ mod 11) mod 11, where 10 is written `X`."""
     if len(first17) != 17 or not first17.isascii() or not first17.isdigit():
         raise CodeError(FIELD, "check character needs exactly 17 digits")
-    value = (12 - sum(int(d) * w for d, w in zip(first17, _WEIGHTS)) % 11) % 11
-    return "X" if value == 10 else str(value)
+    return _CHECK_CHARS[(sum(map(mul, first17.encode("ascii"), _WEIGHTS)) - _ZERO_SUM) % 11]
 
 
 def parse_id_number(value: str) -> IdNumber:

@@ -6,6 +6,7 @@ Functional zones (两江新区 …) have no GB/T 2260 code; they are configured 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tongban.codes._text import CodeError, normalise
 
@@ -48,7 +49,11 @@ class Region:
 
 def parse_region(value: str) -> Region:
     """Resolve a Chongqing region code to the current county-level unit it belongs to."""
-    text = normalise(value)
+    return _resolve(normalise(value))
+
+
+@lru_cache(maxsize=8192)  # a few hundred codes recur in every batch; Region is frozen, so sharing it is safe
+def _resolve(text: str) -> Region:
     if len(text) not in (6, 9, 12) or not text.isascii() or not text.isdigit():
         raise CodeError(FIELD, "region code must have 6, 9 or 12 digits")
     six = text[:6]

@@ -143,7 +143,9 @@ class DeliveryWorker:
         with self.store.read() as conn:
             receipt = st.delivered_receipt(conn, env.idempotency_key)
             blocked = None if receipt else q.is_blocked(conn, env.correlation, env.source, payload.get("source_key"))
-            last = st.last_delivered_sequence(conn, env.correlation) if env.correlation else 0
+            # Only a message that goes on to the ordering gate needs its case's last delivered sequence.
+            last = st.last_delivered_sequence(conn, env.correlation) \
+                if env.correlation and receipt is None and not blocked else 0
         if receipt is not None:
             self._duplicate(delivery, {"receipt_id": receipt.get("receipt_id")})
             return

@@ -23,16 +23,15 @@ adapter's job), where they go (routing.Router's) and what a batch is (batches.py
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-import jmespath
 from pydantic import BaseModel, ValidationError
 
 from tongban.mapping.engine import FieldRule as Field
 from tongban.mapping.errors import MappingError, MappingFileError
 from tongban.mapping.loader import LineDict
+from tongban.mapping.paths import compile_path
 from tongban.mapping.tables import load_tables
 
 from .config import RoutingConfig, SinksConfig, include_section
@@ -41,19 +40,6 @@ from .records import AREACODE, NATIONAL_FIELDS, ROWGUID, TASKCODE, Record, norma
 FLOWBACK_KEYS = {"routing", "sinks", "fields", "batches"}
 REQUIRED_FIELDS = (ROWGUID, TASKCODE, AREACODE)  # the record's key, its 实施编码 and its 行政区划
 BATCHES_KEYS = {"list", "batch_param", "ack", "manifest"}
-
-
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-class _Key:
-    """A JMESPath that is one plain identifier (`SQSJ`), looked up directly: batches run it millions of times."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def search(self, record: Any) -> Any:
-        return record.get(self.name) if isinstance(record, dict) else None
 
 
 def _line(node: Any, key: str) -> int | None:
@@ -85,7 +71,7 @@ class FlowbackMapping:
                 raise MappingFileError(self.path_text, _line(record, key),
                                        f"record: unknown key {key!r} (allowed: key, timezone)")
         self.key_expression = str(record["key"])
-        self.key_path = jmespath.compile(self.key_expression)
+        self.key_path = compile_path(self.key_expression)
         self.timezone = record.get("timezone", "Asia/Shanghai")
         # Tables are declared, confined and decoded exactly as in department mappings.
         self.tables, self.table_columns, self.table_specs = load_tables(doc, self.path)
@@ -114,10 +100,8 @@ class FlowbackMapping:
                 raise MappingFileError(self.path_text, _line(fields, name),
                                        f"flowback.fields: {name!r} is not a national flowback field "
                                        f"(known: {', '.join(NATIONAL_FIELDS)})")
-            field = Field(name, spec, _line(fields, name), self)
-            if isinstance(spec, dict) and isinstance(spec.get("path"), str) and _PLAIN_NAME.match(spec["path"]):
-                field.path = _Key(spec["path"])  # same answer as the compiled JMESPath, a fraction of the cost
-            self.fields.append(field)
+            # Compiled once (tongban.mapping.paths): a plain field path is a dict lookup, batches run it millions of times.
+            self.fields.append(Field(name, spec, _line(fields, name), self))
         missing = [f for f in REQUIRED_FIELDS if f not in fields]
         if missing:
             raise MappingFileError(self.path_text, _line(section, "fields"),
@@ -144,7 +128,6 @@ class FlowbackMapping:
     def map_record(self, raw: dict) -> Record:
         """The national record of one ministry record; raises MappingError naming the field, the rule and the
         source file's line. Empty values are left out, as the national tables do."""
-        key = self.record_key(raw)
         ctx: dict[str, Any] = {"timezone": self.timezone}
         out: dict[str, Any] = {}
         for field in self.fields:
@@ -152,8 +135,8 @@ class FlowbackMapping:
                 ctx["id_type"] = out.get("APPLYERCARDTYPE")  # `transform: identity` validates by 证件类型
             try:
                 out[field.name] = field.value(raw, ctx)
-            except ValueError as exc:
-                raise MappingError(key, f"{field.name} ({field.spec.get('path', 'const')})", str(exc),
+            except ValueError as exc:  # the record's key is looked up only for the error that names it
+                raise MappingError(self.record_key(raw), f"{field.name} ({field.spec.get('path', 'const')})", str(exc),
                                    field.line) from None
         return normalise_record(out)
 

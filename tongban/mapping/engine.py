@@ -1,6 +1,8 @@
 """The mapping engine: a legacy record in, a case snapshot out (or a MappingError naming record, field and rule).
 
-Paths into the legacy record are JMESPath expressions (a well-kept path language, not a home-made one).
+Paths into the legacy record are JMESPath expressions (a well-kept path language, not a home-made one), compiled once
+when the mapping is loaded (paths.py): a plain field path is a dict lookup, JMESPath's interpreter runs only for the
+paths that need it. Each field's rule is compiled once too (`FieldRule.value`: only the steps the field has).
 A field spec is a small dict:
   path: JMESPath into the record        const: a constant           default: sent as it is when the path is empty
   map: {legacy: national}               lookup: {table, key, value} transform: a name in transforms.py
@@ -17,16 +19,17 @@ ledger's "fetched" event, so `tongban trace` shows them.
 """
 from __future__ import annotations
 
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-import jmespath
 from jmespath.exceptions import JMESPathError
 
 from .errors import MappingError, MappingFileError
 from .loader import LineDict, _did_you_mean
+from .paths import CompiledPath, compile_path
 from .tables import load_tables
-from .transforms import TRANSFORMS
+from .transforms import TRANSFORMS, compile_transform
 
 SPEC_KEYS = {"path", "const", "default", "map", "lookup", "transform", "required", "format", "timezone", "scale",
              "id_type_from", "retired"}
@@ -36,11 +39,14 @@ LIST_SECTIONS = ("steps", "suspensions")
 OPTIONAL_SECTIONS = ("acceptance", "conclusion", "evaluation")
 MAX_RECORD_DEPTH = 64  # legacy case records are 2–4 levels deep; deeper is damage or an attack (no RecursionError)
 _FIELD_ERRORS = (ValueError, TypeError, JMESPathError, RecursionError)
+_NESTED = (dict, list, tuple)
+_EMPTY = object()  # "no default": a default may itself be None
 
 
-def _compile(expr: Any, where: str, path_text: str, line: int | None):
+def _compile(expr: Any, where: str, path_text: str, line: int | None) -> CompiledPath:
+    """A path compiled once (tongban.mapping.paths): plain field paths become dict lookups, the rest is JMESPath."""
     try:
-        return jmespath.compile(str(expr))
+        return compile_path(str(expr))
     except JMESPathError as exc:
         raise MappingFileError(path_text, line, f"{where}: bad path {expr!r}: {exc}") from None
 
@@ -57,7 +63,7 @@ def _check_timezone(name: Any, where: str, path_text: str, line: int | None) -> 
 
 def nesting_exceeds(value: Any, limit: int) -> bool:
     """True when dicts/lists nest deeper than `limit` (walked without recursion, stopping at the limit)."""
-    if not isinstance(value, (dict, list, tuple)):
+    if not isinstance(value, _NESTED):
         return False
     stack = [(value, 1)]
     while stack:
@@ -65,7 +71,9 @@ def nesting_exceeds(value: Any, limit: int) -> bool:
         if depth > limit:
             return True
         children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+        nested = [child for child in children if isinstance(child, _NESTED)]  # only what nests is walked
+        if nested:
+            stack.extend(zip(nested, repeat(depth + 1)))
     return False
 
 
@@ -108,6 +116,9 @@ class FieldRule:
         self.lookup, self.lookup_table = None, None
         if "lookup" in spec:
             self._compile_lookup(spec["lookup"], mapping)
+        # The field's value, compiled once: `value(record, ctx)` raises ValueError/TypeError/JMESPathError whose
+        # text starts with the rule that failed.
+        self.value = self._compile_value()
 
     def _compile_lookup(self, lk: Any, mapping: "Mapping") -> None:
         where, line = f"field {self.name}: lookup", self.line
@@ -125,40 +136,63 @@ class FieldRule:
         self.lookup = {(row.get(lk["key"]) or "").strip(): row.get(lk["value"]) for row in table}
         self.lookup_table = lk["table"]
 
-    def value(self, record: Any, ctx: dict) -> Any:
-        """The field's value; ValueError/TypeError/JMESPathError whose text starts with the rule that failed."""
+    def _compile_value(self):
+        """`value(record, ctx)`, built once from the spec: only the steps this field has, each decided here."""
         spec = self.spec
-        if "const" in spec:
-            value = spec["const"]
-        else:
-            try:
-                value = self.path.search(record) if self.path is not None else None
-            except JMESPathError as exc:
-                raise ValueError(f"path {spec['path']!r}: {exc}") from None
-            if value is None or value == "" or value == []:
-                # A default is the value to send, already in the national form: no map, lookup or transform.
-                if spec.get("required") and "default" not in spec:
-                    raise ValueError("required: value is missing")
-                return spec.get("default")
-        if value is None or value == "":
-            if spec.get("required"):
-                raise ValueError("required: value is missing")
-            return None
+        required = bool(spec.get("required"))
+        has_const = "const" in spec
+        const, default = spec.get("const"), spec.get("default", _EMPTY)
+        search = self.path.search if self.path is not None else None
+        expression = spec.get("path")
+        steps = []
         if self.map is not None:
-            key = str(value).strip()
-            if key not in self.map:
-                raise ValueError(f"map: value {key!r} is not in the field's map ({', '.join(self.map)})")
-            value = self.map[key]
+            table = self.map
+
+            def by_map(value):
+                key = str(value).strip()
+                if key not in table:
+                    raise ValueError(f"map: value {key!r} is not in the field's map ({', '.join(table)})")
+                return table[key]
+            steps.append(by_map)
         if self.lookup is not None:
-            key = str(value).strip()
-            if key not in self.lookup:
-                raise ValueError(f"lookup: {key!r} is not in table {self.lookup_table}")
-            value = self.lookup[key]
-        if spec.get("transform"):
-            try:
-                value = TRANSFORMS[spec["transform"]](value, spec, ctx)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"transform {spec['transform']}: {exc}") from None
+            rows, table_name = self.lookup, self.lookup_table
+
+            def by_lookup(value):
+                key = str(value).strip()
+                if key not in rows:
+                    raise ValueError(f"lookup: {key!r} is not in table {table_name}")
+                return rows[key]
+            steps.append(by_lookup)
+        name = spec.get("transform")
+        transform = compile_transform(name, spec) if name else None
+
+        def value(record: Any, ctx: dict) -> Any:
+            if has_const:
+                got = const
+            else:
+                try:
+                    got = search(record) if search is not None else None
+                except JMESPathError as exc:
+                    raise ValueError(f"path {expression!r}: {exc}") from None
+                if got is None or got == "" or got == []:
+                    # A default is the value to send, already in the national form: no map, lookup or transform.
+                    if default is _EMPTY:
+                        if required:
+                            raise ValueError("required: value is missing")
+                        return None
+                    return default
+            if got is None or got == "":
+                if required:
+                    raise ValueError("required: value is missing")
+                return None
+            for step in steps:
+                got = step(got)
+            if transform is not None:
+                try:
+                    got = transform(got, ctx)
+                except (ValueError, TypeError) as exc:
+                    raise ValueError(f"transform {name}: {exc}") from None
+            return got
         return value
 
     def error(self, key: str | None, display: str, exc: Exception) -> MappingError:
@@ -194,13 +228,16 @@ class Section:
         self.fields = [FieldRule(f"{name}.{key}", spec, field_lines.get(key), mapping)
                        for key, spec in fields_node.items() if key not in ("when", "each", "fields")]
 
-    def _one(self, item: Any, key: str | None, ctx: dict, prefix: str) -> dict:
+        # What each field of a record needs, worked out once: its short name, the id type it is checked by.
+        self._plan = [(field, short, short.replace("id_number", "id_type") if short.endswith("id_number") else None,
+                       f"{name}.{short}") for field in self.fields for short in (field.name.split(".", 1)[1],)]
+
+    def _one(self, item: Any, key: str | None, ctx: dict, prefix: str | None = None) -> dict:
         out: dict[str, Any] = {}
-        for field in self.fields:
-            short = field.name.split(".", 1)[1]
-            if short.endswith("id_number"):
-                ctx["id_type"] = out.get(short.replace("id_number", "id_type"))
-            ctx["field"] = f"{prefix}.{short}"
+        for field, short, id_type_of, display in self._plan:
+            if id_type_of is not None:
+                ctx["id_type"] = out.get(id_type_of)
+            ctx["field"] = display if prefix is None else f"{prefix}.{short}"
             try:
                 out[short] = field.value(item, ctx)
             except _FIELD_ERRORS as exc:
@@ -221,7 +258,7 @@ class Section:
             return [self._one(item, key, ctx, f"{self.name}[{index}]") for index, item in enumerate(items)]
         if present is None or present == "" or present == [] or present == {}:
             return None
-        return self._one(record, key, ctx, self.name)
+        return self._one(record, key, ctx)
 
 
 class Mapping:
@@ -270,6 +307,8 @@ class Mapping:
                 self.sections[key] = Section(key, node, self, case_lines.get(key))
             else:
                 self.top_fields.append(FieldRule(key, node, case_lines.get(key), self))
+        self._section_order = [(name, self.sections.get(name), name in LIST_SECTIONS)
+                               for name in ("application", *OPTIONAL_SECTIONS, *LIST_SECTIONS)]
         if "application" not in self.sections:
             raise MappingFileError(self.path_text, case.line, "case needs an `application:` section (办事申请)")
         for needed in ("item_code", "region"):
@@ -330,10 +369,9 @@ class Mapping:
                 snapshot[field.name] = field.value(record, ctx)
             except _FIELD_ERRORS as exc:
                 raise field.error(key, field.name, exc) from None
-        for name in ("application", *OPTIONAL_SECTIONS, *LIST_SECTIONS):
-            section = self.sections.get(name)
+        for name, section, is_list in self._section_order:
             if section is None:
-                snapshot[name] = [] if name in LIST_SECTIONS else None
+                snapshot[name] = [] if is_list else None
             else:
                 snapshot[name] = section.build(record, key, ctx)
         if ctx.get("flags"):

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from adapters.names import is_utf8, storable
 from tongban.bus.envelope import utcnow
@@ -45,9 +45,9 @@ def stored_record(record: Any, max_bytes: int | None = None) -> str | None:
     if not is_utf8(text):  # a lone surrogate (undecodable bytes, a JSON "\udcff"): keep it as an escape
         text = json.dumps(record, ensure_ascii=True, default=str)
     if max_bytes is None:
-        from tongban.settings import load
+        from tongban.settings import quarantine_max_record_bytes
 
-        max_bytes = load().quarantine_max_record_bytes
+        max_bytes = quarantine_max_record_bytes()
     if len(text) * 4 <= max_bytes:
         return text
     raw = text.encode("utf-8")
@@ -59,6 +59,13 @@ def stored_record(record: Any, max_bytes: int | None = None) -> str | None:
                        "head": head}, ensure_ascii=False)
 
 
+# Built once: a batch quarantines thousands of records, and building the statements cost more than running them.
+_OPEN_SAME = select(quarantine.c.id).where(
+    quarantine.c.system == bindparam("system"), quarantine.c.source_key == bindparam("source_key"),
+    quarantine.c.stage == bindparam("stage"), quarantine.c.rule == bindparam("rule"), quarantine.c.status == OPEN)
+_INSERT = quarantine.insert()
+
+
 def add(conn: Connection, entry: QuarantineEntry) -> int | None:
     """Insert unless the same record is already open in quarantine for the same rule (re-runs add nothing)."""
     # Storable (no lone surrogate) and within the columns' widths: a hostile name or key must not fail the write.
@@ -66,13 +73,11 @@ def add(conn: Connection, entry: QuarantineEntry) -> int | None:
         None if value is None else storable(value)[:width]
         for value, width in ((entry.source_key, 200), (entry.rule, 4000), (entry.field, 100), (entry.position, 300)))
     if entry.source_key is not None:
-        existing = conn.execute(select(quarantine.c.id).where(
-            quarantine.c.system == entry.system, quarantine.c.source_key == entry.source_key,
-            quarantine.c.stage == entry.stage, quarantine.c.rule == entry.rule,
-            quarantine.c.status == OPEN)).scalar()
+        existing = conn.execute(_OPEN_SAME, {"system": entry.system, "source_key": entry.source_key,
+                                             "stage": entry.stage, "rule": entry.rule}).scalar()
         if existing:
             return None
-    result = conn.execute(quarantine.insert().values(
+    result = conn.execute(_INSERT, dict(
         at=utcnow(), system=entry.system, source_key=entry.source_key, position=entry.position, field=entry.field,
         rule=entry.rule, stage=entry.stage,
         record=protect(stored_record(entry.record)),
@@ -80,16 +85,21 @@ def add(conn: Connection, entry: QuarantineEntry) -> int | None:
     return result.inserted_primary_key[0]
 
 
+_PARKED_OPEN = select(parked.c.id).where(parked.c.case_number == bindparam("case_number"), parked.c.status == OPEN)
+_REJECTED_OPEN = select(quarantine.c.id).where(
+    quarantine.c.system == bindparam("system"), quarantine.c.source_key == bindparam("source_key"),
+    quarantine.c.stage == "platform", quarantine.c.status == OPEN)
+
+
 def is_blocked(conn: Connection, case_number: str | None, system: str | None, source_key: str | None) -> str | None:
-    """Why later events of a case must not overtake an earlier one that is parked or was rejected."""
+    """Why later events of a case must not overtake an earlier one that is parked or was rejected (asked for every
+    delivery: the statements are built once, above)."""
     if case_number:
-        hit = conn.execute(select(parked.c.id).where(parked.c.case_number == case_number, parked.c.status == OPEN)).first()
+        hit = conn.execute(_PARKED_OPEN, {"case_number": case_number}).first()
         if hit:
             return f"an earlier event of case {case_number} is parked (#{hit.id})"
     if system and source_key:
-        hit = conn.execute(select(quarantine.c.id).where(
-            quarantine.c.system == system, quarantine.c.source_key == source_key,
-            quarantine.c.stage == "platform", quarantine.c.status == OPEN)).first()
+        hit = conn.execute(_REJECTED_OPEN, {"system": system, "source_key": source_key}).first()
         if hit:
             return f"an earlier event of this case was rejected by the platform (quarantine #{hit.id})"
     return None
