@@ -76,7 +76,9 @@ class BundleWorld:
         dept.submissions[reference] = dept.submissions.get(reference, 0) + 1
         if reference in dept.by_reference:
             return dept.by_reference[reference]
-        key = f"{dept.prefix.upper()}{len(dept.cases) + 1:06d}"
+        # A REST department numbers its cases itself (and answers the number); a file drop has no answer, so the
+        # department keys the case by the file's 外部编号.
+        key = reference if dept.drop is not None else f"{dept.prefix.upper()}{len(dept.cases) + 1:06d}"
         dept.by_reference[reference] = key
         applied = self._moment()
         record = {"ywh": key, "wbbh": reference, "sxbm": fields.get("sxbm"), "sqrxm": fields.get("sqrxm"),

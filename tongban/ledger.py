@@ -33,6 +33,10 @@ HOPS = {
     "flowback_delivered", "batch_received", "pii_lookup", "watermark", "batch_routed",
     "identity_conflict", "catalog_synced",
     "watermark_set", "watermark_reset",  # an operator moved or cleared a system's watermark (tongban watermark)
+    # bundled applications (一件事一次办, tongban.bundle): received, members submitted/linked/changed/cancelled,
+    # a member past its 承诺时限 (预警), the bundle's own status pushed to the platform (受理, 办结)
+    "bundle_received", "member_submitted", "member_linked", "member_changed", "member_cancelled", "member_late",
+    "bundle_status",
 }
 
 
