@@ -54,6 +54,8 @@ class BundleSandbox:
                                  .replace(tzinfo=None))
         self.server: Server | None = None
         self.days_ahead = 0
+        self.days_per_tick = 1.0  # the clock knob: calendar days tongban's deadline clock moves per department tick
+        self.jumped_days = 0.0     # and days it jumped ahead at once ("a week passes")
         self._saved: dict[str, str | None] = {}
 
     # --- life ------------------------------------------------------------------------------------------------
@@ -102,7 +104,7 @@ class BundleSandbox:
 
     def clock(self) -> datetime:
         """tongban's deadline clock in the sandbox: now, moved on with the departments' days."""
-        return datetime.now(timezone.utc) + timedelta(days=self.days_ahead)
+        return datetime.now(timezone.utc) + timedelta(days=self.days_ahead * self.days_per_tick + self.jumped_days)
 
     # --- one day ---------------------------------------------------------------------------------------------
     def gather(self, *, store, bus, platform, definitions, bundle_work=None, case_work=None, policy=None,
@@ -124,3 +126,43 @@ class BundleSandbox:
     def advance(self, ticks: int = 1) -> None:
         httpx.post(f"{self.url}/_sandbox/advance", params={"ticks": ticks}, timeout=10).raise_for_status()
         self.days_ahead += ticks
+
+
+def run_bundle_demo(say, *, store, bus, platform, platform_url: str, home: Path, most_days: int = 12) -> dict[str, dict]:
+    """The demo's bundles: 新生儿出生一件事 with a slow 医保局 (预警), 企业开办一件事 granted, and one whose 营业执照
+    is refused (the bundle ends refused, the other members are never submitted). Returns each bundle's view."""
+    from tongban.bundle.views import bundle_view
+
+    sandbox = BundleSandbox(home, platform_url).start()
+    sandbox.days_per_tick = 0.25  # a department tick is six hours of tongban's deadline clock
+    try:
+        definitions = sandbox.definitions()
+        refused = business_form(2)
+        sandbox.control("ybj", "behaviour", {"slow_ticks": 5})
+        sandbox.control("samr", "behaviour", {"refuse_if": {"sqrxm": refused["company"]["name"]}})
+        stamp = datetime.now().strftime("%H%M%S")
+        ids = [sandbox.offer("newborn", newborn_form(1), f"DEMO-NB-{stamp}"),
+               sandbox.offer("business-start", business_form(1), f"DEMO-KB-{stamp}"),
+               sandbox.offer("business-start", refused, f"DEMO-KB-{stamp}-R")]
+        say("\n[bold]一件事一次办[/bold]: 3 bundle applications across 6 department systems "
+            "(REST POST/PUT, JSON and GB18030 XML file drops)")
+        for day in range(1, most_days + 1):
+            result = sandbox.gather(store=store, bus=bus, platform=platform, definitions=definitions, idle_exit=0.3)
+            views = [bundle_view(store, app_id, definitions) for app_id in ids]
+            say(f"  tick {day}: submitted {result['submitted']}, late {result['late']}, concluded "
+                f"{sum(1 for v in views if v['state'] == 'concluded')} of {len(ids)}")
+            if all(v["state"] == "concluded" for v in views):
+                break
+            open_members = [m["member"] for m in views[0]["members"] if m["state"] not in ("granted", "refused")]
+            if open_members == ["medical_insurance"] and not sandbox.jumped_days:
+                sandbox.jumped_days = 7  # 医保局 is slow: a week passes, its 5 working days run out
+                say("  … a week passes; 重庆市医疗保障局 has not concluded 医保参保")
+            sandbox.advance(1)
+        from tongban.cli.bundle import render_bundle
+
+        for view in views:
+            say(render_bundle(view), highlight=False, soft_wrap=True)
+        say("  see one with: tongban trace " + ids[0])
+        return {v["application_id"]: v for v in views}
+    finally:
+        sandbox.stop()

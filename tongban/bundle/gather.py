@@ -83,11 +83,11 @@ class BundleWorker:
         t.ensure_tables(store)
 
     # --- bookkeeping -----------------------------------------------------------------------------------------
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, department: str | None = None) -> None:
         with self._lock:
             self.stats[name] = self.stats.get(name, 0) + 1
         if self.metrics is not None:
-            self.metrics.count(f"bundle_{name}")
+            self.metrics.count(f"bundle_{name}", department)
 
     def _event(self, env: Envelope, hop: str, detail: dict, case_number: str | None = None) -> LedgerEvent:
         return LedgerEvent(hop, detail, system=env.source, message_id=env.message_id,
@@ -344,7 +344,7 @@ class BundleWorker:
                     "department": row.department, "system": row.system, "due_at": row.due_at,
                     "late_by_hours": round((now - due).total_seconds() / 3600, 2), "waiting_on_it": waiting},
                     row.case_number):
-                self._count("late")
+                self._count("late", row.department)
                 log.warning("预警: bundle %s member %s (%s) is past its deadline %s", app_id, key, row.department,
                             row.due_at)
 

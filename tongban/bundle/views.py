@@ -63,3 +63,21 @@ def late_members(store: Store, now: datetime | None = None) -> dict[str, list[di
                 "system": row.system, "state": row.state, "case_number": row.case_number, "due_at": row.due_at,
                 "late_by_hours": round((now - due).total_seconds() / 3600, 2), "warned": row.warned_at is not None})
     return dict(sorted(late.items()))
+
+
+def trace_header(store: Store, ident: str, mappings_dir) -> dict | None:
+    """For `tongban trace`: when `ident` is a bundle application, its view (and the text of it), else None."""
+    from tongban.mapping.errors import MappingFileError
+
+    from .definition import bundles_dir, load_bundles
+
+    try:
+        definitions = load_bundles(bundles_dir(mappings_dir))
+    except MappingFileError:
+        definitions = {}
+    view = bundle_view(store, ident, definitions)
+    if view is None:
+        return None
+    from tongban.cli.bundle import render_bundle
+
+    return {**view, "text": render_bundle(view)}

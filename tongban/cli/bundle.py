@@ -39,3 +39,112 @@ def check(files: list[Path] = typer.Argument(..., metavar="FILE...", help="bundl
             for problem in result["problems"]:
                 typer.echo(problem["text"], err=True)
     raise typer.Exit(EXIT_USAGE if bad else 0)
+
+
+def _definitions(directory: Optional[Path]):
+    from tongban.bundle.definition import bundles_dir, load_bundles
+    from tongban.settings import load
+
+    folder = directory or bundles_dir(load().mappings_dir)
+    definitions = load_bundles(folder)
+    if not definitions:
+        from tongban.cli.failures import CliFailure
+
+        raise CliFailure(EXIT_USAGE, f"no bundle definitions (*.yaml) in {folder}",
+                         "write one (docs/bundles.md) or pass --bundles DIR")
+    return definitions
+
+
+BUNDLES_OPTION = typer.Option(None, "--bundles", help="folder of bundle definitions (default: <mappings>/bundles)")
+
+
+@app.command()
+def run(bundles: Optional[Path] = BUNDLES_OPTION,
+        idle: float = typer.Option(1.0, "--idle", help="stop after the bundle queue was empty this many seconds"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON instead of text")) -> None:
+    """Fetch new bundle applications from the platform, evaluate every open bundle (submit the members that are
+    ready, gather the cases the departments reported through the ordinary ingest, push 受理/办结, raise 预警) and
+    consume the bundle queue until it is idle. Run it periodically, after the departments' ingest."""
+    from tongban.bundle.metrics import BundleMetrics
+    from tongban.bundle.run import run_bundles
+    from tongban.bundle.topology import bundles_work
+    from tongban.cli.run import _context
+
+    definitions = _definitions(bundles)
+    settings, store, open_bus, open_platform = _context()
+    bus, platform = open_bus(), open_platform()
+    try:
+        result = run_bundles(store=store, bus=bus, platform=platform, definitions=definitions,
+                             work=bundles_work(settings.queue_prefix), idle_exit=idle, metrics=BundleMetrics())
+    finally:
+        bus.close()
+        platform.close()
+    if as_json:
+        emit_json(result)
+    else:
+        typer.echo(", ".join(f"{k} {v}" for k, v in result.items()))
+    raise typer.Exit(EXIT_FAILED if result.get("parked") else 0)
+
+
+@app.command()
+def late(at: Optional[str] = typer.Option(None, "--at", help="judge at this ISO time (default: now)"),
+         as_json: bool = typer.Option(False, "--json", help="print JSON instead of text")) -> None:
+    """List the members past their 承诺时限 and not concluded, per department (预警). Exits 1 when any is late."""
+    from datetime import datetime, timezone
+
+    from tongban.bundle.views import late_members
+    from tongban.cli.run import _context
+
+    when = None
+    if at:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            from tongban.cli.failures import CliFailure
+
+            raise CliFailure(EXIT_USAGE, f"--at {at!r} is not an ISO time", "e.g. 2026-12-09T09:00:00+08:00") from None
+        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    _settings, store, *_ = _context()
+    late_by_department = late_members(store, when)
+    if as_json:
+        emit_json({"late": sum(len(v) for v in late_by_department.values()), "departments": late_by_department})
+    elif not late_by_department:
+        typer.echo("no member is past its deadline")
+    else:
+        for department, members in late_by_department.items():
+            typer.echo(f"{department}: {len(members)} late")
+            for m in members:
+                typer.echo(f"  {m['application_id']} {m['bundle']}/{m['member']} ({m['system']}, {m['state']}) "
+                           f"due {m['due_at'][:16]}, late by {m['late_by_hours']:g} h")
+    raise typer.Exit(EXIT_FAILED if late_by_department else 0)
+
+
+@app.command()
+def show(application_id: str = typer.Argument(..., help="the platform's bundle application id"),
+         bundles: Optional[Path] = BUNDLES_OPTION,
+         as_json: bool = typer.Option(False, "--json", help="print JSON instead of text")) -> None:
+    """One bundle: its state and result, and each member's state, case (办件编号) and whom it waits on."""
+    from tongban.bundle.views import bundle_view
+    from tongban.cli.run import _context
+
+    _settings, store, *_ = _context()
+    view = bundle_view(store, application_id, _definitions(bundles))
+    if view is None:
+        from tongban.cli.failures import CliFailure
+
+        raise CliFailure(EXIT_FAILED, f"no bundle application {application_id}", "tongban bundle run fetches them")
+    if as_json:
+        emit_json(view)
+        return
+    typer.echo(render_bundle(view))
+
+
+def render_bundle(view: dict) -> str:
+    lines = [f"bundle {view['application_id']}  {view['name']} ({view['bundle']})  {view['state']}"
+             f"{'  result ' + view['result'] if view['result'] else ''}"]
+    for m in view["members"]:
+        waits = f"  waits on {', '.join(m['waiting_on'])}" if m["waiting_on"] else ""
+        late = "  预警 (late)" if m["warned_at"] else ""
+        lines.append(f"  {m['member']:<22} {m['name']:<8} {m['state']:<10} {m['department']}  "
+                     f"case {m['case_number'] or '-'}{waits}{late}")
+    return "\n".join(lines)
