@@ -166,3 +166,37 @@ def run_bundle_demo(say, *, store, bus, platform, platform_url: str, home: Path,
         return {v["application_id"]: v for v in views}
     finally:
         sandbox.stop()
+
+
+def try_bundle(path: Path, form: dict[str, Any], *, store, bus, home: Path, most_days: int = 12,
+               say=lambda *a, **k: None) -> dict:
+    """Run one application of the bundle defined in `path` (its members on the sandbox departments) through a mock
+    platform and the bundle departments, day by day until it concludes; its final view."""
+    from sandbox.platform import create_app as platform_app
+    from tongban.bundle.definition import load_bundle
+    from tongban.bundle.views import bundle_view
+    from tongban.platform_client import PlatformClient
+    from tongban.settings import Settings
+
+    defn = load_bundle(path)
+    definitions = {defn.bundle: defn}
+    state = Path(home) / "sandbox" / "bundle-try"
+    state.mkdir(parents=True, exist_ok=True)
+    platform_server = Server(platform_app(str(state / "platform.db")), port=0, name="mock-platform").start()
+    sandbox = BundleSandbox(state, platform_server.url).start()
+    platform = PlatformClient(Settings(home=Path(home), platform_url=platform_server.url))
+    try:
+        app_id = sandbox.offer(defn.bundle, form)
+        view: dict = {}
+        for day in range(1, most_days + 1):
+            sandbox.gather(store=store, bus=bus, platform=platform, definitions=definitions, idle_exit=0.3)
+            view = bundle_view(store, app_id, definitions) or {}
+            say(f"tick {day}: " + ", ".join(f"{m['member']} {m['state']}" for m in view.get("members", [])))
+            if view.get("state") == "concluded":
+                break
+            sandbox.advance(1)
+        return view
+    finally:
+        platform.close()
+        sandbox.stop()
+        platform_server.stop()

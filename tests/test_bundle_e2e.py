@@ -21,6 +21,7 @@ from tongban.delivery.retry import RedeliveryPolicy
 from tongban.platform_client import PlatformClient
 from tongban.settings import Settings
 
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 FAST = RedeliveryPolicy(max_attempts=6, initial_delay=0.1, max_delay=0.2)
 
 
@@ -123,6 +124,25 @@ def test_newborn_bundle_in_dependency_order_with_a_transient_failure_and_a_late_
     assert None not in numbers and len(numbers) == 4
     receipts = {e["case_number"] for e in trace if e["hop"] == "receipt"}
     assert numbers <= receipts
+
+    # The operator's view: `tongban trace APP_ID` and `tongban bundle late` read the same store.
+    import json
+
+    from typer.testing import CliRunner
+
+    from tongban.cli import app
+
+    env = {"TONGBAN_DB_URL": world.store.url, "TONGBAN_MAPPINGS": str(REPO / "mappings"), "TONGBAN_BUS": "inprocess"}
+    result = CliRunner().invoke(app, ["trace", app_id, "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["bundle"]["result"] == "granted"
+    assert {m["case_number"] for m in shown["bundle"]["members"]} == numbers
+    assert {"member_submitted", "bundle_status", "member_late", "receipt"} <= {e["hop"] for e in shown["events"]}
+    result = CliRunner().invoke(app, ["trace", app_id], env=env)
+    assert "新生儿出生一件事" in result.stdout and "预警 (late)" in result.stdout
+    result = CliRunner().invoke(app, ["bundle", "late", "--json"], env=env)
+    assert result.exit_code == 0 and json.loads(result.stdout)["late"] == 0, "a concluded bundle has no late members"
 
 
 def test_a_refused_licence_ends_the_business_bundle(world):

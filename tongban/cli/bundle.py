@@ -148,3 +148,38 @@ def render_bundle(view: dict) -> str:
         lines.append(f"  {m['member']:<22} {m['name']:<8} {m['state']:<10} {m['department']}  "
                      f"case {m['case_number'] or '-'}{waits}{late}")
     return "\n".join(lines)
+
+
+@app.command("try")
+def try_(file: Path = typer.Argument(..., help="a bundle definition whose members use the sandbox departments "
+                                               "(mappings/bundles/departments/*.yaml)"),
+         form: Path = typer.Option(..., "--form", help="the application form, a JSON file"),
+         days: int = typer.Option(12, "--days", help="most sandbox days to run"),
+         as_json: bool = typer.Option(False, "--json", help="print the bundle's final view as JSON")) -> None:
+    """Sandbox only: run one application of a bundle definition through a mock 渝快办 and the sandbox's department
+    systems, day by day, and print how it concluded. Exits 1 when it did not conclude in time."""
+    import json as jsonlib
+
+    from sandbox.bundle_demo import try_bundle
+    from tongban.cli.failures import CliFailure
+    from tongban.cli.output import notice
+    from tongban.cli.run import _context
+
+    settings, store, open_bus, _ = _context()
+    if not settings.is_sandbox:
+        raise CliFailure(EXIT_USAGE, "tongban bundle try runs the sandbox only", "unset TONGBAN_ENV=production")
+    try:
+        application = jsonlib.loads(form.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CliFailure(EXIT_USAGE, f"cannot read the form {form}: {exc}", "give a JSON file") from None
+    bus = open_bus()
+    try:
+        view = try_bundle(file, application, store=store, bus=bus, home=settings.home, most_days=days,
+                          say=(lambda *a, **k: None) if as_json else notice)
+    finally:
+        bus.close()
+    if as_json:
+        emit_json(view)
+    else:
+        typer.echo(render_bundle(view))
+    raise typer.Exit(0 if view.get("state") == "concluded" else EXIT_FAILED)
