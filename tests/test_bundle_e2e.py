@@ -42,7 +42,8 @@ def world(tmp_path, pg_store, monkeypatch):
 
         def day(self, advance: bool = True) -> dict:
             result = sandbox.gather(store=pg_store, bus=bus, platform=platform, definitions=self.definitions,
-                                    bundle_work=self.bundle_work, case_work=self.case_work, policy=FAST)
+                                    bundle_work=self.bundle_work, case_work=self.case_work, policy=FAST,
+                                    idle_exit=0.3)
             if advance:
                 sandbox.advance(1)
             return result

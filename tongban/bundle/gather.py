@@ -36,6 +36,7 @@ from sqlalchemy import select, update
 from adapters.base import SourceError, TransientSourceError
 from adapters.submit import Submission
 from tongban import ledger
+from tongban.codes import mask_text
 from tongban import quarantine as q
 from tongban.bus import Bus, Delivery, PublishError
 from tongban.delivery.retry import RedeliveryPolicy
@@ -274,8 +275,9 @@ class BundleWorker:
         except TransientSourceError as exc:
             raise _Retry(f"{key}: {exc}") from exc
         except SourceError as exc:
-            self._move(env, app_id, key, (t.WAITING,), {"state": t.FAILED, "concluded_at": utcnow(), "note": str(exc)},
-                       "member_changed", {"from": t.WAITING, "to": t.FAILED, "reason": str(exc)[:300]})
+            reason = mask_text(str(exc))[:300]  # a quoted legacy message may carry a 证件号码: masked
+            self._move(env, app_id, key, (t.WAITING,), {"state": t.FAILED, "concluded_at": utcnow(), "note": reason},
+                       "member_changed", {"from": t.WAITING, "to": t.FAILED, "reason": reason})
             return
         finally:
             submitter.close()
