@@ -30,7 +30,8 @@ from adapters.base import SourceError
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-BUILT_IN = {"rest": "adapters.rest_submit:RestSubmitter", "files": "adapters.files_submit:FileSubmitter"}
+BUILT_IN = {"rest": "adapters.rest_submit:RestSubmitter", "files": "adapters.files_submit:FileSubmitter",
+            "soap": "adapters.soap_submit:SoapSubmitter"}
 SAFE_KEY = re.compile(r"[A-Za-z0-9_.:#\-\u4e00-\u9fff]{1,200}\Z")
 REFERENCE = re.compile(r"[A-Za-z0-9_.\-]{1,120}\Z")
 

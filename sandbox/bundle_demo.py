@@ -24,7 +24,7 @@ from sandbox.bundle_depts import DEFAULT_TOKEN, BundleWorld, create_app
 from sandbox.runner import Server
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "mappings" / "bundles"
-DROP_VARIABLES = {"wsjkw": "CQ_WSJKW_INBOX", "ybj": "CQ_YBJ_INBOX", "swj": "CQ_SWJ_INBOX"}
+DROP_VARIABLES = {"wsjkw": "CQ_WSJKW_INBOX", "ybj": "CQ_YBJ_INBOX"}
 
 
 def newborn_form(n: int) -> dict[str, Any]:
@@ -61,7 +61,7 @@ class BundleSandbox:
     # --- life ------------------------------------------------------------------------------------------------
     def start(self) -> "BundleSandbox":
         self.server = Server(create_app(self.world), port=self.port, name="bundle-departments").start()
-        env = {"CQ_BUNDLE_DEPTS_URL": self.server.url, "CQ_BUNDLE_TOKEN": DEFAULT_TOKEN,
+        env = {"CQ_BUNDLE_DEPTS_URL": self.server.url, "CQ_BUNDLE_TOKEN": DEFAULT_TOKEN, "CQ_SWJ_USER": "intake",
                **{var: str(self.home / "bundle-drop" / prefix / "inbox") for prefix, var in DROP_VARIABLES.items()}}
         for name, value in env.items():
             self._saved[name] = os.environ.get(name)
@@ -145,7 +145,7 @@ def run_bundle_demo(say, *, store, bus, platform, platform_url: str, home: Path,
                sandbox.offer("business-start", business_form(1), f"DEMO-KB-{stamp}"),
                sandbox.offer("business-start", refused, f"DEMO-KB-{stamp}-R")]
         say("\n[bold]一件事一次办[/bold]: 3 bundle applications across 6 department systems "
-            "(REST POST/PUT, JSON and GB18030 XML file drops)")
+            "(REST POST/PUT, SOAP, JSON and GB18030 XML file drops)")
         for day in range(1, most_days + 1):
             result = sandbox.gather(store=store, bus=bus, platform=platform, definitions=definitions, idle_exit=0.3)
             views = [bundle_view(store, app_id, definitions) for app_id in ids]

@@ -54,7 +54,10 @@ class Department:
 # prefix → department name, and which take file drops (the others take REST)
 DEPARTMENTS = {"wsjkw": ("重庆市卫生健康委员会", True), "gaj": ("重庆市公安局", False),
                "ybj": ("重庆市医疗保障局", True), "rsj": ("重庆市人力资源和社会保障局", False),
-               "samr": ("重庆市市场监督管理局", False), "swj": ("国家税务总局重庆市税务局", True)}
+               "samr": ("重庆市市场监督管理局", False), "swj": ("国家税务总局重庆市税务局", False)}
+INTAKE_NS = "http://bundle.cq.gov.cn/intake/v1"
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+INTAKE_WSDL = Path(__file__).with_name("wsdl") / "cq_bundle_submit.wsdl"
 
 
 class BundleWorld:
@@ -153,6 +156,28 @@ def _hostile(kind: str):
     return JSONResponse({"code": 0, "data": {}})  # nokey
 
 
+def _soap_reply(code: str, message: str, key: str | None, key_xml: str | None = None) -> PlainTextResponse:
+    from xml.sax.saxutils import escape
+
+    key_part = key_xml if key_xml is not None else (f"<i:CaseKey>{escape(key)}</i:CaseKey>" if key else "")
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="{SOAP_ENV}" xmlns:i="{INTAKE_NS}"><s:Body>'
+            f"<i:SubmitApplicationResponse><i:Code>{code}</i:Code><i:Message>{escape(message)}</i:Message>{key_part}"
+            "</i:SubmitApplicationResponse></s:Body></s:Envelope>")
+    return PlainTextResponse(body, media_type="text/xml; charset=utf-8")
+
+
+def _soap_hostile(kind: str) -> PlainTextResponse:
+    if kind == "huge":
+        return _soap_reply("0", "ok", "A" * 2_000_000)
+    if kind == "deep":
+        return _soap_reply("0", "ok", None, "<i:CaseKey>" + "<x>" * 5000 + "</x>" * 5000 + "</i:CaseKey>")
+    if kind == "html":
+        return PlainTextResponse("<html><body>维护中</body></html>", media_type="text/html")
+    if kind == "object_key":
+        return PlainTextResponse('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e "x">]><r>&e;</r>', media_type="text/xml")
+    return _soap_reply("0", "ok", None)  # nokey
+
+
 def create_app(world: BundleWorld, token: str = DEFAULT_TOKEN) -> FastAPI:
     app = FastAPI(title="bundle departments (sandbox)", docs_url=None, redoc_url=None)
     app.state.world = world
@@ -191,6 +216,42 @@ def create_app(world: BundleWorld, token: str = DEFAULT_TOKEN) -> FastAPI:
     async def put_application(prefix: str, reference: str, request: Request,
                               authorization: str | None = Header(None)):
         return await take(prefix, reference, request, authorization)
+
+    @app.get("/{prefix}/soap")
+    async def wsdl(prefix: str, request: Request):
+        text = INTAKE_WSDL.read_text(encoding="utf-8").replace("SOAP_ADDRESS", str(request.url.remove_query_params("wsdl")))
+        return PlainTextResponse(text, media_type="text/xml")
+
+    @app.post("/{prefix}/soap")
+    async def soap(prefix: str, request: Request, authorization: str | None = Header(None)):
+        """SubmitApplication over SOAP 1.1 (sandbox/wsdl/cq_bundle_submit.wsdl); HTTP basic or the bearer token."""
+        dept = dept_of(prefix)
+        if dept is None:
+            return JSONResponse({"code": 404, "message": f"no department {prefix}"}, 404)
+        import base64
+
+        basic = "Basic " + base64.b64encode(f"intake:{token}".encode()).decode()
+        if authorization not in (basic, f"Bearer {token}"):
+            return PlainTextResponse("unauthorized", 401)
+        if dept.fail_next > 0:
+            dept.fail_next -= 1
+            if dept.fail_status == 422:
+                return _soap_reply("4220", "材料不全，不予受理", None)
+            return PlainTextResponse("injected fault", dept.fail_status)
+        if dept.hostile_next:
+            kind, dept.hostile_next = dept.hostile_next, None
+            return _soap_hostile(kind)
+        from adapters import safexml
+
+        root = safexml.parse_bytes(await request.body(), source="SubmitApplication")
+        call = root.find(f".//{{{INTAKE_NS}}}SubmitApplication")
+        reference = call.findtext(f"{{{INTAKE_NS}}}Reference")
+        fields = {f.findtext(f"{{{INTAKE_NS}}}Name"): f.findtext(f"{{{INTAKE_NS}}}Value")
+                  for f in call.iter(f"{{{INTAKE_NS}}}Field")}
+        fields["sxbm"] = call.findtext(f"{{{INTAKE_NS}}}ItemCode")
+        with world.lock:
+            key = world.submit(dept, str(reference), fields)
+        return _soap_reply("0", "受理登记成功", key)
 
     @app.get("/{prefix}/api/cases")
     async def cases(prefix: str, updated_since: str | None = Query(None), page: int = Query(1, ge=1),

@@ -24,7 +24,10 @@ class _Sandbox:
         self.server = Server(create_app(self.world), port=0, name="bundle-depts").start()
         self.monkeypatch.setenv("CQ_BUNDLE_TOKEN", DEFAULT_TOKEN)
         settings = dict(load_submit_target(self.mapping_file).settings)
-        if "base_url" in settings:
+        if "wsdl" in settings:
+            settings["wsdl"] = f"{self.server.url}/{self.prefix}/soap?wsdl"
+            settings["retry"] = {"attempts": 3, "initial_wait": 0.01, "max_wait": 0.05}
+        elif "base_url" in settings:
             settings["base_url"] = self.server.url
             settings["retry"] = {"attempts": 3, "initial_wait": 0.01, "max_wait": 0.05}
             settings["limits"] = {"max_response_bytes": 1_000_000, "max_json_depth": 64}
@@ -68,6 +71,17 @@ class TestRestPutSubmitter(_RestSandbox, SubmitterConformance):
     submitter_kind = "rest"
     mapping_file = DEPARTMENTS / "cq-rsj-rest.yaml"
     prefix = "rsj"
+
+
+class TestSoapSubmitter(_RestSandbox, SubmitterConformance):
+    submitter_kind = "soap"
+    mapping_file = DEPARTMENTS / "cq-swj-soap.yaml"
+    prefix = "swj"
+
+    def start_target(self, workdir: Path):
+        settings = super().start_target(workdir)
+        self.monkeypatch.setenv("CQ_SWJ_USER", "intake")
+        return settings
 
 
 class _FileSandbox(_Sandbox):
