@@ -3,9 +3,11 @@ application, tongban submits its members to the departments' mock systems (REST 
 drops) in dependency order, their cases come back through the ordinary ingest, and the bundle's status goes back."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
+from typer.testing import CliRunner
 from sqlalchemy import select
 
 from sandbox.bundle_demo import BundleSandbox, business_form, newborn_form
@@ -17,6 +19,7 @@ from tongban.bundle import tables as t
 from tongban.bundle.topology import bundles_work
 from tongban.bundle.views import bundle_view, late_members
 from tongban.bus.topology import cases_work
+from tongban.cli import app
 from tongban.delivery.retry import RedeliveryPolicy
 from tongban.platform_client import PlatformClient
 from tongban.settings import Settings
@@ -69,6 +72,10 @@ def world(tmp_path, pg_store, monkeypatch):
         bus.close()
 
 
+def cli_env(world) -> dict:
+    return {"TONGBAN_DB_URL": world.store.url, "TONGBAN_MAPPINGS": str(REPO / "mappings"), "TONGBAN_BUS": "inprocess"}
+
+
 def hops(store, app_id: str, hop: str) -> list[dict]:
     return [e for e in ledger.trace(store, app_id) if e["hop"] == hop]
 
@@ -106,6 +113,10 @@ def test_newborn_bundle_in_dependency_order_with_a_transient_failure_and_a_late_
     assert "重庆市医疗保障局" in late_members(world.store, sandbox.clock())
     assert world.states(app_id)["medical_insurance"] == "accepted"
     assert world.view(app_id)["state"] == "open"
+    result = CliRunner().invoke(app, ["bundle", "late", "--json", "--at", sandbox.clock().isoformat()],
+                                env=cli_env(world))
+    assert result.exit_code == 1, result.output  # someone is late: the command says so
+    assert [m["member"] for m in json.loads(result.stdout)["departments"]["重庆市医疗保障局"]] == ["medical_insurance"]
 
     days_until(world, lambda: world.view(app_id)["state"] == "concluded")
     view = world.view(app_id)
@@ -127,13 +138,7 @@ def test_newborn_bundle_in_dependency_order_with_a_transient_failure_and_a_late_
     assert numbers <= receipts
 
     # The operator's view: `tongban trace APP_ID` and `tongban bundle late` read the same store.
-    import json
-
-    from typer.testing import CliRunner
-
-    from tongban.cli import app
-
-    env = {"TONGBAN_DB_URL": world.store.url, "TONGBAN_MAPPINGS": str(REPO / "mappings"), "TONGBAN_BUS": "inprocess"}
+    env = cli_env(world)
     result = CliRunner().invoke(app, ["trace", app_id, "--json"], env=env)
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
