@@ -1,7 +1,8 @@
 """The mock 渝快办's bundled applications (一件事一次办): applications offered to tongban, the bundle's status back.
 
 Signed like every /api route (tongban.platform_auth):
-- `GET /api/v1/bundle-applications?after=N`: the applications after sequence N, oldest first, at most 100:
+- `GET /api/v1/bundle-applications?after=N`: the applications after sequence N (growing, also across restarts),
+  oldest first, at most 100:
   `{"items": [{"seq", "application_id", "bundle", "submitted_at", "form"}], "last": N'}`;
 - `GET /api/v1/bundle-applications/{id}`: one application and every status it received;
 - `POST /api/v1/bundle-applications/{id}/status` with an `Idempotency-Key`: `{"status": "受理" | "办结",
@@ -42,7 +43,11 @@ class Status(BaseModel):
 
 class BundleDesk:
     def __init__(self) -> None:
+        import time
+
         self.lock = threading.Lock()
+        # Sequences grow across restarts too (the desk is in memory): a consumer's watermark stays meaningful.
+        self.base = int(time.time() * 1000)
         self.applications: list[dict[str, Any]] = []
         self.by_id: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, tuple[str, dict]] = {}
@@ -52,7 +57,7 @@ class BundleDesk:
             app_id = offer.application_id or f"YKB{len(self.applications) + 1:06d}{uuid.uuid4().hex[:6].upper()}"
             if app_id in self.by_id:
                 return {"application_id": app_id, "duplicate": True}
-            item = {"seq": len(self.applications) + 1, "application_id": app_id, "bundle": offer.bundle,
+            item = {"seq": self.base + len(self.applications) + 1, "application_id": app_id, "bundle": offer.bundle,
                     "submitted_at": utcnow(), "form": offer.form, "statuses": []}
             self.applications.append(item)
             self.by_id[app_id] = item
@@ -99,7 +104,7 @@ def include_bundles(app: FastAPI, require_signature: Callable) -> BundleDesk:
     @api.get("/bundle-applications")
     def applications(after: int = Query(0, ge=0)):
         with desk.lock:
-            items = [{k: v for k, v in a.items() if k != "statuses"} for a in desk.applications[after:after + 100]]
+            items = [{k: v for k, v in a.items() if k != "statuses"} for a in desk.applications if a["seq"] > after][:100]
         return {"items": items, "last": items[-1]["seq"] if items else after}
 
     @api.get("/bundle-applications/{app_id}")

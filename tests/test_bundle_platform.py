@@ -27,3 +27,10 @@ def test_a_refused_bundle_may_end_before_acceptance():
     app_id = desk.offer(Offer(bundle="business-start", form={}))["application_id"]
     assert desk.status(app_id, {"status": "办结", "result": "refused"}, "k")[0] == 200
     assert desk.status("nope", {"status": "受理"}, "k9")[0] == 404
+
+
+def test_a_restarted_desk_numbers_after_the_old_one():
+    first = BundleDesk()
+    last = first.offer(Offer(bundle="newborn", form={}))["seq"]
+    again = BundleDesk()  # the sandbox platform restarted: a consumer's watermark must not hide new applications
+    assert again.offer(Offer(bundle="newborn", form={}))["seq"] > last
