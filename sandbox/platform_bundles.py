@@ -47,7 +47,7 @@ class BundleDesk:
 
         self.lock = threading.Lock()
         # Sequences grow across restarts too (the desk is in memory): a consumer's watermark stays meaningful.
-        self.base = int(time.time() * 1000)
+        self.base = time.time_ns() // 1000  # microseconds
         self.applications: list[dict[str, Any]] = []
         self.by_id: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, tuple[str, dict]] = {}
