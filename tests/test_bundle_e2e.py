@@ -169,3 +169,16 @@ def test_a_refused_licence_ends_the_business_bundle(world):
     assert len(ledger.trace(world.store, app_id)) == before
     with world.store.read() as conn:
         assert conn.execute(select(t.bundle_applications.c.application_id)).all() == [(app_id,)]
+
+
+def test_a_refusal_outside_refusal_ends_leaves_the_bundle_partly_granted(world):
+    sandbox = world.sandbox
+    form = newborn_form(3)
+    sandbox.control("ybj", "behaviour", {"refuse_if": {"sqrxm": form["applicant"]["name"]}})
+    app_id = sandbox.offer("newborn", form)
+    days_until(world, lambda: world.view(app_id)["state"] == "concluded")
+    assert world.view(app_id)["result"] == "partly_granted"
+    assert world.states(app_id) == {"birth_certificate": "granted", "household": "granted",
+                                    "medical_insurance": "refused", "social_security_card": "granted"}
+    assert [(s["status"], s["result"]) for s in world.platform_statuses(app_id)] == [
+        ("受理", None), ("办结", "partly_granted")], "every member was accepted before one was refused"

@@ -14,7 +14,7 @@ the bundle again). Handling a message, in this order:
    (adapters/submit.py) under a reference that stays the same on every retry; a member depending on a refused one is
    cancelled. A transient failure sends the message round a delay queue (attempt + 1, then parking); a permanent one
    fails the member (its department's refusal to take it), which counts as a refusal;
-5. status — 受理 goes to the platform when every member is accepted, 办结 with the result (granted, refused,
+5. status — 受理 goes to the platform when every member has been accepted, 办结 with the result (granted, refused,
    partly_granted) when every member is final; a transient platform failure is retried like a submission;
 6. deadlines — a member past its 承诺时限 and not concluded gets one `member_late` event (预警) and a metric.
 
@@ -294,7 +294,8 @@ class BundleWorker:
     def _status(self, env: Envelope, defn: BundleDefinition, app, members: dict) -> None:
         states = {k: r.state for k, r in members.items()}
         summary = [{"member": k, "item_code": r.item_code, "case_number": r.case_number} for k, r in members.items()]
-        if app.accepted_pushed_at is None and all(s in (t.ACCEPTED, t.GRANTED) for s in states.values()):
+        # 受理 once every member has been accepted by its department (a member concluded since counts: it was).
+        if app.accepted_pushed_at is None and all(r.accepted_at for r in members.values()):
             self._push(env, app.application_id, "accepted", {"status": "受理", "members": summary},
                        "accepted_pushed_at")
         ended = self._ended_by_refusal(env, defn, app, members) or all(s in t.FINAL for s in states.values())
