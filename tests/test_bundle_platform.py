@@ -34,3 +34,30 @@ def test_a_restarted_desk_numbers_after_the_old_one():
     last = first.offer(Offer(bundle="newborn", form={}))["seq"]
     again = BundleDesk()  # the sandbox platform restarted: a consumer's watermark must not hide new applications
     assert again.offer(Offer(bundle="newborn", form={}))["seq"] > last
+
+
+def test_bundle_run_from_the_cli_fetches_and_reports_json(tmp_path):
+    import json
+
+    import httpx
+    from typer.testing import CliRunner
+
+    from sandbox.platform import create_app
+    from sandbox.runner import Server
+    from tongban.cli import app
+
+    server = Server(create_app(str(tmp_path / "platform.db")), port=0, name="platform").start()
+    try:
+        httpx.post(f"{server.url}/_sandbox/bundle-applications",
+                   json={"bundle": "no-such-bundle", "form": {}}).raise_for_status()
+        env = {"TONGBAN_HOME": str(tmp_path / "home"), "TONGBAN_BUS": "inprocess", "TONGBAN_DB_URL": "",
+               "TONGBAN_PLATFORM_URL": server.url}
+        result = CliRunner().invoke(app, ["bundle", "run", "--json", "--idle", "0.3"], env=env)
+        # An application of a bundle nobody defined is parked (never dropped): the run says so with exit 1.
+        assert result.exit_code == 1, result.output
+        data = json.loads(result.stdout)
+        assert data["fetched"] == 1 and data["parked"] == 1 and data["received"] == 0
+        again = CliRunner().invoke(app, ["bundle", "run", "--json", "--idle", "0.3"], env=env)
+        assert json.loads(again.stdout)["fetched"] == 0, "the platform's sequence is a watermark"
+    finally:
+        server.stop()
