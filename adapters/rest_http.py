@@ -161,7 +161,8 @@ class BoundedHttp:
         return url
 
     def exchange(self, method: str, target: str | httpx.URL, *, params: dict | None = None, auth: httpx.Auth | None,
-                 what: str, json_body: Any = None, data: dict | None = None, declared: bool = False) -> Answer:
+                 what: str, json_body: Any = None, data: dict | None = None, declared: bool = False,
+                 headers: dict[str, str] | None = None) -> Answer:
         """One request (redirects to the same origin followed), its JSON answer parsed within the limits.
 
         `declared`: the URL comes from the mapping file (a login or token endpoint), so its own origin is
@@ -174,7 +175,7 @@ class BoundedHttp:
         call_end = self.clock() + self.limits.call_deadline_seconds
         self.deadline.at = min(call_end, self.run_deadline) if self.run_deadline is not None else call_end
         try:
-            return self._send(method, url, params, auth, what, json_body, data, allowed)
+            return self._send(method, url, params, auth, what, json_body, data, allowed, headers)
         except httpx.TimeoutException as exc:
             if self.clock() >= self.deadline.at:
                 self.check_run_deadline(what)
@@ -188,10 +189,10 @@ class BoundedHttp:
         finally:
             self.deadline.at = saved
 
-    def _send(self, method, url, params, auth, what, json_body, data, allowed) -> Answer:
+    def _send(self, method, url, params, auth, what, json_body, data, allowed, headers=None) -> Answer:
         if params:  # merged into a query the path may already carry (httpx's params= would replace it)
             url = url.copy_merge_params(params)
-        request = self.client.build_request(method, url, json=json_body, data=data)
+        request = self.client.build_request(method, url, json=json_body, data=data, headers=headers)
         for _hop in range(self.limits.max_redirects + 1):
             response = self.client.send(request, auth=auth, stream=True)
             try:
@@ -201,7 +202,8 @@ class BoundedHttp:
                     self.same_origin(target, f"{what}: the redirect to {location[:100]}", allowed)
                     # 307/308 keep the method and body; the others become a GET (as browsers and httpx do).
                     if response.status_code in (307, 308):
-                        request = self.client.build_request(method, target, json=json_body, data=data)
+                        request = self.client.build_request(method, target, json=json_body, data=data,
+                                                            headers=headers)
                     else:
                         request = self.client.build_request("GET", target)
                     continue

@@ -29,6 +29,7 @@ class DemoResult:
     platform_stats: dict = field(default_factory=dict)
     traced_case: str | None = None
     bus: str = ""
+    bundles: dict = field(default_factory=dict)  # 一件事一次办: each bundle application's view
 
 
 # The sandbox's own mapping files: the checkout's mappings/ folder, beside the installed packages (an editable
@@ -126,6 +127,10 @@ def _run_demo(polls: int, days_per_poll: int, cases: int, quiet: bool, mapping_f
             sandbox.advance(days_per_poll)
         _sealed_exchange(say, store, bus, settings, sandbox)
         _flowback_exchange(say, store, bus, settings)
+        from .bundle_demo import run_bundle_demo
+
+        result.bundles = run_bundle_demo(say, store=store, bus=bus, platform=platform, home=settings.home,
+                                         platform_url=sandbox.servers["platform"].url)
         counts = q.counts(store)
         result.quarantined = counts["quarantined"]
         result.quarantine_reasons = counts["by_rule"]

@@ -349,6 +349,9 @@ def create_app(
 
     app.include_router(api)
     include_identity(app, require_signature, secret)  # unified users + item catalogue (统一用户/统一事项)
+    from sandbox.platform_bundles import include_bundles
+
+    include_bundles(app, require_signature)  # bundled applications (一件事一次办)
     if certs_dir is not None:
         from sandbox.platform_seal import mount_sealed_documents
 

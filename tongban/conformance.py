@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Iterator
 
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError, adapter_class
 
-__all__ = ["AdapterConformance", "CrashingBus"]
+__all__ = ["AdapterConformance", "CrashingBus", "SubmitterConformance"]
 
 
 def _fail(message: str) -> None:
@@ -345,3 +345,6 @@ class AdapterConformance:
         if marker:
             assert not any(marker in json.dumps(r.data, ensure_ascii=False) for r in records), \
                 "hostile entities were expanded into a record"
+
+
+from tongban.conformance_submit import SubmitterConformance  # noqa: E402 - the submit side's kit (one import place)

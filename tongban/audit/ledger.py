@@ -37,6 +37,10 @@ HOPS = {
     "identity_conflict", "catalog_synced",
     "watermark_set", "watermark_reset",  # an operator moved or cleared a system's watermark (tongban watermark)
     "evidence_exported",  # an evidence package left tongban (tongban audit export; unmasked ones name the actor)
+    # bundled applications (一件事一次办, tongban.bundle): received, members submitted/linked/changed/cancelled,
+    # a member past its 承诺时限 (预警), the bundle's own status pushed to the platform (受理, 办结)
+    "bundle_received", "member_submitted", "member_linked", "member_changed", "member_cancelled", "member_late",
+    "bundle_status",
 }
 
 

@@ -36,6 +36,7 @@ _GROUPS = [
     ("catalog", "catalog", "The unified item catalogue (统一事项目录): sync, diff, check mappings."),
     ("db", "db", "The database's schema: upgrade it to this tongban's revision, show its revision (Alembic)."),
     ("watermark", "watermark", "Where each system's incremental fetch resumes: show, set, reset (ledger events)."),
+    ("bundle", "bundle", "Bundled applications (一件事一次办): check definitions, run the scatter-gather, late members."),
 ]
 # modules whose register(app) adds top-level commands (ingest, worker, trace, status, quarantine, parked)
 _COMMAND_MODULES = ["run", "status", "operators"]

@@ -147,13 +147,18 @@ def trace(ident: str = typer.Argument(..., help="a 办件编号, message id, ide
     from tongban.audit.views import print_trace
 
     _settings, store, *_ = _context()
+    from tongban.bundle.views import trace_header
+
+    bundle = trace_header(store, ident, _settings.mappings_dir)  # a bundle application: it and its members first
     if as_json:
         events = ledger.trace(store, ident)
         if events:
-            emit_json(events)
-    elif print_trace(store, ident):
-        return
+            emit_json({"bundle": bundle, "events": events} if bundle else events)
     else:
+        if bundle:
+            typer.echo(bundle["text"])
+        if print_trace(store, ident):
+            return
         events = []
     if not events:
         raise CliFailure(EXIT_FAILED, f"nothing in the ledger for {ident}",

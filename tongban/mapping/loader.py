@@ -175,7 +175,8 @@ def _refuse_env_refs(path: str, node: Any, where: str, line: int | None = None) 
 
 TOP_KEYS = {"system", "department", "description", "schedule", "retries", "source", "record", "tables", "case",
             "evaluation_scale", "identity",
-            "flowback"}  # a ministry flowback source (tongban.flowback.mapping) has `flowback:` instead of `case:`
+            "flowback",  # a ministry flowback source (tongban.flowback.mapping) has `flowback:` instead of `case:`
+            "submit"}  # a department that takes bundle members (一件事一次办, tongban.bundle) says how: settings, like source:
 REQUIRED_TOP = ("system", "source", "record", "case")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 SECRET_HINTS = re.compile(r"(password|secret|token|api_key|apikey)$", re.I)
@@ -231,7 +232,7 @@ def read_mapping_document(path: Path, *, top_keys: set[str] = TOP_KEYS,
         if key == "flowback" and isinstance(value, dict):
             # A flowback source's fields are case-like (no expansion); its sinks and batches are settings, like source:
             _refuse_env_refs(str(path), value.get("fields"), "flowback.fields", value.key_lines.get("fields"))
-        elif key != "source":
+        elif key not in ("source", "submit"):
             _refuse_env_refs(str(path), value, key, doc.key_lines.get(key))
     expanded: list = []
     if "source" in doc:
@@ -242,6 +243,12 @@ def read_mapping_document(path: Path, *, top_keys: set[str] = TOP_KEYS,
             raise MappingFileError(str(path), line, f"environment variable {exc.args[0]} is not set "
                                                     f"and has no default (${{{exc.args[0]}:-default}})") from exc
         doc["source"] = source
+    if "submit" in doc:
+        try:
+            doc["submit"] = expand_env(doc["submit"], expanded, ("submit",))
+        except KeyError as exc:
+            raise MappingFileError(str(path), _line_of_ref(doc["submit"], exc.args[0]),
+                                   f"environment variable {exc.args[0]} is not set and has no default") from exc
     if isinstance(doc.get("flowback"), dict):
         section = doc["flowback"]
         for key in ("sinks", "batches", "routing"):

@@ -29,6 +29,7 @@ TABLE_MODULES = (
     "tongban.flowback.tables",
     "tongban.operator.replay_marks",
     "tongban.audit.tables",
+    "tongban.bundle.tables",
 )
 
 

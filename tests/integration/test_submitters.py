@@ -1,0 +1,132 @@
+"""The submit side of the adapter seam (adapters/submit.py) through the conformance kit, against the sandbox's bundle
+departments (sandbox/bundle_depts.py): REST POST, REST PUT under the reference, JSON and GB18030 XML file drops."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandbox.bundle_depts import DEFAULT_TOKEN, BundleWorld, create_app
+from sandbox.runner import Server
+from tongban.bundle.submit import load_submit_target
+from tongban.conformance import SubmitterConformance
+
+REPO = Path(__file__).resolve().parents[2]
+DEPARTMENTS = REPO / "mappings" / "bundles" / "departments"
+
+
+class _Sandbox:
+    prefix = ""
+
+    def start_target(self, workdir: Path):
+        self.world = BundleWorld(drop_root=workdir / "drop")
+        self.server = Server(create_app(self.world), port=0, name="bundle-depts").start()
+        self.monkeypatch.setenv("CQ_BUNDLE_TOKEN", DEFAULT_TOKEN)
+        settings = dict(load_submit_target(self.mapping_file).settings)
+        if "wsdl" in settings:
+            settings["wsdl"] = f"{self.server.url}/{self.prefix}/soap?wsdl"
+            settings["retry"] = {"attempts": 3, "initial_wait": 0.01, "max_wait": 0.05}
+        elif "base_url" in settings:
+            settings["base_url"] = self.server.url
+            settings["retry"] = {"attempts": 3, "initial_wait": 0.01, "max_wait": 0.05}
+            settings["limits"] = {"max_response_bytes": 1_000_000, "max_json_depth": 64}
+        else:
+            settings["directory"] = str(workdir / "drop" / self.prefix / "inbox")
+        return settings
+
+    def stop_target(self) -> None:
+        self.server.stop()
+
+    def dept(self):
+        return self.world.departments[self.prefix]
+
+    def cases_opened(self, reference: str) -> int:
+        with self.world.lock:
+            self.world.read_drops(self.dept())
+        return sum(1 for case in self.dept().cases.values() if case["record"]["wbbh"] == reference)
+
+
+class _RestSandbox(_Sandbox):
+    def _control(self, body: dict) -> None:
+        httpx.post(f"{self.server.url}/_sandbox/{self.prefix}/faults", json=body).raise_for_status()
+
+    def fail_target_once(self) -> None:
+        self._control({"fail_next": 1, "status": 503})
+
+    def refuse_next(self, reference: str) -> None:
+        self._control({"fail_next": 1, "status": 422})
+
+    def serve_hostile_answer(self, kind: str) -> None:
+        self._control({"hostile_next": kind})
+
+
+class TestRestPostSubmitter(_RestSandbox, SubmitterConformance):
+    submitter_kind = "rest"
+    mapping_file = DEPARTMENTS / "cq-gaj-rest.yaml"
+    prefix = "gaj"
+
+
+class TestRestPutSubmitter(_RestSandbox, SubmitterConformance):
+    submitter_kind = "rest"
+    mapping_file = DEPARTMENTS / "cq-rsj-rest.yaml"
+    prefix = "rsj"
+
+
+class TestSoapSubmitter(_RestSandbox, SubmitterConformance):
+    submitter_kind = "soap"
+    mapping_file = DEPARTMENTS / "cq-swj-soap.yaml"
+    prefix = "swj"
+
+    def start_target(self, workdir: Path):
+        settings = super().start_target(workdir)
+        self.monkeypatch.setenv("CQ_SWJ_USER", "intake")
+        return settings
+
+
+class _FileSandbox(_Sandbox):
+    def refuse_next(self, reference: str) -> None:
+        inbox = Path(self.settings["directory"])
+        inbox.mkdir(parents=True, exist_ok=True)
+        (inbox / f"{reference}.{self.settings['format']}").write_text("another application", encoding="utf-8")
+
+
+class TestJsonFileSubmitter(_FileSandbox, SubmitterConformance):
+    submitter_kind = "files"
+    mapping_file = DEPARTMENTS / "cq-wsjkw-birth.yaml"
+    prefix = "wsjkw"
+
+
+class TestXmlFileSubmitter(_FileSandbox, SubmitterConformance):
+    submitter_kind = "files"
+    mapping_file = DEPARTMENTS / "cq-ybj-files.yaml"
+    prefix = "ybj"
+
+    def test_the_file_is_gb18030_xml_the_department_reads(self):
+        submission = self.submission()
+        self.submit(submission)
+        written = Path(self.settings["directory"]) / f"{submission.reference}.xml"
+        raw = written.read_bytes()
+        assert raw.startswith(b'<?xml version="1.0" encoding="GB18030"?>')
+        assert "王小明".encode("gb18030") in raw
+        assert not [p for p in written.parent.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
+        assert self.cases_opened(submission.reference) == 1
+        assert self.dept().cases[next(iter(self.dept().cases))]["fields"]["xsexm"] == "王小明"
+
+
+def test_an_envelope_error_quotes_the_legacy_message(tmp_path, monkeypatch):
+    world = BundleWorld()
+    server = Server(create_app(world), port=0).start()
+    try:
+        monkeypatch.setenv("CQ_BUNDLE_TOKEN", DEFAULT_TOKEN)
+        target = load_submit_target(DEPARTMENTS / "cq-gaj-rest.yaml")
+        from adapters.base import SourceError
+        from adapters.rest_submit import RestSubmitter
+        from adapters.submit import Submission
+
+        submitter = RestSubmitter(target.system, {**target.settings, "base_url": server.url})
+        with pytest.raises(SourceError, match="cq-gaj-rest.*外部编号 and 事项编码 are required"):
+            submitter.submit(Submission("REF-1", "", {}))
+        submitter.close()
+    finally:
+        server.stop()
