@@ -43,7 +43,8 @@ for line in sys.stdin:
         from airflow.dag_processing.dagbag import DagBag
         bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
         if command["op"] == "load":
-            out = {"dags": sorted(bag.dag_ids), "errors": {str(k): v for k, v in bag.import_errors.items()}, "tasks": {}}
+            out = {"dags": sorted(bag.dag_ids), "errors": {str(k): v for k, v in bag.import_errors.items()}, "tasks": {},
+                   "pools": {d.dag_id: {t.task_id: t.pool for t in d.tasks} for d in bag.dags.values()}}
             for dag in bag.dags.values():
                 out["tasks"][dag.dag_id] = {
                     "schedule": getattr(dag.timetable, "expression", None) or type(dag.timetable).__name__,
