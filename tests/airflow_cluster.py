@@ -98,8 +98,12 @@ def rabbit_vhost():
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60)
 
 
-def write_mappings(directory: Path, *, schedule: str = "* * * * *", attempts: int = 3,
-                   maintenance: str | None = None) -> Path:
+def worker_hostname() -> str:
+    """`[core] hostname_callable` for the Celery test: two workers on one machine, told apart in task_instance."""
+    return os.environ.get("AIRFLOW_TEST_WORKER_NAME") or socket.getfqdn()
+
+
+def write_mappings(directory: Path, *, schedule: str = "* * * * *", attempts: int = 3, timeout: int | None = None) -> Path:
     """Copies of the sandbox's three mapping files: every minute, retries 1 s then 2 s, and one try per legacy call
     (so that a legacy outage reaches Airflow instead of being absorbed inside the task)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -110,6 +114,8 @@ def write_mappings(directory: Path, *, schedule: str = "* * * * *", attempts: in
         text, n_retries = re.subn(r"(?m)^retries: .*$",
                                   f"retries: {{attempts: {attempts}, delay_seconds: 1, max_delay_seconds: 2}}", text)
         text = re.sub(r"(?m)^  retry: .*$", "  retry: {attempts: 1, initial_wait: 0.1, max_wait: 0.2}", text)
+        if timeout is not None:
+            text = re.sub(r"(?m)^  timeout: .*$", f"  timeout: {timeout}", text)
         assert (n_schedule, n_retries) == (1, 1), f"{system}.yaml changed shape; update tests/airflow_cluster.py"
         (directory / f"{system}.yaml").write_text(text, encoding="utf-8")
     return directory
@@ -146,7 +152,7 @@ class Processes:
     """Processes started in process groups of their own; `stop()` ends each group and every descendant."""
 
     def __init__(self, logs: Path):
-        self.logs, self.started = logs, []
+        self.logs, self.started, self.killed = logs, [], set()
         logs.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -159,6 +165,7 @@ class Processes:
     def kill_tree(self, process: subprocess.Popen, sig=signal.SIGKILL) -> None:
         import psutil
 
+        self.killed.add(process.pid)  # meant to end: wait_for does not report it
         try:
             family = psutil.Process(process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -259,7 +266,7 @@ def wait_for(what: str, check, timeout: float, processes: Processes, every: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{processes.tail()}")
         for name, process, _ in processes.started:
-            if process.poll() is not None and name != "prepare":
+            if process.poll() is not None and process.pid not in processes.killed:
                 raise AssertionError(f"{name} exited ({process.returncode}) while waiting for {what}\n{processes.tail()}")
         time.sleep(every)
 
@@ -305,3 +312,46 @@ def ledger_keys(store_url: str, hop: str) -> list[str]:
 
     with open_store(store_url).read() as conn:
         return list(conn.execute(select(ledger.c.idempotency_key).where(ledger.c.hop == hop)).scalars())
+
+
+class CeleryCluster:
+    """Airflow on CeleryExecutor as docs/airflow.md's several-machines recipe runs it (scripts/airflow-node):
+    `prepare`, then the API server, the scheduler, the DAG processor and N Celery workers, each its own process
+    group. RabbitMQ (a vhost of its own) is the broker; PostgreSQL the metadata database and the result backend."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], processes: Processes):
+        self.tmp, self.env, self.processes, self.workers = tmp, env, processes, {}
+
+    @staticmethod
+    def settings(metadata_url: str, broker_url: str) -> dict[str, str]:
+        return {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_url,
+                # one task at a time per worker, none held back behind a long one (acks late: a killed worker's
+                # task goes back to the queue)
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+                "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+                # a worker that vanished is noticed within seconds (default: 5 minutes)
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.airflow_cluster.worker_hostname",
+                "PYTHONPATH": str(REPO)}
+
+    def node(self, role: str, *args: str) -> list[str]:
+        return [str(REPO / "scripts" / "airflow-node"), role, "--sandbox", *args]
+
+    def start(self, workers: int) -> None:
+        done = subprocess.run(self.node("prepare"), env=self.env, capture_output=True, text=True, timeout=300,
+                              cwd=str(REPO))
+        assert done.returncode == 0, done.stderr[-3000:]
+        for role in ("api-server", "scheduler", "dag-processor"):
+            self.processes.start(role, self.node(role), self.env)
+        for n in range(1, workers + 1):
+            self.add_worker(f"w{n}")
+
+    def add_worker(self, name: str) -> subprocess.Popen:
+        env = {**self.env, "AIRFLOW_TEST_WORKER_NAME": name,
+               "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}  # one log server per worker
+        process = self.processes.start(f"worker-{name}", self.node("worker", "--celery-hostname", f"{name}@%h"), env)
+        self.workers[name] = process
+        return process
