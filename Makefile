@@ -6,7 +6,7 @@ export UV_COMPILE_BYTECODE := 1
 # Airflow reads its home from here; keep it inside the checkout so nothing leaks into ~/airflow.
 export AIRFLOW_HOME ?= $(CURDIR)/.tongban/airflow
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench airflow clean
 
 venv: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# Airflow on this machine, its DAGs pointed at `tongban sandbox up` (README: watching the DAG runs in the UI).
+airflow: venv
+	scripts/airflow-standalone --sandbox
 
 bench: venv
 	$(BIN)/python benchmarks/e2e.py

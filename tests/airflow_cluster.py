@@ -103,14 +103,15 @@ def worker_hostname() -> str:
     return os.environ.get("AIRFLOW_TEST_WORKER_NAME") or socket.getfqdn()
 
 
-def write_mappings(directory: Path, *, schedule: str = "* * * * *", attempts: int = 3, timeout: int | None = None) -> Path:
+def write_mappings(directory: Path, *, schedule: str | None = "* * * * *", attempts: int = 3, timeout: int | None = None) -> Path:
     """Copies of the sandbox's three mapping files: every minute, retries 1 s then 2 s, and one try per legacy call
     (so that a legacy outage reaches Airflow instead of being absorbed inside the task)."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "mappings" / "tables", directory / "tables", dirs_exist_ok=True)
     for system in SYSTEMS:
         text = (REPO / "mappings" / f"{system}.yaml").read_text(encoding="utf-8")
-        text, n_schedule = re.subn(r"(?m)^schedule: .*$", f'schedule: "{schedule}"', text)
+        text, n_schedule = re.subn(r"(?m)^schedule: .*$", f'schedule: "{schedule}"' if schedule else "schedule: null",
+                                   text)
         text, n_retries = re.subn(r"(?m)^retries: .*$",
                                   f"retries: {{attempts: {attempts}, delay_seconds: 1, max_delay_seconds: 2}}", text)
         text = re.sub(r"(?m)^  retry: .*$", "  retry: {attempts: 1, initial_wait: 0.1, max_wait: 0.2}", text)
