@@ -6,7 +6,7 @@ export UV_COMPILE_BYTECODE := 1
 # Airflow reads its home from here; keep it inside the checkout so nothing leaks into ~/airflow.
 export AIRFLOW_HOME ?= $(CURDIR)/.tongban/airflow
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test test-fast bench airflow clean
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ test: venv
 # The inner loop: unit tests only (no broker, no database server, no sandbox servers); seconds, not minutes.
 test-fast: venv
 	$(BIN)/python -m pytest -q tests/unit
+
+# Airflow on this machine, its DAGs pointed at `tongban sandbox up` (README: watching the DAG runs in the UI).
+airflow: venv
+	scripts/airflow-standalone --sandbox
 
 bench: venv
 	$(BIN)/python benchmarks/e2e.py

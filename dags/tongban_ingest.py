@@ -6,10 +6,13 @@ A department onboards a legacy system by writing one YAML file; no Python. The f
 
 Tasks (TaskFlow): check_mapping → ingest → report.
   check_mapping  re-reads the file at run time; a broken file fails at once, no retries.
-  ingest         fetch from the watermark → map and validate → publish with confirms → advance the watermark.
+  ingest         skipped (state `skipped`, no alert) while a maintenance window (维护窗口, 报备) covers now;
+                 otherwise fetch from the watermark → map and validate → publish with confirms → advance the watermark.
                  Legacy or platform outages propagate and Airflow retries; the watermark only moves after the
                  broker confirmed everything, so a run that fails after its retries leaves nothing half-done.
   report         counts into the log and XCom; fails when every fetched record was quarantined.
+The ingest task takes a slot of the system's pool `legacy__<system>` (`concurrency:` slots, created by
+scripts/airflow-env.sh from the mapping files), so a fragile system never sees more parallel calls than that.
 Watermarks live in the tongban store, not in Airflow Variables, so `tongban ingest` and Airflow agree.
 
 A broken mapping file is left out here; dags/tongban_mapping_errors.py turns it into the import error that
@@ -18,12 +21,12 @@ names the file, the line and the rule, while every other DAG keeps loading.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk import dag, task
 
 from tongban.scheduling.common import Permanent, log
 from tongban.scheduling.ingest_plans import IngestPlan, discover
-from tongban.scheduling.tasks import check_mapping_task, report_task, run_ingest_task
+from tongban.scheduling.tasks import check_mapping_task, maintenance_skip, report_task, run_ingest_task
 
 START = pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai")
 
@@ -39,7 +42,8 @@ def build_ingest_dag(plan: IngestPlan):
     doc = (f"**{plan.department or plan.system}** — {plan.description}\n\n"
            f"Mapping file: `{plan.path}`. Schedule: `{plan.schedule or 'manual'}`. "
            f"Attempts: {plan.attempts}, first retry after {plan.delay_seconds:g} s, doubling up to "
-           f"{plan.max_delay_seconds:g} s.")
+           f"{plan.max_delay_seconds:g} s. Pool `{plan.pool}` ({plan.concurrency} slots); "
+           f"{len(plan.maintenance)} maintenance windows in the file.")
 
     @dag(dag_id=plan.dag_id, schedule=plan.schedule, start_date=START, catchup=False,
          # One run at a time per source: two runs from the same watermark would only publish duplicates.
@@ -50,8 +54,11 @@ def build_ingest_dag(plan: IngestPlan):
         def check_mapping(path: str) -> dict:
             return _fail_fast(check_mapping_task, path)
 
-        @task
-        def ingest(path: str) -> dict:
+        @task(pool=plan.pool)
+        def ingest(path: str, run_id: str | None = None) -> dict:
+            skip = _fail_fast(maintenance_skip, path, run_id)
+            if skip:
+                raise AirflowSkipException(skip)
             return _fail_fast(run_ingest_task, path)
 
         @task(retries=0)

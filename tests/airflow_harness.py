@@ -42,7 +42,8 @@ for line in sys.stdin:
         from airflow.dag_processing.dagbag import DagBag
         bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
         if command["op"] == "load":
-            out = {"dags": sorted(bag.dag_ids), "errors": {str(k): v for k, v in bag.import_errors.items()}, "tasks": {}}
+            out = {"dags": sorted(bag.dag_ids), "errors": {str(k): v for k, v in bag.import_errors.items()}, "tasks": {},
+                   "pools": {d.dag_id: {t.task_id: t.pool for t in d.tasks} for d in bag.dags.values()}}
             for dag in bag.dags.values():
                 out["tasks"][dag.dag_id] = {
                     "schedule": getattr(dag.timetable, "expression", None) or type(dag.timetable).__name__,
@@ -183,8 +184,11 @@ def world(tmp_path, airflow):
     outage = LegacyOutage(legacy_app(legacy_world, token=LEGACY_TOKEN))
     platform = Server(platform_app(str(tmp_path / "platform.db")), name="platform").start()
     legacy = Server(outage, name="legacy").start()
+    from tests.schema_at_head import home_at_head
+
     home = tmp_path / "home"
     home.mkdir()
+    home_at_head(home)  # as after `tongban sandbox up`: the operator's CLI commands find the schema at head
     mappings = tmp_path / "mappings"
     _samr_mapping(mappings)
     env = {"TONGBAN_HOME": str(home), "TONGBAN_MAPPINGS": str(mappings), "TONGBAN_BUS": "inprocess",

@@ -41,6 +41,7 @@ HOPS = {
     # a member past its 承诺时限 (预警), the bundle's own status pushed to the platform (受理, 办结)
     "bundle_received", "member_submitted", "member_linked", "member_changed", "member_cancelled", "member_late",
     "bundle_status",
+    "maintenance_announced", "maintenance_skipped",  # 报备: a window announced, an ingest run skipped for one
 }
 
 

@@ -130,12 +130,19 @@ def check(file: Path = typer.Argument(..., help="the mapping file"),
         report.error(f"error: {exc}", exc.line)
         report.finish()
     report.out.update(system=mapping.system, department=mapping.department, adapter=mapping.source["adapter"])
+    if getattr(mapping, "kind", None) != "flowback":
+        from tongban.scheduling.ingest_plans import plan_for  # schedule:, retries:, concurrency:, maintenance:
+
+        try:
+            plan_for(file)
+        except MappingFileError as exc:
+            report.error(f"error: {exc}", exc.line)
     source = check_source(mapping)
     for problem in source.problems:
         report.error(f"error: {problem}", problem.line)
     for warning in source.warnings:
         report.warning(warning)
-    if not source.problems:
+    if not source.problems and report.out["ok"]:
         report.info(f"{file}: mapping for {mapping.system} ({mapping.department}) is well-formed; "
                     f"source adapter {mapping.source['adapter']}"
                     + (" (settings checked against its model)" if source.model is not None else ""))

@@ -175,6 +175,7 @@ def _refuse_env_refs(path: str, node: Any, where: str, line: int | None = None) 
 
 TOP_KEYS = {"system", "department", "description", "schedule", "retries", "source", "record", "tables", "case",
             "evaluation_scale", "identity",
+            "concurrency", "maintenance",  # scheduling: the system's Airflow pool size, its maintenance windows
             "flowback",  # a ministry flowback source (tongban.flowback.mapping) has `flowback:` instead of `case:`
             "submit"}  # a department that takes bundle members (一件事一次办, tongban.bundle) says how: settings, like source:
 REQUIRED_TOP = ("system", "source", "record", "case")

@@ -14,6 +14,9 @@ from tongban.mapping import MappingFileError, load_mapping
 from tongban.scheduling.common import BACKOFF_MULTIPLIER, DAG_ID_SAFE, PRESETS_WITHOUT_CRON, TIMEZONE, mappings_dir
 
 DAG_PREFIX = "ingest__"
+POOL_PREFIX = "legacy__"  # one Airflow pool per legacy system (tongban.scheduling.pools)
+DEFAULT_CONCURRENCY = 1   # parallel calls a legacy system sees from tongban when its file says nothing
+MAX_CONCURRENCY = 64
 # `attempts` counts every try, the first included (the same meaning as `source.retry.attempts`).
 DEFAULT_RETRIES = {"attempts": 3, "delay_seconds": 60, "max_delay_seconds": 900}
 
@@ -35,10 +38,17 @@ class IngestPlan:
     attempts: int
     delay_seconds: float
     max_delay_seconds: float
+    concurrency: int = DEFAULT_CONCURRENCY
+    maintenance: tuple = ()  # tongban.scheduling.maintenance.Window, from the file's `maintenance:`
 
     @property
     def dag_id(self) -> str:
         return f"{DAG_PREFIX}{self.system}"
+
+    @property
+    def pool(self) -> str:
+        """The Airflow pool every task calling this legacy system takes a slot of (`concurrency:` slots)."""
+        return f"{POOL_PREFIX}{self.system}"
 
     def retry_args(self) -> dict[str, Any]:
         return {"retries": self.attempts - 1, "retry_delay": timedelta(seconds=self.delay_seconds),
@@ -101,10 +111,23 @@ def plan_for(path: Path) -> IngestPlan:
             raise MappingFileError(str(path), _line(doc, "schedule"),
                                    f"schedule {schedule!r} is not a cron expression or preset (@hourly …): {exc}") from exc
     retries = _retries(path, doc)
+    from tongban.scheduling.maintenance import parse_windows
+
     return IngestPlan(path=path, system=mapping.system, department=mapping.department,
                       description=str(doc.get("description") or ""), schedule=schedule,
                       attempts=int(retries["attempts"]), delay_seconds=float(retries["delay_seconds"]),
-                      max_delay_seconds=float(retries["max_delay_seconds"]))
+                      max_delay_seconds=float(retries["max_delay_seconds"]), concurrency=_concurrency(path, doc),
+                      maintenance=parse_windows(str(path), doc))
+
+
+def _concurrency(path: Path, doc) -> int:
+    """`concurrency: N`: at most N tasks call this legacy system at once, however many workers run."""
+    value = doc.get("concurrency", DEFAULT_CONCURRENCY)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise MappingFileError(str(path), _line(doc, "concurrency"),
+                               f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY} (parallel calls the "
+                               f"legacy system can bear), not {value!r}")
+    return value
 
 
 def discover(directory: Path | None = None) -> tuple[list[IngestPlan], list[MappingFileError]]:

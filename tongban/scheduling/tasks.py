@@ -37,6 +37,31 @@ def check_mapping_task(path: str) -> dict[str, Any]:
     return {"system": plan.system, "path": str(plan.path)}
 
 
+def maintenance_skip(path: str, run: str | None = None) -> str | None:
+    """Why this run must be skipped (a maintenance window covers now: the mapping file's or an announced one), or
+    None. A skip is a ledger event; the watermark stays, so the first run after the window catches up."""
+    from tongban.scheduling.maintenance import window_at
+    from tongban.scheduling.maintenance_tables import announced, record_skip
+    from tongban.settings import SettingsError, load
+    from tongban.store import open_store
+
+    try:
+        plan = plan_for(Path(path))
+        settings = load()
+    except (MappingFileError, SettingsError) as exc:
+        raise Permanent(str(exc)) from exc
+    ready_database()  # this is the run's first look at the store: the sandbox's database is upgraded here
+    store = open_store(settings.db_url)
+    window = window_at([*plan.maintenance, *(w for _, w in announced(store, plan.system))])
+    if window is None:
+        return None
+    record_skip(store, plan.system, window, run)
+    message = f"{plan.system} is in a maintenance window ({window.describe()}: {window.reason}; {window.origin}): " \
+              "run skipped, the next run after the window catches up from the watermark"
+    log.info(message)
+    return message
+
+
 def run_ingest_task(path: str) -> dict[str, Any]:
     """One ingest run: fetch since the watermark → map, validate → publish with confirms → advance the watermark.
 

@@ -30,6 +30,7 @@ TABLE_MODULES = (
     "tongban.operator.replay_marks",
     "tongban.audit.tables",
     "tongban.bundle.tables",
+    "tongban.scheduling.maintenance_tables",
 )
 
 

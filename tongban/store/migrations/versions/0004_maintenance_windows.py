@@ -1,0 +1,43 @@
+"""Announced maintenance windows (报备, tongban maintenance add): maintenance_windows.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-02 15:13:47.233649
+
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision: str = '0004'
+down_revision: Union[str, Sequence[str], None] = '0003'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    op.create_table('maintenance_windows',
+    sa.Column('window_id', sa.String(length=32), nullable=False),
+    sa.Column('system', sa.String(length=100), nullable=False),
+    sa.Column('starts_at', sa.String(length=40), nullable=False),
+    sa.Column('ends_at', sa.String(length=40), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('announced_by', sa.String(length=100), nullable=False),
+    sa.Column('announced_at', sa.String(length=40), nullable=False),
+    sa.PrimaryKeyConstraint('window_id')
+    )
+    with op.batch_alter_table('maintenance_windows', schema=None) as batch_op:
+        batch_op.create_index('ix_maintenance_system', ['system', 'ends_at'], unique=False)
+
+
+
+def downgrade() -> None:
+    """Downgrade schema."""
+    with op.batch_alter_table('maintenance_windows', schema=None) as batch_op:
+        batch_op.drop_index('ix_maintenance_system')
+
+    op.drop_table('maintenance_windows')
