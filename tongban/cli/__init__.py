@@ -35,6 +35,7 @@ _GROUPS = [
     ("identity", "identity", "Unified users: legacy identities resolved to platform user ids (统一用户)."),
     ("catalog", "catalog", "The unified item catalogue (统一事项目录): sync, diff, check mappings."),
     ("watermark", "watermark", "Where each system's incremental fetch resumes: show, set, reset (ledger events)."),
+    ("console", "console", "The auditors' and operators' web console (log-in, timeline, lists, indicators)."),
 ]
 # modules whose register(app) adds top-level commands (ingest, worker, trace, status, quarantine, parked)
 _COMMAND_MODULES = ["run", "status", "operators"]
