@@ -147,6 +147,8 @@ def test_receipt_status_reads_what_the_event_recorded():
         "signature_status: bad_signature"
     assert receipt_status("receipt", {"receipt_check": "valid", "verification": "valid"}) == "receipt_check: valid"
     assert receipt_status("receipt", {"signature": "abc"}).startswith("HMAC-SHA256")
+    jws = "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.e30.c2ln"  # {"alg":"ES256","typ":"JWT"}
+    assert receipt_status("receipt", {"signature": "abc", "jws": jws}).startswith("platform-signed receipt (JWS ES256)")
     assert receipt_status("receipt", {}) == "no signature recorded"
     assert receipt_status("delivered", {"signature": "abc"}) == ""
     assert seal_verdict("seal_verified", {"by": "sender", "result": "valid"}) == "sender: valid"

@@ -54,9 +54,25 @@ def receipt_status(hop: str, detail: dict[str, Any]) -> str:
             if isinstance(value, dict):
                 value = value.get("status") or value.get("result") or json.dumps(value, ensure_ascii=False)
             return f"{key}: {value}"
+    if isinstance(detail.get("jws"), str) and detail["jws"]:
+        alg = _jws_alg(detail["jws"])
+        return f"platform-signed receipt (JWS{' ' + alg if alg else ''}) recorded; verified before the ack"
     if detail.get("signature"):
         return "HMAC-SHA256 (shared secret) signature recorded; checked on receipt"
     return "no signature recorded"
+
+
+def _jws_alg(token: str) -> str:
+    """The `alg` of a compact JWS's protected header, as recorded ("" when it cannot be read)."""
+    import base64
+
+    head = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, TypeError):
+        return ""
+    alg = header.get("alg") if isinstance(header, dict) else None
+    return alg if isinstance(alg, str) and alg.isalnum() else ""
 
 
 def seal_verdict(hop: str, detail: dict[str, Any]) -> str:
@@ -80,7 +96,7 @@ def compact(detail: dict[str, Any]) -> str:
     parts = []
     for key, value in detail.items():
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        if (key.endswith("digest") or "signature" in key or key.endswith("_xml")) and len(text) > 20:
+        if (key.endswith("digest") or "signature" in key or key.endswith("_xml") or key == "jws") and len(text) > 20:
             text = text[:16] + "…"
         parts.append(f"{key}={text}")
     return " ".join(parts)
