@@ -19,6 +19,7 @@ from tongban.codes import mask_text
 
 from . import auth, views
 from .tables import ensure_tables
+from .users import get_user
 
 HERE = Path(__file__).resolve().parent
 SECURITY_HEADERS = {
@@ -81,7 +82,8 @@ def create_app(settings=None, store=None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
-        user = request.session.get("user") if "session" in request.scope else None
+        name = request.session.get("user") if "session" in request.scope else None
+        user = get_user(store, name) if name else None
         return app.state.templates.TemplateResponse(
             request, "error.html", {"status": exc.status_code, "message": str(exc.detail), "user": user,
                                     "csrf": request.session.get("csrf", "") if user else ""},

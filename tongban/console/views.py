@@ -181,3 +181,38 @@ def evidence_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+@router.get("/evidence")
+def evidence(request: Request, id: str = "", user: User = Depends(current_user)):
+    """The case's evidence package (tongban.audit.evidence.export_package, as `tongban audit export ID` writes it),
+    masked; made in a private temporary folder that is removed once the download was sent."""
+    import re
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from starlette.background import BackgroundTask
+    from starlette.responses import FileResponse
+
+    if not evidence_available():
+        raise HTTPException(404, "evidence packages are not part of this installation")
+    from tongban.audit.evidence import EvidenceError, export_package
+
+    ident = id.strip()
+    if not ident:
+        raise HTTPException(400, "evidence: give the identifier of a case (?id=…)")
+    folder = Path(tempfile.mkdtemp(prefix="tongban-evidence-"))
+    name = "evidence-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", ident)[:80] or "case") + ".zip"
+    try:
+        path = export_package(request.app.state.store, ident, folder / name, unmasked=False, actor=user.name)
+    except EvidenceError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise HTTPException(404, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - an audit key that is missing or unreadable: said on the page, in words
+        shutil.rmtree(folder, ignore_errors=True)
+        if type(exc).__name__ != "AuditKeyMissing":
+            raise
+        raise HTTPException(503, f"evidence packages cannot be signed: {exc}") from None
+    return FileResponse(path, media_type="application/vnd.etsi.asic-e+zip", filename=path.name,
+                        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
