@@ -254,6 +254,15 @@ def test_indicators_per_department_with_a_chart(console, page):
     table = page.locator("table.list").inner_text()
     assert "重庆市市场监督管理局" in table and "cq-samr-rest" in table
     assert page.locator("svg.chart rect").count() > 0
+    # the market regulator's row counts what the ledger and the quarantine hold
+    delivered = [e for e in ledger_events(console.store, "delivered") if e["system"] == "cq-samr-rest"]
+    from tongban.operations import list_quarantine
+
+    _, quarantined = list_quarantine(console.store, system="cq-samr-rest", status="all")
+    cells = page.locator("tr", has_text="cq-samr-rest").locator("td")
+    assert cells.nth(1).inner_text() == str(len({e["case_number"] for e in delivered}))
+    assert cells.nth(2).inner_text() == str(len(delivered))
+    assert cells.nth(5).inner_text().startswith(f"{quarantined} (")
     evaluated = [e for e in ledger_events(console.store, "delivered") if e["detail"] and '"evaluation"' in e["detail"]]
     section = page.locator("main").inner_text()
     assert ("No evaluations recorded" in section) == (not evaluated)
