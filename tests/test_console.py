@@ -112,6 +112,15 @@ def test_log_in_needs_its_csrf_token_and_follows_only_local_paths(client):
     assert _log_in(client, "ada", "ada-audits-1", "/parked?status=all").headers["location"] == "/parked?status=all"
 
 
+def test_repeated_failures_lock_a_name_out_in_the_same_words(client):
+    from tongban.console.auth import MAX_FAILURES
+
+    for _ in range(MAX_FAILURES):
+        assert "failed=1" in _log_in(client, "ada", "guess").headers["location"]
+    assert "failed=1" in _log_in(client, "ada", "ada-audits-1").headers["location"]  # the right password, too late
+    assert _log_in(client, "otto", "otto-replays-1").headers["location"] == "/search"  # other names are not held
+
+
 def test_log_out_ends_the_session(client):
     _log_in(client, "otto", "otto-replays-1")
     token = _token(client, "/search")

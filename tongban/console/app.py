@@ -66,6 +66,7 @@ def create_app(settings=None, store=None) -> FastAPI:
     ensure_tables(store)
     app = FastAPI(title="tongban console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.store, app.state.templates = settings, store, templates()
+    app.state.throttle = auth.Throttle()
     app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie=auth.SESSION_COOKIE,
                        max_age=auth.SESSION_SECONDS, same_site="strict", https_only=not settings.is_sandbox)
 

@@ -6,12 +6,15 @@ It holds the user's name and a CSRF token only; the role is read from the store 
 role changed or who was removed loses it at once. Every POST (log-in included) must carry the session's CSRF
 token in the form field `csrf_token`, compared in constant time; a missing or wrong one is 403. A page asked for
 without a logged-in user redirects to the log-in page (the path asked for is kept, relative paths only).
-A failed log-in says only that the name or password was not accepted."""
+A failed log-in says only that the name or password was not accepted; after `MAX_FAILURES` failures for one name
+within `FAILURE_WINDOW` seconds that name's log-ins are refused, in the same words, until the window has passed."""
 from __future__ import annotations
 
 import hmac
 import logging
 import secrets
+import threading
+import time
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -25,6 +28,7 @@ log = logging.getLogger("tongban.console")
 SESSION_COOKIE = "tongban_console"
 SESSION_SECONDS = 8 * 3600
 CSRF_FIELD = "csrf_token"
+MAX_FAILURES, FAILURE_WINDOW = 5, 300.0
 
 router = APIRouter()
 
@@ -34,6 +38,33 @@ class LoginRequired(Exception):
 
     def __init__(self, next_path: str):
         self.next_path = next_path
+
+
+class Throttle:
+    """Failed log-ins per name in a sliding window (this process's memory): guessing is slowed to a few tries."""
+
+    def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW, clock=time.monotonic):
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, name: str) -> list[float]:
+        now = self.clock()
+        recent = [t for t in self._failures.get(name, []) if now - t < self.window]
+        self._failures[name] = recent
+        return recent
+
+    def blocked(self, name: str) -> bool:
+        with self._lock:
+            return len(self._recent(name.lower())) >= self.limit
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            self._recent(name.lower()).append(self.clock())
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name.lower(), None)
 
 
 def csrf_token(request: Request) -> str:
@@ -90,10 +121,13 @@ def login_page(request: Request, next: str = "/search", failed: int = 0):
 def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/search"),
           csrf_token_value: str | None = Form(None, alias=CSRF_FIELD)):
     check_csrf(request, csrf_token_value)
-    user = authenticate(request.app.state.store, username, password)
+    throttle: Throttle = request.app.state.throttle
+    user = None if throttle.blocked(username) else authenticate(request.app.state.store, username, password)
     if user is None:
+        throttle.failed(username)
         log.warning("console: log-in refused for %s", mask_text(username[:100]))
         return RedirectResponse(f"/login?failed=1&next={quote(_safe_next(next), safe='/')}", status_code=303)
+    throttle.succeeded(username)
     request.session.clear()  # a fresh session (and CSRF token) for the new user
     request.session["user"] = user.name
     csrf_token(request)
