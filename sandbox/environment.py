@@ -131,9 +131,11 @@ class Sandbox:
         from tongban.store.files import private_dir
 
         state = private_dir(self._state_dir)  # 0700 from creation: the mock platform's cases, the drops
-        from .sealed_dept import certs_dir_of
+        from .sealed_dept import certs_dir_of, ensure_certs
 
-        # The platform verifies sealed documents against the sandbox CA (created on first use, git-ignored).
+        # The platform verifies sealed documents against the sandbox CA (created on first use, git-ignored) and
+        # signs its case receipts with its receipt certificate from it (docs/audit.md).
+        ensure_certs(certs_dir_of(self.home))
         platform = Server(platform_app(str(state / "platform.db"), certs_dir=str(certs_dir_of(self.home))),
                           port=self._port("platform"), name="mock-platform").start()
         self.servers["platform"] = platform

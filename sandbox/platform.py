@@ -19,6 +19,8 @@ the whole fault plan; `DELETE /_sandbox/faults` clears it. Kinds:
   so "reset" answers 502 with `Connection: close` and body `{"error": "reset"}`; the connection is closed
   after the response.
 `{"fail_next": k, "status": s}` fails the next k requests with status s (Retry-After on 429/503).
+`{"receipt_key": "wrong" | "untrusted"}` signs case receipts with a key other than the platform's
+(sandbox/platform_receipts.py); the default "platform" signs them properly.
 
 Run it: `python -m sandbox.platform --port 8700 --db .tongban/platform.db`.
 """
@@ -42,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from sandbox.platform_identity import include_identity
+from sandbox.platform_receipts import receipt_signer_for
 from sandbox.platform_store import PlatformStore
 from tongban.cases.models import CASE_NUMBER_MAX, ItemCode, describe_errors
 from tongban.cases.schema import validate_event
@@ -81,6 +84,8 @@ class FaultPlan(BaseModel):
     seed: int | None = Field(default=None, description="seed of the fault dice, for reproducible chaos")
     fail_next: int = Field(default=0, ge=0, description="fail exactly the next k requests")
     status: int = Field(default=503, ge=400, le=599, description="status of the fail_next failures")
+    receipt_key: Literal["platform", "wrong", "untrusted"] = Field(
+        default="platform", description="which key signs case receipts (JWS): the platform's, or a wrong one")
 
 
 class Faults:
@@ -167,10 +172,19 @@ def _parse_json(raw: bytes) -> Any:
 
 
 class Platform:
-    def __init__(self, store: PlatformStore, secret: str):
+    def __init__(self, store: PlatformStore, secret: str, receipt_signer=None, faults: "Faults | None" = None):
         self.store = store
         self.secret = secret
         self.counts = RequestCounts()
+        self.receipt_signer, self.faults = receipt_signer, faults  # JWS receipts when the sandbox CA is there
+
+    def _sign(self, receipt: dict) -> dict:
+        """The receipt signed twice: a JWS by the platform's receipt key (when it has one), then the HMAC."""
+        fields = {k: v for k, v in receipt.items() if k not in ("signature", "jws")}
+        if self.receipt_signer is not None:
+            which = self.faults.plan.receipt_key if self.faults is not None else "platform"
+            fields["jws"] = self.receipt_signer.sign(fields, which)
+        return sign_receipt(fields, self.secret)
 
     def issue_number(self, body: Any) -> dict:
         try:
@@ -195,7 +209,7 @@ class Platform:
                 if stored_digest != digest:
                     raise Refusal(409, {"error": "idempotency key reused with a different body"})
                 self.counts.add("duplicates")
-                return sign_receipt({**receipt, "duplicate": True}, self.secret)
+                return self._sign({**receipt, "duplicate": True})
 
             problems = validate_event(body)
             if problems:
@@ -212,7 +226,7 @@ class Platform:
             except TransitionError as error:
                 raise Refusal(409, {"error": "state", "rule": error.rule}) from None
 
-            receipt = sign_receipt(
+            receipt = self._sign(
                 {
                     "receipt_id": f"R{uuid.uuid4().hex}",
                     "case_number": body["case_number"],
@@ -223,7 +237,6 @@ class Platform:
                     "received_at": utcnow(),
                     "duplicate": False,
                 },
-                self.secret,
             )
             self.store.store_event(body, new_state, idempotency_key, digest, receipt)
             self.counts.add("stored")
@@ -253,8 +266,8 @@ def create_app(
     """The mock platform as an ASGI app; state in SQLite at `db_path` (None: in memory). With `certs_dir` (a
     sandbox CA from `tongban certs init`) it also serves the sealed-document API (sandbox/platform_seal.py)."""
     store = PlatformStore(db_path)
-    platform = Platform(store, secret)
     faults = Faults()
+    platform = Platform(store, secret, receipt_signer_for(certs_dir), faults)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

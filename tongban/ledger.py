@@ -33,6 +33,7 @@ HOPS = {
     "flowback_delivered", "batch_received", "pii_lookup", "watermark", "batch_routed",
     "identity_conflict", "catalog_synced",
     "watermark_set", "watermark_reset",  # an operator moved or cleared a system's watermark (tongban watermark)
+    "evidence_exported",  # an evidence package left tongban (tongban audit export; unmasked ones name the actor)
 }
 
 

@@ -24,7 +24,7 @@ def _compact(detail: dict) -> str:
     parts = []
     for key, value in detail.items():
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        if key in ("digest", "signature") and len(text) > 16:
+        if key in ("digest", "signature", "jws") and len(text) > 16:
             text = text[:12] + "…"
         parts.append(f"{key}={text}")
     return _mask(" ".join(parts))

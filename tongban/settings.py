@@ -108,6 +108,10 @@ class Settings:
     certs_dir: Path | None = field(default_factory=lambda: _path("TONGBAN_CERTS"))
     # The web console's cookie-signing key (`tongban console`); checked when the console starts, not by every command.
     console_secret: str | None = field(default_factory=lambda: _env("TONGBAN_CONSOLE_SECRET"), repr=False)
+    # tongban's own audit key (审计签名), which signs ledger checkpoints and evidence packages (docs/audit.md):
+    # a PEM private key and its certificate. Unset in the sandbox: the sandbox CA's audit key; required in production.
+    audit_key: Path | None = field(default_factory=lambda: _path("TONGBAN_AUDIT_KEY"))
+    audit_cert: Path | None = field(default_factory=lambda: _path("TONGBAN_AUDIT_CERT"))
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:

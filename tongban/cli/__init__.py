@@ -29,7 +29,7 @@ _GROUPS = [
     ("seal", "seal", "Sign and verify sealed XML documents (XAdES)."),
     ("certs", "certs", "Sandbox certificate authority and trust store."),
     ("adapter", "adapter", "Inspect source adapters."),
-    ("audit", "audit", "Verify the tamper-evident ledger."),
+    ("audit", "audit", "Verify the tamper-evident ledger; signed checkpoints; evidence packages."),
     ("outbox", "outbox", "Messages committed with their ledger events, waiting for the broker: status, relay."),
     ("flowback", "flowback", "National data flowback: ministry batches routed to the districts (数据回流)."),
     ("identity", "identity", "Unified users: legacy identities resolved to platform user ids (统一用户)."),

@@ -32,6 +32,7 @@ from .retry import RedeliveryPolicy
 log = logging.getLogger("tongban.worker")
 
 MAX_WAITS = 3000  # ~10 minutes of waiting for a predecessor before the message is parked
+_FROM_SETTINGS = object()  # receipts=: the platform receipt verifier the settings' trust configuration gives
 
 
 @dataclass
@@ -47,8 +48,9 @@ class WorkerStats:
 
 class DeliveryWorker:
     def __init__(self, *, store: Store, bus: Bus, platform: PlatformClient, policy: RedeliveryPolicy | None = None,
-                 metrics=None, work: WorkQueue = CASES):
+                 metrics=None, work: WorkQueue = CASES, receipts=_FROM_SETTINGS):
         self.store, self.bus, self.platform = store, bus, platform
+        self._receipts = receipts  # tongban.audit.receipts.ReceiptVerifier, None (unchecked), or from the settings
         self.work = work
         self.policy = policy or RedeliveryPolicy()
         self.stats = WorkerStats()
@@ -159,7 +161,7 @@ class DeliveryWorker:
             return
         started = time.monotonic()
         receipt = self._attempt(env, lambda: self.platform.push_event(payload, env.idempotency_key))
-        if receipt is None:
+        if receipt is None or not self._receipt_signed(env, receipt):
             return
         elapsed = time.monotonic() - started
         fresh = self.writes.write(lambda conn: self._record(conn, env, receipt))
@@ -169,6 +171,23 @@ class DeliveryWorker:
                 self.stats.latencies.append(elapsed)
         else:
             self._count("duplicates")
+
+    def _receipt_signed(self, env: Envelope, receipt: dict) -> bool:
+        """The platform's signature on the receipt (tongban.audit.receipts); one that does not verify is parked."""
+        from tongban.audit.receipts import REASON, ReceiptSignatureInvalid, ReceiptVerifier
+
+        if self._receipts is _FROM_SETTINGS:
+            from tongban.settings import current
+
+            self._receipts = ReceiptVerifier.from_settings(getattr(self.platform, "settings", None) or current())
+        if self._receipts is None:
+            return True
+        try:
+            self._receipts.check(receipt, env.payload, env.idempotency_key)
+        except ReceiptSignatureInvalid as exc:
+            self._park(env, f"{REASON}: {exc}")
+            return False
+        return True
 
     def _record(self, conn, env: Envelope, receipt: dict) -> bool:
         """The delivery and its receipt, in the ledger, in the committer's transaction."""
@@ -186,7 +205,8 @@ class DeliveryWorker:
                                             **({"replay_of": env.replay_of} if env.replay_of else {})}),
             self._ledger("receipt", env, {"receipt_id": receipt.get("receipt_id"), "digest": receipt.get("digest"),
                                           "received_at": receipt.get("received_at"),
-                                          "signature": receipt.get("signature")}),
+                                          "signature": receipt.get("signature"),
+                                          **({"jws": receipt["jws"]} if receipt.get("jws") else {})}),
         ])
         return True
 

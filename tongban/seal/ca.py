@@ -251,6 +251,10 @@ parties:
   platform:   # the mock 渝快办 platform checks departmental seals
     ca: [root-ca.pem]
     crl: [root-ca.crl.pem]
+  platform_receipts:   # tongban accepts signed case receipts (回执, JWS) from this certificate only (docs/audit.md)
+    ca: [root-ca.pem]
+    crl: [root-ca.crl.pem]
+    signer: [platform-receipt.pem]
 """
 
 
