@@ -1,7 +1,8 @@
 """The web console driven in a real browser: Debian's headless Chromium through Playwright (no browser download).
 
-The store is filled by the real pipeline (mock legacy REST → mapping → RabbitMQ → worker → mock 渝快办), with
-records quarantined by their rules and deliveries parked during a platform outage. `tongban console --port 0`
+The store is filled by the real pipeline (mock legacy REST → mapping → RabbitMQ → worker → mock 渝快办 signing its
+receipts with the sandbox CA's key), with records quarantined by their rules and deliveries parked during a platform
+outage. `tongban console --port 0`
 runs as a subprocess on that store; users are added with `tongban console user add` (password on stdin).
 Screenshots go to a temporary folder (printed); the timeline's also to docs/img/console-timeline.png when that
 file is missing (CONSOLE_SCREENSHOT_REFRESH=1 writes it again)."""
@@ -83,17 +84,37 @@ def _populate(servers, store, bus, work):
         platform.close()
 
 
+class SignedSandbox:
+    """The mock 渝快办 signing its receipts with the sandbox CA's receipt key (JWS), and a legacy REST world."""
+
+    def __init__(self, base: Path, home: Path):
+        from sandbox.legacy_rest import create_app as legacy_app
+        from sandbox.legacy_world import LegacyWorld
+        from sandbox.platform import create_app as platform_app
+        from sandbox.runner import Server
+        from tongban.seal.ca import init_sandbox_ca
+
+        certs = home / "certs"  # where the sandbox keeps its CA: the worker's trust store and the audit key
+        init_sandbox_ca(certs)
+        self.world = LegacyWorld(seed=11, cases=40, bad_share=0.15)
+        self.platform = Server(platform_app(str(base / "platform.db"), certs_dir=str(certs)), name="platform").start()
+        self.legacy = Server(legacy_app(self.world, token="test-token"), name="legacy").start()
+
+    def stop(self):
+        self.platform.stop()
+        self.legacy.stop()
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory):
-    from conftest import SandboxServers
-
     from tongban.bus.rabbit import RabbitBus
     from tongban.bus.topology import cases_work
     from tongban.store import Store
 
     base = tmp_path_factory.mktemp("console")
     home = base / "home"
-    servers = SandboxServers(base, cases=40, bad_share=0.15)
+    home.mkdir(mode=0o700)
+    servers = SignedSandbox(base, home)
     prefix = f"test-console-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGBAN_")}
     env.update(TONGBAN_HOME=str(home), TONGBAN_PLATFORM_URL=servers.platform.url, TONGBAN_BUS="rabbitmq",
@@ -105,7 +126,6 @@ def console(tmp_path_factory):
         for name, value in env.items():
             if name.startswith(("TONGBAN_", "CQ_")):
                 patch.setenv(name, value)
-        home.mkdir(mode=0o700)
         store = Store(f"sqlite:///{home}/tongban.db")
         _populate(servers, store, bus, work)
         shots = base / "screenshots"
@@ -213,13 +233,26 @@ def test_auditor_searches_and_reads_a_timeline(console, page):
     assert hashes.first.get_attribute("title").startswith(f"hash {events[0]['hash']}")
     receipts = page.locator("tr.hop-receipt")
     assert receipts.count() == sum(1 for e in events if e["hop"] == "receipt") > 0
-    assert "signature" in receipts.first.inner_text()
+    assert "platform-signed receipt (JWS ES256) recorded" in receipts.first.inner_text()
     body = page.content()
     assert not any(value in body for value in personal_data(console.world))
     page.screenshot(path=str(console.shots / "timeline.png"), full_page=True)
     if not README_SHOT.exists() or os.environ.get("CONSOLE_SCREENSHOT_REFRESH") == "1":
         README_SHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(README_SHOT), full_page=False)
+    # the evidence package of the case: downloaded from the timeline, verified offline by `tongban audit verify-package`
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download evidence package").click()
+    package = console.shots / download.value.suggested_filename
+    download.value.save_as(package)
+    checked = subprocess.run([TONGBAN, "audit", "verify-package", str(package), "--json"], capture_output=True,
+                             text=True, timeout=120, env={k: v for k, v in os.environ.items()
+                                                          if not k.startswith("TONGBAN_")}, cwd=console.shots)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    verified = json.loads(checked.stdout)
+    assert verified["ok"] and verified["summary"]["events"] == len(events) and verified["summary"]["masked"]
+    assert verified["summary"]["receipts_verified"] == receipts.count()
+    page.goto(f"{console.url}/timeline?id={case}")
     # the same timeline from the legacy key and from a message id (every identifier `tongban trace` accepts)
     for ident in (events[0]["source_key"], next(e["message_id"] for e in events if e["message_id"])):
         page.goto(f"{console.url}/search?q={ident}")

@@ -186,7 +186,7 @@ def evidence_available() -> bool:
 @router.get("/evidence")
 def evidence(request: Request, id: str = "", user: User = Depends(current_user)):
     """The case's evidence package (tongban.audit.evidence.export_package, as `tongban audit export ID` writes it),
-    masked; made in a private temporary folder that is removed once the download was sent."""
+    always masked; made in a private temporary folder that is removed once the download was sent."""
     import re
     import shutil
     import tempfile
@@ -198,6 +198,7 @@ def evidence(request: Request, id: str = "", user: User = Depends(current_user))
     if not evidence_available():
         raise HTTPException(404, "evidence packages are not part of this installation")
     from tongban.audit.evidence import EvidenceError, export_package
+    from tongban.audit.keys import AuditKeyMissing
 
     ident = id.strip()
     if not ident:
@@ -206,13 +207,10 @@ def evidence(request: Request, id: str = "", user: User = Depends(current_user))
     name = "evidence-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", ident)[:80] or "case") + ".zip"
     try:
         path = export_package(request.app.state.store, ident, folder / name, unmasked=False, actor=user.name)
-    except EvidenceError as exc:
+    except (EvidenceError, AuditKeyMissing) as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise HTTPException(404, str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - an audit key that is missing or unreadable: said on the page, in words
-        shutil.rmtree(folder, ignore_errors=True)
-        if type(exc).__name__ != "AuditKeyMissing":
-            raise
-        raise HTTPException(503, f"evidence packages cannot be signed: {exc}") from None
+        missing = isinstance(exc, EvidenceError)
+        raise HTTPException(404 if missing else 503, str(exc) if missing else
+                            f"evidence packages cannot be signed: {exc}") from None
     return FileResponse(path, media_type="application/vnd.etsi.asic-e+zip", filename=path.name,
                         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
