@@ -26,6 +26,7 @@ ENVIRONMENTS = (SANDBOX, PRODUCTION)
 # Public values, known to everyone who has read this file: fit for the sandbox only.
 SANDBOX_PLATFORM_SECRET = "sandbox-secret-not-for-production"
 SANDBOX_PII_KEY = "sandbox-pii-key-not-for-production"
+SANDBOX_CONSOLE_SECRET = "sandbox-console-secret-not-for-production"
 _SECRETS = {  # field → (variable, sandbox value)
     "platform_secret": ("TONGBAN_PLATFORM_SECRET", SANDBOX_PLATFORM_SECRET),
     "pii_key": ("TONGBAN_PII_KEY", SANDBOX_PII_KEY),
@@ -111,6 +112,8 @@ class Settings:
     quarantine_max_record_bytes: int = field(default_factory=lambda: quarantine_max_record_bytes())
     # The sandbox CA / trust store folder (`tongban certs`, `tongban seal`); None: the commands' defaults.
     certs_dir: Path | None = field(default_factory=lambda: _path("TONGBAN_CERTS"))
+    # The web console's cookie-signing key (`tongban console`); checked when the console starts, not by every command.
+    console_secret: str | None = field(default_factory=lambda: _env("TONGBAN_CONSOLE_SECRET"), repr=False)
     # tongban's own audit key (审计签名), which signs ledger checkpoints and evidence packages (docs/audit.md):
     # a PEM private key and its certificate. Unset in the sandbox: the sandbox CA's audit key; required in production.
     audit_key: Path | None = field(default_factory=lambda: _path("TONGBAN_AUDIT_KEY"))
@@ -142,6 +145,17 @@ class Settings:
     @property
     def is_sandbox(self) -> bool:
         return self.env == SANDBOX
+
+    def console_session_secret(self) -> str:
+        """The key that signs the console's session cookies: TONGBAN_CONSOLE_SECRET, or in the sandbox its public
+        value. Outside the sandbox a missing or public value is a SettingsError (the console refuses to start)."""
+        if self.console_secret and (self.is_sandbox or self.console_secret != SANDBOX_CONSOLE_SECRET):
+            return self.console_secret
+        if self.is_sandbox:
+            return SANDBOX_CONSOLE_SECRET
+        problem = "not set" if not self.console_secret else "set to the public sandbox value"
+        raise SettingsError(f"TONGBAN_ENV=production: TONGBAN_CONSOLE_SECRET {problem} (the console signs its "
+                            f"session cookies with it; there are no default secrets outside the sandbox)")
 
     @property
     def db_url(self) -> str:

@@ -86,6 +86,8 @@ EVERY_GROUP = [
     (["flowback", "report", "NO-SUCH-BATCH"], EXIT_FAILED),
     (["flowback", "ingest", "no-such-source.yaml"], None),
     (["sandbox", "demo", "--mappings", "no-such-dir"], EXIT_USAGE),
+    (["console", "user", "list"], 0),
+    (["console", "user", "add", "someone", "--role", "admin"], EXIT_USAGE),
 ]
 
 

@@ -38,6 +38,7 @@ _GROUPS = [
     ("watermark", "watermark", "Where each system's incremental fetch resumes: show, set, reset (ledger events)."),
     ("bundle", "bundle", "Bundled applications (一件事一次办): check definitions, run the scatter-gather, late members."),
     ("maintenance", "maintenance", "Announced maintenance windows (报备): ingest runs in them are skipped: add, list."),
+    ("console", "console", "The auditors' and operators' web console (log-in, timeline, lists, indicators)."),
 ]
 # modules whose register(app) adds top-level commands (ingest, worker, trace, status, quarantine, parked)
 _COMMAND_MODULES = ["run", "status", "operators"]

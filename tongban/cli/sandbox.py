@@ -25,6 +25,7 @@ def demo(polls: int = typer.Option(4, help="ingest rounds; the legacy clocks adv
     from sandbox.demo import run_demo
 
     result = run_demo(polls=polls, days_per_poll=days, cases=cases, quiet=as_json, mappings_dir=mappings)
+    _console_users(err=as_json)
     if as_json:
         emit_json(dataclasses.asdict(result))
     if result.fetched == 0:
@@ -60,6 +61,7 @@ def up(cases: int = typer.Option(1000, help="cases in the mock legacy REST syste
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         urls, ports = sandbox.urls(), sandbox.ports()
+        _console_users(err=as_json)
         if as_json:
             services = {name: {"url": urls[name], "port": port} for name, port in ports.items()}
             sys.stdout.write(json.dumps({"services": services, "drop_dir": urls.get("wsjkw-drop"),
@@ -76,3 +78,16 @@ def up(cases: int = typer.Option(1000, help="cases in the mock legacy REST syste
         stop.wait()
     finally:
         sandbox.stop()
+
+
+def _console_users(err: bool) -> None:
+    """The sandbox's console users (public passwords, sandbox only), and how to start the console (on stderr when
+    stdout is for JSON)."""
+    from tongban.console.users import ensure_sandbox_users
+    from tongban.settings import load
+    from tongban.store import open_store
+
+    users = ensure_sandbox_users(open_store(load().db_url))
+    named = ", ".join(f"{name} / {password} ({role})" for name, (role, password) in users.items())
+    typer.echo(f"web console: .venv/bin/tongban console --port 8780, then log in as {named} — sandbox-only "
+               f"passwords", err=err)

@@ -126,10 +126,11 @@ class ReplayOutcome:
 
 
 def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, bus=None, platform=None,
-                      mappings_dir=None, work=CASES) -> ReplayOutcome:
+                      mappings_dir=None, work=CASES, actor=None) -> ReplayOutcome:
     """Legacy records (read/mapping/validation/change/state) go through ingest again; platform rejections
     are re-published with their original idempotency key. Entries are marked replayed; a record that
-    fails again is quarantined anew with its current reason."""
+    fails again is quarantined anew with its current reason. `actor` (who asked, e.g. a console operator) is
+    named in each "replayed" event."""
     from tongban.bus import open_bus
     from tongban.pipeline.ingest import Ingest
     from tongban.mapping import load_mapping
@@ -172,7 +173,7 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
             record = json.loads(reveal(row["record"]))["envelope"]
             env = Envelope(**{k: v for k, v in record.items() if k in Envelope.__dataclass_fields__})
             env.attempt, env.waits, env.replay_of = 0, 0, f"quarantine#{row['id']}"
-            _mark(store, quarantine, [row["id"]], [LedgerEvent("replayed", {"quarantine_id": row["id"]},
+            _mark(store, quarantine, [row["id"]], [LedgerEvent("replayed", _by(actor, {"quarantine_id": row["id"]}),
                   system=env.source, message_id=env.message_id, idempotency_key=env.idempotency_key,
                   case_number=env.correlation, source_key=row["source_key"])])
             bus.publish(work, [env])
@@ -183,7 +184,7 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
             skipped += 1
     for system_name, system_rows in by_system.items():
         _mark(store, quarantine, [r["id"] for r in system_rows],
-              [LedgerEvent("replayed", {"quarantine_id": r["id"], "stage": r["stage"]}, system=system_name,
+              [LedgerEvent("replayed", _by(actor, {"quarantine_id": r["id"], "stage": r["stage"]}), system=system_name,
                            source_key=r["source_key"]) for r in system_rows])
         Ingest(mappings[system_name], store=store, bus=bus, platform=platform,
                adapter=StoredRecords(system_name, system_rows), work=work).run()
@@ -192,11 +193,11 @@ def replay_quarantine(store, *, ids=None, system=None, stage=None, reason=None, 
     return outcome
 
 
-def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES,
-                  flowback_prefix=None) -> ReplayOutcome:
+def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES, flowback_prefix=None,
+                  actor=None) -> ReplayOutcome:
     """Re-publish parked events in case order, with their original idempotency keys, each to the queue it was
     parked from: case events to `work`, sealed documents to theirs, a flowback record to its district's queue
-    (under `flowback_prefix`, default `<TONGBAN_QUEUE_PREFIX>.flowback`)."""
+    (under `flowback_prefix`, default `<TONGBAN_QUEUE_PREFIX>.flowback`). `actor` is named in the events."""
     query = _filtered(parked, system=system, reason=reason, status="open")
     if ids:
         query = query.where(parked.c.id.in_(ids))
@@ -212,7 +213,7 @@ def replay_parked(store, bus, *, ids=None, system=None, reason=None, work=CASES,
     envelopes.sort(key=lambda e: (e.kind, e.correlation or "", e.payload.get("sequence") or 0))
     # Mark first: a replayed event must not find itself "blocked" by its own parked entry.
     _mark(store, parked, [r["id"] for r in rows],
-          [LedgerEvent("replayed", {"parked_id": r["id"]}, system=r["system"], message_id=r["message_id"],
+          [LedgerEvent("replayed", _by(actor, {"parked_id": r["id"]}), system=r["system"], message_id=r["message_id"],
                        idempotency_key=r["idempotency_key"], case_number=r["case_number"]) for r in rows])
     by_queue: dict[str, tuple[Any, list[Envelope]]] = {}
     for env in envelopes:
@@ -236,6 +237,10 @@ def _work_for(env: Envelope, default, flowback_prefix=None):
 
         return work_queue(env.payload["target"], flowback_prefix or default_prefix())
     return default
+
+
+def _by(actor: str | None, detail: dict) -> dict:
+    return {**detail, "actor": actor} if actor else detail
 
 
 def _mark(store, table, ids: list[int], events: list[LedgerEvent]) -> None:

@@ -31,6 +31,7 @@ TABLE_MODULES = (
     "tongban.audit.tables",
     "tongban.bundle.tables",
     "tongban.scheduling.maintenance_tables",
+    "tongban.console.tables",
 )
 
 

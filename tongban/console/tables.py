@@ -1,0 +1,18 @@
+"""The console's users, on the shared metadata (created by migration 0005, tongban/store/migrations)."""
+from __future__ import annotations
+
+from sqlalchemy import Column, String, Table
+
+from tongban.store.tables import metadata
+
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("role", String(20), nullable=False),            # auditor | operator
+    Column("password_hash", String(300), nullable=False),  # scrypt$n$r$p$salt$hash (base64), never the password
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+
+TABLES = [console_users]
