@@ -8,7 +8,7 @@ the one that did writes its ledger event. The shared application form holds pers
 """
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, String, Table, Text
+from sqlalchemy import Column, Index, String, Table, Text
 
 from tongban.store.tables import metadata
 

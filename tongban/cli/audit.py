@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from tongban.cli.failures import EXIT_FAILED, EXIT_USAGE, CliFailure
+from tongban.cli.context import operator_name
 from tongban.cli.output import JSON_OPTION, emit_json, interactive, progress
 
 app = typer.Typer(no_args_is_help=True)
@@ -105,17 +106,6 @@ def checkpoint(as_json: bool = JSON_OPTION) -> None:
                f"signed by {taken['signer']}")
 
 
-def _actor(given: str | None) -> str:
-    import getpass
-
-    if given:
-        return given
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 @app.command()
 def export(identifier: str = typer.Argument(..., help="a 办件编号, message id, idempotency key or legacy case key "
                                                       "(anything `tongban trace` accepts)"),
@@ -131,7 +121,7 @@ def export(identifier: str = typer.Argument(..., help="a 办件编号, message i
 
     _, store = _open()
     try:
-        path = export_package(store, identifier, out, unmasked=unmasked, actor=_actor(actor) if unmasked else actor)
+        path = export_package(store, identifier, out, unmasked=unmasked, actor=operator_name(actor) if unmasked else actor)
     except EvidenceError as exc:
         raise CliFailure(EXIT_FAILED, str(exc), "check the identifier with `tongban trace`") from None
     except AuditKeyMissing as exc:

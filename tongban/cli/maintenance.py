@@ -7,26 +7,17 @@ holds the recurring ones. Times are Asia/Shanghai unless they carry an offset. `
 """
 from __future__ import annotations
 
-import getpass
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from tongban.cli.context import operator_name
 from tongban.cli.failures import EXIT_USAGE, CliFailure
 from tongban.cli.output import JSON_OPTION, emit_json
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def _operator(given: str | None) -> str:
-    if given:
-        return given
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _open():
@@ -38,7 +29,7 @@ def _open():
 
 
 def _declared(mappings_dir) -> dict[str, str]:
-    from tongban.cli.status import declared_systems
+    from tongban.mapping.folder import declared_systems
 
     return declared_systems(mappings_dir)
 
@@ -67,7 +58,7 @@ def add(system: str = typer.Argument(..., help="the system (as its mapping file'
     if window.end <= datetime.now(ZONE):
         raise CliFailure(EXIT_USAGE, f"maintenance window for {system}: it ended already ({window.describe()})",
                          "announce windows that are still to come or under way")
-    row = add_window(store, system, window, _operator(operator))
+    row = add_window(store, system, window, operator_name(operator))
     if as_json:
         emit_json({"window_id": row["window_id"], "system": system, "window": window.describe(),
                    "start": window.start.isoformat(), "end": window.end.isoformat(), "reason": window.reason,

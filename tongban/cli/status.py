@@ -8,22 +8,7 @@ from typing import Any
 import typer
 
 from tongban.cli.output import JSON_OPTION, emit_json
-
-
-def declared_systems(mappings_dir: Path) -> dict[str, str]:
-    """system → mapping file, for every mapping file in the folder that names its system (broken files skipped:
-    `tongban mapping check` is where they are reported)."""
-    import yaml
-
-    found: dict[str, str] = {}
-    for path in sorted(Path(mappings_dir).glob("*.yaml")):
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if isinstance(doc, dict) and isinstance(doc.get("system"), str):
-            found.setdefault(doc["system"], str(path))
-    return found
+from tongban.mapping.folder import declared_systems
 
 
 def system_rows(store, mappings_dir: Path) -> list[dict[str, Any]]:

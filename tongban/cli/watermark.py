@@ -34,7 +34,7 @@ def _open():
 def _rows(store, mappings_dir: Path) -> dict[str, dict[str, Any]]:
     from sqlalchemy import select
 
-    from tongban.cli.status import declared_systems
+    from tongban.mapping.folder import declared_systems
     from tongban.store.tables import watermarks
 
     rows = {name: {"system": name, "watermark": None, "updated_at": None, "mapping_file": path}

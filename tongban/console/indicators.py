@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import yaml
 from sqlalchemy import and_, func, select
 
 from tongban.store.at_rest import reveal
@@ -75,15 +74,9 @@ class Indicators:
 def departments_of(mappings_dir: Path) -> dict[str, str]:
     """system → department, from the mapping files' `system` and `department` (broken files are skipped:
     `tongban mapping check` reports them)."""
-    found: dict[str, str] = {}
-    for path in sorted(Path(mappings_dir).glob("*.yaml")):
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if isinstance(doc, dict) and isinstance(doc.get("system"), str):
-            found.setdefault(doc["system"], str(doc.get("department") or doc["system"]))
-    return found
+    from tongban.mapping.folder import declared_headers
+
+    return {system: str(doc.get("department") or system) for system, (_, doc) in declared_headers(mappings_dir).items()}
 
 
 def _percentile(values: list[float], share: float) -> float:

@@ -108,6 +108,8 @@ def _key_usage(flags: Iterable[str]) -> x509.KeyUsage:
 
 @dataclass
 class IssuedCertificate:
+    """A certificate the sandbox CA issued (X.509 from `cryptography`, or asn1crypto's for SM2) and its files."""
+
     cert_path: Path
     key_path: Path
     certificate: x509.Certificate
@@ -118,14 +120,12 @@ class IssuedCertificate:
 
 
 @dataclass
-class SandboxCA:
-    """A CA whose certificate, key and CRL live as `<stem>.pem`, `<stem>.key.pem`, `<stem>.crl.pem` in `directory`."""
+class CAFiles:
+    """Where a sandbox CA keeps itself: `<stem>.pem`, `<stem>.key.pem`, `<stem>.crl.pem` in `directory` (the
+    RSA/ECDSA CA below and the SM2 one in tongban.seal.sm2.ca alike)."""
 
     directory: Path
     stem: str
-    certificate: x509.Certificate
-    key: object
-    revoked: dict[int, dt.datetime] = field(default_factory=dict)
 
     @property
     def cert_path(self) -> Path:
@@ -138,6 +138,15 @@ class SandboxCA:
     @property
     def crl_path(self) -> Path:
         return self.directory / f"{self.stem}.crl.pem"
+
+
+@dataclass
+class SandboxCA(CAFiles):
+    """An RSA or ECDSA CA (cryptography), its files as CAFiles says."""
+
+    certificate: x509.Certificate
+    key: object
+    revoked: dict[int, dt.datetime] = field(default_factory=dict)
 
     @classmethod
     def create(cls, directory: str | Path, stem: str, common_name: str, *, key_type: str = "ec",

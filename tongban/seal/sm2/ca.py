@@ -19,7 +19,7 @@ from typing import Iterable
 from asn1crypto import crl as asn1_crl
 from asn1crypto import pem, x509
 
-from tongban.seal.ca import DEFAULT_DEPARTMENTS, SANDBOX_KEY_MARKER, seal_common_name
+from tongban.seal.ca import DEFAULT_DEPARTMENTS, SANDBOX_KEY_MARKER, CAFiles, IssuedCertificate, seal_common_name
 
 from . import primitives as sm2
 
@@ -66,38 +66,16 @@ def certificate_pem(cert: x509.Certificate) -> bytes:
     return pem.armor("CERTIFICATE", cert.dump())
 
 
-@dataclass
-class IssuedSM2Certificate:
-    cert_path: Path
-    key_path: Path
-    certificate: x509.Certificate
-
-    @property
-    def serial(self) -> int:
-        return self.certificate.serial_number
+IssuedSM2Certificate = IssuedCertificate  # the same files and serial; `certificate` is asn1crypto's here
 
 
 @dataclass
-class SM2SandboxCA:
-    """An SM2 CA stored as `<stem>.pem`, `<stem>.key.pem`, `<stem>.crl.pem` in `directory`."""
+class SM2SandboxCA(CAFiles):
+    """An SM2 CA (gmalglib keys, asn1crypto certificates), its files as CAFiles says."""
 
-    directory: Path
-    stem: str
     certificate: x509.Certificate
     key: bytes
     revoked: dict[int, dt.datetime] = field(default_factory=dict)
-
-    @property
-    def cert_path(self) -> Path:
-        return self.directory / f"{self.stem}.pem"
-
-    @property
-    def key_path(self) -> Path:
-        return self.directory / f"{self.stem}.key.pem"
-
-    @property
-    def crl_path(self) -> Path:
-        return self.directory / f"{self.stem}.crl.pem"
 
     @property
     def public_key(self) -> bytes:
