@@ -116,6 +116,31 @@ def test_sealed_documents_are_included_only_unmasked_and_that_export_is_recorded
     assert result.summary["sealed_members"] >= 2
 
 
+def test_an_sm2_sealed_licence_exports_and_verifies_on_the_package_alone(demo):
+    """国密 seals travel in evidence packages as XAdES ones do: the SM2 container, its verdict, and the SM2 CA."""
+    env, tmp, _ = demo
+    db = sqlite3.connect(Path(env["TONGBAN_HOME"]) / "tongban.db")
+    key = db.execute("SELECT v.idempotency_key FROM ledger_events v JOIN ledger_events d ON "
+                     "d.idempotency_key = v.idempotency_key AND d.hop = 'delivered' WHERE v.hop = 'seal_verified' "
+                     "AND v.detail LIKE '%\"kind\": \"sm2\"%' ORDER BY v.seq LIMIT 1").fetchone()[0]
+    db.close()
+    package = tmp / "sm2-sealed.zip"
+    _run(["audit", "export", key, "-o", str(package), "--unmasked", "--actor", "auditor-7"], env)
+    with zipfile.ZipFile(package) as archive:
+        names = archive.namelist()
+        (document,) = [n for n in names if n.startswith("sealed/") and ".document." in n]
+        assert document.endswith(".document.sm2") and archive.read(document)[:1] == b"0"
+        assert [n for n in names if n.startswith("certs/sm2-ca-")]
+        assert json.loads(archive.read("seals.json"))[0]["seal"] == "valid"
+    result = verify_package(package)
+    assert result.ok, result.failures
+    assert result.summary["sealed_members"] >= 2 and result.summary["sm2_trust"]
+    tampered = tmp / "sm2-sealed-tampered.zip"
+    _rewrite(package, tampered, document)
+    failed = verify_package(tampered)
+    assert not failed.ok and document in {member for member, _, _ in failed.failures}
+
+
 def test_removing_the_last_event_after_the_checkpoint_fails_audit_verify(demo):
     env, _, _ = demo
     assert _run(["audit", "verify"], env).returncode == 0
@@ -127,3 +152,4 @@ def test_removing_the_last_event_after_the_checkpoint_fails_audit_verify(demo):
     broken = _run(["audit", "verify"], env, check=False)
     assert broken.returncode == 1
     assert f"event #{seq}" in broken.stderr and "were removed after the checkpoint" in broken.stderr
+

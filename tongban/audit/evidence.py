@@ -10,7 +10,8 @@ style container (tongban.audit.asic), signed with tongban's audit key:
     proofs.json                   each event's RFC 6962 inclusion proof into that tree head
     receipts/NNN.jws              the platform-signed case receipts (回执), verbatim from the ledger
     sealed/NNN.receipt.xml        the platform's sealed receipts of sealed documents (XAdES)
-    sealed/NNN.document.xml       the sealed documents themselves (only with --unmasked: they name people)
+    sealed/NNN.document.xml|.sm2  the sealed documents themselves (only with --unmasked: they name people)
+    certs/sm2-ca-N.pem            the SM2 CAs 国密 seals chain to (GB/T 38540), when the trust store has them
     seals.json                    the seal verification of each sealed document at export time
     certs/*.pem                   the audit certificate and the CA certificates of the trust store
     META-INF/ASiCManifest.xml     SHA-256 of every member, signed (XAdES) by the audit key
@@ -100,8 +101,8 @@ def _sealed_members(store: Store, events: list[dict], trust: TrustStore, unmaske
         at = dt.datetime.fromisoformat(record["received_at"]) if record.get("received_at") else None
         seal = verify_sealed(document, trust, now=at)
         members[f"sealed/{n:03d}.receipt.xml"] = record["receipt_xml"].encode("utf-8")
-        if unmasked:
-            members[f"sealed/{n:03d}.document.xml"] = document
+        if unmasked:  # an SM2-sealed document is tongban's DER container (0x30 first), an XAdES one XML
+            members[f"sealed/{n:03d}.document.{'sm2' if document[:1] == b'0' else 'xml'}"] = document
         seals.append({"n": n, "idempotency_key": key, "document_id": record.get("document_id"),
                       "document_digest": record.get("document_digest"), "received_at": record.get("received_at"),
                       "seal": seal.reason, "seal_message": mask_text(seal.message), "signer": seal.signer_subject,
@@ -151,6 +152,11 @@ def export_package(store: Store, identifier: str, out_path, *, unmasked: bool = 
     members["certs/audit-signer.pem"] = _pem(signer.certificate)
     for n, ca in enumerate(trust.ca_certificates, 1):
         members[f"certs/ca-{n}.pem"] = _pem(ca)
+    sm2 = trust.sm2 if not isinstance(trust.sm2, Exception) else None
+    for n, ca in enumerate(getattr(sm2, "ca_certificates", ()), 1):  # 国密 SM2 seals chain to these (GB/T 38540)
+        from tongban.seal.sm2.ca import certificate_pem
+
+        members[f"certs/sm2-ca-{n}.pem"] = certificate_pem(ca)
     members["package.json"] = _json({
         "format": FORMAT, "identifier": identifier if unmasked else mask_text(identifier), "exported_at": utcnow(),
         "masked": not unmasked, "actor": actor, "events": len(events), "receipts": len(receipts),

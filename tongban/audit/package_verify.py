@@ -14,6 +14,8 @@ Checks, each failure naming the member and the check:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import zipfile
@@ -71,6 +73,21 @@ def _read(path) -> tuple[dict[str, bytes], list[tuple[str, str, str]], list[str]
     return members, failures, order
 
 
+def _sm2_trust(pems: list[bytes]):
+    """An SM2 trust store of PEM bytes (SM2TrustStore reads files: they go through a private temp folder)."""
+    import tempfile
+
+    from tongban.seal.sm2.trust import SM2TrustStore
+
+    with tempfile.TemporaryDirectory(prefix="tongban-sm2-") as folder:
+        paths = []
+        for n, pem in enumerate(pems, 1):
+            path = Path(folder) / f"sm2-ca-{n}.pem"
+            path.write_bytes(pem)
+            paths.append(path)
+        return SM2TrustStore._build(paths, [])
+
+
 def verify_package(path, *, trust_pem: bytes | None = None) -> PackageResult:
     from tongban.seal import TrustStore, verify_sealed
     from tongban.seal.receipt import verify_receipt
@@ -89,6 +106,13 @@ def verify_package(path, *, trust_pem: bytes | None = None) -> PackageResult:
         return PackageResult(False, {}, failures + [("certs/", "trust", f"no usable trust anchor: {exc}")])
     summary: dict[str, Any] = {"trust": "given (--trust)" if trust_pem else "the package's own CA certificates "
                                         "(pass --trust CA.pem to anchor the check in a CA you trust)"}
+    sm2_cas = [members[n] for n in sorted(members) if n.startswith("certs/sm2-ca-") and n.endswith(".pem")]
+    if sm2_cas:  # SM2-sealed documents chain to the package's SM2 CA certificates (they name the seal's issuer)
+        try:
+            trust = dataclasses.replace(trust, sm2=_sm2_trust(sm2_cas))
+        except ValueError as exc:
+            fail(("certs/", "sm2_trust", f"the package's SM2 CA certificates cannot be read: {exc}"))
+        summary["sm2_trust"] = "the package's own SM2 CA certificates"
 
     manifest = members.get(asic.MANIFEST)
     if manifest is None:
@@ -167,7 +191,7 @@ def verify_package(path, *, trust_pem: bytes | None = None) -> PackageResult:
             checked = verify_receipt(members[name], trust)
             if not checked.ok:
                 fail((name, "sealed_receipt", f"{checked.reason}: {checked.message}"))
-        elif name.endswith(".document.xml"):
+        elif name.endswith((".document.xml", ".document.sm2")):
             result = verify_sealed(members[name], trust)
             if not result.ok:
                 fail((name, "seal", f"{result.reason}: {result.message}"))
