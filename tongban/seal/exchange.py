@@ -47,7 +47,7 @@ from tongban.seal.receipt import document_id_of
 from tongban.store import Store
 from tongban.store import state as st
 
-SEALED_EXCHANGE = "tongban.seal.exchange"
+SEALED_EXCHANGE = "tongban.sealed"
 SEALED_QUEUE = "tongban.sealed.deliver"
 SEALED_KEY = "deliver"
 SEALED = WorkQueue(SEALED_EXCHANGE, SEALED_QUEUE, SEALED_KEY)
