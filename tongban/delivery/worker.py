@@ -13,7 +13,8 @@ When the platform offers batch push (批量推送, its capabilities answer) and 
 (TONGBAN_PUSH_BATCH=0), step 4 hands the push to a PushBatcher (tongban/delivery/batching.py), which sends what the
 lanes have ready in one call and gives each lane its own event's outcome: steps 1–3, the per-event handling of that
 outcome, the receipt check and the ack after the receipt is recorded stay exactly as above. The worker then runs
-more lanes (up to the prefetch or the batch limit, whichever is smaller), so that a batch can fill.
+more lanes (up to the prefetch, the batch limit or 16 — about what the PostgreSQL pool serves at once — whichever
+is smallest), so that a batch can fill.
 """
 from __future__ import annotations
 
@@ -243,6 +244,6 @@ class DeliveryWorker:
         limit = self._batch_limit()
         if limit > 1 and self.pusher is None:
             self.pusher = PushBatcher(self.platform, limit)
-            lanes = max(lanes, min(prefetch, limit))
+            lanes = max(lanes, min(prefetch, limit, 16))
         self.bus.consume(self.work, self.handle, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=lanes)
         return self.stats
