@@ -172,3 +172,22 @@ def test_a_badly_signed_receipt_inside_a_batch_is_parked(pg_store, rabbit_bus, r
         rows = conn.execute(select(parked).where(parked.c.idempotency_key == bad.idempotency_key)).all()
     assert len(rows) == 1 and rows[0].reason.startswith("receipt_signature")
     assert bad.idempotency_key not in {e["idempotency_key"] for e in ledger.iter_events(pg_store, ["receipt"])}
+
+
+def test_a_batch_answers_each_event_as_the_single_push_would(platform):
+    """Client level: a key pushed before comes back as its original receipt marked duplicate, an event with a sequence
+    gap is refused with the state rule, n and n + 1 of one case may share a call, the rest of the batch is stored."""
+    from tongban.platform.client import PlatformRejected
+
+    with PlatformClient(load()) as client:
+        envelopes, _ = _cases(client, 2, 3)  # case A 1, case B 1, A 2, B 2, A 3, B 3
+        a1, b1, a2, b2, a3, _b3 = [(e.payload, e.idempotency_key) for e in envelopes]
+        first = client.push_event(*a1)
+        outcomes = client.push_batch([a1, a2, a3, b2, b1])  # b2 before b1: a gap at the time it is taken
+        assert [o.idempotency_key for o in outcomes] == [k for _, k in (a1, a2, a3, b2, b1)]
+        assert outcomes[0].receipt["duplicate"] is True and outcomes[0].receipt["receipt_id"] == first["receipt_id"]
+        assert outcomes[1].receipt["sequence"] == 2 and outcomes[2].receipt["sequence"] == 3
+        assert isinstance(outcomes[3].error, PlatformRejected) and outcomes[3].error.status == 409
+        assert outcomes[4].receipt["sequence"] == 1
+        assert [e["sequence"] for e in client.case(a1[0]["case_number"])["events"]] == [1, 2, 3]
+        assert [e["sequence"] for e in client.case(b1[0]["case_number"])["events"]] == [1]
