@@ -22,7 +22,13 @@ What is measured, in one run:
 Everything runs on 127.0.0.1: the mock platform in a process of its own, the workers as subprocesses with a
 PostgreSQL schema of their own (dropped at the end) and queues under a prefix of their own (deleted at the end).
 
-    .venv/bin/python benchmarks/delivery.py [--events 1500] [--latency-seconds 20] [--profile DIR]
+    .venv/bin/python benchmarks/delivery.py [--events 1500] [--latency-seconds 20] [--mode both|single|batch]
+                                            [--profile DIR]
+
+`--mode both` (the default) runs the worker rounds twice: with one push per event (TONGBAN_PUSH_BATCH=0, "before")
+and with the platform's batch push (批量推送, "after"); the platform ceiling is measured both ways too (16 threads
+pushing single events; 16 threads pushing batch calls of the platform's limit), and each worker round is printed
+against both ceilings. The latency round uses the last mode.
 
 `--profile FILE` instead profiles a worker's handler: the same events handled in this process, one after another
 in one thread (cProfile sees one thread; a worker's lanes are threads), against the same platform and PostgreSQL,
@@ -34,7 +40,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +57,7 @@ PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1
 TONGBAN = str(Path(sys.executable).with_name("tongban"))
 
 from benchmarks.baseline import raw_pika  # noqa: E402  (after the path set-up above)
+from benchmarks.platform_ceiling import platform_ceiling, platform_process  # noqa: E402
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -63,32 +69,6 @@ def _cpu_seconds(pid: int) -> float:
 
 def _when(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
-
-
-def _platform_process(db: Path) -> tuple[subprocess.Popen, str]:
-    """The mock platform in a process of its own (as the real one is): its work does not share this process's
-    interpreter lock with the publisher and the pollers here."""
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = db.with_suffix(".log")  # a file, not a pipe: a full pipe would stall the platform
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "sandbox.platform", "--port", str(port), "--db", str(db)],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the mock platform did not start: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
 
 
 class Bench:
@@ -104,7 +84,7 @@ class Bench:
 
         self.home = home
         self.run_id = uuid.uuid4().hex[:8]
-        self.platform_proc, self.platform_url = _platform_process(home / "platform.db")
+        self.platform_proc, self.platform_url = platform_process(home / "platform.db")
         self.platform = PlatformClient(Settings(platform_url=self.platform_url))
         self.schema = f"bench_{self.run_id}"
         self.admin = sa.create_engine(PG_BASE)
@@ -152,8 +132,8 @@ class Bench:
         self.prefixes.append(prefix)
         return prefix, cases_work(prefix)
 
-    def start_workers(self, prefix: str, count: int) -> list[subprocess.Popen]:
-        env = {**os.environ, "TONGBAN_DB_URL": self.db_url, "TONGBAN_BUS": "rabbitmq", "TONGBAN_AMQP_URL": AMQP,
+    def start_workers(self, prefix: str, count: int, *, batch: bool = True) -> list[subprocess.Popen]:
+        env = {**os.environ, "TONGBAN_PUSH_BATCH": "1" if batch else "0", "TONGBAN_DB_URL": self.db_url, "TONGBAN_BUS": "rabbitmq", "TONGBAN_AMQP_URL": AMQP,
                "TONGBAN_QUEUE_PREFIX": prefix, "TONGBAN_PLATFORM_URL": self.platform_url,
                "TONGBAN_HOME": str(self.home / "home")}
         procs = []
@@ -246,20 +226,21 @@ class Bench:
             self.admin.dispose()
 
 
-def throughput(bench: Bench, events: int, workers: int) -> dict:
-    """Events per second delivered by `workers` worker processes draining a queue of `events` ready events."""
+def throughput(bench: Bench, events: int, workers: int, *, batch: bool = True) -> dict:
+    """Events per second delivered by `workers` worker processes draining a queue of `events` ready events
+    (`batch`: the workers use the platform's batch push; else TONGBAN_PUSH_BATCH=0, one push per event)."""
     from tongban.bus.rabbit import RabbitBus
 
-    system = f"bench-{workers}w-{bench.run_id}"
+    system = f"bench-{workers}w{'b' if batch else 's'}-{bench.run_id}"
     cases = bench.cases(system, events)
-    prefix, work = bench.work(f"{workers}w")
+    prefix, work = bench.work(f"{workers}w{'b' if batch else 's'}")
     bus = RabbitBus(AMQP)
     bus.declare(work)
     envelopes = [bench.envelope(event, key) for event, key in cases]
     for start in range(0, len(envelopes), 500):
         bus.publish(work, envelopes[start:start + 500])
     bus.close()
-    procs = bench.start_workers(prefix, workers)
+    procs = bench.start_workers(prefix, workers, batch=batch)
     try:
         bench.wait_for_consumers(work, workers, procs)
         attached = time.time()  # from here every worker is consuming: start-up is behind us
@@ -271,7 +252,7 @@ def throughput(bench: Bench, events: int, workers: int) -> dict:
     stamps = sorted(_when(at) for _key, at in rows)
     counted = [s for s in stamps if s >= attached]
     seconds = stamps[-1] - attached
-    return {"workers": workers, "events": len(rows), "counted": len(counted), "seconds": seconds,
+    return {"workers": workers, "batch": batch, "events": len(rows), "counted": len(counted), "seconds": seconds,
             "cpu_ms": 1000 * cpu / max(1, len(counted)),
             "per_s": len(counted) / seconds if seconds > 0 else float("nan"), "sample": envelopes[0].to_bytes()}
 
@@ -302,28 +283,7 @@ def profile_handler(bench: Bench, events: int, out: Path) -> None:
           f"handler, its client and its store; under cProfile), {events / wall:,.0f} events/s; profile in {out}")
 
 
-def platform_ceiling(bench: Bench, events: int, threads: int = 16) -> float:
-    """Events per second pushed straight to the same mock platform from `threads` threads (two workers × 8 lanes),
-    no bus, no ledger: how fast the platform itself answers on this machine, the cap every worker count shares."""
-    from tongban.platform.client import PlatformClient
-
-    cases = bench.cases(f"bench-direct-{bench.run_id}", events)
-    clients = [PlatformClient(bench.platform.settings) for _ in range(threads)]
-
-    def push_share(i: int) -> None:
-        for event, key in cases[i::threads]:
-            clients[i].push_event(event, key)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(push_share, range(threads)))
-    elapsed = time.perf_counter() - started
-    for client in clients:
-        client.close()
-    return events / elapsed
-
-
-def latency(bench: Bench, rate: float, seconds: float) -> dict:
+def latency(bench: Bench, rate: float, seconds: float, *, batch: bool = True) -> dict:
     """One worker; events published one at a time at `rate` per second; publish → recorded receipt."""
     from tongban.bus.rabbit import RabbitBus
 
@@ -333,7 +293,7 @@ def latency(bench: Bench, rate: float, seconds: float) -> dict:
     prefix, work = bench.work("lat")
     bus = RabbitBus(AMQP)
     bus.declare(work)
-    procs = bench.start_workers(prefix, 1)
+    procs = bench.start_workers(prefix, 1, batch=batch)
     created: dict[str, float] = {}
     try:
         bench.wait_for_consumers(work, 1, procs)
@@ -362,31 +322,48 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-load", type=float, default=0.5, help="offered rate ÷ one-worker throughput")
     parser.add_argument("--profile", type=Path, metavar="FILE", help="profile a worker's handler instead (see above)")
+    parser.add_argument("--mode", choices=("both", "single", "batch"), default="both",
+                        help="workers pushing one event per call (TONGBAN_PUSH_BATCH=0), in batches, or both rounds")
     args = parser.parse_args()
+    modes = {"both": (False, True), "single": (False,), "batch": (True,)}[args.mode]
+    rounds: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
         try:
             if args.profile:
                 profile_handler(bench, args.events, args.profile)
                 return
-            one = throughput(bench, args.events, 1)
-            two = throughput(bench, args.events, 2)
+            for batch in modes:
+                rounds += [throughput(bench, args.events, 1, batch=batch),
+                           throughput(bench, args.events, 2, batch=batch)]
             ceiling = platform_ceiling(bench, args.events)
-            lat = latency(bench, one["per_s"] * args.latency_load, args.latency_seconds)
+            limit = bench.platform.batch_limit()
+            batch_ceiling = platform_ceiling(bench, args.events, batch=limit) if True in modes and limit > 1 else None
+            one = rounds[-2]
+            lat = latency(bench, one["per_s"] * args.latency_load, args.latency_seconds, batch=modes[-1])
         finally:
             bench.close()
     raw = raw_pika(args.events, one["sample"])
     print(f"raw pika publish(confirm)+consume(ack): {raw:,.0f} msg/s  "
           f"(baseline, same run, {args.events} messages of {len(one['sample'])} bytes)")
-    for r in (one, two):
-        print(f"tongban worker ×{r['workers']} (RabbitMQ, PostgreSQL ledger, mock platform): {r['per_s']:,.0f} events/s "
-              f"({r['counted']} of {r['events']} events counted, after every worker attached, in {r['seconds']:.1f}s); "
-              f"ratio ÷ raw pika = {r['per_s'] / raw:.3f}; worker CPU {r['cpu_ms']:.2f} ms per event")
-    print(f"platform ceiling: the same number of events pushed straight to the mock platform from 16 threads "
-          f"(no bus, no ledger): {ceiling:,.0f} events/s; two workers ÷ ceiling = {two['per_s'] / ceiling:.3f}")
-    print(f"two workers ÷ one worker = {two['per_s'] / one['per_s']:.2f}  (on {os.cpu_count()} cores, "
-          f"the mock platform and PostgreSQL on the same machine)")
-    print(f"latency publish → recorded receipt, one worker, {lat['events']} events offered at {lat['offered']:,.1f}/s "
+    print(f"platform ceiling, single push: the same number of events pushed straight to the mock platform from 16 "
+          f"threads (no bus, no ledger): {ceiling:,.0f} events/s")
+    if batch_ceiling is not None:
+        print(f"platform ceiling, batch push: the same, in batch calls of {limit} events: {batch_ceiling:,.0f} events/s")
+    for r in rounds:
+        how = "batch push" if r["batch"] else "single push"
+        line = (f"tongban worker ×{r['workers']}, {how} (RabbitMQ, PostgreSQL ledger, mock platform): "
+                f"{r['per_s']:,.0f} events/s ({r['counted']} of {r['events']} events counted, after every worker "
+                f"attached, in {r['seconds']:.1f}s); ÷ raw pika = {r['per_s'] / raw:.3f}; "
+                f"÷ single-push ceiling = {r['per_s'] / ceiling:.3f}")
+        if batch_ceiling is not None:
+            line += f"; ÷ batch ceiling = {r['per_s'] / batch_ceiling:.3f}"
+        print(line + f"; worker CPU {r['cpu_ms']:.2f} ms per event")
+    for batch in modes:
+        one_w, two_w = [r for r in rounds if r["batch"] == batch]
+        print(f"{'batch' if batch else 'single'} push: two workers ÷ one worker = {two_w['per_s'] / one_w['per_s']:.2f}"
+              f"  (on {os.cpu_count()} cores, the mock platform and PostgreSQL on the same machine)")
+    print(f"latency publish → recorded receipt, one worker ({'batch' if modes[-1] else 'single'} push), {lat['events']} events offered at {lat['offered']:,.1f}/s "
           f"({args.latency_load:.0%} of one-worker throughput): p50 {lat['p50'] * 1000:,.1f} ms, "
           f"p99 {lat['p99'] * 1000:,.1f} ms, max {lat['max'] * 1000:,.1f} ms")
 

@@ -17,7 +17,10 @@ untimed, and the captured events carry that number instead. Two baselines:
 - 8-way: eight threads, every case pinned to one thread so its events still go in order — the same concurrency
   as the worker's 8 lanes, which is the fairer comparison for what numbering + ordering + the ledger cost.
 
-    .venv/bin/python benchmarks/lifecycle.py [--cases 300]
+    .venv/bin/python benchmarks/lifecycle.py [--cases 300] [--single]
+
+The worker uses the platform's batch push (批量推送) as `tongban worker` does; `--single` forces one push per event
+(TONGBAN_PUSH_BATCH=0), the "before" of issue 16. The baselines push one event per call either way.
 """
 from __future__ import annotations
 
@@ -162,7 +165,9 @@ def plain_delivery(envelopes: list, home: Path, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=300)
+    parser.add_argument("--single", action="store_true", help="the worker pushes one event per call (no batch push)")
     args = parser.parse_args()
+    os.environ["TONGBAN_PUSH_BATCH"] = "0" if args.single else "1"
     with tempfile.TemporaryDirectory() as tmp:
         real = real_path(args.cases, Path(tmp))
         sequential = plain_delivery(real["envelopes"], Path(tmp), threads=1)
@@ -172,6 +177,7 @@ def main() -> None:
     print(f"  plain delivery, sequential: {sequential['per_s']:,.0f} events/s ({sequential['seconds']:.1f}s)")
     print(f"  plain delivery, {LANES} threads, cases pinned: {parallel['per_s']:,.0f} events/s ({parallel['seconds']:.1f}s)")
     print(f"tongban numbered + ordered (legacy REST → run_ingest → RabbitMQ → DeliveryWorker ×{LANES} lanes, "
+          f"{'single' if args.single else 'batch'} push, "
           f"PostgreSQL ledger): {real['cases']} cases, {real['events']} events "
           f"({real['events'] / max(real['cases'], 1):.1f} per case) in {real['seconds']:.1f}s "
           f"(ingest {real['ingest_seconds']:.1f}s, delivery {real['delivery_seconds']:.1f}s, "

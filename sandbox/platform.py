@@ -20,7 +20,8 @@ the whole fault plan; `DELETE /_sandbox/faults` clears it. Kinds:
   after the response.
 `{"fail_next": k, "status": s}` fails the next k requests with status s (Retry-After on 429/503).
 `{"receipt_key": "wrong" | "untrusted"}` signs case receipts with a key other than the platform's
-(sandbox/platform_receipts.py); the default "platform" signs them properly.
+(sandbox/platform_receipts.py); the default "platform" signs them properly. Batch push (批量推送, up to N events a
+call, a receipt or refusal per event) and `GET /api/v1/capabilities`: sandbox/platform_batch.py.
 
 Run it: `python -m sandbox.platform --port 8700 --db .tongban/platform.db`.
 """
@@ -60,8 +61,7 @@ MAX_IDEMPOTENCY_KEY = 200
 
 
 class Unauthorized(Exception):
-    def __init__(self, reason: str):
-        self.reason = reason
+    def __init__(self, reason: str): self.reason = reason
 
 
 class Refusal(Exception):
@@ -261,7 +261,7 @@ def create_app(
     db_path: str | None = None,
     access_key: str = DEFAULT_ACCESS_KEY,
     secret: str = DEFAULT_SECRET,
-    certs_dir: str | None = None,
+    certs_dir: str | None = None, batch_max: int = 50,
 ) -> FastAPI:
     """The mock platform as an ASGI app; state in SQLite at `db_path` (None: in memory). With `certs_dir` (a
     sandbox CA from `tongban certs init`) it also serves the sealed-document API (sandbox/platform_seal.py)."""
@@ -349,7 +349,10 @@ def create_app(
 
     app.include_router(api)
     include_identity(app, require_signature, secret)  # unified users + item catalogue (统一用户/统一事项)
+    from sandbox.platform_batch import include_batch
     from sandbox.platform_bundles import include_bundles
+
+    include_batch(app, require_signature, max_events=batch_max)  # batch push (批量推送) + capabilities
 
     include_bundles(app, require_signature)  # bundled applications (一件事一次办)
     if certs_dir is not None:
@@ -369,16 +372,13 @@ def create_app(
         return faults.plan.model_dump()
 
     @app.get("/_sandbox/faults")
-    def get_faults():
-        return faults.plan.model_dump()
+    def get_faults(): return faults.plan.model_dump()
 
     @app.get("/_sandbox/requests")
-    def request_counts():
-        return platform.counts.snapshot()
+    def request_counts(): return platform.counts.snapshot()
 
     @app.get("/healthz")
-    def health():
-        return {"status": "ok"}
+    def health(): return {"status": "ok"}
 
     return app
 

@@ -118,6 +118,9 @@ class Settings:
     # a PEM private key and its certificate. Unset in the sandbox: the sandbox CA's audit key; required in production.
     audit_key: Path | None = field(default_factory=lambda: _path("TONGBAN_AUDIT_KEY"))
     audit_cert: Path | None = field(default_factory=lambda: _path("TONGBAN_AUDIT_CERT"))
+    # Batch push (批量推送): the delivery worker groups its pushes into the platform's batch calls when the platform
+    # offers them (its capabilities answer); TONGBAN_PUSH_BATCH=0 forces one push per event.
+    push_batch: bool = field(default_factory=lambda: _env("TONGBAN_PUSH_BATCH", "1").strip() != "0")
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:

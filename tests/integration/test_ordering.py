@@ -44,6 +44,15 @@ class ChaoticPlatform(PlatformClient):
             raise RuntimeError("injected: worker died after the push, before the ack")  # → redelivery
         return receipt
 
+    def push_batch(self, events):  # the same chaos when the worker pushes in batches (批量推送)
+        time.sleep(self._dice() * 0.01)
+        if self._dice() < 0.15:
+            raise PlatformTransient("injected: platform busy")
+        outcomes = super().push_batch(events)
+        if self._dice() < 0.1:
+            raise RuntimeError("injected: worker died after the push, before the ack")
+        return outcomes
+
 
 @pytest.fixture(scope="module")
 def platform_url(tmp_path_factory):

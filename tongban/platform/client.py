@@ -1,6 +1,7 @@
 """Client of the 渝快办 platform: the one seam every platform endpoint is called through.
 
-Numbering (统一赋码, `case_number`), case push (`push_event`), sealed documents (`push_sealed`, used by
+Numbering (统一赋码, `case_number`), case push (`push_event`; `push_batch`, 批量推送, when `batch_limit` says the
+platform has it), sealed documents (`push_sealed`, used by
 tongban.seal.exchange), the unified user service (`resolve_user`, used by tongban.identity), the item catalogue
 (`catalog`, used by tongban.catalog.sync) and reconciliation statistics (`stats`, used by tongban.audit.reconcile) all go
 through `send`:
@@ -22,7 +23,9 @@ and names what went wrong.
 """
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Sequence
 from urllib.parse import quote
 
 import httpx
@@ -33,7 +36,8 @@ from tongban.settings import Settings
 
 from .auth import IDEMPOTENCY_HEADER, PlatformAuth, verify_receipt
 from .errors import (
-    PlatformRejected, PlatformTransient, ReceiptInvalid, SealRejected, json_object, reason_of, retry_after_of,
+    PlatformRejected, PlatformTransient, ReceiptInvalid, SealRejected, json_object, reason_from, reason_of,
+    retry_after_of,
 )
 
 NUMBERING_PATH = "/api/v1/numbering"
@@ -43,6 +47,8 @@ RESOLVE_USER_PATH = "/api/v1/users/resolve"
 CATALOG_PATH = "/api/v1/catalog"
 STATS_PATH = "/api/v1/stats"
 CASES_PATH = "/api/v1/cases"
+CAPABILITIES_PATH = "/api/v1/capabilities"
+CASE_EVENTS_BATCH_PATH = "/api/v1/case-events/batch"
 
 # The quick in-call retry: blips only (the bus's delay queues take anything longer).
 QUICK_INITIAL_WAIT = 0.05
@@ -53,6 +59,15 @@ _NETWORK_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProto
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, PlatformTransient)
+
+
+@dataclass
+class BatchOutcome:
+    """One event's result in a batch push: its verified `receipt`, or the `error` the single push would have raised
+    for it (PlatformRejected, PlatformTransient or ReceiptInvalid)."""
+    idempotency_key: str
+    receipt: dict | None = None
+    error: Exception | None = None
 
 
 class PlatformClient:
@@ -120,8 +135,12 @@ class PlatformClient:
 
     def push_event(self, event: dict, idempotency_key: str) -> dict:
         """Push one case event; returns the verified receipt."""
-        receipt = self._json("POST", CASE_EVENTS_PATH, event, idempotency_key=idempotency_key)
-        if not verify_receipt(receipt, self.settings.platform_secret):
+        return self._checked(self._json("POST", CASE_EVENTS_PATH, event, idempotency_key=idempotency_key),
+                             event, idempotency_key)
+
+    def _checked(self, receipt: Any, event: dict, idempotency_key: str) -> dict:
+        """The receipt, if it is the platform's (HMAC) and acknowledges exactly this event; else ReceiptInvalid."""
+        if not isinstance(receipt, dict) or not verify_receipt(receipt, self.settings.platform_secret):
             raise ReceiptInvalid("the platform's receipt signature does not verify")
         if receipt.get("idempotency_key") != idempotency_key:
             raise ReceiptInvalid("the receipt names another idempotency key")
@@ -129,6 +148,54 @@ class PlatformClient:
             # Non-repudiation of receipt: the platform must acknowledge exactly what we sent.
             raise ReceiptInvalid("the receipt's digest does not match the event sent")
         return receipt
+
+    def batch_limit(self) -> int:
+        """How many case events one batch push (批量推送) may carry: the platform's capabilities answer, or 0 when it
+        offers no batch push (no capabilities endpoint, or none named). Transient failures raise PlatformTransient."""
+        try:
+            answer = self._json("GET", CAPABILITIES_PATH)
+        except PlatformRejected as exc:
+            if exc.status in (404, 405):
+                return 0
+            raise
+        offer = answer.get("case_events_batch")
+        limit = offer.get("max_events") if isinstance(offer, dict) else None
+        if offer is not None and offer.get("path") not in (None, CASE_EVENTS_BATCH_PATH):
+            return 0  # a batch path this client does not know: push one at a time
+        return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 1 else 0
+
+    def push_batch(self, events: Sequence[tuple[dict, str]]) -> list[BatchOutcome]:
+        """Push several case events, `(event, idempotency_key)` each, in one signed call; one outcome per event, in
+        order. The call as a whole is retried like any other (a transient failure of the whole call, after the
+        quick retry, raises PlatformTransient; a refusal of the whole call, PlatformRejected); per event, a refusal
+        or a transient status becomes that event's error, and every receipt is checked as `push_event` checks it."""
+        keys = [key for _, key in events]
+        # The call's own Idempotency-Key (signed) names the batch; each event carries its own key in the body.
+        call_key = "batch-" + hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
+        body = self._json("POST", CASE_EVENTS_BATCH_PATH,
+                          {"events": [{"idempotency_key": key, "event": event} for event, key in events]},
+                          idempotency_key=call_key)
+        results = body.get("results")
+        if not isinstance(results, list) or len(results) != len(events):
+            raise PlatformTransient(f"the batch answer carries {len(results) if isinstance(results, list) else 'no'}"
+                                    f" results for {len(events)} events")
+        return [self._outcome(result, event, key) for result, (event, key) in zip(results, events)]
+
+    def _outcome(self, result: Any, event: dict, key: str) -> BatchOutcome:
+        if not isinstance(result, dict) or result.get("idempotency_key") != key:
+            return BatchOutcome(key, error=ReceiptInvalid("the batch result at this event's place names another "
+                                                          "idempotency key"))
+        status = result.get("status")
+        if status == 200:
+            try:
+                return BatchOutcome(key, receipt=self._checked(result.get("receipt"), event, key))
+            except ReceiptInvalid as exc:
+                return BatchOutcome(key, error=exc)
+        error = result.get("error") if isinstance(result.get("error"), dict) else {}
+        reason = reason_from(error) if error else f"HTTP {status}"
+        if isinstance(status, int) and is_transient_status(status):
+            return BatchOutcome(key, error=PlatformTransient(f"HTTP {status} for this event of a batch: {reason}"))
+        return BatchOutcome(key, error=PlatformRejected(status if isinstance(status, int) else 400, reason, error))
 
     def push_sealed(self, document: bytes, idempotency_key: str) -> bytes:
         """POST sealed XML; returns the platform's sealed receipt (bytes, verified by the caller against the
@@ -175,6 +242,6 @@ class PlatformClient:
 
 
 __all__ = [
-    "CASES_PATH", "CASE_EVENTS_PATH", "CATALOG_PATH", "NUMBERING_PATH", "RESOLVE_USER_PATH", "SEALED_DOCUMENTS_PATH", "STATS_PATH",
+    "BatchOutcome", "CAPABILITIES_PATH", "CASE_EVENTS_BATCH_PATH", "CASES_PATH", "CASE_EVENTS_PATH", "CATALOG_PATH", "NUMBERING_PATH", "RESOLVE_USER_PATH", "SEALED_DOCUMENTS_PATH", "STATS_PATH",
     "PlatformClient", "PlatformRejected", "PlatformTransient", "ReceiptInvalid", "SealRejected",
 ]

@@ -53,6 +53,11 @@ def reason_of(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return response.text[:300]
+    return reason_from(body)
+
+
+def reason_from(body) -> str:
+    """The reason in a platform's JSON error answer (a whole response's, or one event's in a batch)."""
     if isinstance(body, dict):
         parts = [str(body.get(k)) for k in ("error", "rule", "reason", "details") if body.get(k)]
         return ": ".join(parts) or str(body)[:300]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tongban.bus.envelope import utcnow
@@ -68,14 +68,18 @@ def save_snapshot(conn: Connection, system: str, source_key: str, snapshot: dict
                                         set_=values))
 
 
+# Asked for every delivery: built once, with bound parameters.
+_RECEIPT = select(deliveries.c.receipt).where(deliveries.c.idempotency_key == bindparam("key"))
+_LAST_SEQUENCE = select(func.max(deliveries.c.sequence)).where(deliveries.c.case_number == bindparam("case_number"))
+
+
 def delivered_receipt(conn: Connection, idempotency_key: str) -> dict | None:
-    row = conn.execute(select(deliveries.c.receipt).where(deliveries.c.idempotency_key == idempotency_key)).scalar()
+    row = conn.execute(_RECEIPT, {"key": idempotency_key}).scalar()
     return json.loads(row) if row else None
 
 
 def last_delivered_sequence(conn: Connection, case_number: str) -> int:
-    return conn.execute(select(func.max(deliveries.c.sequence))
-                        .where(deliveries.c.case_number == case_number)).scalar() or 0
+    return conn.execute(_LAST_SEQUENCE, {"case_number": case_number}).scalar() or 0
 
 
 def record_delivery(conn: Connection, idempotency_key: str, message_id: str, case_number: str | None,

@@ -1,0 +1,63 @@
+"""Batch push (批量推送) for the delivery worker: the handler lanes' pushes grouped into the platform's batch calls.
+
+Each lane still handles one message at a time exactly as with single pushes (idempotent consumer, blocked case,
+ordering gate, then the push, then the receipt recorded, then the ack); only the push itself is handed here. A pusher
+thread takes every push that has queued up (at most the platform's `max_events`), sends them in one
+`PlatformClient.push_batch` call, and gives each lane its own event's outcome: its receipt, or the very exception the
+single push would have raised for it (PlatformRejected, PlatformTransient, ReceiptInvalid), so rejection, retry and
+parking stay per event. A transient failure of the whole call (after the client's quick retry) is each event's
+transient failure. Per-case order is untouched: one case keeps to one lane, so two events of one case are never in
+one batch of a worker, and the ordering gate runs before the push as before. Like the committer (WriteBatcher): no
+waiting to fill a batch; what queued while the previous call was in flight goes in the next one.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+
+from tongban.platform.client import PlatformClient
+
+log = logging.getLogger("tongban.worker")
+
+
+class PushBatcher:
+    def __init__(self, platform: PlatformClient, max_events: int, *, pushers: int = 2):
+        self.platform = platform
+        self.max_events = max(1, max_events)
+        self._pending: queue.Queue[tuple[dict, str, Future]] = queue.Queue()
+        self.calls = 0
+        self.events = 0
+        self._threads = [threading.Thread(target=self._run, name=f"tongban-pusher-{i}", daemon=True)
+                         for i in range(max(1, pushers))]
+        for thread in self._threads:
+            thread.start()
+
+    def push(self, event: dict, idempotency_key: str) -> dict:
+        """The verified receipt of `event`, or the exception the single push would raise for it."""
+        future: Future = Future()
+        self._pending.put((event, idempotency_key, future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._pending.get()]
+            while len(batch) < self.max_events:
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            self.calls += 1
+            self.events += len(batch)
+            try:
+                outcomes = self.platform.push_batch([(event, key) for event, key, _ in batch])
+            except Exception as exc:  # the whole call failed: each event fails the same way
+                for _, _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, _, future), outcome in zip(batch, outcomes):
+                if outcome.error is not None:
+                    future.set_exception(outcome.error)
+                else:
+                    future.set_result(outcome.receipt)
