@@ -41,6 +41,7 @@ def platform(tmp_path, monkeypatch):
                     name="platform").start()
     monkeypatch.setenv("TONGBAN_HOME", str(home))
     monkeypatch.setenv("TONGBAN_PLATFORM_URL", server.url)
+    monkeypatch.setenv("TONGBAN_PUSH_BATCH", "1")  # batch push is opt-in
     yield server
     server.stop()
 
