@@ -79,7 +79,6 @@ from adapters.rest_http import Answer, RunDeadlineExceeded, Unauthorized
 from adapters.prefetch import prefetched
 from adapters.rest_pages import Walk
 from adapters.rest_settings import NoPages, RestSettings
-from adapters.settings import validate_settings
 from tongban.retry import Retryable
 
 log = logging.getLogger(__name__)
@@ -93,8 +92,8 @@ class RestAdapter(RestClient, Adapter):
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
         super().__init__(system, settings, **seams)
-        self.config: RestSettings = validate_settings(RestSettings, system, settings)
-        self._connect(seams)
+        self.config: RestSettings
+        self._connect(settings, seams)
         self.records_path = jmespath.compile(self.config.records_path)
         self.last_walk: Walk | None = None
 

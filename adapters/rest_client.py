@@ -1,7 +1,7 @@
 """What the REST adapter (fetch) and the REST submitter share: one legacy REST system's client, built from its settings.
 
-`RestClient` is a mixin for a class with `system` and a `config` of `RestSettings` (or a subclass):
-`_connect(seams)` builds the bounded HTTP client (adapters/rest_http.py), the retry policy (`retry:`), the compiled
+`RestClient` is a mixin for an adapter or submitter whose `settings_model` is `RestSettings` (or a subclass):
+`_connect(settings, seams)` validates the settings into `config`, then builds the bounded HTTP client (adapters/rest_http.py), the retry policy (`retry:`), the compiled
 envelope rules (`envelope:`) and the auth (`auth:`, whose logins go through the same bounded client), and
 `_judge(body)` reads an answer through the envelope rules. The two sides differ in what they ask and what an answer
 means to them; this module refuses to know either.
@@ -16,17 +16,18 @@ import jmespath
 from adapters.rest_auth import build_auth, quote_answer
 from adapters.rest_http import BoundedHttp
 from adapters.rest_settings import RestSettings
+from adapters.settings import validate_settings
 
 ENVELOPE_RULES = ("success", "retry", "reauth", "message")
 
 
 class RestClient:
     system: str
-    config: RestSettings
+    settings_model: type[RestSettings]
 
-    def _connect(self, seams: dict[str, Any]) -> None:
+    def _connect(self, settings: dict[str, Any], seams: dict[str, Any]) -> None:
         """Seams: `transport=` (httpx.MockTransport), `clock=` (monotonic seconds), `sleep=` (retry waits)."""
-        config = self.config
+        self.config = config = validate_settings(self.settings_model, self.system, settings)
         self.clock = seams.get("clock", time.monotonic)
         self.http = BoundedHttp(self.system, config.base_url, timeout=config.timeout, limits=config.limits,
                                 transport=seams.get("transport"), clock=self.clock)

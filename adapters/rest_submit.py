@@ -34,7 +34,6 @@ from adapters.base import SourceError, TransientSourceError
 from adapters.rest_client import RestClient
 from adapters.rest_http import Answer, Unauthorized
 from adapters.rest_settings import RestSettings, _check_jmespath, _strict
-from adapters.settings import validate_settings
 from adapters.submit import SubmitReceipt, Submission, Submitter, checked_key
 from tongban.retry import Retryable
 
@@ -65,8 +64,8 @@ class RestSubmitter(RestClient, Submitter):
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
         super().__init__(system, settings, **seams)
-        self.config: RestSubmitSettings = validate_settings(RestSubmitSettings, system, settings)
-        self._connect(seams)
+        self.config: RestSubmitSettings
+        self._connect(settings, seams)
         self.key_path = jmespath.compile(self.config.key_path)
 
     def body(self, submission: Submission) -> dict[str, Any]:
