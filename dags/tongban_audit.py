@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
-from tongban.scheduling.common import BACKOFF_MULTIPLIER, TIMEZONE, Permanent
+from tongban.scheduling.common import retry_args
+from tongban.scheduling.dag_parts import START, fail_fast
 
-START = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
 # The database being briefly away is worth a retry; a ledger that does not match its checkpoints is not.
-AUDIT_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-                 "max_retry_delay": timedelta(minutes=10)}
+AUDIT_RETRIES = retry_args(2, timedelta(seconds=60), timedelta(minutes=10))
 
 
 @dag(dag_id="ops__audit_checkpoint", schedule="@hourly", start_date=START, catchup=False, max_active_runs=1,
@@ -29,10 +26,7 @@ def ops_audit_checkpoint():
     def checkpoint() -> dict:
         from tongban.audit.tasks import checkpoint_task
 
-        try:
-            return checkpoint_task()
-        except Permanent as exc:
-            raise AirflowFailException(str(exc)) from exc
+        return fail_fast(checkpoint_task)
 
     checkpoint()
 

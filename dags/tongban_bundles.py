@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
 
-from tongban.scheduling.common import BACKOFF_MULTIPLIER, TIMEZONE
+from tongban.scheduling.common import retry_args
+from tongban.scheduling.dag_parts import START
 
-START = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
-RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-           "max_retry_delay": timedelta(minutes=10)}
+RETRIES = retry_args(2, timedelta(seconds=60), timedelta(minutes=10))
 
 
 @dag(dag_id="bundles__run", schedule="*/10 * * * *", start_date=START, catchup=False, max_active_runs=1,

@@ -17,32 +17,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
-from tongban.scheduling.common import BACKOFF_MULTIPLIER, TIMEZONE, Permanent
+from tongban.scheduling.common import retry_args
+from tongban.scheduling.dag_parts import START, fail_fast
 from tongban.scheduling.tasks import catalog_sync_task, identity_retry_task, reconcile_task, replay_task
 
-START = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
 # The platform or the bus being briefly away is worth a retry; a reconciliation gap is not (it is the finding).
-OPS_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-               "max_retry_delay": timedelta(minutes=10)}
+OPS_RETRIES = retry_args(2, timedelta(seconds=60), timedelta(minutes=10))
 
 
 # A catalogue finding is not worth a retry (Permanent); the platform being away is, soon.
-CATALOG_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-                   "max_retry_delay": timedelta(minutes=5)}
+CATALOG_RETRIES = retry_args(2, timedelta(seconds=30), timedelta(minutes=5))
 # A throttled unified user service asks for patience: the waits grow, but stay inside the hour.
-IDENTITY_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-                    "max_retry_delay": timedelta(minutes=15)}
-
-
-def _fail_fast(function):
-    try:
-        return function()
-    except Permanent as exc:
-        raise AirflowFailException(str(exc)) from exc
+IDENTITY_RETRIES = retry_args(3, timedelta(minutes=2), timedelta(minutes=15))
 
 
 @dag(dag_id="ops__replay", schedule="*/10 * * * *", start_date=START, catchup=False, max_active_runs=1,
@@ -51,7 +39,7 @@ def _fail_fast(function):
 def ops_replay():
     @task
     def replay_marked() -> dict:
-        return _fail_fast(replay_task)
+        return fail_fast(replay_task)
 
     replay_marked()
 
@@ -62,7 +50,7 @@ def ops_replay():
 def ops_reconcile():
     @task
     def reconcile() -> dict:
-        return _fail_fast(reconcile_task)
+        return fail_fast(reconcile_task)
 
     reconcile()
 
@@ -74,7 +62,7 @@ def ops_reconcile():
 def ops_catalog_sync():
     @task
     def catalog_sync() -> dict:
-        return _fail_fast(catalog_sync_task)
+        return fail_fast(catalog_sync_task)
 
     catalog_sync()
 
@@ -86,7 +74,7 @@ def ops_catalog_sync():
 def ops_identity_retry():
     @task
     def identity_retry() -> dict:
-        return _fail_fast(identity_retry_task)
+        return fail_fast(identity_retry_task)
 
     identity_retry()
 
