@@ -2,9 +2,22 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from adapters.base import Adapter, RawRecord
+
+REPO = Path(__file__).resolve().parents[1]
+TONGBAN = str(Path(sys.executable).with_name("tongban"))  # the venv's console script, as a newcomer runs it
+
+
+def run_tongban(args, env, check: bool = True) -> subprocess.CompletedProcess:
+    """`tongban *args` in the repository with `env`; with `check`, a non-zero exit fails naming the output."""
+    result = subprocess.run([TONGBAN, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tongban {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 class ListAdapter(Adapter):
