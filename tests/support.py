@@ -1,14 +1,19 @@
 """Doubles and helpers shared by several test files (imported as `tests.support`)."""
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Iterator
 
 from adapters.base import Adapter, RawRecord
 
 REPO = Path(__file__).resolve().parents[1]
+PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 TONGBAN = str(Path(sys.executable).with_name("tongban"))  # the venv's console script, as a newcomer runs it
 
 
@@ -48,3 +53,30 @@ def mapping_variant(tmp_path: Path, source: Path, old: str, new: str) -> Path:
 def line_of(path: Path, needle: str) -> int:
     """The 1-based number of the first line of `path` holding `needle` (errors must name it)."""
     return next(i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
+
+
+@contextlib.contextmanager
+def scratch_pg_schema(prefix: str = "t", *, give_up_after: str | None = None) -> Iterator[str]:
+    """A schema of one's own on the shared test PostgreSQL (parallel runs keep apart): yields a URL whose
+    search_path is that schema, and drops the schema afterwards. With `give_up_after` (e.g. "30s"), a drop still
+    waiting for locks then is abandoned, the schema left behind on the scratch database, rather than hang the suite."""
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_BASE)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{name}"
+    finally:
+        try:
+            with admin.begin() as conn:
+                if give_up_after:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{give_up_after}'")
+                conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+        except sa.exc.OperationalError as exc:
+            if not give_up_after:
+                raise
+            print(f"schema {name} left behind: {exc}", file=sys.stderr)
+        finally:
+            admin.dispose()
