@@ -17,6 +17,21 @@ PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1
 TONGBAN = str(Path(sys.executable).with_name("tongban"))  # the venv's console script, as a newcomer runs it
 
 
+def tamper_ledger(home: Path, pick: str, edit: str) -> int:
+    """Edit the ledger of the SQLite store under `home` (TONGBAN_HOME) by hand, as a tamperer would: the event whose
+    seq the query `pick` selects is changed by the statement `edit` (its one parameter is that seq). Its seq."""
+    import sqlite3
+
+    db = sqlite3.connect(Path(home) / "tongban.db")
+    try:
+        seq = db.execute(pick).fetchone()[0]
+        db.execute(edit, (seq,))
+        db.commit()
+    finally:
+        db.close()
+    return seq
+
+
 def run_tongban(args, env, check: bool = True) -> subprocess.CompletedProcess:
     """`tongban *args` in the repository with `env`; with `check`, a non-zero exit fails naming the output."""
     result = subprocess.run([TONGBAN, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

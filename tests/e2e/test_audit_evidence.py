@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tongban.audit.evidence import verify_package
-from tests.support import TONGBAN, run_tongban
+from tests.support import TONGBAN, run_tongban, tamper_ledger
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +109,8 @@ def test_sealed_documents_are_included_only_unmasked_and_that_export_is_recorded
 def test_removing_the_last_event_after_the_checkpoint_fails_audit_verify(demo):
     env, _, _ = demo
     assert run_tongban(["audit", "verify"], env).returncode == 0
-    db = sqlite3.connect(Path(env["TONGBAN_HOME"]) / "tongban.db")
-    seq = db.execute("SELECT MAX(seq) FROM ledger_events").fetchone()[0]
-    db.execute("DELETE FROM ledger_events WHERE seq = ?", (seq,))
-    db.commit()
-    db.close()
+    seq = tamper_ledger(env["TONGBAN_HOME"], "SELECT MAX(seq) FROM ledger_events",
+                        "DELETE FROM ledger_events WHERE seq = ?")
     broken = run_tongban(["audit", "verify"], env, check=False)
     assert broken.returncode == 1
     assert f"event #{seq}" in broken.stderr and "were removed after the checkpoint" in broken.stderr

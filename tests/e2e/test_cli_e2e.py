@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 
-from tests.support import run_tongban
+from tests.support import run_tongban, tamper_ledger
 
 
 def test_demo_trace_audit_and_tamper(tmp_path):
@@ -40,11 +39,8 @@ def test_demo_trace_audit_and_tamper(tmp_path):
     assert "quarantined" in status.stdout and "parked" in status.stdout
 
     assert "ledger intact" in run_tongban(["audit", "verify"], env).stdout
-    db = sqlite3.connect(tmp_path / "home" / "tongban.db")
-    seq = db.execute("SELECT seq FROM ledger_events WHERE hop='delivered' ORDER BY seq LIMIT 1").fetchone()[0]
-    db.execute("UPDATE ledger_events SET detail = '{\"forged\": true}' WHERE seq = ?", (seq,))
-    db.commit()
-    db.close()
+    seq = tamper_ledger(tmp_path / "home", "SELECT seq FROM ledger_events WHERE hop='delivered' ORDER BY seq LIMIT 1",
+                        "UPDATE ledger_events SET detail = '{\"forged\": true}' WHERE seq = ?")
     broken = run_tongban(["audit", "verify"], env, check=False)
     assert broken.returncode == 1
     assert f"event #{seq}" in broken.stderr
