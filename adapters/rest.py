@@ -67,19 +67,18 @@ transport is then not used), `clock=` (monotonic seconds, for token expiry and d
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 import jmespath
 
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
-from adapters.rest_auth import TokenAuth, build_auth, quote_answer
-from adapters.rest_http import Answer, BoundedHttp, RunDeadlineExceeded, Unauthorized
+from adapters.rest_auth import TokenAuth, quote_answer
+from adapters.rest_client import RestClient
+from adapters.rest_http import Answer, RunDeadlineExceeded, Unauthorized
 from adapters.prefetch import prefetched
 from adapters.rest_pages import Walk
 from adapters.rest_settings import NoPages, RestSettings
-from adapters.settings import validate_settings
 from tongban.retry import Retryable
 
 log = logging.getLogger(__name__)
@@ -87,47 +86,18 @@ log = logging.getLogger(__name__)
 PREFETCH_PAGES = 1  # pages read ahead of the one being mapped (one more is in flight): memory stays a few pages
 
 
-class RestAdapter(Adapter):
+class RestAdapter(RestClient, Adapter):
     kind = "rest"
     settings_model = RestSettings
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
         super().__init__(system, settings, **seams)
-        self.config: RestSettings = validate_settings(RestSettings, system, settings)
-        self.clock = seams.get("clock", time.monotonic)
-        self.http = BoundedHttp(system, self.config.base_url, timeout=self.config.timeout, limits=self.config.limits,
-                                transport=seams.get("transport"), clock=self.clock)
-        self.policy = self.config.retry.policy(**({"sleep": seams["sleep"]} if "sleep" in seams else {}))
+        self.config: RestSettings
+        self._connect(settings, seams)
         self.records_path = jmespath.compile(self.config.records_path)
-        envelope = self.config.envelope
-        self.envelope = None if envelope is None else {
-            name: jmespath.compile(expr) for name in ("success", "retry", "reauth", "message")
-            if (expr := getattr(envelope, name))}
-        try:
-            self.auth = build_auth(system, self.config.base_url, self.config.auth, self._post, self.clock)
-        except BaseException:
-            self.http.close()
-            raise
         self.last_walk: Walk | None = None
 
     # --- one logical request: retries, re-login, envelope ------------------------------------------
-    def _post(self, url: str, *, method: str, auth: Any, what: str, json: Any = None, data: dict | None = None) -> Any:
-        """A login or token request (its origin may differ from base_url's: it is declared, not linked)."""
-        return self.http.exchange(method, url, auth=auth, what=what, json_body=json, data=data, declared=True).body
-
-    def _judge(self, body: Any) -> tuple[str, str]:
-        """success | retry | reauth | error, and the legacy message to quote."""
-        if self.envelope is None:
-            return "success", ""
-        if self.envelope["success"].search(body):
-            return "success", ""
-        message = self.envelope["message"].search(body) if "message" in self.envelope else None
-        quoted = repr(str(message)[:200]) if message not in (None, "") else quote_answer(body)
-        for verdict in ("retry", "reauth"):
-            if verdict in self.envelope and self.envelope[verdict].search(body):
-                return verdict, quoted
-        return "error", quoted
-
     def _renew(self, renewed: bool) -> bool:
         return not renewed and self.auth is not None and self.auth.invalidate()
 

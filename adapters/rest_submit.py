@@ -25,17 +25,15 @@ quoting the legacy message; a body over the limits or without a usable key at `k
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Literal
 
 import jmespath
 from pydantic import Field, field_validator
 
 from adapters.base import SourceError, TransientSourceError
-from adapters.rest_auth import build_auth
-from adapters.rest_http import Answer, BoundedHttp, Unauthorized
+from adapters.rest_client import RestClient
+from adapters.rest_http import Answer, Unauthorized
 from adapters.rest_settings import RestSettings, _check_jmespath, _strict
-from adapters.settings import validate_settings
 from adapters.submit import SubmitReceipt, Submission, Submitter, checked_key
 from tongban.retry import Retryable
 
@@ -60,30 +58,15 @@ class RestSubmitSettings(RestSettings):
         return _check_jmespath(value) or value
 
 
-class RestSubmitter(Submitter):
+class RestSubmitter(RestClient, Submitter):
     kind = "rest"
     settings_model = RestSubmitSettings
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
         super().__init__(system, settings, **seams)
-        self.config: RestSubmitSettings = validate_settings(RestSubmitSettings, system, settings)
-        self.clock = seams.get("clock", time.monotonic)
-        self.http = BoundedHttp(system, self.config.base_url, timeout=self.config.timeout, limits=self.config.limits,
-                                transport=seams.get("transport"), clock=self.clock)
-        self.policy = self.config.retry.policy(**({"sleep": seams["sleep"]} if "sleep" in seams else {}))
+        self.config: RestSubmitSettings
+        self._connect(settings, seams)
         self.key_path = jmespath.compile(self.config.key_path)
-        envelope = self.config.envelope
-        self.envelope = None if envelope is None else {
-            name: jmespath.compile(expr) for name in ("success", "retry", "reauth", "message")
-            if (expr := getattr(envelope, name))}
-        try:
-            self.auth = build_auth(system, self.config.base_url, self.config.auth, self._login, self.clock)
-        except BaseException:
-            self.http.close()
-            raise
-
-    def _login(self, url: str, *, method: str, auth: Any, what: str, json: Any = None, data: dict | None = None) -> Any:
-        return self.http.exchange(method, url, auth=auth, what=what, json_body=json, data=data, declared=True).body
 
     def body(self, submission: Submission) -> dict[str, Any]:
         fields = dict(submission.fields)
@@ -91,16 +74,6 @@ class RestSubmitter(Submitter):
         body[self.config.reference_field] = submission.reference
         body[self.config.item_field] = submission.item_code
         return body
-
-    def _verdict(self, body: Any) -> tuple[str, str]:
-        if self.envelope is None or self.envelope["success"].search(body):
-            return "success", ""
-        message = self.envelope["message"].search(body) if "message" in self.envelope else None
-        quoted = repr(str(message)[:200]) if message not in (None, "") else repr(str(body)[:200])
-        for verdict in ("retry", "reauth"):
-            if verdict in self.envelope and self.envelope[verdict].search(body):
-                return verdict, quoted
-        return "error", quoted
 
     def submit(self, submission: Submission) -> SubmitReceipt:
         path = self.config.path.replace("{reference}", submission.reference)
@@ -122,7 +95,7 @@ class RestSubmitter(Submitter):
                         renewed = True
                         continue
                     raise SourceError(self.system, f"{what} answered HTTP 401 (credentials refused)") from None
-                verdict, message = self._verdict(answer.body)
+                verdict, message = self._judge(answer.body, quote=lambda body: repr(str(body)[:200]))
                 if verdict == "success":
                     return answer
                 if verdict == "reauth" and not renewed and self.auth is not None and self.auth.invalidate():

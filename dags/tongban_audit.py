@@ -1,4 +1,4 @@
-"""Audit DAG (审计): signed ledger checkpoints, the way the operations DAGs do their chores (dags/tongban_operations.py).
+"""Audit DAG (审计): signed ledger checkpoints, an Airflow chore like the operations DAGs (dags/tongban_operations.py).
 
 ops__audit_checkpoint   hourly: verifies the hash chain and every earlier checkpoint against the ledger, then signs
                         the current tree head with tongban's audit key (tongban.audit.tasks.checkpoint_task). A
@@ -8,33 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowFailException
+from tongban.scheduling.common import retry_args
+from tongban.scheduling.dag_parts import chore_dag
 
-from tongban.scheduling.common import BACKOFF_MULTIPLIER, TIMEZONE, Permanent
-
-START = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
 # The database being briefly away is worth a retry; a ledger that does not match its checkpoints is not.
-AUDIT_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-                 "max_retry_delay": timedelta(minutes=10)}
+AUDIT_RETRIES = retry_args(2, timedelta(seconds=60), timedelta(minutes=10))
 
-
-@dag(dag_id="ops__audit_checkpoint", schedule="@hourly", start_date=START, catchup=False, max_active_runs=1,
-     default_args=AUDIT_RETRIES, tags=["tongban", "operations", "audit"],
-     doc_md="Checks the ledger against its signed checkpoints, then signs the current tree head (RFC 6962) with "
-            "tongban's audit key.")
-def ops_audit_checkpoint():
-    @task
-    def checkpoint() -> dict:
-        from tongban.audit.tasks import checkpoint_task
-
-        try:
-            return checkpoint_task()
-        except Permanent as exc:
-            raise AirflowFailException(str(exc)) from exc
-
-    checkpoint()
-
-
-ops_audit_checkpoint()
+chore_dag("ops__audit_checkpoint", schedule="@hourly", task_id="checkpoint", call="tongban.audit.tasks:checkpoint_task",
+          retries=AUDIT_RETRIES, tags=["operations", "audit"],
+          doc="Checks the ledger against its signed checkpoints, then signs the current tree head (RFC 6962) with "
+              "tongban's audit key.")

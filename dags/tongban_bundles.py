@@ -1,4 +1,4 @@
-"""Bundle DAGs (一件事一次办, docs/bundles.md).
+"""Bundle DAGs (一件事一次办, docs/bundles.md): two Airflow chores (tongban.scheduling.dag_parts.chore_dag).
 
 bundles__run      every 10 minutes: fetch new bundle applications, evaluate every open bundle (submit the members
                   that are ready, gather the cases the departments' ingest brought back, push 受理/办结, raise 预警).
@@ -8,41 +8,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import dag, task
+from tongban.scheduling.common import retry_args
+from tongban.scheduling.dag_parts import chore_dag
 
-from tongban.scheduling.common import BACKOFF_MULTIPLIER, TIMEZONE
+RETRIES = retry_args(2, timedelta(seconds=60), timedelta(minutes=10))
 
-START = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
-RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-           "max_retry_delay": timedelta(minutes=10)}
+chore_dag("bundles__run", schedule="*/10 * * * *", task_id="run", call="tongban.bundle.schedule:bundle_run_task",
+          retries=RETRIES, tags=["bundles"], permanent_fails=False,
+          doc="One scatter-gather run of the bundled applications (tongban bundle run).")
 
-
-@dag(dag_id="bundles__run", schedule="*/10 * * * *", start_date=START, catchup=False, max_active_runs=1,
-     default_args=RETRIES, tags=["tongban", "bundles"],
-     doc_md="One scatter-gather run of the bundled applications (tongban bundle run).")
-def bundles_run():
-    @task
-    def run() -> dict:
-        from tongban.bundle.schedule import bundle_run_task
-
-        return bundle_run_task()
-
-    run()
-
-
-@dag(dag_id="ops__bundle_late", schedule="@hourly", start_date=START, catchup=False, max_active_runs=1,
-     default_args=RETRIES, tags=["tongban", "operations", "bundles"],
-     doc_md="Members of bundled applications past their 承诺时限, per department (预警).")
-def ops_bundle_late():
-    @task
-    def late_members() -> dict:
-        from tongban.bundle.schedule import bundle_late_task
-
-        return bundle_late_task()
-
-    late_members()
-
-
-bundles_run()
-ops_bundle_late()
+chore_dag("ops__bundle_late", schedule="@hourly", task_id="late_members", call="tongban.bundle.schedule:bundle_late_task",
+          retries=RETRIES, tags=["operations", "bundles"], permanent_fails=False,
+          doc="Members of bundled applications past their 承诺时限, per department (预警).")

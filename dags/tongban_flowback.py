@@ -14,15 +14,11 @@ file and the rule, while every other DAG keeps loading.
 """
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
-from tongban.scheduling.common import TIMEZONE, Permanent, log
+from tongban.scheduling.dag_parts import START, build_each, fail_fast
 from tongban.scheduling.flowback_plans import FLOWBACK_RETRIES, FlowbackPlan, discover_flowback
 from tongban.scheduling.tasks import run_flowback_task
-
-START = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
 
 
 def build_flowback_dag(plan: FlowbackPlan):
@@ -37,10 +33,7 @@ def build_flowback_dag(plan: FlowbackPlan):
     def flowback_dag():
         @task
         def flowback(path: str) -> dict:
-            try:
-                return run_flowback_task(path)
-            except Permanent as exc:
-                raise AirflowFailException(str(exc)) from exc
+            return fail_fast(run_flowback_task, path)
 
         flowback(str(plan.path))
 
@@ -49,15 +42,7 @@ def build_flowback_dag(plan: FlowbackPlan):
 
 def build_all() -> dict[str, object]:
     plans, _errors = discover_flowback()  # the errors are reported by tongban_mapping_errors.py
-    dags = {}
-    for plan in plans:
-        try:
-            dags[plan.dag_id] = build_flowback_dag(plan)
-        except Exception:
-            # flowback_plan_for already checked what Airflow checks; should Airflow still refuse one file, that
-            # file alone goes missing and the processor's log names it.
-            log.exception("flowback source file %s: Airflow refused its DAG", plan.path)
-    return dags
+    return build_each(plans, build_flowback_dag, "flowback source file")
 
 
 globals().update(build_all())

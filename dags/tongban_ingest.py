@@ -20,22 +20,12 @@ names the file, the line and the rule, while every other DAG keeps loading.
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import dag, task
 
-from tongban.scheduling.common import Permanent, log
+from tongban.scheduling.dag_parts import START, build_each, fail_fast
 from tongban.scheduling.ingest_plans import IngestPlan, discover
 from tongban.scheduling.tasks import check_mapping_task, maintenance_skip, report_task, run_ingest_task
-
-START = pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai")
-
-
-def _fail_fast(function, *args):
-    try:
-        return function(*args)
-    except Permanent as exc:
-        raise AirflowFailException(str(exc)) from exc
 
 
 def build_ingest_dag(plan: IngestPlan):
@@ -52,18 +42,18 @@ def build_ingest_dag(plan: IngestPlan):
     def ingest_dag():
         @task(retries=0)
         def check_mapping(path: str) -> dict:
-            return _fail_fast(check_mapping_task, path)
+            return fail_fast(check_mapping_task, path)
 
         @task(pool=plan.pool)
         def ingest(path: str, run_id: str | None = None) -> dict:
-            skip = _fail_fast(maintenance_skip, path, run_id)
+            skip = fail_fast(maintenance_skip, path, run_id)
             if skip:
                 raise AirflowSkipException(skip)
-            return _fail_fast(run_ingest_task, path)
+            return fail_fast(run_ingest_task, path)
 
         @task(retries=0)
         def report(result: dict) -> dict:
-            return _fail_fast(report_task, result)
+            return fail_fast(report_task, result)
 
         checked = check_mapping(str(plan.path))
         result = ingest(str(plan.path))
@@ -75,15 +65,7 @@ def build_ingest_dag(plan: IngestPlan):
 
 def build_all() -> dict[str, object]:
     plans, _errors = discover()  # the errors are reported by tongban_mapping_errors.py
-    dags = {}
-    for plan in plans:
-        try:
-            dags[plan.dag_id] = build_ingest_dag(plan)
-        except Exception:
-            # plan_for already checked what Airflow checks (the schedule); should Airflow still refuse one file,
-            # that file alone goes missing and the processor's log names it — the other DAGs keep loading.
-            log.exception("mapping file %s: Airflow refused its DAG", plan.path)
-    return dags
+    return build_each(plans, build_ingest_dag, "mapping file")
 
 
 globals().update(build_all())

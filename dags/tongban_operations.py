@@ -17,81 +17,31 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowFailException
+from tongban.scheduling.common import retry_args
+from tongban.scheduling.dag_parts import chore_dag
 
-from tongban.scheduling.common import BACKOFF_MULTIPLIER, TIMEZONE, Permanent
-from tongban.scheduling.tasks import catalog_sync_task, identity_retry_task, reconcile_task, replay_task
-
-START = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
+TASKS = "tongban.scheduling.tasks"
 # The platform or the bus being briefly away is worth a retry; a reconciliation gap is not (it is the finding).
-OPS_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-               "max_retry_delay": timedelta(minutes=10)}
-
-
+OPS_RETRIES = retry_args(2, timedelta(seconds=60), timedelta(minutes=10))
 # A catalogue finding is not worth a retry (Permanent); the platform being away is, soon.
-CATALOG_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-                   "max_retry_delay": timedelta(minutes=5)}
+CATALOG_RETRIES = retry_args(2, timedelta(seconds=30), timedelta(minutes=5))
 # A throttled unified user service asks for patience: the waits grow, but stay inside the hour.
-IDENTITY_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-                    "max_retry_delay": timedelta(minutes=15)}
+IDENTITY_RETRIES = retry_args(3, timedelta(minutes=2), timedelta(minutes=15))
 
+chore_dag("ops__replay", schedule="*/10 * * * *", task_id="replay_marked", call=f"{TASKS}:replay_task",
+          retries=OPS_RETRIES, tags=["operations"],
+          doc="Replays parked deliveries and quarantined records marked for replay by an operator.")
 
-def _fail_fast(function):
-    try:
-        return function()
-    except Permanent as exc:
-        raise AirflowFailException(str(exc)) from exc
+chore_dag("ops__reconcile", schedule="@hourly", task_id="reconcile", call=f"{TASKS}:reconcile_task",
+          retries=OPS_RETRIES, tags=["operations"],
+          doc="Reconciles the ledger with 渝快办: receipts for every delivery, case counts per 实施编码.")
 
+chore_dag("ops__catalog_sync", schedule="@daily", task_id="catalog_sync", call=f"{TASKS}:catalog_sync_task",
+          retries=CATALOG_RETRIES, tags=["operations", "catalog"],
+          doc="Syncs the unified item catalogue (统一事项标准) and fails while a mapping file sends a withdrawn or "
+              "otherwise unfit 实施编码; the log lists each file with its open and quarantined cases.")
 
-@dag(dag_id="ops__replay", schedule="*/10 * * * *", start_date=START, catchup=False, max_active_runs=1,
-     default_args=OPS_RETRIES, tags=["tongban", "operations"],
-     doc_md="Replays parked deliveries and quarantined records marked for replay by an operator.")
-def ops_replay():
-    @task
-    def replay_marked() -> dict:
-        return _fail_fast(replay_task)
-
-    replay_marked()
-
-
-@dag(dag_id="ops__reconcile", schedule="@hourly", start_date=START, catchup=False, max_active_runs=1,
-     default_args=OPS_RETRIES, tags=["tongban", "operations"],
-     doc_md="Reconciles the ledger with 渝快办: receipts for every delivery, case counts per 实施编码.")
-def ops_reconcile():
-    @task
-    def reconcile() -> dict:
-        return _fail_fast(reconcile_task)
-
-    reconcile()
-
-
-@dag(dag_id="ops__catalog_sync", schedule="@daily", start_date=START, catchup=False, max_active_runs=1,
-     default_args=CATALOG_RETRIES, tags=["tongban", "operations", "catalog"],
-     doc_md="Syncs the unified item catalogue (统一事项标准) and fails while a mapping file sends a withdrawn or "
-            "otherwise unfit 实施编码; the log lists each file with its open and quarantined cases.")
-def ops_catalog_sync():
-    @task
-    def catalog_sync() -> dict:
-        return _fail_fast(catalog_sync_task)
-
-    catalog_sync()
-
-
-@dag(dag_id="ops__identity_retry", schedule="@hourly", start_date=START, catchup=False, max_active_runs=1,
-     default_args=IDENTITY_RETRIES, tags=["tongban", "operations", "identity"],
-     doc_md="Asks the unified user service (统一用户) again about unknown or ambiguous applicants and replays the "
-            "cases waiting for them; retried when the service throttles.")
-def ops_identity_retry():
-    @task
-    def identity_retry() -> dict:
-        return _fail_fast(identity_retry_task)
-
-    identity_retry()
-
-
-ops_replay()
-ops_reconcile()
-ops_catalog_sync()
-ops_identity_retry()
+chore_dag("ops__identity_retry", schedule="@hourly", task_id="identity_retry", call=f"{TASKS}:identity_retry_task",
+          retries=IDENTITY_RETRIES, tags=["operations", "identity"],
+          doc="Asks the unified user service (统一用户) again about unknown or ambiguous applicants and replays the "
+              "cases waiting for them; retried when the service throttles.")

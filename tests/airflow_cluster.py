@@ -24,9 +24,11 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 
+from tests.support import PG_BASE, scratch_pg_schema
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PG_ADMIN = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
+PG_ADMIN = PG_BASE  # the shared test database (TONGBAN_TEST_PG)
 AMQP_ADMIN = os.environ.get("TONGBAN_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 SYSTEMS = ("cq-samr-rest", "cq-hrss-soap", "cq-wsjkw-files")
 
@@ -59,28 +61,15 @@ def pg_database(prefix: str = "tongban_airflow"):
 @contextlib.contextmanager
 def pg_schema():
     """The tongban store in a schema of its own on the shared test database, dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
-    try:
+    # A process that outlived its kill may still hold a transaction on the schema: the drop waits for its locks a
+    # while, then leaves the schema behind (harmless on the scratch database) rather than hang the whole suite.
+    with scratch_pg_schema(give_up_after="30s") as url:
         # Every table exists before the workers start (the migrations, as `tongban db upgrade` in production): tasks
         # that start together must not race to create them.
         from tongban.store.schema import upgrade
 
         upgrade(url)
         yield url
-    finally:
-        # A process that outlived its kill may still hold a transaction on the schema: wait for its locks a while,
-        # then leave the schema behind (harmless on the scratch database) rather than hang the whole suite.
-        try:
-            with admin.begin() as conn:
-                conn.exec_driver_sql("SET LOCAL lock_timeout = '30s'")
-                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        except sa.exc.OperationalError as exc:
-            print(f"schema {schema} left behind: {exc}", file=sys.stderr)
-        admin.dispose()
 
 
 @contextlib.contextmanager

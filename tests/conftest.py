@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 AMQP_URL = os.environ.get("TONGBAN_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,20 +43,13 @@ def sqlite_store(tmp_path):
 @pytest.fixture
 def pg_store():
     """A store in a schema of its own on the real PostgreSQL, dropped afterwards."""
-    import sqlalchemy as sa
-
+    from tests.support import scratch_pg_schema
     from tongban.store import Store
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_BASE)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    store = Store(f"{PG_BASE}?options=-csearch_path%3D{schema}")
-    yield store
-    store.dispose()
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
+    with scratch_pg_schema() as url:
+        store = Store(url)
+        yield store
+        store.dispose()
 
 
 @pytest.fixture(params=["sqlite", "pg"])

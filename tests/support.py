@@ -1,10 +1,43 @@
 """Doubles and helpers shared by several test files (imported as `tests.support`)."""
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
+import sys
+import uuid
 from pathlib import Path
+from typing import Iterator
 
 from adapters.base import Adapter, RawRecord
+
+REPO = Path(__file__).resolve().parents[1]
+PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
+TONGBAN = str(Path(sys.executable).with_name("tongban"))  # the venv's console script, as a newcomer runs it
+
+
+def tamper_ledger(home: Path, pick: str, edit: str) -> int:
+    """Edit the ledger of the SQLite store under `home` (TONGBAN_HOME) by hand, as a tamperer would: the event whose
+    seq the query `pick` selects is changed by the statement `edit` (its one parameter is that seq). Its seq."""
+    import sqlite3
+
+    db = sqlite3.connect(Path(home) / "tongban.db")
+    try:
+        seq = db.execute(pick).fetchone()[0]
+        db.execute(edit, (seq,))
+        db.commit()
+    finally:
+        db.close()
+    return seq
+
+
+def run_tongban(args, env, check: bool = True) -> subprocess.CompletedProcess:
+    """`tongban *args` in the repository with `env`; with `check`, a non-zero exit fails naming the output."""
+    result = subprocess.run([TONGBAN, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tongban {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 class ListAdapter(Adapter):
@@ -35,3 +68,30 @@ def mapping_variant(tmp_path: Path, source: Path, old: str, new: str) -> Path:
 def line_of(path: Path, needle: str) -> int:
     """The 1-based number of the first line of `path` holding `needle` (errors must name it)."""
     return next(i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
+
+
+@contextlib.contextmanager
+def scratch_pg_schema(prefix: str = "t", *, give_up_after: str | None = None) -> Iterator[str]:
+    """A schema of one's own on the shared test PostgreSQL (parallel runs keep apart): yields a URL whose
+    search_path is that schema, and drops the schema afterwards. With `give_up_after` (e.g. "30s"), a drop still
+    waiting for locks then is abandoned, the schema left behind on the scratch database, rather than hang the suite."""
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_BASE)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{name}"
+    finally:
+        try:
+            with admin.begin() as conn:
+                if give_up_after:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{give_up_after}'")
+                conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+        except sa.exc.OperationalError as exc:
+            if not give_up_after:
+                raise
+            print(f"schema {name} left behind: {exc}", file=sys.stderr)
+        finally:
+            admin.dispose()

@@ -8,23 +8,13 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tongban.audit.evidence import verify_package
-
-REPO = Path(__file__).resolve().parents[2]
-TONGBAN = str(Path(sys.executable).with_name("tongban"))
-
-
-def _run(args, env, check=True):
-    result = subprocess.run([TONGBAN, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"tongban {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
+from tests.support import TONGBAN, run_tongban, tamper_ledger
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +23,7 @@ def demo(tmp_path_factory):
     env = {**os.environ, "TONGBAN_HOME": str(tmp / "home"), "TONGBAN_BUS": "inprocess", "COLUMNS": "200"}
     for name in ("TONGBAN_PLATFORM_URL", "CQ_SAMR_URL", "TONGBAN_DB_URL", "TONGBAN_CERTS", "TONGBAN_ENV"):
         env.pop(name, None)
-    out = _run(["sandbox", "demo", "--cases", "40", "--polls", "1"], env).stdout
+    out = run_tongban(["sandbox", "demo", "--cases", "40", "--polls", "1"], env).stdout
     assert "checkpoint #1: tree head over" in out
     number = re.search(r"trace of one delivered case\s*\((\S+)\)", out).group(1)
     return env, tmp, number
@@ -52,7 +42,7 @@ def _rewrite(source: Path, target: Path, member: str) -> None:
 def test_a_delivered_case_exports_and_verifies_on_the_package_alone(demo):
     env, tmp, number = demo
     package = tmp / "case.zip"
-    exported = json.loads(_run(["audit", "export", number, "-o", str(package), "--json"], env).stdout)
+    exported = json.loads(run_tongban(["audit", "export", number, "-o", str(package), "--json"], env).stdout)
     assert exported["events"] > 0 and exported["receipts_verified"] > 0 and exported["masked"] is True
     with zipfile.ZipFile(package) as archive:
         first = archive.infolist()[0]
@@ -77,7 +67,7 @@ def test_a_delivered_case_exports_and_verifies_on_the_package_alone(demo):
 def test_one_changed_byte_in_any_member_is_named(demo):
     env, tmp, number = demo
     package = tmp / "case-tamper.zip"
-    _run(["audit", "export", number, "-o", str(package)], env)
+    run_tongban(["audit", "export", number, "-o", str(package)], env)
     assert verify_package(package).ok
     with zipfile.ZipFile(package) as archive:
         members = archive.namelist()
@@ -88,7 +78,7 @@ def test_one_changed_byte_in_any_member_is_named(demo):
         assert not result.ok, member
         assert result.failures[0][0] == member, (member, result.failures)
     _rewrite(package, tmp / "bent.zip", "events.json")
-    cli = _run(["audit", "verify-package", str(tmp / "bent.zip")], env, check=False)
+    cli = run_tongban(["audit", "verify-package", str(tmp / "bent.zip")], env, check=False)
     assert cli.returncode == 1
     assert "member events.json: check sha256" in cli.stderr
 
@@ -100,8 +90,8 @@ def test_sealed_documents_are_included_only_unmasked_and_that_export_is_recorded
                      "'%\"kind\": \"sealed_document\"%' ORDER BY seq LIMIT 1").fetchone()[0]
     db.close()
     masked, unmasked = tmp / "sealed-masked.zip", tmp / "sealed-unmasked.zip"
-    _run(["audit", "export", key, "-o", str(masked)], env)
-    _run(["audit", "export", key, "-o", str(unmasked), "--unmasked", "--actor", "auditor-7"], env)
+    run_tongban(["audit", "export", key, "-o", str(masked)], env)
+    run_tongban(["audit", "export", key, "-o", str(unmasked), "--unmasked", "--actor", "auditor-7"], env)
     with zipfile.ZipFile(masked) as archive:
         assert not [n for n in archive.namelist() if n.endswith(".document.xml")]
         assert [n for n in archive.namelist() if n.endswith(".receipt.xml")]
@@ -143,13 +133,10 @@ def test_an_sm2_sealed_licence_exports_and_verifies_on_the_package_alone(demo):
 
 def test_removing_the_last_event_after_the_checkpoint_fails_audit_verify(demo):
     env, _, _ = demo
-    assert _run(["audit", "verify"], env).returncode == 0
-    db = sqlite3.connect(Path(env["TONGBAN_HOME"]) / "tongban.db")
-    seq = db.execute("SELECT MAX(seq) FROM ledger_events").fetchone()[0]
-    db.execute("DELETE FROM ledger_events WHERE seq = ?", (seq,))
-    db.commit()
-    db.close()
-    broken = _run(["audit", "verify"], env, check=False)
+    assert run_tongban(["audit", "verify"], env).returncode == 0
+    seq = tamper_ledger(env["TONGBAN_HOME"], "SELECT MAX(seq) FROM ledger_events",
+                        "DELETE FROM ledger_events WHERE seq = ?")
+    broken = run_tongban(["audit", "verify"], env, check=False)
     assert broken.returncode == 1
     assert f"event #{seq}" in broken.stderr and "were removed after the checkpoint" in broken.stderr
 

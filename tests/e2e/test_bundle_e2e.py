@@ -151,12 +151,19 @@ def test_newborn_bundle_in_dependency_order_with_a_transient_failure_and_a_late_
     assert result.exit_code == 0 and json.loads(result.stdout)["late"] == 0, "a concluded bundle has no late members"
 
 
+def _concluded_with_a_refusal(world, department: str, bundle: str, form: dict, applicant: str) -> str:
+    """A bundle application whose `applicant` (the name the department checks, 申请人姓名) `department` refuses,
+    run day by day until it concluded: its id."""
+    world.sandbox.control(department, "behaviour", {"refuse_if": {"sqrxm": applicant}})
+    app_id = world.sandbox.offer(bundle, form)
+    days_until(world, lambda: world.view(app_id)["state"] == "concluded")
+    return app_id
+
+
 def test_a_refused_licence_ends_the_business_bundle(world):
     sandbox = world.sandbox
     form = business_form(7)
-    sandbox.control("samr", "behaviour", {"refuse_if": {"sqrxm": form["company"]["name"]}})
-    app_id = sandbox.offer("business-start", form)
-    days_until(world, lambda: world.view(app_id)["state"] == "concluded")
+    app_id = _concluded_with_a_refusal(world, "samr", "business-start", form, form["company"]["name"])
     view = world.view(app_id)
     assert view["result"] == "refused"
     assert world.states(app_id) == {"business_licence": "refused", "company_seal": "cancelled",
@@ -172,11 +179,8 @@ def test_a_refused_licence_ends_the_business_bundle(world):
 
 
 def test_a_refusal_outside_refusal_ends_leaves_the_bundle_partly_granted(world):
-    sandbox = world.sandbox
     form = newborn_form(3)
-    sandbox.control("ybj", "behaviour", {"refuse_if": {"sqrxm": form["applicant"]["name"]}})
-    app_id = sandbox.offer("newborn", form)
-    days_until(world, lambda: world.view(app_id)["state"] == "concluded")
+    app_id = _concluded_with_a_refusal(world, "ybj", "newborn", form, form["applicant"]["name"])
     assert world.view(app_id)["result"] == "partly_granted"
     assert world.states(app_id) == {"birth_certificate": "granted", "household": "granted",
                                     "medical_insurance": "refused", "social_security_card": "granted"}

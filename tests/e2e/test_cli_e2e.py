@@ -3,27 +3,15 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-TONGBAN = str(Path(sys.executable).with_name("tongban"))
-
-
-def _run(args, env, check=True):
-    result = subprocess.run([TONGBAN, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"tongban {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
+from tests.support import run_tongban, tamper_ledger
 
 
 def test_demo_trace_audit_and_tamper(tmp_path):
     env = {**os.environ, "TONGBAN_HOME": str(tmp_path / "home"), "TONGBAN_BUS": "inprocess", "COLUMNS": "200"}
     for name in ("TONGBAN_PLATFORM_URL", "CQ_SAMR_URL", "TONGBAN_DB_URL"):
         env.pop(name, None)
-    first = _run(["sandbox", "demo", "--cases", "150", "--polls", "2"], env)
+    first = run_tongban(["sandbox", "demo", "--cases", "150", "--polls", "2"], env)
     assert "in-process bus" in first.stdout  # the embedded default says which bus it chose
     assert "hash chain verified" in first.stdout
     assert "sealed licences: 4 delivered with verified receipts" in " ".join(first.stdout.split())  # 3 XAdES, 1 SM2
@@ -37,25 +25,22 @@ def test_demo_trace_audit_and_tamper(tmp_path):
     number = re.search(r"trace of one delivered case\s*\((\S+)\)", first.stdout).group(1)
 
     # A second run continues the same world: new progress is delivered, nothing twice.
-    second = _run(["sandbox", "demo", "--cases", "150", "--polls", "1"], env)
+    second = run_tongban(["sandbox", "demo", "--cases", "150", "--polls", "1"], env)
     assert "recognised, nothing routed twice" in " ".join(second.stdout.split())
     assert "duplicates dropped before delivery │ 0" in second.stdout.replace("  ", " ") or \
         re.search(r"duplicates dropped before delivery\s*│\s*0", second.stdout)
 
-    trace = _run(["trace", number], env)
+    trace = run_tongban(["trace", number], env)
     for hop in ("numbered", "published", "delivered", "receipt"):
         assert hop in trace.stdout
     assert not re.search(r"\b\d{17}[\dX]\b", trace.stdout)  # no unmasked 证件号码 in the auditor's view
 
-    status = _run(["status"], env)
+    status = run_tongban(["status"], env)
     assert "quarantined" in status.stdout and "parked" in status.stdout
 
-    assert "ledger intact" in _run(["audit", "verify"], env).stdout
-    db = sqlite3.connect(tmp_path / "home" / "tongban.db")
-    seq = db.execute("SELECT seq FROM ledger_events WHERE hop='delivered' ORDER BY seq LIMIT 1").fetchone()[0]
-    db.execute("UPDATE ledger_events SET detail = '{\"forged\": true}' WHERE seq = ?", (seq,))
-    db.commit()
-    db.close()
-    broken = _run(["audit", "verify"], env, check=False)
+    assert "ledger intact" in run_tongban(["audit", "verify"], env).stdout
+    seq = tamper_ledger(tmp_path / "home", "SELECT seq FROM ledger_events WHERE hop='delivered' ORDER BY seq LIMIT 1",
+                        "UPDATE ledger_events SET detail = '{\"forged\": true}' WHERE seq = ?")
+    broken = run_tongban(["audit", "verify"], env, check=False)
     assert broken.returncode == 1
     assert f"event #{seq}" in broken.stderr

@@ -4,13 +4,12 @@ refuses a database that is not at head with one line naming both revisions and t
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from tests.conftest import PG_BASE
+from tests.support import scratch_pg_schema
 from tongban.cli import app
 from tongban.store import schema
 
@@ -23,14 +22,8 @@ def empty_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/new.db"
         return
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_BASE)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-    yield f"{PG_BASE}?options=-csearch_path%3D{name}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
-    admin.dispose()
+    with scratch_pg_schema("m") as url:
+        yield url
 
 
 def _db(args, url, monkeypatch):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, String, Table, Text
 
-from tongban.store.tables import metadata
+from tongban.store.tables import key_column, timestamp_column, metadata
 
 WAITING, SUBMITTED, ACCEPTED, GRANTED, REFUSED, CANCELLED, FAILED = (
     "waiting", "submitted", "accepted", "granted", "refused", "cancelled", "failed")
@@ -25,9 +25,9 @@ bundle_applications = Table(
     Column("state", String(16), nullable=False),               # open | concluded
     Column("result", String(20)),                              # granted | refused | partly_granted
     Column("form", Text, nullable=False),                      # the shared form, encrypted at rest
-    Column("received_at", String(40), nullable=False),
-    Column("accepted_pushed_at", String(40)),                  # 受理 pushed to the platform
-    Column("concluded_at", String(40)),                        # 办结 pushed to the platform
+    timestamp_column("received_at"),
+    timestamp_column("accepted_pushed_at", nullable=True),                  # 受理 pushed to the platform
+    timestamp_column("concluded_at", nullable=True),                        # 办结 pushed to the platform
     Column("note", Text),
 )
 Index("ix_bundle_applications_state", bundle_applications.c.state)
@@ -37,18 +37,18 @@ bundle_members = Table(
     metadata,
     Column("application_id", String(64), primary_key=True),
     Column("member", String(40), primary_key=True),
-    Column("system", String(100), nullable=False),             # the department system (its mapping's system:)
+    key_column("system", nullable=False),             # the department system (its mapping's system:)
     Column("department", String(100), nullable=False),
     Column("item_code", String(40), nullable=False),
     Column("state", String(16), nullable=False),
     Column("reference", String(120), nullable=False),          # tongban's reference, the same on every resubmission
     Column("legacy_key", String(200)),                         # the department system's key of the case it opened
-    Column("case_number", String(64)),                         # 办件编号, once the ordinary ingest numbered the case
-    Column("submitted_at", String(40)),
-    Column("due_at", String(40)),                              # 承诺时限 from submission (ISO, UTC)
-    Column("accepted_at", String(40)),
-    Column("concluded_at", String(40)),
-    Column("warned_at", String(40)),                           # 预警 raised (once)
+    key_column("case_number"),                         # 办件编号, once the ordinary ingest numbered the case
+    timestamp_column("submitted_at", nullable=True),
+    timestamp_column("due_at", nullable=True),                              # 承诺时限 from submission (ISO, UTC)
+    timestamp_column("accepted_at", nullable=True),
+    timestamp_column("concluded_at", nullable=True),
+    timestamp_column("warned_at", nullable=True),                           # 预警 raised (once)
     Column("note", Text),
 )
 Index("ix_bundle_members_system_key", bundle_members.c.system, bundle_members.c.legacy_key)

@@ -6,13 +6,14 @@ connection on its own thread and runs handlers on a worker thread, acking throug
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
 import threading
 import time
 import zlib
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pika
 import pika.exceptions as pex
@@ -100,17 +101,24 @@ class RabbitBus(Bus):
         self._delays_lock = threading.Lock()
 
     # --- topology -------------------------------------------------------------------------------
-    def declare(self, work: WorkQueue) -> None:
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[pika.BlockingConnection]:
+        """A connection of its own for one administrative call (declare, depth, peek, purge, delete), closed after."""
         connection = pika.BlockingConnection(pika.URLParameters(self.url))
         try:
+            yield connection
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def declare(self, work: WorkQueue) -> None:
+        with self._connection() as connection:
             ch = connection.channel()
             ch.exchange_declare(work.exchange, "direct", durable=True)
             ch.queue_declare(work.queue, durable=True, arguments={"x-queue-type": "quorum"})
             ch.queue_bind(work.queue, work.exchange, work.routing_key)
             ch.queue_declare(work.wait_queue, durable=True,
                              arguments={**_back_to(work), "x-message-ttl": delay_ms(WAIT_SECONDS)})
-        finally:
-            connection.close()
 
     def _thread_publisher(self) -> _Publisher:
         # pika connections are not thread-safe: one publisher per thread.
@@ -285,54 +293,42 @@ class RabbitBus(Bus):
         return all(channel.queue_declare(name, passive=True).method.message_count == 0 for name in work.fixed_queues)
 
     def depth(self, queue_name: str) -> int:
-        connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        try:
-            return connection.channel().queue_declare(queue_name, passive=True).method.message_count
-        except pex.ChannelClosedByBroker:
-            return 0
-        finally:
-            if connection.is_open:
-                connection.close()
+        with self._connection() as connection:
+            try:
+                return connection.channel().queue_declare(queue_name, passive=True).method.message_count
+            except pex.ChannelClosedByBroker:
+                return 0
 
     def oldest_created_at(self, queue_name: str) -> str | None:
         """Peek at the head message (get, then return it unacked). AMQP has no peek; the message goes back to
         the queue marked redelivered, which the workers' idempotency check makes harmless."""
-        connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        try:
-            channel = connection.channel()
-            method, _props, body = channel.basic_get(queue_name, auto_ack=False)
-            if method is None:
+        with self._connection() as connection:
+            try:
+                channel = connection.channel()
+                method, _props, body = channel.basic_get(queue_name, auto_ack=False)
+                if method is None:
+                    return None
+                channel.basic_nack(method.delivery_tag, requeue=True)
+                return Envelope.from_bytes(body).created_at
+            except pex.ChannelClosedByBroker:
                 return None
-            channel.basic_nack(method.delivery_tag, requeue=True)
-            return Envelope.from_bytes(body).created_at
-        except pex.ChannelClosedByBroker:
-            return None
-        finally:
-            if connection.is_open:
-                connection.close()
 
     def purge(self, work: WorkQueue) -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        try:
+        with self._connection() as connection:
             ch = connection.channel()
             for name in self.queues(work):
                 try:
                     ch.queue_purge(name)
                 except pex.ChannelClosedByBroker:
                     ch = connection.channel()
-        finally:
-            connection.close()
 
     def delete(self, work: WorkQueue) -> None:
         """Remove the work queue, its delay queues and its exchange (tests, benchmarks, retired sandboxes)."""
-        connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        try:
+        with self._connection() as connection:
             channel = connection.channel()
             for name in self.queues(work):
                 channel.queue_delete(name)
             channel.exchange_delete(work.exchange)
-        finally:
-            connection.close()
 
     def close(self) -> None:
         self._publisher.close()

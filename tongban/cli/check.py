@@ -5,13 +5,14 @@ they are shown masked and their birth date and sex are not printed; error rules 
 """
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, Callable, TypeVar
 
 import typer
 
 from tongban.cli.output import JSON_OPTION, emit_json
 
 app = typer.Typer(no_args_is_help=True)
+T = TypeVar("T")
 
 
 def _show(rows: list[tuple[str, object]], as_json: bool = False) -> None:
@@ -30,26 +31,24 @@ def _show(rows: list[tuple[str, object]], as_json: bool = False) -> None:
         typer.echo(f"{label.ljust(width)}  {'-' if value is None else value}")
 
 
-def _fail(error: Exception) -> NoReturn:
+def _parsed(parse: Callable[..., T], *args: Any, **options: Any) -> T:
+    """`parse(*args, **options)`, or exit 1 with `invalid <field>: <rule>` (a rule never repeats the value)."""
     from tongban.codes import CodeError
 
-    if isinstance(error, CodeError):
+    try:
+        return parse(*args, **options)
+    except CodeError as error:
         typer.echo(f"invalid {error.field}: {error.rule}", err=True)
-    else:  # pragma: no cover - parsers only raise CodeError
-        typer.echo(f"invalid value: {error}", err=True)
-    raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 @app.command("id-number")
 def id_number(value: str = typer.Argument(..., help="居民身份证号码 (shown masked)."),
              as_json: bool = JSON_OPTION) -> None:
     """Check a 居民身份证号码 (GB 11643): length, birth date and check digit."""
-    from tongban.codes import CodeError, mask_id_number, parse_id_number
+    from tongban.codes import mask_id_number, parse_id_number
 
-    try:
-        parsed = parse_id_number(value)
-    except CodeError as error:
-        _fail(error)
+    parsed = _parsed(parse_id_number, value)
     _show([
         ("id-number", mask_id_number(parsed.value)),
         ("check", f"{parsed.check} (ok)"),
@@ -64,12 +63,9 @@ def credit_code(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a 统一社会信用代码 (GB 32100) and show its parts."""
-    from tongban.codes import CodeError, parse_credit_code
+    from tongban.codes import parse_credit_code
 
-    try:
-        parsed = parse_credit_code(value, strict=not lenient)
-    except CodeError as error:
-        _fail(error)
+    parsed = _parsed(parse_credit_code, value, strict=not lenient)
     _show([
         ("credit-code", parsed.value),
         ("registering body", f"{parsed.registering_body} {parsed.registering_body_name or '(unknown)'}"),
@@ -84,12 +80,9 @@ def credit_code(
 def org_code(value: str = typer.Argument(..., help="组织机构代码, with or without the hyphen."),
              as_json: bool = JSON_OPTION) -> None:
     """Check a 组织机构代码 (GB 11714)."""
-    from tongban.codes import CodeError, parse_org_code
+    from tongban.codes import parse_org_code
 
-    try:
-        parsed = parse_org_code(value)
-    except CodeError as error:
-        _fail(error)
+    parsed = _parsed(parse_org_code, value)
     _show([("org-code", parsed.formatted), ("check", f"{parsed.check} (ok)")], as_json)
 
 
@@ -97,12 +90,9 @@ def org_code(value: str = typer.Argument(..., help="组织机构代码, with or 
 def region(value: str = typer.Argument(..., help="行政区划代码: 6, 9 or 12 digits."),
              as_json: bool = JSON_OPTION) -> None:
     """Resolve a Chongqing 行政区划代码 to the county-level unit cases are routed to."""
-    from tongban.codes import CodeError, parse_region
+    from tongban.codes import parse_region
 
-    try:
-        parsed = parse_region(value)
-    except CodeError as error:
-        _fail(error)
+    parsed = _parsed(parse_region, value)
     _show([
         ("region", parsed.code),
         ("county code", parsed.county_code),
@@ -117,12 +107,9 @@ def region(value: str = typer.Argument(..., help="行政区划代码: 6, 9 or 12
 def item_code(value: str = typer.Argument(..., help="基本编码 (12), 实施编码 (31) or 业务办理项编码 (33)."),
              as_json: bool = JSON_OPTION) -> None:
     """Take apart a 政务服务事项编码."""
-    from tongban.codes import CodeError, parse_item_code
+    from tongban.codes import parse_item_code
 
-    try:
-        parsed = parse_item_code(value)
-    except CodeError as error:
-        _fail(error)
+    parsed = _parsed(parse_item_code, value)
     rows: list[tuple[str, object]] = [
         ("item-code", parsed.value),
         ("kind", parsed.kind),
@@ -148,12 +135,9 @@ def item_code(value: str = typer.Argument(..., help="基本编码 (12), 实施�
 def licence_id(value: str = typer.Argument(..., help="电子证照标识 (1.2.156.3005.2. …)."),
              as_json: bool = JSON_OPTION) -> None:
     """Check an 电子证照标识 (GB/T 36904), including its MOD 37,36 check character."""
-    from tongban.codes import CodeError, parse_licence_id
+    from tongban.codes import parse_licence_id
 
-    try:
-        parsed = parse_licence_id(value)
-    except CodeError as error:
-        _fail(error)
+    parsed = _parsed(parse_licence_id, value)
     _show([
         ("licence-id", parsed.value),
         ("type code", parsed.type_code),

@@ -48,6 +48,32 @@ def _summary(outcome, as_json: bool) -> None:
         typer.echo(str(outcome))
 
 
+def _show(table, entry_id: int, as_json: bool, show) -> None:
+    """`show ID`: the entry whole as JSON, or `show(store, entry_id)`'s page for people (personal data masked)."""
+    entry = _entry(table, entry_id)
+    if as_json:
+        emit_json(entry)
+        return
+    show(open_configured_store(), entry_id)
+
+
+def _replay(what: str, replay, as_json: bool) -> None:
+    """`replay`: `replay(store, bus, work)` on the configured bus, which is closed after. It reports only at the end:
+    an indeterminate bar says it is working (terminal only)."""
+    from tongban.bus import open_bus
+    from tongban.bus.topology import cases_work
+    from tongban.settings import load
+
+    settings = load()
+    bus = open_bus(settings, announce=notice)
+    try:
+        with progress(f"replaying {what}", None, enabled=interactive()):
+            result = replay(open_configured_store(), bus, cases_work(settings.queue_prefix))
+    finally:
+        bus.close()
+    _summary(result, as_json)
+
+
 @quarantine_app.command("list")
 def quarantine_list(system: Optional[str] = typer.Option(None), stage: Optional[str] = typer.Option(None),
                     reason: Optional[str] = typer.Option(None, help="substring of the rule"),
@@ -68,15 +94,10 @@ def quarantine_list(system: Optional[str] = typer.Option(None), stage: Optional[
 @quarantine_app.command("show")
 def quarantine_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
     """One quarantined record in full (personal data masked)."""
+    from tongban.operator.actions import show_quarantine
     from tongban.store.tables import quarantine
 
-    entry = _entry(quarantine, entry_id)
-    if as_json:
-        emit_json(entry)
-        return
-    from tongban.operator.actions import show_quarantine
-
-    show_quarantine(open_configured_store(), entry_id)
+    _show(quarantine, entry_id, as_json, show_quarantine)
 
 
 @quarantine_app.command("replay")
@@ -84,21 +105,10 @@ def quarantine_replay(ids: list[int] = typer.Argument(None), system: Optional[st
                       stage: Optional[str] = typer.Option(None), reason: Optional[str] = typer.Option(None),
                       as_json: bool = JSON_OPTION) -> None:
     """Run quarantined records through the current mapping again (after the mapping or data was fixed)."""
-    from tongban.bus import open_bus
-    from tongban.bus.topology import cases_work
     from tongban.operator.actions import replay_quarantine
-    from tongban.settings import load
 
-    settings = load()
-    bus = open_bus(settings, announce=notice)
-    try:
-        # replay_quarantine reports only at the end: an indeterminate bar says it is working (terminal only)
-        with progress("replaying quarantined records", None, enabled=interactive()):
-            result = replay_quarantine(open_configured_store(), ids=ids or None, system=system, stage=stage, reason=reason, bus=bus,
-                                       work=cases_work(settings.queue_prefix))
-    finally:
-        bus.close()
-    _summary(result, as_json)
+    _replay("quarantined records", lambda store, bus, work: replay_quarantine(
+        store, ids=ids or None, system=system, stage=stage, reason=reason, bus=bus, work=work), as_json)
 
 
 @parked_app.command("list")
@@ -117,35 +127,20 @@ def parked_list(system: Optional[str] = typer.Option(None), reason: Optional[str
 @parked_app.command("show")
 def parked_show(entry_id: int, as_json: bool = JSON_OPTION) -> None:
     """One parked delivery in full (personal data masked)."""
+    from tongban.operator.actions import show_parked
     from tongban.store.tables import parked
 
-    entry = _entry(parked, entry_id)
-    if as_json:
-        emit_json(entry)
-        return
-    from tongban.operator.actions import show_parked
-
-    show_parked(open_configured_store(), entry_id)
+    _show(parked, entry_id, as_json, show_parked)
 
 
 @parked_app.command("replay")
 def parked_replay(ids: list[int] = typer.Argument(None), system: Optional[str] = typer.Option(None),
                   reason: Optional[str] = typer.Option(None), as_json: bool = JSON_OPTION) -> None:
     """Send parked deliveries again, in case order, with their original idempotency keys."""
-    from tongban.bus import open_bus
-    from tongban.bus.topology import cases_work
     from tongban.operator.actions import replay_parked
-    from tongban.settings import load
 
-    settings = load()
-    bus = open_bus(settings, announce=notice)
-    try:
-        with progress("replaying parked deliveries", None, enabled=interactive()):
-            result = replay_parked(open_configured_store(), bus, ids=ids or None, system=system, reason=reason,
-                                   work=cases_work(settings.queue_prefix))
-    finally:
-        bus.close()
-    _summary(result, as_json)
+    _replay("parked deliveries", lambda store, bus, work: replay_parked(
+        store, bus, ids=ids or None, system=system, reason=reason, work=work), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -113,40 +113,35 @@ def _case_of_parked(store, entry_id: int) -> list[int]:
                                                                          parked.c.status == "open")).scalars()})
 
 
-def _bus_and_work(settings):
+def _replayed(request: Request, page: str, entry_id: int, replay) -> RedirectResponse:
+    """`replay(store, bus, work)` on the configured bus (closed after), its outcome the notice on `page`'s list."""
     from tongban.bus import open_bus
     from tongban.bus.topology import cases_work
 
-    return open_bus(settings, announce=None), cases_work(settings.queue_prefix)
+    settings = request.app.state.settings
+    bus = open_bus(settings, announce=None)
+    try:
+        result = replay(request.app.state.store, bus, cases_work(settings.queue_prefix))
+    finally:
+        bus.close()
+    request.session["notice"] = f"{page} #{entry_id}: {result}"
+    return RedirectResponse(f"/{page}", status_code=303)
 
 
 @router.post("/parked/{entry_id}/replay")
 def parked_replay(request: Request, entry_id: int, token: str | None = Form(None, alias=CSRF_FIELD),
                   user: User = Depends(operator)):
     check_csrf(request, token)
-    bus, work = _bus_and_work(request.app.state.settings)
-    try:
-        result = operations.replay_parked(request.app.state.store, bus, ids=_case_of_parked(request.app.state.store,
-                                                                                             entry_id),
-                                          work=work, actor=user.name)
-    finally:
-        bus.close()
-    request.session["notice"] = f"parked #{entry_id}: {result}"
-    return RedirectResponse("/parked", status_code=303)
+    return _replayed(request, "parked", entry_id, lambda store, bus, work: operations.replay_parked(
+        store, bus, ids=_case_of_parked(store, entry_id), work=work, actor=user.name))
 
 
 @router.post("/quarantine/{entry_id}/replay")
 def quarantine_replay(request: Request, entry_id: int, token: str | None = Form(None, alias=CSRF_FIELD),
                       user: User = Depends(operator)):
     check_csrf(request, token)
-    bus, work = _bus_and_work(request.app.state.settings)
-    try:
-        result = operations.replay_quarantine(request.app.state.store, ids=[entry_id], bus=bus, work=work,
-                                              actor=user.name)
-    finally:
-        bus.close()
-    request.session["notice"] = f"quarantine #{entry_id}: {result}"
-    return RedirectResponse("/quarantine", status_code=303)
+    return _replayed(request, "quarantine", entry_id, lambda store, bus, work: operations.replay_quarantine(
+        store, ids=[entry_id], bus=bus, work=work, actor=user.name))
 
 
 def _day(text: str, default: date) -> date:

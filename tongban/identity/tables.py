@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from tongban.store.tables import metadata
+from tongban.store.tables import id_column, key_column, timestamp_column, metadata
 
 # One row per identity number seen: what the unified user service (统一用户体系) said about it.
 identity_users = Table(
@@ -21,18 +21,18 @@ identity_users = Table(
     Column("masked", String(64), nullable=False),
     Column("cipher", Text),
     Column("reason", Text),
-    Column("first_seen", String(40), nullable=False),
-    Column("updated_at", String(40), nullable=False),
+    timestamp_column("first_seen"),
+    timestamp_column("updated_at"),
 )
 
 # Which legacy account (its own account id) was seen with which identity number, per system.
 identity_accounts = Table(
     "identity_accounts",
     metadata,
-    Column("system", String(100), primary_key=True),
+    key_column("system", primary_key=True),
     Column("account_id", String(200), primary_key=True),
     Column("pii_hash", String(64), primary_key=True),
-    Column("first_seen", String(40), nullable=False),
+    timestamp_column("first_seen"),
 )
 Index("ix_identity_accounts_hash", identity_accounts.c.system, identity_accounts.c.pii_hash)
 
@@ -40,27 +40,27 @@ Index("ix_identity_accounts_hash", identity_accounts.c.system, identity_accounts
 identity_conflicts = Table(
     "identity_conflicts",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    id_column(),
     Column("conflict_key", String(64), nullable=False, unique=True),
     Column("kind", String(40), nullable=False),
-    Column("system", String(100), nullable=False),
+    key_column("system", nullable=False),
     Column("account_ids", Text),                    # JSON list
     Column("pii_hashes", Text, nullable=False),     # JSON list
     Column("detail", Text, nullable=False),         # masked, human-readable
     Column("status", String(20), nullable=False),   # open | accepted
-    Column("at", String(40), nullable=False),
+    timestamp_column(),
     Column("decided_by", String(100)),
-    Column("decided_at", String(40)),
+    timestamp_column("decided_at", nullable=True),
 )
 
 # Cases quarantined because their applicant could not be resolved, waiting for a retry or a decision.
 identity_waiting = Table(
     "identity_waiting",
     metadata,
-    Column("system", String(100), primary_key=True),
-    Column("source_key", String(200), primary_key=True),
+    key_column("system", primary_key=True),
+    key_column("source_key", primary_key=True),
     Column("pii_hash", String(64), nullable=False),
     Column("conflict_id", Integer),
     Column("reason", String(40), nullable=False),
-    Column("at", String(40), nullable=False),
+    timestamp_column(),
 )

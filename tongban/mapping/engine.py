@@ -77,6 +77,17 @@ def nesting_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+def _keyed(table: dict, missing) -> Any:
+    """A mapping step: the value (as trimmed text) looked up in `table`; a key not in it is a ValueError saying
+    `missing(key)` (a `map:` or a `lookup:` table)."""
+    def by_key(value):
+        key = str(value).strip()
+        if key not in table:
+            raise ValueError(missing(key))
+        return table[key]
+    return by_key
+
+
 class FieldRule:
     """One field: where its value comes from and the rules it must pass.
 
@@ -147,22 +158,10 @@ class FieldRule:
         steps = []
         if self.map is not None:
             table = self.map
-
-            def by_map(value):
-                key = str(value).strip()
-                if key not in table:
-                    raise ValueError(f"map: value {key!r} is not in the field's map ({', '.join(table)})")
-                return table[key]
-            steps.append(by_map)
+            steps.append(_keyed(table, lambda key: f"map: value {key!r} is not in the field's map ({', '.join(table)})"))
         if self.lookup is not None:
-            rows, table_name = self.lookup, self.lookup_table
-
-            def by_lookup(value):
-                key = str(value).strip()
-                if key not in rows:
-                    raise ValueError(f"lookup: {key!r} is not in table {table_name}")
-                return rows[key]
-            steps.append(by_lookup)
+            table_name = self.lookup_table
+            steps.append(_keyed(self.lookup, lambda key: f"lookup: {key!r} is not in table {table_name}"))
         name = spec.get("transform")
         transform = compile_transform(name, spec) if name else None
 

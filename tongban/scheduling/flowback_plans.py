@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from tongban.mapping import MappingFileError
-from tongban.scheduling.common import BACKOFF_MULTIPLIER, DAG_ID_SAFE, PRESETS_WITHOUT_CRON, TIMEZONE, mappings_dir
+from tongban.scheduling.common import (DAG_ID_SAFE, PRESETS_WITHOUT_CRON, TIMEZONE, discover_plans, mappings_dir,
+                                      retry_args)
 
 FLOWBACK_PREFIX = "flowback__"
 # A source file declares no retry policy: a ministry service that is briefly away is worth two more tries; an
 # unbalanced batch is not (it is the finding, see run_flowback_task).
-FLOWBACK_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=60), "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-                    "max_retry_delay": timedelta(minutes=10)}
+FLOWBACK_RETRIES = retry_args(2, timedelta(seconds=60), timedelta(minutes=10))
 
 
 def flowback_sources_dir(directory: Path | None = None) -> Path:
@@ -89,25 +89,8 @@ def flowback_plan_for(path: Path) -> FlowbackPlan:
 
 def discover_flowback(directory: Path | None = None) -> tuple[list[FlowbackPlan], list[MappingFileError]]:
     """Every flowback source file as a plan, or as the error that keeps it from being one. Never raises."""
-    plans: list[FlowbackPlan] = []
-    errors: list[MappingFileError] = []
-    seen: dict[str, Path] = {}
-    for path in flowback_source_files(directory):
-        try:
-            plan = flowback_plan_for(path)
-        except MappingFileError as exc:
-            errors.append(exc)
-            continue
-        except Exception as exc:  # a loader bug must still name the file, not take every DAG down
-            errors.append(MappingFileError(str(path), None, f"{type(exc).__name__}: {exc}"))
-            continue
-        if plan.source in seen:
-            errors.append(MappingFileError(str(path), _top_level_line(path, "system"),
-                                           f"system {plan.source!r} is already declared by {seen[plan.source]}"))
-            continue
-        seen[plan.source] = path
-        plans.append(plan)
-    return plans, errors
+    return discover_plans(flowback_source_files(directory), flowback_plan_for, lambda plan: plan.source,
+                          lambda path: _top_level_line(path, "system"))
 
 
 def describe_flowback_errors(errors: list[MappingFileError]) -> str:

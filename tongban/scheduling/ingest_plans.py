@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tongban.mapping import MappingFileError, load_mapping
-from tongban.scheduling.common import BACKOFF_MULTIPLIER, DAG_ID_SAFE, PRESETS_WITHOUT_CRON, TIMEZONE, mappings_dir
+from tongban.scheduling.common import (DAG_ID_SAFE, PRESETS_WITHOUT_CRON, TIMEZONE, discover_plans, mappings_dir,
+                                      retry_args)
 
 DAG_PREFIX = "ingest__"
 POOL_PREFIX = "legacy__"  # one Airflow pool per legacy system (tongban.scheduling.pools)
@@ -51,9 +52,8 @@ class IngestPlan:
         return f"{POOL_PREFIX}{self.system}"
 
     def retry_args(self) -> dict[str, Any]:
-        return {"retries": self.attempts - 1, "retry_delay": timedelta(seconds=self.delay_seconds),
-                "retry_exponential_backoff": BACKOFF_MULTIPLIER,
-                "max_retry_delay": timedelta(seconds=self.max_delay_seconds)}
+        return retry_args(self.attempts - 1, timedelta(seconds=self.delay_seconds),
+                          timedelta(seconds=self.max_delay_seconds))
 
 
 def _line(doc, key: str, sub: str | None = None) -> int | None:
@@ -132,25 +132,8 @@ def _concurrency(path: Path, doc) -> int:
 
 def discover(directory: Path | None = None) -> tuple[list[IngestPlan], list[MappingFileError]]:
     """Every mapping file as a plan, or as the error that keeps it from being one. Never raises for one bad file."""
-    plans: list[IngestPlan] = []
-    errors: list[MappingFileError] = []
-    seen: dict[str, Path] = {}
-    for path in mapping_files(directory):
-        try:
-            plan = plan_for(path)
-        except MappingFileError as exc:
-            errors.append(exc)
-            continue
-        except Exception as exc:  # a bug in a loader must still name the file, not take every DAG down
-            errors.append(MappingFileError(str(path), None, f"{type(exc).__name__}: {exc}"))
-            continue
-        if plan.system in seen:
-            errors.append(MappingFileError(str(path), _line(load_mapping(path).doc, "system"),
-                                           f"system {plan.system!r} is already declared by {seen[plan.system]}"))
-            continue
-        seen[plan.system] = path
-        plans.append(plan)
-    return plans, errors
+    return discover_plans(mapping_files(directory), plan_for, lambda plan: plan.system,
+                          lambda path: _line(load_mapping(path).doc, "system"))
 
 
 def describe_errors(errors: list[MappingFileError]) -> str:

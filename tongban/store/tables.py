@@ -5,19 +5,38 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Tab
 
 metadata = MetaData()
 
+# The identifiers that travel with every message have one width wherever a table keeps them.
+KEY_WIDTHS = {"system": 100, "source_key": 200, "message_id": 64, "idempotency_key": 200, "case_number": 64}
+
+
+def id_column() -> Column:
+    """The surrogate key of a list an operator works through (quarantine, parked, outbox …): insertion order."""
+    return Column("id", Integer, primary_key=True, autoincrement=True)
+
+
+def timestamp_column(name: str = "at", *, nullable: bool = False) -> Column:
+    """An instant, as ISO-8601 UTC text (the same on SQLite and PostgreSQL)."""
+    return Column(name, String(40), nullable=nullable)
+
+
+def key_column(name: str, **options) -> Column:
+    """One of the message identifiers of KEY_WIDTHS (system, source_key, message_id, idempotency_key, case_number)."""
+    return Column(name, String(KEY_WIDTHS[name]), **options)
+
+
 # Append-only, hash-chained record of every hop of every message (auditors read this, never the logs).
 ledger = Table(
     "ledger_events",
     metadata,
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("event_id", String(32), nullable=False, unique=True),
-    Column("at", String(40), nullable=False),
+    timestamp_column(),
     Column("hop", String(32), nullable=False),
-    Column("system", String(100)),
-    Column("message_id", String(64)),
-    Column("idempotency_key", String(200)),
-    Column("case_number", String(64)),
-    Column("source_key", String(200)),
+    key_column("system"),
+    key_column("message_id"),
+    key_column("idempotency_key"),
+    key_column("case_number"),
+    key_column("source_key"),
     Column("detail", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
@@ -31,44 +50,44 @@ Index("ix_ledger_source", ledger.c.system, ledger.c.source_key)
 watermarks = Table(
     "watermarks",
     metadata,
-    Column("system", String(100), primary_key=True),
+    key_column("system", primary_key=True),
     Column("value", String(100), nullable=False),
-    Column("updated_at", String(40), nullable=False),
+    timestamp_column("updated_at"),
 )
 
 # legacy key ↔ 办件编号 (统一赋码): assigned once by the platform, never reassigned.
 case_numbers = Table(
     "case_numbers",
     metadata,
-    Column("system", String(100), primary_key=True),
-    Column("source_key", String(200), primary_key=True),
-    Column("case_number", String(64), nullable=False, unique=True),
+    key_column("system", primary_key=True),
+    key_column("source_key", primary_key=True),
+    key_column("case_number", nullable=False, unique=True),
     Column("item_code", String(40)),
-    Column("assigned_at", String(40), nullable=False),
+    timestamp_column("assigned_at"),
 )
 
 # The last snapshot published per case, for change detection, and the last sequence number used.
 case_snapshots = Table(
     "case_snapshots",
     metadata,
-    Column("system", String(100), primary_key=True),
-    Column("source_key", String(200), primary_key=True),
+    key_column("system", primary_key=True),
+    key_column("source_key", primary_key=True),
     Column("digest", String(64), nullable=False),
     Column("snapshot", Text, nullable=False),
     Column("last_sequence", Integer, nullable=False),
-    Column("updated_at", String(40), nullable=False),
+    timestamp_column("updated_at"),
 )
 
 # Delivered events by idempotency key, with the platform's receipt: the idempotent-consumer check.
 deliveries = Table(
     "deliveries",
     metadata,
-    Column("idempotency_key", String(200), primary_key=True),
-    Column("message_id", String(64), nullable=False),
-    Column("case_number", String(64)),
+    key_column("idempotency_key", primary_key=True),
+    key_column("message_id", nullable=False),
+    key_column("case_number"),
     Column("sequence", Integer),
     Column("receipt", Text, nullable=False),
-    Column("delivered_at", String(40), nullable=False),
+    timestamp_column("delivered_at"),
 )
 Index("ix_deliveries_case", deliveries.c.case_number, deliveries.c.sequence)
 
@@ -76,10 +95,10 @@ Index("ix_deliveries_case", deliveries.c.case_number, deliveries.c.sequence)
 quarantine = Table(
     "quarantine",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", String(40), nullable=False),
-    Column("system", String(100), nullable=False),
-    Column("source_key", String(200)),
+    id_column(),
+    timestamp_column(),
+    key_column("system", nullable=False),
+    key_column("source_key"),
     Column("position", String(300)),
     Column("field", String(100)),
     Column("rule", Text, nullable=False),
@@ -94,12 +113,12 @@ Index("ix_quarantine_key", quarantine.c.system, quarantine.c.source_key)
 parked = Table(
     "parked",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", String(40), nullable=False),
-    Column("message_id", String(64), nullable=False),
-    Column("idempotency_key", String(200), nullable=False),
-    Column("system", String(100)),
-    Column("case_number", String(64)),
+    id_column(),
+    timestamp_column(),
+    key_column("message_id", nullable=False),
+    key_column("idempotency_key", nullable=False),
+    key_column("system"),
+    key_column("case_number"),
     Column("reason", Text, nullable=False),
     Column("envelope", Text, nullable=False),
     Column("status", String(20), nullable=False, default="open"),
@@ -111,12 +130,12 @@ Index("ix_parked_case", parked.c.case_number, parked.c.status)
 local_queue = Table(
     "local_queue",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    id_column(),
     Column("queue", String(100), nullable=False),
     Column("body", Text, nullable=False),
-    Column("available_at", String(40), nullable=False),
+    timestamp_column("available_at"),
     Column("claimed_by", String(64)),
-    Column("claimed_at", String(40)),
+    timestamp_column("claimed_at", nullable=True),
     Column("claims", Integer, nullable=False, default=0),  # >0: a redelivery
 )
 Index("ix_local_queue", local_queue.c.queue, local_queue.c.claimed_by, local_queue.c.id)
@@ -126,10 +145,10 @@ Index("ix_local_queue", local_queue.c.queue, local_queue.c.claimed_by, local_que
 outbox = Table(
     "outbox",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", String(40), nullable=False),
-    Column("system", String(100)),
-    Column("message_id", String(64), nullable=False),
+    id_column(),
+    timestamp_column(),
+    key_column("system"),
+    key_column("message_id", nullable=False),
     Column("exchange", String(200), nullable=False),
     Column("queue", String(200), nullable=False),
     Column("routing_key", String(200), nullable=False),

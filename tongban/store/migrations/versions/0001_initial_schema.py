@@ -1,24 +1,31 @@
 """The initial schema: every table tongban's code used when schema migrations were introduced (issue 14).
 
-Revision ID: 0001
-Revises:
-Create Date: 2026-12-02
-
 A database made by an older tongban (tables created at run time by `create_all` and `ensure_tables`) is adopted,
 not failed: a table or index that exists already is left as it is, and the two columns flowback_batches gained
 after its first version (`problem`, `unreadable`) are added where missing — what the old `ensure_tables` did.
 Every later revision assumes this revision's schema exactly.
 """
-from typing import Sequence, Union
-
 import sqlalchemy as sa
 from alembic import context, op
 
-# revision identifiers, used by Alembic.
-revision: str = '0001'
-down_revision: Union[str, Sequence[str], None] = None
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+revision = '0001'
+down_revision = None
+
+
+# The columns the ledger-like tables share, one declaration each (frozen here: a revision never follows the model).
+_KEY_WIDTHS = {'system': 100, 'source_key': 200, 'message_id': 64, 'idempotency_key': 200, 'case_number': 64}
+
+
+def _id() -> sa.Column:
+    return sa.Column('id', sa.Integer(), autoincrement=True, nullable=False)
+
+
+def _timestamp(name: str = 'at', *, nullable: bool = False) -> sa.Column:
+    return sa.Column(name, sa.String(length=40), nullable=nullable)
+
+
+def _key(name: str, *, nullable: bool) -> sa.Column:
+    return sa.Column(name, sa.String(length=_KEY_WIDTHS[name]), nullable=nullable)
 
 
 def _existing() -> sa.Inspector | None:
@@ -54,29 +61,29 @@ def _add_late_flowback_columns() -> None:
 def upgrade() -> None:
     """Every table the code used when migrations were introduced."""
     _create_table('case_numbers',
-    sa.Column('system', sa.String(length=100), nullable=False),
-    sa.Column('source_key', sa.String(length=200), nullable=False),
-    sa.Column('case_number', sa.String(length=64), nullable=False),
+    _key('system', nullable=False),
+    _key('source_key', nullable=False),
+    _key('case_number', nullable=False),
     sa.Column('item_code', sa.String(length=40), nullable=True),
-    sa.Column('assigned_at', sa.String(length=40), nullable=False),
+    _timestamp('assigned_at'),
     sa.PrimaryKeyConstraint('system', 'source_key'),
     sa.UniqueConstraint('case_number')
     )
     _create_table('case_snapshots',
-    sa.Column('system', sa.String(length=100), nullable=False),
-    sa.Column('source_key', sa.String(length=200), nullable=False),
+    _key('system', nullable=False),
+    _key('source_key', nullable=False),
     sa.Column('digest', sa.String(length=64), nullable=False),
     sa.Column('snapshot', sa.Text(), nullable=False),
     sa.Column('last_sequence', sa.Integer(), nullable=False),
-    sa.Column('updated_at', sa.String(length=40), nullable=False),
+    _timestamp('updated_at'),
     sa.PrimaryKeyConstraint('system', 'source_key')
     )
     _create_table('catalog_versions',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    _id(),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('digest', sa.String(length=64), nullable=False),
-    sa.Column('published_at', sa.String(length=40), nullable=True),
-    sa.Column('synced_at', sa.String(length=40), nullable=False),
+    _timestamp('published_at', nullable=True),
+    _timestamp('synced_at'),
     sa.Column('item_count', sa.Integer(), nullable=False),
     sa.Column('items', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id')
@@ -84,12 +91,12 @@ def upgrade() -> None:
     _create_index('ix_catalog_version', 'catalog_versions', ['version'])
 
     _create_table('deliveries',
-    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
-    sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('case_number', sa.String(length=64), nullable=True),
+    _key('idempotency_key', nullable=False),
+    _key('message_id', nullable=False),
+    _key('case_number', nullable=True),
     sa.Column('sequence', sa.Integer(), nullable=True),
     sa.Column('receipt', sa.Text(), nullable=False),
-    sa.Column('delivered_at', sa.String(length=40), nullable=False),
+    _timestamp('delivered_at'),
     sa.PrimaryKeyConstraint('idempotency_key')
     )
     _create_index('ix_deliveries_case', 'deliveries', ['case_number', 'sequence'])
@@ -99,8 +106,8 @@ def upgrade() -> None:
     sa.Column('source', sa.String(length=100), nullable=False),
     sa.Column('run_id', sa.String(length=32), nullable=False),
     sa.Column('origin', sa.String(length=300), nullable=True),
-    sa.Column('received_at', sa.String(length=40), nullable=False),
-    sa.Column('finished_at', sa.String(length=40), nullable=True),
+    _timestamp('received_at'),
+    _timestamp('finished_at', nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('problem', sa.Text(), nullable=True),
     sa.Column('manifest_count', sa.Integer(), nullable=False),
@@ -112,15 +119,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('batch_id')
     )
     _create_table('flowback_deliveries',
-    sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
+    _key('message_id', nullable=False),
+    _key('idempotency_key', nullable=False),
     sa.Column('batch_id', sa.String(length=100), nullable=False),
     sa.Column('run_id', sa.String(length=32), nullable=False),
     sa.Column('target', sa.String(length=20), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('sink', sa.String(length=300), nullable=True),
     sa.Column('receipt', sa.Text(), nullable=True),
-    sa.Column('at', sa.String(length=40), nullable=False),
+    _timestamp(),
     sa.PrimaryKeyConstraint('message_id')
     )
     _create_index('ix_flowback_deliveries_batch', 'flowback_deliveries', ['batch_id', 'run_id', 'target'])
@@ -133,8 +140,8 @@ def upgrade() -> None:
     sa.Column('position', sa.Integer(), nullable=False),
     sa.Column('outcome', sa.String(length=20), nullable=False),
     sa.Column('target', sa.String(length=20), nullable=True),
-    sa.Column('message_id', sa.String(length=64), nullable=True),
-    sa.Column('idempotency_key', sa.String(length=200), nullable=True),
+    _key('message_id', nullable=True),
+    _key('idempotency_key', nullable=True),
     sa.Column('quarantine_id', sa.Integer(), nullable=True),
     sa.Column('stage', sa.String(length=20), nullable=True),
     sa.PrimaryKeyConstraint('batch_id', 'digest')
@@ -143,26 +150,26 @@ def upgrade() -> None:
     _create_index('ix_flowback_records_run', 'flowback_records', ['batch_id', 'run_id', 'outcome'])
 
     _create_table('identity_accounts',
-    sa.Column('system', sa.String(length=100), nullable=False),
+    _key('system', nullable=False),
     sa.Column('account_id', sa.String(length=200), nullable=False),
     sa.Column('pii_hash', sa.String(length=64), nullable=False),
-    sa.Column('first_seen', sa.String(length=40), nullable=False),
+    _timestamp('first_seen'),
     sa.PrimaryKeyConstraint('system', 'account_id', 'pii_hash')
     )
     _create_index('ix_identity_accounts_hash', 'identity_accounts', ['system', 'pii_hash'])
 
     _create_table('identity_conflicts',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    _id(),
     sa.Column('conflict_key', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=40), nullable=False),
-    sa.Column('system', sa.String(length=100), nullable=False),
+    _key('system', nullable=False),
     sa.Column('account_ids', sa.Text(), nullable=True),
     sa.Column('pii_hashes', sa.Text(), nullable=False),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('at', sa.String(length=40), nullable=False),
+    _timestamp(),
     sa.Column('decided_by', sa.String(length=100), nullable=True),
-    sa.Column('decided_at', sa.String(length=40), nullable=True),
+    _timestamp('decided_at', nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('conflict_key')
     )
@@ -174,29 +181,29 @@ def upgrade() -> None:
     sa.Column('masked', sa.String(length=64), nullable=False),
     sa.Column('cipher', sa.Text(), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
-    sa.Column('first_seen', sa.String(length=40), nullable=False),
-    sa.Column('updated_at', sa.String(length=40), nullable=False),
+    _timestamp('first_seen'),
+    _timestamp('updated_at'),
     sa.PrimaryKeyConstraint('pii_hash')
     )
     _create_table('identity_waiting',
-    sa.Column('system', sa.String(length=100), nullable=False),
-    sa.Column('source_key', sa.String(length=200), nullable=False),
+    _key('system', nullable=False),
+    _key('source_key', nullable=False),
     sa.Column('pii_hash', sa.String(length=64), nullable=False),
     sa.Column('conflict_id', sa.Integer(), nullable=True),
     sa.Column('reason', sa.String(length=40), nullable=False),
-    sa.Column('at', sa.String(length=40), nullable=False),
+    _timestamp(),
     sa.PrimaryKeyConstraint('system', 'source_key')
     )
     _create_table('ledger_events',
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.String(length=32), nullable=False),
-    sa.Column('at', sa.String(length=40), nullable=False),
+    _timestamp(),
     sa.Column('hop', sa.String(length=32), nullable=False),
-    sa.Column('system', sa.String(length=100), nullable=True),
-    sa.Column('message_id', sa.String(length=64), nullable=True),
-    sa.Column('idempotency_key', sa.String(length=200), nullable=True),
-    sa.Column('case_number', sa.String(length=64), nullable=True),
-    sa.Column('source_key', sa.String(length=200), nullable=True),
+    _key('system', nullable=True),
+    _key('message_id', nullable=True),
+    _key('idempotency_key', nullable=True),
+    _key('case_number', nullable=True),
+    _key('source_key', nullable=True),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
@@ -209,22 +216,22 @@ def upgrade() -> None:
     _create_index('ix_ledger_source', 'ledger_events', ['system', 'source_key'])
 
     _create_table('local_queue',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    _id(),
     sa.Column('queue', sa.String(length=100), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
-    sa.Column('available_at', sa.String(length=40), nullable=False),
+    _timestamp('available_at'),
     sa.Column('claimed_by', sa.String(length=64), nullable=True),
-    sa.Column('claimed_at', sa.String(length=40), nullable=True),
+    _timestamp('claimed_at', nullable=True),
     sa.Column('claims', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     _create_index('ix_local_queue', 'local_queue', ['queue', 'claimed_by', 'id'])
 
     _create_table('outbox',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('at', sa.String(length=40), nullable=False),
-    sa.Column('system', sa.String(length=100), nullable=True),
-    sa.Column('message_id', sa.String(length=64), nullable=False),
+    _id(),
+    _timestamp(),
+    _key('system', nullable=True),
+    _key('message_id', nullable=False),
     sa.Column('exchange', sa.String(length=200), nullable=False),
     sa.Column('queue', sa.String(length=200), nullable=False),
     sa.Column('routing_key', sa.String(length=200), nullable=False),
@@ -234,12 +241,12 @@ def upgrade() -> None:
     _create_index('ix_outbox_system', 'outbox', ['system', 'id'])
 
     _create_table('parked',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('at', sa.String(length=40), nullable=False),
-    sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
-    sa.Column('system', sa.String(length=100), nullable=True),
-    sa.Column('case_number', sa.String(length=64), nullable=True),
+    _id(),
+    _timestamp(),
+    _key('message_id', nullable=False),
+    _key('idempotency_key', nullable=False),
+    _key('system', nullable=True),
+    _key('case_number', nullable=True),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('envelope', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
@@ -248,10 +255,10 @@ def upgrade() -> None:
     _create_index('ix_parked_case', 'parked', ['case_number', 'status'])
 
     _create_table('quarantine',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('at', sa.String(length=40), nullable=False),
-    sa.Column('system', sa.String(length=100), nullable=False),
-    sa.Column('source_key', sa.String(length=200), nullable=True),
+    _id(),
+    _timestamp(),
+    _key('system', nullable=False),
+    _key('source_key', nullable=True),
     sa.Column('position', sa.String(length=300), nullable=True),
     sa.Column('field', sa.String(length=100), nullable=True),
     sa.Column('rule', sa.Text(), nullable=False),
@@ -263,18 +270,18 @@ def upgrade() -> None:
     _create_index('ix_quarantine_key', 'quarantine', ['system', 'source_key'])
 
     _create_table('replay_marks',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    _id(),
     sa.Column('kind', sa.String(length=20), nullable=False),
     sa.Column('entry_id', sa.Integer(), nullable=False),
-    sa.Column('marked_at', sa.String(length=40), nullable=False),
+    _timestamp('marked_at'),
     sa.Column('marked_by', sa.String(length=100), nullable=True),
-    sa.Column('replayed_at', sa.String(length=40), nullable=True),
+    _timestamp('replayed_at', nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     _create_table('watermarks',
-    sa.Column('system', sa.String(length=100), nullable=False),
+    _key('system', nullable=False),
     sa.Column('value', sa.String(length=100), nullable=False),
-    sa.Column('updated_at', sa.String(length=40), nullable=False),
+    _timestamp('updated_at'),
     sa.PrimaryKeyConstraint('system')
     )
     _add_late_flowback_columns()

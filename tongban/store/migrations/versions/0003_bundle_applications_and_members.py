@@ -1,25 +1,12 @@
-"""Bundled applications (一件事一次办, tongban/bundle): bundle_applications and bundle_members.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-02 15:11:46.938497
-
-"""
-from typing import Sequence, Union
-
-from alembic import op
+"""Bundled applications (一件事一次办, tongban/bundle): bundle_applications and bundle_members."""
 import sqlalchemy as sa
+from alembic import op
 
-
-# revision identifiers, used by Alembic.
-revision: str = '0003'
-down_revision: Union[str, Sequence[str], None] = '0002'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+revision = '0003'
+down_revision = '0002'
 
 
 def upgrade() -> None:
-    """Upgrade schema."""
     op.create_table('bundle_applications',
     sa.Column('application_id', sa.String(length=64), nullable=False),
     sa.Column('bundle', sa.String(length=40), nullable=False),
@@ -57,9 +44,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_bundle_members_system_key', ['system', 'legacy_key'], unique=False)
 
 
-
 def downgrade() -> None:
-    """Downgrade schema."""
     with op.batch_alter_table('bundle_members', schema=None) as batch_op:
         batch_op.drop_index('ix_bundle_members_system_key')
 

@@ -1,25 +1,12 @@
-"""Announced maintenance windows (报备, tongban maintenance add): maintenance_windows.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-02 15:13:47.233649
-
-"""
-from typing import Sequence, Union
-
-from alembic import op
+"""Announced maintenance windows (报备, tongban maintenance add): maintenance_windows."""
 import sqlalchemy as sa
+from alembic import op
 
-
-# revision identifiers, used by Alembic.
-revision: str = '0004'
-down_revision: Union[str, Sequence[str], None] = '0003'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+revision = '0004'
+down_revision = '0003'
 
 
 def upgrade() -> None:
-    """Upgrade schema."""
     op.create_table('maintenance_windows',
     sa.Column('window_id', sa.String(length=32), nullable=False),
     sa.Column('system', sa.String(length=100), nullable=False),
@@ -34,9 +21,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_maintenance_system', ['system', 'ends_at'], unique=False)
 
 
-
 def downgrade() -> None:
-    """Downgrade schema."""
     with op.batch_alter_table('maintenance_windows', schema=None) as batch_op:
         batch_op.drop_index('ix_maintenance_system')
 
