@@ -115,7 +115,7 @@ def test_an_sm2_sealed_licence_exports_and_verifies_on_the_package_alone(demo):
                      "AND v.detail LIKE '%\"kind\": \"sm2\"%' ORDER BY v.seq LIMIT 1").fetchone()[0]
     db.close()
     package = tmp / "sm2-sealed.zip"
-    _run(["audit", "export", key, "-o", str(package), "--unmasked", "--actor", "auditor-7"], env)
+    run_tongban(["audit", "export", key, "-o", str(package), "--unmasked", "--actor", "auditor-7"], env)
     with zipfile.ZipFile(package) as archive:
         names = archive.namelist()
         (document,) = [n for n in names if n.startswith("sealed/") and ".document." in n]
