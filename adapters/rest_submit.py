@@ -95,7 +95,7 @@ class RestSubmitter(RestClient, Submitter):
                         renewed = True
                         continue
                     raise SourceError(self.system, f"{what} answered HTTP 401 (credentials refused)") from None
-                verdict, message = self._judge(answer.body, quote=lambda body: repr(str(body)[:200]))
+                verdict, message = self._judge(answer.body)  # quoted as the fetch side quotes: secrets blanked
                 if verdict == "success":
                     return answer
                 if verdict == "reauth" and not renewed and self.auth is not None and self.auth.invalidate():

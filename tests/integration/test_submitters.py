@@ -130,3 +130,25 @@ def test_an_envelope_error_quotes_the_legacy_message(tmp_path, monkeypatch):
         submitter.close()
     finally:
         server.stop()
+
+
+def test_an_envelope_error_without_a_message_is_quoted_with_its_secrets_blanked(monkeypatch):
+    """A department that answers an error with no message but echoes a token: the error quotes the answer as the
+    fetch side does, with the token blanked (errors reach logs, quarantine and operators)."""
+    import httpx
+
+    from adapters.base import SourceError
+    from adapters.rest_submit import RestSubmitter
+    from adapters.submit import Submission
+
+    monkeypatch.setenv("CQ_BUNDLE_TOKEN", DEFAULT_TOKEN)
+    target = load_submit_target(DEPARTMENTS / "cq-gaj-rest.yaml")
+    answer = {"code": 7, "access_token": "s3cr3t-echoed-token", "detail": "名称不符"}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    submitter = RestSubmitter(target.system, {**target.settings, "base_url": "http://dept.test"}, transport=transport)
+    try:
+        with pytest.raises(SourceError) as caught:
+            submitter.submit(Submission("REF-2", "", {}))
+    finally:
+        submitter.close()
+    assert "名称不符" in str(caught.value) and "s3cr3t-echoed-token" not in str(caught.value)
