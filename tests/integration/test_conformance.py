@@ -31,6 +31,12 @@ def declared_source(name: str) -> dict:
     return dict(load_mapping(MAPPINGS / name).source)
 
 
+def first_bad_case(bad: set) -> str:
+    """The first of the deliberately bad cases a small world already holds (there must be one)."""
+    assert bad, "the small world should already hold a deliberately bad case"
+    return sorted(bad)[0]
+
+
 class TestRestConformance(AdapterConformance):
     adapter_kind = "rest"
     mapping_file = MAPPINGS / "cq-samr-rest.yaml"
@@ -63,13 +69,10 @@ class TestRestConformance(AdapterConformance):
         self.server.app.state.faults.fail_next, self.server.app.state.faults.status = 1, 503
 
     def inject_bad_record(self):
-        bad = self.world.bad_cases(existing_only=True)
-        assert bad, "the small world should already hold a deliberately bad case"
-        return sorted(bad)[0]
+        return first_bad_case(self.world.bad_cases(existing_only=True))
 
     def serve_hostile_input(self):
-        self.hostile = True
-        return None
+        self.hostile = True  # the middleware answers an external entity once; no marker, as nothing is expanded
 
     def change_source(self):
         self.world.advance(2)
@@ -99,9 +102,7 @@ class TestSoapConformance(AdapterConformance):
 
     def inject_bad_record(self):
         visible = {case["CaseId"] for case in self.service.visible_cases()}
-        bad = sorted(set(self.service.bad_records) & visible)
-        assert bad, "the small world should already hold a deliberately bad case"
-        return bad[0]
+        return first_bad_case(set(self.service.bad_records) & visible)
 
     def serve_hostile_input(self):
         self.service.fail_next(1, "hostile")

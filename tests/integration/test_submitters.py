@@ -17,7 +17,15 @@ DEPARTMENTS = REPO / "mappings" / "bundles" / "departments"
 
 
 class _Sandbox:
+    """The bundle departments' sandbox as a conformance target. A test class names its department in its bases:
+    `kind` (the submitter), `mapping` (the department's mapping file) and `prefix` (its path on the sandbox)."""
+
     prefix = ""
+
+    def __init_subclass__(cls, kind: str = "", mapping: str = "", prefix: str = "", **rest):
+        super().__init_subclass__(**rest)
+        if mapping:
+            cls.submitter_kind, cls.mapping_file, cls.prefix = kind, DEPARTMENTS / mapping, prefix
 
     def start_target(self, workdir: Path):
         self.world = BundleWorld(drop_root=workdir / "drop")
@@ -61,23 +69,15 @@ class _RestSandbox(_Sandbox):
         self._control({"hostile_next": kind})
 
 
-class TestRestPostSubmitter(_RestSandbox, SubmitterConformance):
-    submitter_kind = "rest"
-    mapping_file = DEPARTMENTS / "cq-gaj-rest.yaml"
-    prefix = "gaj"
+class TestRestPostSubmitter(_RestSandbox, SubmitterConformance, kind="rest", mapping="cq-gaj-rest.yaml", prefix="gaj"):
+    """A new application is POSTed (公安局)."""
 
 
-class TestRestPutSubmitter(_RestSandbox, SubmitterConformance):
-    submitter_kind = "rest"
-    mapping_file = DEPARTMENTS / "cq-rsj-rest.yaml"
-    prefix = "rsj"
+class TestRestPutSubmitter(_RestSandbox, SubmitterConformance, kind="rest", mapping="cq-rsj-rest.yaml", prefix="rsj"):
+    """An application is PUT under its reference (人社局)."""
 
 
-class TestSoapSubmitter(_RestSandbox, SubmitterConformance):
-    submitter_kind = "soap"
-    mapping_file = DEPARTMENTS / "cq-swj-soap.yaml"
-    prefix = "swj"
-
+class TestSoapSubmitter(_RestSandbox, SubmitterConformance, kind="soap", mapping="cq-swj-soap.yaml", prefix="swj"):
     def start_target(self, workdir: Path):
         settings = super().start_target(workdir)
         self.monkeypatch.setenv("CQ_SWJ_USER", "intake")
@@ -91,17 +91,12 @@ class _FileSandbox(_Sandbox):
         (inbox / f"{reference}.{self.settings['format']}").write_text("another application", encoding="utf-8")
 
 
-class TestJsonFileSubmitter(_FileSandbox, SubmitterConformance):
-    submitter_kind = "files"
-    mapping_file = DEPARTMENTS / "cq-wsjkw-birth.yaml"
-    prefix = "wsjkw"
+class TestJsonFileSubmitter(_FileSandbox, SubmitterConformance, kind="files", mapping="cq-wsjkw-birth.yaml",
+                            prefix="wsjkw"):
+    """A JSON file dropped in the inbox (卫健委)."""
 
 
-class TestXmlFileSubmitter(_FileSandbox, SubmitterConformance):
-    submitter_kind = "files"
-    mapping_file = DEPARTMENTS / "cq-ybj-files.yaml"
-    prefix = "ybj"
-
+class TestXmlFileSubmitter(_FileSandbox, SubmitterConformance, kind="files", mapping="cq-ybj-files.yaml", prefix="ybj"):
     def test_the_file_is_gb18030_xml_the_department_reads(self):
         submission = self.submission()
         self.submit(submission)

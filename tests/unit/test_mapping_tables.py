@@ -91,10 +91,10 @@ def test_a_lookup_column_the_table_lacks_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("decl, expected", [
-    ("items: ../../../../../../etc/passwd", "leads outside the mapping file's folder"),
-    ("items: /etc/passwd", "is an absolute path"),
-    ("items: {path: /dev/zero}", "is an absolute path"),
-    ("items: tables/missing.csv", "no such file"),
+    pytest.param("items: ../../../../../../etc/passwd", "leads outside the mapping file's folder", id="climbs-out"),
+    pytest.param("items: /etc/passwd", "is an absolute path", id="absolute"),
+    pytest.param("items: {path: /dev/zero}", "is an absolute path", id="absolute-in-long-form"),
+    pytest.param("items: tables/missing.csv", "no such file", id="missing"),
 ])
 def test_table_paths_stay_under_the_mapping_folder(tmp_path, decl, expected):
     path = _mapping(tmp_path / "a" / "b", decl)
