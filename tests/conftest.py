@@ -109,6 +109,27 @@ def sandbox_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def sinks(tmp_path):
+    """The sandbox district sinks (数据回流's receiving end), running."""
+    from sandbox.district_sinks import DistrictSinkWorld
+
+    world = DistrictSinkWorld(tmp_path / "sinks").start()
+    yield world
+    world.stop()
+
+
+@pytest.fixture
+def sinks_file(tmp_path, sinks) -> Path:
+    """A flowback sinks file for `sinks`, retrying quickly."""
+    import yaml
+
+    path = tmp_path / "sinks.yaml"
+    config = sinks.sinks_config(retry={"initial_delay": 0.05, "max_delay": 0.2, "max_attempts": 4}).model_dump()
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
 def samr_mappings(tmp_path, monkeypatch):
     """A mapping folder holding the REST department (cq-samr-rest) alone with the code tables, on the embedded bus:
     what an operator has after copying one system's file."""

@@ -7,11 +7,13 @@ directly, the way a department's export job would write them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import asyncssh
 import pytest
@@ -104,15 +106,25 @@ class SftpTestServer:
         return path
 
 
-@pytest.fixture
-def server(tmp_path, monkeypatch):
+@contextlib.contextmanager
+def sftp_drop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SftpTestServer]:
+    """A running SFTP server whose root (tmp_path/sftp-root) holds an empty drop/, the password in
+    TEST_SFTP_PASSWORD and TONGBAN_HOME in tmp_path/home (where downloads are staged)."""
     root = tmp_path / "sftp-root"
     (root / "drop").mkdir(parents=True)
     monkeypatch.setenv("TONGBAN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TEST_SFTP_PASSWORD", PASSWORD)
     srv = SftpTestServer(root).start()
-    yield srv
-    srv.stop()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    with sftp_drop(tmp_path, monkeypatch) as srv:
+        yield srv
 
 
 def settings_for(server: SftpTestServer, tmp_path: Path, **extra) -> dict:

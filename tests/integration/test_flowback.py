@@ -9,7 +9,6 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sandbox.district_sinks import DistrictSinkWorld
 from sandbox.ministry import PINYIN, make_batch, write_batch
 from tongban.cli import app as tongban_app
 from tongban.flowback import load_flowback_mapping
@@ -22,21 +21,11 @@ ROUTING = REPO / "mappings" / "flowback" / "routing.yaml"
 TASK = "11500103MB1234567X" + "4" + "500100101000"   # a district body's 实施编码 (checksum not needed here)
 MUNICIPAL_TASK = "11500000MB1234567X" + "2" + "500100101000"
 
-NATIONAL_FIELDS = """\
-    ROWGUID: {path: ROWGUID, required: true}
-    PROJID: {path: PROJID}
-    TASKCODE: {path: TASKCODE}
-    TASKNAME: {path: TASKNAME}
-    AREACODE: {path: AREACODE}
-    APPLYERNAME: {path: APPLYERNAME}
-    APPLYERCARDTYPE: {path: APPLYERCARDTYPE}
-    APPLYERCARDCODE: {path: APPLYERCARDCODE}
-    APPLYDATE: {path: APPLYDATE}
-    PROJSTATUS: {path: PROJSTATUS}
-    OPERATETYPE: {path: OPERATETYPE}
-    OPERATEDATE: {path: OPERATEDATE}
-    DATASOURCE: {path: DATASOURCE}
-"""
+# The national field names read as they are (ROWGUID required): the `fields:` lines of a national batch.
+NATIONAL_FIELDS = "    ROWGUID: {path: ROWGUID, required: true}\n" + "".join(
+    f"    {name}: {{path: {name}}}\n" for name in (
+        "PROJID", "TASKCODE", "TASKNAME", "AREACODE", "APPLYERNAME", "APPLYERCARDTYPE", "APPLYERCARDCODE", "APPLYDATE",
+        "PROJSTATUS", "OPERATETYPE", "OPERATEDATE", "DATASOURCE"))
 # The pinyin ministry (sandbox.ministry.PINYIN): its own column names, dashed dates, the status as text.
 PINYIN_FIELDS = """\
     ROWGUID: {path: LSH, required: true}
@@ -56,23 +45,26 @@ PINYIN_FIELDS = """\
 
 
 def source_file(tmp_path: Path, name: str, sinks_path: Path | str, *, fields: str = NATIONAL_FIELDS,
-                settings: str = "", key: str = "ROWGUID") -> Path:
+                settings: str = "", key: str = "ROWGUID", source: str = "", flowback: str = "") -> Path:
+    """The flowback source file `name`.yaml in tmp_path. Its `source:` lines are `source`, by default a files adapter
+    on tmp_path/drop/`name` (made here), then `settings`; `flowback` adds lines to its `flowback:` before the
+    routing (how a REST ministry lists its batches)."""
+    if not source:
+        source = f"  adapter: files\n  directory: {tmp_path / 'drop' / name}\n"
+        (tmp_path / "drop" / name).mkdir(parents=True, exist_ok=True)
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"""\
 system: {name}
 description: test ministry
 schedule: "@hourly"
 source:
-  adapter: files
-  directory: {tmp_path / 'drop' / name}
-{settings}record:
+{source}{settings}record:
   key: {key}
 flowback:
-  routing: {ROUTING}
+{flowback}  routing: {ROUTING}
   sinks: {sinks_path}
   fields:
 {fields}""", encoding="utf-8")
-    (tmp_path / "drop" / name).mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -128,21 +120,6 @@ def test_record_without_region_is_rejected_even_when_the_id_number_looks_chongqi
 
 
 # --- the source file ---------------------------------------------------------------------------------
-@pytest.fixture
-def sinks(tmp_path):
-    world = DistrictSinkWorld(tmp_path / "sinks").start()
-    yield world
-    world.stop()
-
-
-@pytest.fixture
-def sinks_file(tmp_path, sinks) -> Path:
-    path = tmp_path / "sinks.yaml"
-    config = sinks.sinks_config(retry={"initial_delay": 0.05, "max_delay": 0.2, "max_attempts": 4}).model_dump()
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
-
-
 @pytest.mark.parametrize("broken,line,words", [
     ("  fields:\n    ROWGUID: {path: LSH, required: true}\n    AREACOD: {path: X}\n", 16, "'AREACOD' is not a national"),
     ("  fields:\n    ROWGUID: {path: LSH, requird: true}\n", 15, "unknown option 'requird'"),

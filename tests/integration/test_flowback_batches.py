@@ -16,8 +16,7 @@ from tongban.cli import app as tongban_app
 from tongban.flowback import load_flowback_mapping, reconcile, retry_batch, run_flowback_source
 from tongban.store import open_store
 
-from test_flowback import (  # noqa: F401 - sinks and sinks_file are fixtures
-    PINYIN_FIELDS, ROUTING, sinks, sinks_file, source_file)
+from test_flowback import PINYIN_FIELDS, source_file
 
 
 def assert_arrived_as_expected(batch: MinistryBatch, sinks: DistrictSinkWorld) -> None:
@@ -346,26 +345,18 @@ def test_a_rest_ministry_in_its_own_dialect_is_read_through_the_rest_adapter(tmp
     service = MinistryRestService([batch], dialect=PINYIN, token="t0ken")
     server = Server(service.app, name="ministry-rest").start()
     try:
-        source = tmp_path / "rest.yaml"
-        source.write_text(f"""\
-system: mps-rest
-source:
+        source = source_file(tmp_path, "mps-rest", sinks_file, fields=PINYIN_FIELDS, key="LSH", source=f"""\
   adapter: rest
   base_url: {server.url}
   path: /ministry/api/records
   pagination: {{style: page, page_param: page, size_param: size, size: 100}}
   records_path: records
   auth: {{type: bearer, token_env: MCA_TOKEN}}
-record:
-  key: LSH
-flowback:
+""", flowback="""\
   batches:
-    list: {{path: /ministry/api/batches, records_path: batches, pagination: {{style: none}}}}
+    list: {path: /ministry/api/batches, records_path: batches, pagination: {style: none}}
     batch_param: batch_id
-  routing: {ROUTING}
-  sinks: {sinks_file}
-  fields:
-{PINYIN_FIELDS}""", encoding="utf-8")
+""")
         store = open_store(f"sqlite:///{tmp_path}/t.db")
 
         report = run_flowback_source(source, store=store, bus=LocalBus(store), prefix="t.flowback")
