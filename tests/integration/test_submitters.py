@@ -17,8 +17,8 @@ DEPARTMENTS = REPO / "mappings" / "bundles" / "departments"
 
 
 class _Sandbox:
-    """The bundle departments' sandbox as a conformance target. A test class names its department in its bases:
-    `kind` (the submitter), `mapping` (the department's mapping file) and `prefix` (its path on the sandbox)."""
+    """The bundle departments' sandbox as a conformance target. A test class names its department in its class
+    statement: `kind` (the submitter), `mapping` (the department's mapping file), `prefix` (its path on the sandbox)."""
 
     prefix = ""
 
