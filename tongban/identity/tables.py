@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from tongban.store.tables import id_column, key_column, timestamp_column, metadata
+from tongban.store.tables import case_key_columns, id_column, key_column, timestamp_column, timestamp_columns, metadata
 
 # One row per identity number seen: what the unified user service (统一用户体系) said about it.
 identity_users = Table(
@@ -21,8 +21,7 @@ identity_users = Table(
     Column("masked", String(64), nullable=False),
     Column("cipher", Text),
     Column("reason", Text),
-    timestamp_column("first_seen"),
-    timestamp_column("updated_at"),
+    *timestamp_columns("first_seen", "updated_at"),
 )
 
 # Which legacy account (its own account id) was seen with which identity number, per system.
@@ -57,8 +56,7 @@ identity_conflicts = Table(
 identity_waiting = Table(
     "identity_waiting",
     metadata,
-    key_column("system", primary_key=True),
-    key_column("source_key", primary_key=True),
+    *case_key_columns(),
     Column("pii_hash", String(64), nullable=False),
     Column("conflict_id", Integer),
     Column("reason", String(40), nullable=False),
