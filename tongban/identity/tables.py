@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from tongban.store.tables import case_key_columns, id_column, key_column, timestamp_column, timestamp_columns, metadata
+from tongban.store.tables import (case_key_columns, id_column, key_column, metadata, operator_column, timestamp_column,
+                                  timestamp_columns)
 
 # One row per identity number seen: what the unified user service (统一用户体系) said about it.
 identity_users = Table(
@@ -48,7 +49,7 @@ identity_conflicts = Table(
     Column("detail", Text, nullable=False),         # masked, human-readable
     Column("status", String(20), nullable=False),   # open | accepted
     timestamp_column(),
-    Column("decided_by", String(100)),
+    operator_column("decided_by"),
     timestamp_column("decided_at", nullable=True),
 )
 

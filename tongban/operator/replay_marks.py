@@ -16,7 +16,7 @@ from sqlalchemy import Column, Integer, String, Table, select
 
 from tongban.bus.envelope import utcnow
 from tongban.store import Store
-from tongban.store.tables import id_column, metadata, parked, quarantine, timestamp_column
+from tongban.store.tables import id_column, metadata, operator_column, parked, quarantine, timestamp_column
 
 replay_marks = Table(
     "replay_marks",
@@ -25,7 +25,7 @@ replay_marks = Table(
     Column("kind", String(20), nullable=False),  # parked | quarantine
     Column("entry_id", Integer, nullable=False),
     timestamp_column("marked_at"),
-    Column("marked_by", String(100)),
+    operator_column("marked_by"),
     timestamp_column("replayed_at", nullable=True),  # NULL while pending
 )
 

@@ -11,7 +11,7 @@ from sqlalchemy import Column, Index, String, Table, Text, select
 
 from tongban.scheduling.maintenance import Window, one_off
 from tongban.store import Store
-from tongban.store.tables import key_column, timestamp_column, timestamp_columns, metadata
+from tongban.store.tables import key_column, metadata, operator_column, timestamp_column, timestamp_columns
 
 maintenance_windows = Table(
     "maintenance_windows",
@@ -20,7 +20,7 @@ maintenance_windows = Table(
     key_column("system", nullable=False),
     *timestamp_columns("starts_at", "ends_at"),   # UTC, ISO 8601 (sorts as it compares)
     Column("reason", Text, nullable=False),
-    Column("announced_by", String(100), nullable=False),
+    operator_column("announced_by", nullable=False),
     timestamp_column("announced_at"),
 )
 Index("ix_maintenance_system", maintenance_windows.c.system, maintenance_windows.c.ends_at)

@@ -24,6 +24,11 @@ def key_column(name: str, **options) -> Column:
     return Column(name, String(KEY_WIDTHS[name]), **options)
 
 
+def operator_column(name: str, **options) -> Column:
+    """Who did something: an operator's name (marked_by, decided_by, announced_by)."""
+    return Column(name, String(100), **options)
+
+
 def timestamp_columns(*names: str, nullable: bool = False) -> list[Column]:
     """Several instants with the same nullability, in the order named."""
     return [timestamp_column(name, nullable=nullable) for name in names]
