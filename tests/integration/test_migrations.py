@@ -105,23 +105,40 @@ def test_a_command_on_a_new_database_says_run_db_upgrade(tmp_path):
     assert subprocess.run([tongban, "status"], env=env, capture_output=True, timeout=60).returncode == 0
 
 
+def _first_flowback_batches() -> sa.Table:
+    """flowback_batches as flowback's own ensure_tables first made it, before it gained `problem` and `unreadable`."""
+    from tongban.flowback.tables import flowback_batches
+
+    late = ("problem", "unreadable")
+    return sa.Table(flowback_batches.name, sa.MetaData(),
+                    *(column._copy() for column in flowback_batches.c if column.name not in late))
+
+
 def test_a_database_an_older_tongban_made_is_adopted_with_its_rows(empty_url):
     """Before migrations, Store() ran create_all and three modules created their own tables on first use: a
-    database may hold only some of the tables, and none has an alembic_version. The upgrade keeps what is there."""
+    database may hold only some of the tables (an index missing, a table of an earlier shape), and none has an
+    alembic_version. The upgrade keeps what is there and adds what is missing."""
+    from tongban.flowback.tables import flowback_batches
     from tongban.store.tables import ledger as ledger_table, metadata, watermarks
 
     engine = sa.create_engine(empty_url)
     metadata.create_all(engine, tables=[ledger_table, watermarks])  # what an old Store() made, before flowback ran
+    _first_flowback_batches().create(engine)
     with engine.begin() as conn:
         conn.execute(watermarks.insert().values(system="cq-samr", value="2026-01-01", updated_at="x"))
+        conn.execute(sa.text("INSERT INTO flowback_batches (batch_id, source, run_id, received_at, status, "
+                             "manifest_count, manifest_digest, records_in, times_received) "
+                             "VALUES ('b1', 'national', 'r1', 'x', 'done', 1, 'd', 1, 1)"))
+        conn.exec_driver_sql("DROP INDEX ix_ledger_case")
     engine.dispose()
 
     before, after = schema.upgrade(empty_url)
     assert (before, after) == (None, ",".join(schema.heads()))
-    assert _differences(empty_url) == []
+    assert _differences(empty_url) == []  # the index and the two late columns are there too
     engine = sa.create_engine(empty_url)
     with engine.connect() as conn:
         assert conn.execute(sa.select(watermarks.c.value)).scalar() == "2026-01-01"
+        assert conn.execute(sa.select(flowback_batches.c.unreadable)).scalar() == 0
     engine.dispose()
 
 

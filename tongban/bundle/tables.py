@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, String, Table, Text
 
-from tongban.store.tables import key_column, timestamp_column, metadata
+from tongban.store.tables import key_column, timestamp_column, timestamp_columns, metadata
 
 WAITING, SUBMITTED, ACCEPTED, GRANTED, REFUSED, CANCELLED, FAILED = (
     "waiting", "submitted", "accepted", "granted", "refused", "cancelled", "failed")
@@ -26,8 +26,8 @@ bundle_applications = Table(
     Column("result", String(20)),                              # granted | refused | partly_granted
     Column("form", Text, nullable=False),                      # the shared form, encrypted at rest
     timestamp_column("received_at"),
-    timestamp_column("accepted_pushed_at", nullable=True),                  # 受理 pushed to the platform
-    timestamp_column("concluded_at", nullable=True),                        # 办结 pushed to the platform
+    # 受理 and 办结 pushed to the platform:
+    *timestamp_columns("accepted_pushed_at", "concluded_at", nullable=True),
     Column("note", Text),
 )
 Index("ix_bundle_applications_state", bundle_applications.c.state)
@@ -44,11 +44,8 @@ bundle_members = Table(
     Column("reference", String(120), nullable=False),          # tongban's reference, the same on every resubmission
     Column("legacy_key", String(200)),                         # the department system's key of the case it opened
     key_column("case_number"),                         # 办件编号, once the ordinary ingest numbered the case
-    timestamp_column("submitted_at", nullable=True),
-    timestamp_column("due_at", nullable=True),                              # 承诺时限 from submission (ISO, UTC)
-    timestamp_column("accepted_at", nullable=True),
-    timestamp_column("concluded_at", nullable=True),
-    timestamp_column("warned_at", nullable=True),                           # 预警 raised (once)
+    # due_at: 承诺时限 from submission (ISO, UTC); warned_at: 预警 raised (once)
+    *timestamp_columns("submitted_at", "due_at", "accepted_at", "concluded_at", "warned_at", nullable=True),
     Column("note", Text),
 )
 Index("ix_bundle_members_system_key", bundle_members.c.system, bundle_members.c.legacy_key)

@@ -6,19 +6,30 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from tongban.store.tables import metadata
+from tongban.store.tables import key_column, key_columns, timestamp_column, metadata
+
+
+def batch_id_column(**options) -> Column:
+    """The national batch's id (国家数据回流批次), as its source names it."""
+    return Column("batch_id", String(100), **options)
+
+
+def run_id_column() -> Column:
+    """Which read of a batch (a new one each time it is read again)."""
+    return Column("run_id", String(32), nullable=False)
+
 
 # One row per national batch (国家数据回流批次). `run_id` changes each time the batch is read again (an
 # incomplete or interrupted batch, `tongban flowback retry`), so that reconciliation counts what the last read saw.
 flowback_batches = Table(
     "flowback_batches",
     metadata,
-    Column("batch_id", String(100), primary_key=True),
+    batch_id_column(primary_key=True),
     Column("source", String(100), nullable=False),
-    Column("run_id", String(32), nullable=False),
+    run_id_column(),
     Column("origin", String(300)),                 # file name or service endpoint the batch came from
-    Column("received_at", String(40), nullable=False),
-    Column("finished_at", String(40)),
+    timestamp_column("received_at"),
+    timestamp_column("finished_at", nullable=True),
     Column("status", String(20), nullable=False),  # reading | incomplete | done
     Column("problem", Text),                       # why an incomplete batch is not done
     Column("manifest_count", Integer, nullable=False),
@@ -35,14 +46,13 @@ flowback_batches = Table(
 flowback_records = Table(
     "flowback_records",
     metadata,
-    Column("batch_id", String(100), primary_key=True),
+    batch_id_column(primary_key=True),
     Column("digest", String(64), primary_key=True),   # SHA-256 of the record's canonical JSON as received
-    Column("run_id", String(32), nullable=False),     # the last read that saw it
+    run_id_column(),                                  # the last read that saw it
     Column("position", Integer, nullable=False),
     Column("outcome", String(20), nullable=False),    # routed | quarantined
     Column("target", String(20)),
-    Column("message_id", String(64)),
-    Column("idempotency_key", String(200)),
+    *key_columns("message_id", "idempotency_key"),
     Column("quarantine_id", Integer),
     Column("stage", String(20)),                      # quarantined: mapping | routing
 )
@@ -54,15 +64,15 @@ Index("ix_flowback_records_message", flowback_records.c.message_id)
 flowback_deliveries = Table(
     "flowback_deliveries",
     metadata,
-    Column("message_id", String(64), primary_key=True),
-    Column("idempotency_key", String(200), nullable=False),
-    Column("batch_id", String(100), nullable=False),
-    Column("run_id", String(32), nullable=False),
+    key_column("message_id", primary_key=True),
+    key_column("idempotency_key", nullable=False),
+    batch_id_column(nullable=False),
+    run_id_column(),
     Column("target", String(20), nullable=False),
     Column("status", String(20), nullable=False),
     Column("sink", String(300)),
     Column("receipt", Text),
-    Column("at", String(40), nullable=False),
+    timestamp_column(),
 )
 Index("ix_flowback_deliveries_key", flowback_deliveries.c.idempotency_key, flowback_deliveries.c.status)
 Index("ix_flowback_deliveries_batch", flowback_deliveries.c.batch_id, flowback_deliveries.c.run_id,

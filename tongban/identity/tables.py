@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from tongban.store.tables import id_column, key_column, timestamp_column, metadata
+from tongban.store.tables import (case_key_columns, id_column, key_column, metadata, operator_column, timestamp_column,
+                                  timestamp_columns)
 
 # One row per identity number seen: what the unified user service (统一用户体系) said about it.
 identity_users = Table(
@@ -21,8 +22,7 @@ identity_users = Table(
     Column("masked", String(64), nullable=False),
     Column("cipher", Text),
     Column("reason", Text),
-    timestamp_column("first_seen"),
-    timestamp_column("updated_at"),
+    *timestamp_columns("first_seen", "updated_at"),
 )
 
 # Which legacy account (its own account id) was seen with which identity number, per system.
@@ -49,7 +49,7 @@ identity_conflicts = Table(
     Column("detail", Text, nullable=False),         # masked, human-readable
     Column("status", String(20), nullable=False),   # open | accepted
     timestamp_column(),
-    Column("decided_by", String(100)),
+    operator_column("decided_by"),
     timestamp_column("decided_at", nullable=True),
 )
 
@@ -57,8 +57,7 @@ identity_conflicts = Table(
 identity_waiting = Table(
     "identity_waiting",
     metadata,
-    key_column("system", primary_key=True),
-    key_column("source_key", primary_key=True),
+    *case_key_columns(),
     Column("pii_hash", String(64), nullable=False),
     Column("conflict_id", Integer),
     Column("reason", String(40), nullable=False),

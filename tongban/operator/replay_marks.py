@@ -16,17 +16,17 @@ from sqlalchemy import Column, Integer, String, Table, select
 
 from tongban.bus.envelope import utcnow
 from tongban.store import Store
-from tongban.store.tables import metadata, parked, quarantine
+from tongban.store.tables import id_column, metadata, operator_column, parked, quarantine, timestamp_column
 
 replay_marks = Table(
     "replay_marks",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    id_column(),
     Column("kind", String(20), nullable=False),  # parked | quarantine
     Column("entry_id", Integer, nullable=False),
-    Column("marked_at", String(40), nullable=False),
-    Column("marked_by", String(100)),
-    Column("replayed_at", String(40)),  # NULL while pending
+    timestamp_column("marked_at"),
+    operator_column("marked_by"),
+    timestamp_column("replayed_at", nullable=True),  # NULL while pending
 )
 
 KINDS = {"parked": parked, "quarantine": quarantine}

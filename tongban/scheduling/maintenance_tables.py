@@ -11,18 +11,17 @@ from sqlalchemy import Column, Index, String, Table, Text, select
 
 from tongban.scheduling.maintenance import Window, one_off
 from tongban.store import Store
-from tongban.store.tables import metadata
+from tongban.store.tables import key_column, metadata, operator_column, timestamp_column, timestamp_columns
 
 maintenance_windows = Table(
     "maintenance_windows",
     metadata,
     Column("window_id", String(32), primary_key=True),
-    Column("system", String(100), nullable=False),
-    Column("starts_at", String(40), nullable=False),   # UTC, ISO 8601 (sorts as it compares)
-    Column("ends_at", String(40), nullable=False),
+    key_column("system", nullable=False),
+    *timestamp_columns("starts_at", "ends_at"),   # UTC, ISO 8601 (sorts as it compares)
     Column("reason", Text, nullable=False),
-    Column("announced_by", String(100), nullable=False),
-    Column("announced_at", String(40), nullable=False),
+    operator_column("announced_by", nullable=False),
+    timestamp_column("announced_at"),
 )
 Index("ix_maintenance_system", maintenance_windows.c.system, maintenance_windows.c.ends_at)
 TABLES = [maintenance_windows]   # created by migration 0004 (tongban/store/migrations)

@@ -24,6 +24,31 @@ def key_column(name: str, **options) -> Column:
     return Column(name, String(KEY_WIDTHS[name]), **options)
 
 
+def operator_column(name: str, **options) -> Column:
+    """Who did something: an operator's name (marked_by, decided_by, announced_by)."""
+    return Column(name, String(100), **options)
+
+
+def timestamp_columns(*names: str, nullable: bool = False) -> list[Column]:
+    """Several instants with the same nullability, in the order named."""
+    return [timestamp_column(name, nullable=nullable) for name in names]
+
+
+def key_columns(*names: str, **options) -> list[Column]:
+    """Several message identifiers with the same options, in the order named."""
+    return [key_column(name, **options) for name in names]
+
+
+def case_key_columns() -> list[Column]:
+    """system + source_key as the primary key: one row per case as its legacy system knows it."""
+    return key_columns("system", "source_key", primary_key=True)
+
+
+def entry_columns() -> list[Column]:
+    """The number and the instant of an entry in a list an operator works through (quarantine, parked, outbox)."""
+    return [id_column(), timestamp_column()]
+
+
 # Append-only, hash-chained record of every hop of every message (auditors read this, never the logs).
 ledger = Table(
     "ledger_events",
@@ -32,11 +57,7 @@ ledger = Table(
     Column("event_id", String(32), nullable=False, unique=True),
     timestamp_column(),
     Column("hop", String(32), nullable=False),
-    key_column("system"),
-    key_column("message_id"),
-    key_column("idempotency_key"),
-    key_column("case_number"),
-    key_column("source_key"),
+    *key_columns("system", "message_id", "idempotency_key", "case_number", "source_key"),
     Column("detail", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
@@ -59,8 +80,7 @@ watermarks = Table(
 case_numbers = Table(
     "case_numbers",
     metadata,
-    key_column("system", primary_key=True),
-    key_column("source_key", primary_key=True),
+    *case_key_columns(),
     key_column("case_number", nullable=False, unique=True),
     Column("item_code", String(40)),
     timestamp_column("assigned_at"),
@@ -70,8 +90,7 @@ case_numbers = Table(
 case_snapshots = Table(
     "case_snapshots",
     metadata,
-    key_column("system", primary_key=True),
-    key_column("source_key", primary_key=True),
+    *case_key_columns(),
     Column("digest", String(64), nullable=False),
     Column("snapshot", Text, nullable=False),
     Column("last_sequence", Integer, nullable=False),
@@ -95,8 +114,7 @@ Index("ix_deliveries_case", deliveries.c.case_number, deliveries.c.sequence)
 quarantine = Table(
     "quarantine",
     metadata,
-    id_column(),
-    timestamp_column(),
+    *entry_columns(),
     key_column("system", nullable=False),
     key_column("source_key"),
     Column("position", String(300)),
@@ -113,12 +131,9 @@ Index("ix_quarantine_key", quarantine.c.system, quarantine.c.source_key)
 parked = Table(
     "parked",
     metadata,
-    id_column(),
-    timestamp_column(),
-    key_column("message_id", nullable=False),
-    key_column("idempotency_key", nullable=False),
-    key_column("system"),
-    key_column("case_number"),
+    *entry_columns(),
+    *key_columns("message_id", "idempotency_key", nullable=False),
+    *key_columns("system", "case_number"),
     Column("reason", Text, nullable=False),
     Column("envelope", Text, nullable=False),
     Column("status", String(20), nullable=False, default="open"),
@@ -145,8 +160,7 @@ Index("ix_local_queue", local_queue.c.queue, local_queue.c.claimed_by, local_que
 outbox = Table(
     "outbox",
     metadata,
-    id_column(),
-    timestamp_column(),
+    *entry_columns(),
     key_column("system"),
     key_column("message_id", nullable=False),
     Column("exchange", String(200), nullable=False),

@@ -1,15 +1,16 @@
 """Signed ledger checkpoints (audit_checkpoints): the tree heads `tongban audit checkpoint` signs (docs/audit.md)."""
 import sqlalchemy as sa
-from alembic import op
+
+from tongban.store.migrations.frozen import create_table, drop_table, timestamp
 
 revision = '0002'
 down_revision = '0001'
 
 
 def upgrade() -> None:
-    op.create_table('audit_checkpoints',
+    create_table('audit_checkpoints',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('at', sa.String(length=40), nullable=False),
+    timestamp(),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('root', sa.String(length=64), nullable=False),
     sa.Column('last_seq', sa.BigInteger(), nullable=False),
@@ -19,4 +20,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table('audit_checkpoints')
+    drop_table('audit_checkpoints')

@@ -1,28 +1,23 @@
 """Announced maintenance windows (报备, tongban maintenance add): maintenance_windows."""
 import sqlalchemy as sa
-from alembic import op
+
+from tongban.store.migrations.frozen import create_table, drop_table, key, operator, timestamp, timestamps
 
 revision = '0004'
 down_revision = '0003'
 
 
 def upgrade() -> None:
-    op.create_table('maintenance_windows',
+    create_table('maintenance_windows',
     sa.Column('window_id', sa.String(length=32), nullable=False),
-    sa.Column('system', sa.String(length=100), nullable=False),
-    sa.Column('starts_at', sa.String(length=40), nullable=False),
-    sa.Column('ends_at', sa.String(length=40), nullable=False),
+    key('system', nullable=False),
+    *timestamps('starts_at', 'ends_at'),
     sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('announced_by', sa.String(length=100), nullable=False),
-    sa.Column('announced_at', sa.String(length=40), nullable=False),
-    sa.PrimaryKeyConstraint('window_id')
-    )
-    with op.batch_alter_table('maintenance_windows', schema=None) as batch_op:
-        batch_op.create_index('ix_maintenance_system', ['system', 'ends_at'], unique=False)
+    operator('announced_by', nullable=False),
+    timestamp('announced_at'),
+    sa.PrimaryKeyConstraint('window_id'),
+    indexes={'ix_maintenance_system': ['system', 'ends_at']})
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('maintenance_windows', schema=None) as batch_op:
-        batch_op.drop_index('ix_maintenance_system')
-
-    op.drop_table('maintenance_windows')
+    drop_table('maintenance_windows', 'ix_maintenance_system')

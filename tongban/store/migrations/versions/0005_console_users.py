@@ -1,21 +1,21 @@
 """The web console's users (tongban console user add): console_users, scrypt hashes only."""
 import sqlalchemy as sa
-from alembic import op
+
+from tongban.store.migrations.frozen import create_table, drop_table, timestamps
 
 revision = '0005'
 down_revision = '0004'
 
 
 def upgrade() -> None:
-    op.create_table('console_users',
+    create_table('console_users',
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('role', sa.String(length=20), nullable=False),
     sa.Column('password_hash', sa.String(length=300), nullable=False),
-    sa.Column('created_at', sa.String(length=40), nullable=False),
-    sa.Column('updated_at', sa.String(length=40), nullable=False),
+    *timestamps('created_at', 'updated_at'),
     sa.PrimaryKeyConstraint('name')
     )
 
 
 def downgrade() -> None:
-    op.drop_table('console_users')
+    drop_table('console_users')
