@@ -55,8 +55,8 @@ class RedeliveryPolicy(RetryPolicy):
     def redeliver(self, env: Envelope, reason: str, retry_after: float | None, *, bus: Bus, work: WorkQueue,
                   park: Park) -> dict | None:
         """One more failed try of `env` (its `attempt` goes up): parked once the attempts are spent, else sent round
-        `work`'s delay queue for `delay(...)` seconds. Returns the detail of the consumer's `retried` ledger event,
-        or None when the message was parked instead."""
+        `work`'s delay queue for `delay(env.attempt, retry_after)` seconds. Returns the detail of the consumer's
+        `retried` ledger event, or None when the message was parked instead."""
         env.attempt += 1
         if self.exhausted(env.attempt):
             park(env, f"gave up after {env.attempt} attempts: {reason}")
