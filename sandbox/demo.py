@@ -20,16 +20,18 @@ console = Console()
 
 @dataclass
 class DemoResult:
-    fetched: int = 0
+    """What one demo run did, in the order the run learns it."""
+
+    bus: str = ""
+    fetched: int = 0           # summed over every poll's ingest reports
     events_published: int = 0
-    delivered: int = 0
+    delivered: int = 0         # summed over every poll's worker stats
     duplicates: int = 0
-    quarantined: int = 0
+    bundles: dict = field(default_factory=dict)  # 一件事一次办: each bundle application's view
+    quarantined: int = 0       # open in the store after the run (all runs), and by rule
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     platform_stats: dict = field(default_factory=dict)
     traced_case: str | None = None
-    bus: str = ""
-    bundles: dict = field(default_factory=dict)  # 一件事一次办: each bundle application's view
 
 
 # The sandbox's own mapping files: the checkout's mappings/ folder, beside the installed packages (an editable

@@ -16,6 +16,7 @@ import asyncio
 import os
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from http import HTTPStatus
 
 from fastapi import Body, FastAPI, Header, Query
 from fastapi.responses import JSONResponse
@@ -29,10 +30,10 @@ DEFAULT_TOKEN = "sandbox-legacy-token"
 class FaultPlan:
     """Failures to inject into the next requests to /api/cases (a fail and a delay may both apply)."""
 
-    fail_next: int = 0
-    status: int = 503
-    delay_next: int = 0
-    seconds: float = 0.0
+    fail_next: int = 0                                # requests to fail,
+    status: int = HTTPStatus.SERVICE_UNAVAILABLE      # with this status (an int: the body may set any)
+    delay_next: int = 0                               # requests to hold back,
+    seconds: float = 0.0                              # this long each
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -337,8 +337,7 @@ def create_app(
         return view
 
     @api.get("/stats")
-    def stats():
-        return store.stats()
+    def stats(): return store.stats()
 
     @api.get("/receipts")
     def receipt(idempotency_key: str):

@@ -31,16 +31,22 @@ export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRE
 export TONGBAN_HOME="${TONGBAN_HOME:-$ROOT/.tongban}"
 export TONGBAN_MAPPINGS="${TONGBAN_MAPPINGS:-$ROOT/mappings}"
 
+# `export_defaults NAME=VALUE…` exports each NAME with VALUE unless the environment already gives it one (as
+# `export NAME="${NAME:-VALUE}"` does): for a group of values that do not depend on one another.
+export_defaults() {
+  local pair name
+  for pair in "$@"; do
+    name="${pair%%=*}"
+    export "$name=${!name:-${pair#*=}}"
+  done
+}
+
 if [[ "${1:-}" == "--sandbox" ]]; then
   # Matches `tongban sandbox up` run from the checkout (fixed ports 8700–8702, drop folder under TONGBAN_HOME);
   # sandbox values, not secrets.
-  export TONGBAN_PLATFORM_URL="${TONGBAN_PLATFORM_URL:-http://127.0.0.1:8700}"
-  export CQ_SAMR_URL="${CQ_SAMR_URL:-http://127.0.0.1:8701}"
-  export CQ_SAMR_TOKEN="${CQ_SAMR_TOKEN:-sandbox-legacy-token}"
-  export CQ_HRSS_WSDL="${CQ_HRSS_WSDL:-http://127.0.0.1:8702/hrss/CaseService?wsdl}"
-  export CQ_HRSS_USER="${CQ_HRSS_USER:-hrss}"
-  export CQ_HRSS_PASSWORD="${CQ_HRSS_PASSWORD:-${SANDBOX_HRSS_PASSWORD:-sandbox-hrss-password}}"
-  export CQ_WSJKW_DROP="${CQ_WSJKW_DROP:-$TONGBAN_HOME/sandbox/drops/wsjkw}"
+  export_defaults TONGBAN_PLATFORM_URL=http://127.0.0.1:8700 CQ_SAMR_URL=http://127.0.0.1:8701 \
+    CQ_SAMR_TOKEN=sandbox-legacy-token "CQ_HRSS_WSDL=http://127.0.0.1:8702/hrss/CaseService?wsdl" CQ_HRSS_USER=hrss \
+    "CQ_HRSS_PASSWORD=${SANDBOX_HRSS_PASSWORD:-sandbox-hrss-password}" "CQ_WSJKW_DROP=$TONGBAN_HOME/sandbox/drops/wsjkw"
 fi
 
 # Create or upgrade the metadata database, then one Airflow pool per legacy system, sized by its mapping file's

@@ -38,7 +38,7 @@ from adapters.submit import Submission
 from tongban.audit import ledger
 from tongban.codes import mask_text
 from tongban.operator import quarantine as q
-from tongban.bus import Bus, Delivery, PublishError
+from tongban.bus import Bus, Delivery
 from tongban.delivery.retry import RedeliveryPolicy
 from tongban.bus.envelope import Envelope, utcnow
 from tongban.audit.ledger import LedgerEvent
@@ -116,21 +116,10 @@ class BundleWorker:
         self._count("parked")
 
     def _retry(self, env: Envelope, reason: str, retry_after: float | None) -> None:
-        env.attempt += 1
-        if self.policy.exhausted(env.attempt):
-            self._park(env, f"gave up after {env.attempt} attempts: {reason}")
-            return
-        delay = self.policy.delay(env.attempt, retry_after)
-        try:
-            self.bus.publish_delayed(self.work, env, delay)
-        except PublishError as exc:
-            if not exc.unroutable:
-                raise
-            self._park(env, f"cannot delay for a retry: {exc}")
-            return
-        ledger.record(self.store, self._event(env, "retried", {"attempt": env.attempt, "delay_s": round(delay, 2),
-                                                              "reason": reason}))
-        self._count("retried")
+        detail = self.policy.redeliver(env, reason, retry_after, bus=self.bus, work=self.work, park=self._park)
+        if detail is not None:
+            ledger.record(self.store, self._event(env, "retried", detail))
+            self._count("retried")
 
     # --- the handler -----------------------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from tongban.audit import ledger
 from tongban.operator import quarantine as q
-from tongban.bus import Bus, Delivery, PublishError
+from tongban.bus import Bus, Delivery
 from tongban.bus.topology import CASES, WAIT_SECONDS, WorkQueue
 from tongban.bus.envelope import Envelope
 from tongban.audit.ledger import LedgerEvent
@@ -35,23 +35,24 @@ from tongban.store import state as st
 from tongban.store.batcher import WriteBatcher
 
 from .batching import PushBatcher
-from .retry import RedeliveryPolicy
+from .retry import RedeliveryPolicy, delay_or_park
 
 log = logging.getLogger("tongban.worker")
-
-MAX_WAITS = 3000  # ~10 minutes of waiting for a predecessor before the message is parked
-_FROM_SETTINGS = object()  # receipts=: the platform receipt verifier the settings' trust configuration gives
 
 
 @dataclass
 class WorkerStats:
     delivered: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds from push to receipt, one per delivered event
     duplicates: int = 0
     retried: int = 0
     parked: int = 0
     rejected: int = 0
     waited: int = 0
-    latencies: list[float] = field(default_factory=list)
+
+
+MAX_WAITS = 3000  # ~10 minutes of waiting for a predecessor before the message is parked
+_FROM_SETTINGS = object()  # receipts=: the platform receipt verifier the settings' trust configuration gives
 
 
 class DeliveryWorker:
@@ -102,16 +103,11 @@ class DeliveryWorker:
         self._count("rejected")
 
     def _retry(self, env: Envelope, reason: str, retry_after: float | None) -> None:
-        env.attempt += 1
-        if self.policy.exhausted(env.attempt):
-            self._park(env, f"gave up after {env.attempt} attempts: {reason}")
-            return
-        delay = self.policy.delay(env.attempt, retry_after)
-        if not self._delay(env, delay):
-            return
-        event = self._ledger("retried", env, {"attempt": env.attempt, "delay_s": round(delay, 2), "reason": reason})
-        self.writes.write(lambda conn: ledger.append(conn, [event]))
-        self._count("retried")
+        detail = self.policy.redeliver(env, reason, retry_after, bus=self.bus, work=self.work, park=self._park)
+        if detail is not None:
+            event = self._ledger("retried", env, detail)
+            self.writes.write(lambda conn: ledger.append(conn, [event]))
+            self._count("retried")
 
     def _attempt(self, env: Envelope, push):
         """Call `push()`; a rejection is quarantined, a transient failure retried later, a receipt that does not
@@ -135,15 +131,8 @@ class DeliveryWorker:
         self._count("duplicates")
 
     def _delay(self, env: Envelope, seconds: float) -> bool:
-        """Send the message round a delay queue; a delay queue nobody declared parks it rather than loop."""
-        try:
-            self.bus.publish_delayed(self.work, env, seconds)
-            return True
-        except PublishError as exc:
-            if not exc.unroutable:
-                raise  # connection trouble: the message returns to its queue and is tried again
-            self._park(env, f"cannot delay for a retry: {exc}")
-            return False
+        """Send the message round a delay queue (False: parked, the delay queue was never declared)."""
+        return delay_or_park(self.bus, self.work, env, seconds, self._park)
 
     # --- the handler ------------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:
