@@ -30,7 +30,7 @@ from xml.etree import ElementTree
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.base import SourceError, TransientSourceError
-from adapters.settings import validate_settings
+from adapters.settings import Configured
 from adapters.submit import SubmitReceipt, Submission, Submitter
 
 _TRANSIENT_ERRNO = {errno.ENOSPC, errno.EAGAIN, errno.EBUSY, errno.EIO, errno.EDQUOT}
@@ -47,13 +47,12 @@ class FileSubmitSettings(BaseModel):
     item_field: str = Field("item_code", min_length=1, description="Field carrying the 实施编码.")
 
 
-class FileSubmitter(Submitter):
+class FileSubmitter(Configured, Submitter):
     kind = "files"
     settings_model = FileSubmitSettings
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
-        super().__init__(system, settings, **seams)
-        self.config: FileSubmitSettings = validate_settings(FileSubmitSettings, system, settings)
+        super().__init__(system, settings, **seams)  # Configured: self.config, a FileSubmitSettings
         self.folder = Path(self.config.directory)
 
     def render(self, submission: Submission) -> bytes:

@@ -75,7 +75,7 @@ import jmespath
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
 from adapters.rest_auth import TokenAuth, quote_answer
 from adapters.rest_client import RestClient
-from adapters.rest_http import Answer, RunDeadlineExceeded, Unauthorized
+from adapters.rest_http import Answer, RunDeadlineExceeded
 from adapters.prefetch import prefetched
 from adapters.rest_pages import Walk
 from adapters.rest_settings import NoPages, RestSettings
@@ -86,51 +86,29 @@ log = logging.getLogger(__name__)
 PREFETCH_PAGES = 1  # pages read ahead of the one being mapped (one more is in flight): memory stays a few pages
 
 
-class RestAdapter(RestClient, Adapter):
-    kind = "rest"
+class RestAdapter(RestClient, Adapter):  # kind "rest", as RestClient says
     settings_model = RestSettings
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
         super().__init__(system, settings, **seams)
-        self.config: RestSettings
-        self._connect(settings, seams)
         self.records_path = jmespath.compile(self.config.records_path)
         self.last_walk: Walk | None = None
 
     # --- one logical request: retries, re-login, envelope ------------------------------------------
-    def _renew(self, renewed: bool) -> bool:
-        return not renewed and self.auth is not None and self.auth.invalidate()
+    def _refusal(self, what: str, verdict: str, message: str, renewed: bool) -> SourceError:
+        if verdict == "unauthorized":
+            hint = "even after logging in again" if renewed else "check the credentials that auth names"
+            return SourceError(self.system, f"{what} answered HTTP 401 (credentials refused), {hint}")
+        if verdict == "reauth":
+            why = "even after a fresh login" if renewed else "and auth has no login to renew the token with"
+            return SourceError(self.system, f"{what}: the legacy system asks to log in again {why}: {message}")
+        return SourceError(self.system, f"{what}: {self.system} answered an error inside HTTP 200 "
+                                        f"(not the end of data): {message}")
 
     def call(self, target: Any, params: dict | None, where: str) -> Answer:
         what = f"GET {target if isinstance(target, str) else target.path} ({where})"
-        renewed = False
-
-        def attempt() -> Answer:
-            nonlocal renewed
-            while True:
-                if self.auth is not None:
-                    self.auth.prepare()
-                try:
-                    answer = self.http.exchange("GET", target, params=params, auth=self.auth, what=what)
-                except Unauthorized:
-                    if self._renew(renewed):
-                        renewed = True
-                        continue
-                    hint = "even after logging in again" if renewed else "check the credentials that auth names"
-                    raise SourceError(self.system, f"{what} answered HTTP 401 (credentials refused), {hint}") from None
-                verdict, message = self._judge(answer.body)
-                if verdict == "success":
-                    return answer
-                if verdict == "reauth":
-                    if self._renew(renewed):
-                        renewed = True
-                        continue
-                    why = "even after a fresh login" if renewed else "and auth has no login to renew the token with"
-                    raise SourceError(self.system, f"{what}: the legacy system asks to log in again {why}: {message}")
-                if verdict == "retry":
-                    raise Retryable(f"{what}: {self.system} answered busy inside HTTP 200: {message}")
-                raise SourceError(self.system, f"{what}: {self.system} answered an error inside HTTP 200 "
-                                               f"(not the end of data): {message}")
+        attempt = self._attempt(what, lambda: self.http.exchange("GET", target, params=params, auth=self.auth,
+                                                                 what=what))
 
         def noted(exc: BaseException, attempt_number: int, wait: float) -> None:
             log.warning("%s: %s (attempt %d of %d), retrying in %.1f s", self.system, exc, attempt_number,

@@ -38,6 +38,15 @@ def _strict(*examples: dict[str, Any]) -> ConfigDict:
 
 # --- auth ---------------------------------------------------------------------------------------------------
 
+def _credentials_from(what: str, *env_names: str):
+    """A check that the credentials come from somewhere: every one of the `*_env` settings named, or conn_id."""
+    def check(self):
+        if not (all(getattr(self, name) for name in env_names) or self.conn_id):
+            raise ValueError(f"{what} needs {' and '.join(env_names)} (or conn_id)")
+        return self
+    return model_validator(mode="after")(check)
+
+
 class NoAuth(BaseModel):
     model_config = _strict({"type": "none"})
     type: Literal["none"] = Field(description="No credentials.")
@@ -49,11 +58,7 @@ class BearerAuth(BaseModel):
     token_env: str | None = Field(None, description="Environment variable holding the token.")
     conn_id: str | None = Field(None, description="Airflow Connection whose password is the token (instead of token_env).")
 
-    @model_validator(mode="after")
-    def _source(self):
-        if not (self.token_env or self.conn_id):
-            raise ValueError("bearer auth needs token_env (or conn_id)")
-        return self
+    _source = _credentials_from("bearer auth", "token_env")
 
 
 class BasicAuth(BaseModel):
@@ -63,11 +68,7 @@ class BasicAuth(BaseModel):
     password_env: str | None = Field(None, description="Environment variable holding the password.")
     conn_id: str | None = Field(None, description="Airflow Connection giving login and password (instead of the *_env).")
 
-    @model_validator(mode="after")
-    def _source(self):
-        if not ((self.username_env and self.password_env) or self.conn_id):
-            raise ValueError("basic auth needs username_env and password_env (or conn_id)")
-        return self
+    _source = _credentials_from("basic auth", "username_env", "password_env")
 
 
 class ApiKeyAuth(BaseModel):
@@ -77,11 +78,7 @@ class ApiKeyAuth(BaseModel):
     key_env: str | None = Field(None, description="Environment variable holding the key.")
     conn_id: str | None = Field(None, description="Airflow Connection whose password is the key (instead of key_env).")
 
-    @model_validator(mode="after")
-    def _source(self):
-        if not (self.key_env or self.conn_id):
-            raise ValueError("api_key auth needs key_env (or conn_id)")
-        return self
+    _source = _credentials_from("api_key auth", "key_env")
 
 
 class LoginAuth(BaseModel):
@@ -129,17 +126,23 @@ class OAuth2Auth(BaseModel):
         "How the client authenticates: HTTP basic (RFC 6749 default) or client_id/client_secret in the form body."))
     refresh_before_seconds: float = Field(30, ge=0, description="Ask for a new token this long before expiry.")
 
-    @model_validator(mode="after")
-    def _source(self):
-        if not ((self.client_id_env and self.client_secret_env) or self.conn_id):
-            raise ValueError("oauth2 needs client_id_env and client_secret_env (or conn_id)")
-        return self
+    _source = _credentials_from("oauth2", "client_id_env", "client_secret_env")
 
 
 Auth = Annotated[Union[NoAuth, BearerAuth, BasicAuth, ApiKeyAuth, LoginAuth, OAuth2Auth], Field(discriminator="type")]
 
 
 # --- pagination ---------------------------------------------------------------------------------------------
+
+def _query_param(default: str, what: str) -> Any:
+    """A setting naming the query parameter that carries `what`."""
+    return Field(default, description=f"Query parameter of the {what}.")
+
+
+def _size(description: str = "Records per page asked for.") -> Any:
+    """The number of records one request asks for, bounded alike in every paged style."""
+    return Field(100, ge=1, le=100_000, description=description)
+
 
 class _Paged(BaseModel):
     total_path: str | None = Field(None, description=(
@@ -157,18 +160,18 @@ class PagePages(_Paged):
     model_config = _strict({"style": "page", "page_param": "pageNo", "size_param": "pageSize", "size": 100,
                             "total_path": "result.totalCount"})
     style: Literal["page"] = Field(description="Numbered pages.")
-    page_param: str = Field("page", description="Query parameter of the page number.")
-    size_param: str = Field("size", description="Query parameter of the page size.")
-    size: int = Field(100, ge=1, le=100_000, description="Records per page asked for.")
+    page_param: str = _query_param("page", "page number")
+    size_param: str = _query_param("size", "page size")
+    size: int = _size()
     start: int = Field(1, ge=0, description="Number of the first page.")
 
 
 class OffsetPages(_Paged):
     model_config = _strict({"style": "offset", "offset_param": "offset", "limit_param": "limit", "size": 200})
     style: Literal["offset"] = Field(description="Offset and limit.")
-    offset_param: str = Field("offset", description="Query parameter of the offset.")
-    limit_param: str = Field("limit", description="Query parameter of the limit.")
-    size: int = Field(100, ge=1, le=100_000, description="Records per request asked for.")
+    offset_param: str = _query_param("offset", "offset")
+    limit_param: str = _query_param("limit", "limit")
+    size: int = _size("Records per request asked for.")
     start: int = Field(0, ge=0, description="The first offset.")
 
 
@@ -177,8 +180,8 @@ class CursorPages(_Paged):
     style: Literal["cursor"] = Field(description="An opaque cursor from each answer asks for the next page.")
     cursor_param: str = Field("cursor", description="Query parameter that carries the cursor.")
     cursor_path: str = Field("next_cursor", description="JMESPath to the next cursor in the answer (empty: last page).")
-    size_param: str = Field("size", description="Query parameter of the page size.")
-    size: int = Field(100, ge=1, le=100_000, description="Records per page asked for.")
+    size_param: str = _query_param("size", "page size")
+    size: int = _size()
     check_jmespath = _jmespath("cursor_path")
 
 
@@ -196,9 +199,8 @@ class WatermarkPages(BaseModel):
         "Keyset pages: each next page asks the incremental parameter from the newest `field` of the page before "
         "(minus step_back_seconds, so that records sharing that second are not lost; the ones seen already are "
         "skipped). Needs incremental with format."))
-    size_param: str = Field("size", description="Query parameter of the page size.")
-    size: int = Field(100, ge=1, le=100_000, description=(
-        "Records per page asked for; more records than this sharing one second fail the run (raise it)."))
+    size_param: str = _query_param("size", "page size")
+    size: int = _size("Records per page asked for; more records than this sharing one second fail the run (raise it).")
     field: str = Field(description="JMESPath to each record's watermark value (as incremental.format writes it).")
     step_back_seconds: int = Field(1, ge=0, le=86400, description=(
         "How far before the newest value the next page asks from: 1 for a server comparing exclusively (>), "

@@ -32,7 +32,6 @@ from pydantic import Field, field_validator
 
 from adapters.base import SourceError, TransientSourceError
 from adapters.rest_client import RestClient
-from adapters.rest_http import Answer, Unauthorized
 from adapters.rest_settings import RestSettings, _check_jmespath, _strict
 from adapters.submit import SubmitReceipt, Submission, Submitter, checked_key
 from tongban.retry import Retryable
@@ -58,15 +57,18 @@ class RestSubmitSettings(RestSettings):
         return _check_jmespath(value) or value
 
 
-class RestSubmitter(RestClient, Submitter):
-    kind = "rest"
+class RestSubmitter(RestClient, Submitter):  # kind "rest", as RestClient says
     settings_model = RestSubmitSettings
+    config: RestSubmitSettings
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
         super().__init__(system, settings, **seams)
-        self.config: RestSubmitSettings
-        self._connect(settings, seams)
         self.key_path = jmespath.compile(self.config.key_path)
+
+    def _refusal(self, what: str, verdict: str, message: str, renewed: bool) -> SourceError:
+        if verdict == "unauthorized":
+            return SourceError(self.system, f"{what} answered HTTP 401 (credentials refused)")
+        return SourceError(self.system, f"{what}: {self.system} refused the submission: {message}")
 
     def body(self, submission: Submission) -> dict[str, Any]:
         fields = dict(submission.fields)
@@ -80,31 +82,8 @@ class RestSubmitter(RestClient, Submitter):
         what = f"{self.config.method} {path} ({submission.reference})"
         body = self.body(submission)
         headers = {"Idempotency-Key": submission.reference}
-        renewed = False
-
-        def attempt() -> Answer:
-            nonlocal renewed
-            while True:
-                if self.auth is not None:
-                    self.auth.prepare()
-                try:
-                    answer = self.http.exchange(self.config.method, path, auth=self.auth, what=what, json_body=body,
-                                                headers=headers)
-                except Unauthorized:
-                    if not renewed and self.auth is not None and self.auth.invalidate():
-                        renewed = True
-                        continue
-                    raise SourceError(self.system, f"{what} answered HTTP 401 (credentials refused)") from None
-                verdict, message = self._judge(answer.body)  # quoted as the fetch side quotes: secrets blanked
-                if verdict == "success":
-                    return answer
-                if verdict == "reauth" and not renewed and self.auth is not None and self.auth.invalidate():
-                    renewed = True
-                    continue
-                if verdict == "retry":
-                    raise Retryable(f"{what}: {self.system} answered busy inside HTTP 200: {message}")
-                raise SourceError(self.system, f"{what}: {self.system} refused the submission: {message}")
-
+        attempt = self._attempt(what, lambda: self.http.exchange(self.config.method, path, auth=self.auth, what=what,
+                                                                 json_body=body, headers=headers))
         self.http.start_run()
         try:
             answer = self.policy.call(attempt, deadline=self.http.run_deadline, clock=self.clock,

@@ -8,7 +8,7 @@ adapter can raise a `SourceError` naming the setting.
 """
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -54,3 +54,16 @@ def validate_settings(model: type[M], system: str, settings: dict[str, Any]) -> 
     except ValidationError as exc:
         problems = "; ".join(f"{path}: {message}" for path, message in setting_errors(exc, section))
         raise SourceError(system, f"source settings: {problems}") from None
+
+
+class Configured:
+    """For an adapter or a submitter that declares its `settings_model`: `config` is its settings validated against
+    that model, at construction, so that a configuration mistake (the operator's to fix) is a SourceError naming every
+    wrong setting before anything runs. Listed before the base class: `class SoapAdapter(Configured, Adapter)`."""
+
+    settings_model: ClassVar[type[BaseModel]]
+    config: Any
+
+    def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
+        super().__init__(system, settings, **seams)  # Adapter or Submitter
+        self.config = validate_settings(self.settings_model, system, settings)

@@ -40,7 +40,7 @@ from zeep.transports import Transport
 from adapters import safexml
 from adapters.base import Adapter, RawRecord, SourceError, TransientSourceError
 from adapters.formats.xmlrecords import element_to_dict
-from adapters.settings import validate_settings
+from adapters.settings import Configured
 from adapters.soap_settings import SoapSettings
 from tongban.retry import TRANSIENT_STATUS, Retryable, retry_after_seconds
 from tongban.settings import environment_value
@@ -109,13 +109,12 @@ def _walk(data: Any, path: str, system: str, operation: str) -> list[Any]:
     return current if isinstance(current, list) else [current]
 
 
-class SoapAdapter(Adapter):
+class SoapAdapter(Configured, Adapter):
     kind = "soap"
     settings_model = SoapSettings
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
-        super().__init__(system, settings, **seams)
-        self.config: SoapSettings = validate_settings(SoapSettings, system, settings)
+        super().__init__(system, settings, **seams)  # Configured: self.config, a SoapSettings
         self.operation_name: str = self.config.operation
         self._policy = self.config.retry.policy(**({"sleep": seams["sleep"]} if "sleep" in seams else {}))
         self._attempts = self._policy.attempts

@@ -30,7 +30,7 @@ from pydantic import Field
 from zeep.helpers import serialize_object
 
 from adapters.base import SourceError
-from adapters.settings import validate_settings
+from adapters.settings import Configured
 from adapters.soap import SoapAdapter, _RetryableCall
 from adapters.soap_settings import SoapSettings
 from adapters.submit import SubmitReceipt, Submission, Submitter, checked_key
@@ -61,13 +61,12 @@ def _at(answer: Any, path: str) -> Any:
     return answer
 
 
-class SoapSubmitter(Submitter):
+class SoapSubmitter(Configured, Submitter):
     kind = "soap"
     settings_model = SoapSubmitSettings
 
     def __init__(self, system: str, settings: dict[str, Any], **seams: Any):
-        super().__init__(system, settings, **seams)
-        self.config: SoapSubmitSettings = validate_settings(SoapSubmitSettings, system, settings)
+        super().__init__(system, settings, **seams)  # Configured: self.config, a SoapSubmitSettings
         self.soap = SoapAdapter(system, {k: v for k, v in settings.items() if k not in _OWN}, **seams)
 
     def submit(self, submission: Submission) -> SubmitReceipt:

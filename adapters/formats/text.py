@@ -7,7 +7,7 @@ lines on b"\n" before decoding (safe for UTF-8, GBK and GB18030: 0x0A never occu
 from __future__ import annotations
 
 import codecs
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from adapters.formats import FileUnreadable
 
@@ -93,6 +93,9 @@ class BoundedLines:
     `LineTooLong` once — the rest of that physical line is skipped unread-into-memory — and iteration goes on
     with the next line. `number` is the count of physical lines read so far (for positions)."""
 
+    encoding: str | None = None  # set (BoundedTextLines): each line comes decoded, in the same call
+    errors = "strict"
+
     def __init__(self, stream: BinaryIO, limit: int):
         self.stream, self.limit = stream, limit
         self.number = 0
@@ -104,7 +107,7 @@ class BoundedLines:
     def __iter__(self) -> "BoundedLines":
         return self
 
-    def __next__(self) -> bytes:
+    def __next__(self) -> Any:  # bytes, or str when `encoding` is set
         line = self.stream.readline(self._left + 1)
         if not line:
             raise StopIteration
@@ -112,7 +115,7 @@ class BoundedLines:
         if len(line) > self._left:
             self._skip_rest(line)
         self._left -= len(line)
-        return line
+        return line if self.encoding is None else line.decode(self.encoding, self.errors)
 
     def _skip_rest(self, line: bytes) -> None:
         while line and not line.endswith(b"\n"):
@@ -122,22 +125,12 @@ class BoundedLines:
 
 
 class BoundedTextLines(BoundedLines):
-    """The same, decoded (one Python call per line: this is the CSV reader's hot loop). 0x0A never occurs inside
-    a multi-byte character of UTF-8, GBK or GB18030, so decoding line by line is exact."""
+    """The same, decoded in the same `__next__` (one Python call per line: this is the CSV reader's hot loop). 0x0A
+    never occurs inside a multi-byte character of UTF-8, GBK or GB18030, so decoding line by line is exact."""
 
     def __init__(self, stream: BinaryIO, limit: int, encoding: str, errors: str):
         super().__init__(stream, limit)
         self.encoding, self.errors = encoding, errors
-
-    def __next__(self) -> str:
-        line = self.stream.readline(self._left + 1)
-        if not line:
-            raise StopIteration
-        self.number += 1
-        if len(line) > self._left:
-            self._skip_rest(line)
-        self._left -= len(line)
-        return line.decode(self.encoding, self.errors)
 
 
 def decoded_lines(stream: BinaryIO, encoding: str, limit: int) -> Iterator[tuple[int, str, str | None]]:

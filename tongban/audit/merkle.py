@@ -96,25 +96,35 @@ class MerkleTree:
         return self._subproof(m - k, lo + k, hi, False) + [self._hash(lo, lo + k)]
 
 
+def _climb(fn: int, sn: int, proof: Sequence[bytes]) -> list[tuple[bytes, bool]] | None:
+    """RFC 9162's walk up from node `fn` of a tree whose last node is `sn` (§2.1.3.2 and §2.1.4.2 alike): each proof
+    hash with whether it is hashed on the left of the running one; None when the proof does not end at the root."""
+    steps = []
+    for p in proof:
+        if sn == 0:
+            return None
+        left = bool(fn & 1) or fn == sn
+        steps.append((p, left))
+        if left:
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    return steps if sn == 0 else None
+
+
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
     """RFC 9162 §2.1.3.2: does `proof` show leaf hash `leaf` at `index` in the tree of `size` with `root`?"""
     if not 0 <= index < size or any(len(p) != 32 for p in proof) or len(leaf) != 32:
         return False
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
+    steps = _climb(index, size - 1, proof)
+    if steps is None:
+        return False
+    r = leaf
+    for p, left in steps:
+        r = node_hash(p, r) if left else node_hash(r, p)
+    return r == root
 
 
 def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
@@ -135,18 +145,13 @@ def verify_consistency(first: int, second: int, first_root: bytes, second_root: 
     while fn & 1:
         fn >>= 1
         sn >>= 1
+    steps = _climb(fn, sn, path[1:])
+    if steps is None:
+        return False
     fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
+    for c, left in steps:
+        if left:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
         else:
             sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and fr == first_root and sr == second_root
+    return fr == first_root and sr == second_root

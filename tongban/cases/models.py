@@ -75,6 +75,13 @@ IdType = Annotated[str, Field(pattern=ID_TYPE_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 LongText = Annotated[str, Field(max_length=4000)]
 
+# The fields that name one legacy case, alike in its snapshot and in each of its events.
+SourceSystem = Annotated[Text, Field(description="来源系统 source system")]
+SourceKey = Annotated[Text, Field(description="来源办件标识 legacy case key")]
+CaseItemCode = Annotated[ItemCode, Field(description="实施编码 implementation code (31 characters)")]
+LocalItemCode = Annotated[Text | None, Field(description="本地事项编码 legacy/local item code")]
+CaseRegion = Annotated[Region, Field(description="行政区划 region code (6 digits)")]
+
 
 class _Dataset(BaseModel):
     # Unknown fields are errors, not silently dropped: a typo in a mapping file shows up at once.
@@ -180,11 +187,11 @@ class Evaluation(_Dataset):
 class CaseSnapshot(_Dataset):
     """One legacy case as the mapping engine sees it at one poll (the shared contract's snapshot)."""
 
-    source_system: Text = Field(description="来源系统 source system (the mapping file's system name)")
-    source_key: Text = Field(description="来源办件标识 legacy case key")
-    item_code: ItemCode = Field(description="实施编码 implementation code (31 characters)")
-    local_item_code: Text | None = Field(default=None, description="本地事项编码 legacy/local item code")
-    region: Region = Field(description="行政区划 region code (6 digits)")
+    source_system: SourceSystem = Field(description="来源系统 source system (the mapping file's system name)")
+    source_key: SourceKey
+    item_code: CaseItemCode
+    local_item_code: LocalItemCode = None
+    region: CaseRegion
     application: Application = Field(description="办事申请 application")
     acceptance: Acceptance | None = Field(default=None, description="事项受理 acceptance")
     steps: list[Step] = Field(default_factory=list, description="事项办理 handling steps, in order")
@@ -245,11 +252,11 @@ class CaseEvent(_Dataset):
     )
     event: EventType = Field(description="事件类型 event type")
     sequence: int = Field(ge=1, description="事件序号 event sequence, 1-based per case, no gaps")
-    source_system: Text = Field(description="来源系统 source system")
-    source_key: Text = Field(description="来源办件标识 legacy case key")
-    item_code: ItemCode = Field(description="实施编码 implementation code (31 characters)")
-    local_item_code: Text | None = Field(default=None, description="本地事项编码 legacy/local item code")
-    region: Region = Field(description="行政区划 region code (6 digits)")
+    source_system: SourceSystem
+    source_key: SourceKey
+    item_code: CaseItemCode
+    local_item_code: LocalItemCode = None
+    region: CaseRegion
     occurred_at: Timestamp = Field(description="发生时间 when the event happened, YYYYMMDDThhmmss")
     # The schema of `data` depends on `event` (DATA_MODELS); the JSON Schema expresses it with
     # if/then (tongban.cases.schema), the model with the validator below.

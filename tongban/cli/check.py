@@ -13,9 +13,10 @@ from tongban.cli.output import JSON_OPTION, emit_json
 
 app = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")
+Rows = list[tuple[str, object]]
 
 
-def _show(rows: list[tuple[str, object]], as_json: bool = False) -> None:
+def _show(rows: Rows, as_json: bool = False) -> None:
     if as_json:  # one key per row; repeated labels (warnings) become a list
         data: dict[str, object] = {}
         for label, value in rows:
@@ -42,18 +43,32 @@ def _parsed(parse: Callable[..., T], *args: Any, **options: Any) -> T:
         raise typer.Exit(1) from None
 
 
-@app.command("id-number")
-def id_number(value: str = typer.Argument(..., help="居民身份证号码 (shown masked)."),
-             as_json: bool = JSON_OPTION) -> None:
-    """Check a 居民身份证号码 (GB 11643): length, birth date and check digit."""
-    from tongban.codes import mask_id_number, parse_id_number
+def _parts(parsed: object, *names: str) -> Rows:
+    """Rows of parts shown as they are, each labelled by its name (`county_code` → "county code")."""
+    return [(name.replace("_", " "), getattr(parsed, name)) for name in names]
 
-    parsed = _parsed(parse_id_number, value)
-    _show([
-        ("id-number", mask_id_number(parsed.value)),
-        ("check", f"{parsed.check} (ok)"),
-        ("birth date", "valid (not shown: personal data)"),
-    ], as_json)
+
+def _code_command(name: str, parser: str, value_help: str) -> Callable[[Callable[[Any], Rows]], Callable[[Any], Rows]]:
+    """`tongban check <name> VALUE [--json]`: VALUE parsed by `tongban.codes.<parser>` (invalid: exit 1 with the
+    rule), then shown as the rows the decorated function makes of it. The function's docstring is the command's help."""
+    def register(rows_of: Callable[[Any], Rows]) -> Callable[[Any], Rows]:
+        def command(value: str = typer.Argument(..., help=value_help), as_json: bool = JSON_OPTION) -> None:
+            import tongban.codes
+
+            _show(rows_of(_parsed(getattr(tongban.codes, parser), value)), as_json)
+        command.__doc__ = rows_of.__doc__
+        app.command(name)(command)
+        return rows_of
+    return register
+
+
+@_code_command("id-number", "parse_id_number", "居民身份证号码 (shown masked).")
+def id_number(parsed) -> Rows:
+    """Check a 居民身份证号码 (GB 11643): length, birth date and check digit."""
+    from tongban.codes import mask_id_number
+
+    return [("id-number", mask_id_number(parsed.value)), ("check", f"{parsed.check} (ok)"),
+            ("birth date", "valid (not shown: personal data)")]
 
 
 @app.command("credit-code")
@@ -70,79 +85,39 @@ def credit_code(
         ("credit-code", parsed.value),
         ("registering body", f"{parsed.registering_body} {parsed.registering_body_name or '(unknown)'}"),
         ("category", f"{parsed.category} {parsed.category_name or '(unknown)'}"),
-        ("region", parsed.region),
-        ("org code", parsed.org_code),
+        *_parts(parsed, "region", "org_code"),
         ("check", f"{parsed.check} ({'ok' if parsed.checksum_ok else 'FAILS CHECKSUM — flagged'})"),
     ], as_json)
 
 
-@app.command("org-code")
-def org_code(value: str = typer.Argument(..., help="组织机构代码, with or without the hyphen."),
-             as_json: bool = JSON_OPTION) -> None:
+@_code_command("org-code", "parse_org_code", "组织机构代码, with or without the hyphen.")
+def org_code(parsed) -> Rows:
     """Check a 组织机构代码 (GB 11714)."""
-    from tongban.codes import parse_org_code
-
-    parsed = _parsed(parse_org_code, value)
-    _show([("org-code", parsed.formatted), ("check", f"{parsed.check} (ok)")], as_json)
+    return [("org-code", parsed.formatted), ("check", f"{parsed.check} (ok)")]
 
 
-@app.command("region")
-def region(value: str = typer.Argument(..., help="行政区划代码: 6, 9 or 12 digits."),
-             as_json: bool = JSON_OPTION) -> None:
+@_code_command("region", "parse_region", "行政区划代码: 6, 9 or 12 digits.")
+def region(parsed) -> Rows:
     """Resolve a Chongqing 行政区划代码 to the county-level unit cases are routed to."""
-    from tongban.codes import parse_region
-
-    parsed = _parsed(parse_region, value)
-    _show([
-        ("region", parsed.code),
-        ("county code", parsed.county_code),
-        ("name", parsed.name),
-        ("level", parsed.level),
-        ("retired from", parsed.retired_from),
-        ("rolled up", "yes" if parsed.rolled_up else "no"),
-    ], as_json)
+    return [("region", parsed.code), *_parts(parsed, "county_code", "name", "level", "retired_from"),
+            ("rolled up", "yes" if parsed.rolled_up else "no")]
 
 
-@app.command("item-code")
-def item_code(value: str = typer.Argument(..., help="基本编码 (12), 实施编码 (31) or 业务办理项编码 (33)."),
-             as_json: bool = JSON_OPTION) -> None:
+@_code_command("item-code", "parse_item_code", "基本编码 (12), 实施编码 (31) or 业务办理项编码 (33).")
+def item_code(parsed) -> Rows:
     """Take apart a 政务服务事项编码."""
-    from tongban.codes import parse_item_code
-
-    parsed = _parsed(parse_item_code, value)
-    rows: list[tuple[str, object]] = [
-        ("item-code", parsed.value),
-        ("kind", parsed.kind),
-        ("basic code", parsed.basic_code),
-        ("region prefix", parsed.region_prefix),
-        ("item type", f"{parsed.item_type} {parsed.item_type_name}"),
-        ("main", parsed.main),
-        ("sub", parsed.sub),
-    ]
+    rows = [("item-code", parsed.value), *_parts(parsed, "kind", "basic_code", "region_prefix"),
+            ("item type", f"{parsed.item_type} {parsed.item_type_name}"), *_parts(parsed, "main", "sub")]
     if parsed.kind != "basic":
-        rows += [
-            ("implementing body", parsed.implementing_body_credit_code),
-            ("level", f"{parsed.level} {parsed.level_name}"),
-        ]
+        rows += [("implementing body", parsed.implementing_body_credit_code),
+                 ("level", f"{parsed.level} {parsed.level_name}")]
     if parsed.handling_suffix is not None:
         rows.append(("handling suffix", parsed.handling_suffix))
-    for flag in parsed.flags:
-        rows.append(("warning", flag))
-    _show(rows, as_json)
+    return rows + [("warning", flag) for flag in parsed.flags]
 
 
-@app.command("licence-id")
-def licence_id(value: str = typer.Argument(..., help="电子证照标识 (1.2.156.3005.2. …)."),
-             as_json: bool = JSON_OPTION) -> None:
+@_code_command("licence-id", "parse_licence_id", "电子证照标识 (1.2.156.3005.2. …).")
+def licence_id(parsed) -> Rows:
     """Check an 电子证照标识 (GB/T 36904), including its MOD 37,36 check character."""
-    from tongban.codes import parse_licence_id
-
-    parsed = _parsed(parse_licence_id, value)
-    _show([
-        ("licence-id", parsed.value),
-        ("type code", parsed.type_code),
-        ("issuer code", parsed.issuer_code),
-        ("serial", parsed.serial),
-        ("version", parsed.version),
-        ("check", f"{parsed.check} (ok)"),
-    ], as_json)
+    return [("licence-id", parsed.value), *_parts(parsed, "type_code", "issuer_code", "serial", "version"),
+            ("check", f"{parsed.check} (ok)")]

@@ -18,6 +18,7 @@ import threading
 from concurrent.futures import Future
 
 from tongban.platform.client import PlatformClient
+from tongban.store.batcher import next_batch
 
 log = logging.getLogger("tongban.worker")
 
@@ -42,12 +43,7 @@ class PushBatcher:
 
     def _run(self) -> None:
         while True:
-            batch = [self._pending.get()]
-            while len(batch) < self.max_events:
-                try:
-                    batch.append(self._pending.get_nowait())
-                except queue.Empty:
-                    break
+            batch = next_batch(self._pending, self.max_events)
             self.calls += 1
             self.events += len(batch)
             try:

@@ -45,6 +45,11 @@ class TargetLine:
         return self.routed - self.delivered - self.held - self.parked
 
 
+def _over_targets(column: str) -> property:
+    """A batch's total of one column of its target lines."""
+    return property(lambda batch: sum(getattr(line, column) for line in batch.targets))
+
+
 @dataclass
 class BatchReconciliation:
     batch_id: str
@@ -65,21 +70,11 @@ class BatchReconciliation:
     superseded: int = 0         # records an earlier read saw that the last read did not
     gaps: list[str] = field(default_factory=list)
 
-    @property
-    def delivered(self) -> int:
-        return sum(t.delivered for t in self.targets)
-
-    @property
-    def held(self) -> int:
-        return sum(t.held for t in self.targets)
-
-    @property
-    def parked(self) -> int:
-        return sum(t.parked for t in self.targets)
-
-    @property
-    def pending(self) -> int:
-        return sum(t.pending for t in self.targets)
+    # The batch's totals of the per-target columns.
+    delivered = _over_targets("delivered")
+    held = _over_targets("held")
+    parked = _over_targets("parked")
+    pending = _over_targets("pending")
 
     @property
     def balanced(self) -> bool:

@@ -10,29 +10,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable, TypeVar
 
 from tongban.codes import CHONGQING_CODE, CodeError, ItemCode, Region, normalise, parse_item_code, parse_region
 
 from .config import CITY, RoutingConfig
 from .records import AREACODE, ROWGUID, TASKCODE, Record
 
-
-# A batch repeats a few thousand 实施编码 and a few hundred 行政区划 over and over: parse each once.
-# Bounded caches, so memory does not grow with the batch. Errors are cached as values, not raised from the cache.
-@lru_cache(maxsize=8192)
-def _item(code: str) -> ItemCode | CodeError:
-    try:
-        return parse_item_code(code)
-    except CodeError as exc:
-        return exc
+T = TypeVar("T")
 
 
-@lru_cache(maxsize=8192)
-def _region(code: str) -> Region | CodeError:
-    try:
-        return parse_region(code)
-    except CodeError as exc:
-        return exc
+def _parsed_once(parse: Callable[[str], T]) -> Callable[[str], T | CodeError]:
+    """`parse`, remembered: a batch repeats a few thousand 实施编码 and a few hundred 行政区划 over and over.
+    The cache is bounded, so memory does not grow with the batch; errors are cached as values, not raised from it."""
+    @lru_cache(maxsize=8192)
+    def parsed(code: str) -> T | CodeError:
+        try:
+            return parse(code)
+        except CodeError as exc:
+            return exc
+    return parsed
+
+
+_item: Callable[[str], ItemCode | CodeError] = _parsed_once(parse_item_code)
+_region: Callable[[str], Region | CodeError] = _parsed_once(parse_region)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import datetime as dt
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, ClassVar, Iterable, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -122,10 +122,16 @@ class IssuedCertificate:
 @dataclass
 class CAFiles:
     """Where a sandbox CA keeps itself: `<stem>.pem`, `<stem>.key.pem`, `<stem>.crl.pem` in `directory` (the
-    RSA/ECDSA CA below and the SM2 one in tongban.seal.sm2.ca alike)."""
+    RSA/ECDSA CA below and the SM2 one in tongban.seal.sm2.ca alike), and what both do with those files. Each says in
+    its own library how a certificate and a key are written and read and what a CRL lists (the `_…` hooks below)."""
 
     directory: Path
     stem: str
+    certificate: Any
+    key: Any
+    revoked: dict[int, dt.datetime] = field(default_factory=dict)
+
+    DEFAULT_STEM: ClassVar[str] = "root-ca"
 
     @property
     def cert_path(self) -> Path:
@@ -139,6 +145,60 @@ class CAFiles:
     def crl_path(self) -> Path:
         return self.directory / f"{self.stem}.crl.pem"
 
+    # --- in each kind's own library ----------------------------------------------------------------------------
+    @staticmethod
+    def _certificate_pem(certificate: Any) -> bytes:
+        raise NotImplementedError
+
+    @staticmethod
+    def _write_key(path: Path, key: Any) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _read_certificate(path: Path) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def _read_key(path: Path) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def _read_revoked(crl_pem: bytes) -> dict[int, dt.datetime]:
+        raise NotImplementedError
+
+    def write_crl(self, *, now: dt.datetime | None = None, days: int = 30) -> Path:
+        raise NotImplementedError
+
+    # --- alike for both ----------------------------------------------------------------------------------------
+    def _write_pair(self, stem: str, certificate: Any, key: Any) -> IssuedCertificate:
+        """`<stem>.pem` and `<stem>.key.pem` in the CA's folder."""
+        cert_path, key_path = self.directory / f"{stem}.pem", self.directory / f"{stem}.key.pem"
+        cert_path.write_bytes(self._certificate_pem(certificate))
+        self._write_key(key_path, key)
+        return IssuedCertificate(cert_path=cert_path, key_path=key_path, certificate=certificate)
+
+    def _saved(self, now: dt.datetime) -> Self:
+        """A new CA written: its certificate, its key and an empty CRL."""
+        self._write_pair(self.stem, self.certificate, self.key)
+        self.write_crl(now=now)
+        return self
+
+    @classmethod
+    def load(cls, directory: str | Path, stem: str | None = None) -> Self:
+        directory = Path(directory)
+        stem = stem or cls.DEFAULT_STEM
+        ca = cls(directory, stem, certificate=cls._read_certificate(directory / f"{stem}.pem"),
+                 key=cls._read_key(directory / f"{stem}.key.pem"))
+        if ca.crl_path.exists():
+            ca.revoked = cls._read_revoked(ca.crl_path.read_bytes())
+        return ca
+
+    def revoke(self, serial: int, *, now: dt.datetime | None = None) -> Path:
+        """Add `serial` to the revocation list and rewrite the CRL file."""
+        now = now or _utcnow()
+        self.revoked.setdefault(serial, now)
+        return self.write_crl(now=now)
+
 
 @dataclass
 class SandboxCA(CAFiles):
@@ -146,7 +206,15 @@ class SandboxCA(CAFiles):
 
     certificate: x509.Certificate
     key: object
-    revoked: dict[int, dt.datetime] = field(default_factory=dict)
+
+    _certificate_pem = staticmethod(lambda certificate: certificate.public_bytes(serialization.Encoding.PEM))
+    _write_key = staticmethod(write_private_key)
+    _read_certificate = staticmethod(load_certificate)
+    _read_key = staticmethod(load_private_key)
+
+    @staticmethod
+    def _read_revoked(crl_pem: bytes) -> dict[int, dt.datetime]:
+        return {entry.serial_number: entry.revocation_date_utc for entry in x509.load_pem_x509_crl(crl_pem)}
 
     @classmethod
     def create(cls, directory: str | Path, stem: str, common_name: str, *, key_type: str = "ec",
@@ -171,22 +239,7 @@ class SandboxCA(CAFiles):
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
             .sign(key, hashes.SHA256())
         )
-        ca = cls(directory=directory, stem=stem, certificate=certificate, key=key)
-        ca.cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        write_private_key(ca.key_path, key)
-        ca.write_crl(now=now)
-        return ca
-
-    @classmethod
-    def load(cls, directory: str | Path, stem: str = "root-ca") -> "SandboxCA":
-        directory = Path(directory)
-        ca = cls(directory=directory, stem=stem,
-                 certificate=load_certificate(directory / f"{stem}.pem"),
-                 key=load_private_key(directory / f"{stem}.key.pem"))
-        if ca.crl_path.exists():
-            crl = x509.load_pem_x509_crl(ca.crl_path.read_bytes())
-            ca.revoked = {entry.serial_number: entry.revocation_date_utc for entry in crl}
-        return ca
+        return cls(directory=directory, stem=stem, certificate=certificate, key=key)._saved(now)
 
     def issue_certificate(self, stem: str, common_name: str, organization: str, *, key_type: str = "ec",
                           now: dt.datetime | None = None, not_before: dt.datetime | None = None,
@@ -217,17 +270,7 @@ class SandboxCA(CAFiles):
             )
             .sign(self.key, hashes.SHA256())
         )
-        cert_path = self.directory / f"{stem}.pem"
-        key_path = self.directory / f"{stem}.key.pem"
-        cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        write_private_key(key_path, key)
-        return IssuedCertificate(cert_path=cert_path, key_path=key_path, certificate=certificate)
-
-    def revoke(self, serial: int, *, now: dt.datetime | None = None) -> Path:
-        """Add `serial` to the revocation list and rewrite the CRL file."""
-        now = now or _utcnow()
-        self.revoked.setdefault(serial, now)
-        return self.write_crl(now=now)
+        return self._write_pair(stem, certificate, key)
 
     def write_crl(self, *, now: dt.datetime | None = None, days: int = 30) -> Path:
         now = now or _utcnow()

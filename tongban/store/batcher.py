@@ -9,13 +9,26 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy import Connection
 
 from .db import Store
 
 Write = Callable[[Connection], Any]
+T = TypeVar("T")
+
+
+def next_batch(pending: queue.Queue[T], most: int) -> list[T]:
+    """The next item to arrive and whatever else has queued up meanwhile, `most` at the most: no waiting to fill a
+    batch (what queues while this one is handled goes in the next)."""
+    batch = [pending.get()]
+    while len(batch) < most:
+        try:
+            batch.append(pending.get_nowait())
+        except queue.Empty:
+            break
+    return batch
 
 
 class WriteBatcher:
@@ -34,12 +47,7 @@ class WriteBatcher:
 
     def _run(self) -> None:
         while True:
-            batch = [self._pending.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._pending.get_nowait())
-                except queue.Empty:
-                    break
+            batch = next_batch(self._pending, self.max_batch)
             try:
                 with self.store.write() as conn:
                     results = [fn(conn) for fn, _ in batch]

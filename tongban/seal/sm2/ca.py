@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -75,7 +75,18 @@ class SM2SandboxCA(CAFiles):
 
     certificate: x509.Certificate
     key: bytes
-    revoked: dict[int, dt.datetime] = field(default_factory=dict)
+
+    DEFAULT_STEM = "sm2-root-ca"
+    _certificate_pem = staticmethod(certificate_pem)
+    _write_key = staticmethod(write_private)
+    _read_certificate = staticmethod(load_certificate)
+    _read_key = staticmethod(lambda path: sm2.load_private_key_pem(path.read_bytes()))
+
+    @staticmethod
+    def _read_revoked(crl_pem: bytes) -> dict[int, dt.datetime]:
+        listed = asn1_crl.CertificateList.load(pem.unarmor(crl_pem)[2])
+        return {entry["user_certificate"].native: entry["revocation_date"].native
+                for entry in listed["tbs_cert_list"]["revoked_certificates"]}
 
     @property
     def public_key(self) -> bytes:
@@ -113,21 +124,7 @@ class SM2SandboxCA(CAFiles):
                        ])
         ca = cls(directory, stem, certificate=x509.Certificate(), key=key)
         ca.certificate = ca._sign_certificate(tbs, key)
-        ca.cert_path.write_bytes(certificate_pem(ca.certificate))
-        write_private(ca.key_path, key)
-        ca.write_crl(now=now)
-        return ca
-
-    @classmethod
-    def load(cls, directory: str | Path, stem: str = "sm2-root-ca") -> "SM2SandboxCA":
-        directory = Path(directory)
-        ca = cls(directory, stem, certificate=load_certificate(directory / f"{stem}.pem"),
-                 key=sm2.load_private_key_pem((directory / f"{stem}.key.pem").read_bytes()))
-        if ca.crl_path.exists():
-            listed = asn1_crl.CertificateList.load(pem.unarmor(ca.crl_path.read_bytes())[2])
-            ca.revoked = {entry["user_certificate"].native: entry["revocation_date"].native
-                          for entry in listed["tbs_cert_list"]["revoked_certificates"]}
-        return ca
+        return ca._saved(now)
 
     def issue_certificate(self, stem: str, common_name: str, organization: str, *, now: dt.datetime | None = None,
                           not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
@@ -147,15 +144,7 @@ class SM2SandboxCA(CAFiles):
                 {"extn_id": "authority_key_identifier", "critical": False,
                  "extn_value": {"key_identifier": _key_id(self.public_key)}},
             ])
-        certificate = self._sign_certificate(tbs, self.key)
-        cert_path, key_path = self.directory / f"{stem}.pem", self.directory / f"{stem}.key.pem"
-        cert_path.write_bytes(certificate_pem(certificate))
-        write_private(key_path, key)
-        return IssuedSM2Certificate(cert_path, key_path, certificate)
-
-    def revoke(self, serial: int, *, now: dt.datetime | None = None) -> Path:
-        self.revoked.setdefault(serial, now or _utcnow())
-        return self.write_crl(now=now)
+        return self._write_pair(stem, self._sign_certificate(tbs, self.key), key)
 
     def write_crl(self, *, now: dt.datetime | None = None, days: int = 30) -> Path:
         now = now or _utcnow()

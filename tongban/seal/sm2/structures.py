@@ -93,16 +93,11 @@ class SESSealSignedPart(core.Sequence):
 
 
 class SESSeal(core.Sequence):
-    _fields = [
-        ("eSealInfo", SESSealInfo),
-        ("cert", core.OctetString),
-        ("signAlgID", core.ObjectIdentifier),
-        ("signedValue", core.OctetBitString),
-    ]
+    """The signed part's fields, then the maker's signature over them."""
+    _fields = [*SESSealSignedPart._fields, ("signedValue", core.OctetBitString)]
 
     def signed_part(self) -> bytes:
-        return SESSealSignedPart({"eSealInfo": self["eSealInfo"], "cert": self["cert"],
-                                  "signAlgID": self["signAlgID"]}).dump()
+        return SESSealSignedPart({name: self[name] for name, *_ in SESSealSignedPart._fields}).dump()
 
 
 class TBSSign(core.Sequence):
