@@ -70,9 +70,8 @@ def create_app(world: LegacyWorld, token: str = DEFAULT_TOKEN) -> FastAPI:
                 datetime.strptime(updated_since.strip(), TIME_FORMAT)
             except ValueError:
                 return _error(400, "updated_since must be YYYY-mm-dd HH:MM:SS")
-        records = world.records(updated_since or None)
-        items = records[(page - 1) * size: page * size]
-        return {"code": 0, "data": {"items": items, "total": len(records), "page": page, "size": size}}
+        items, total = world.page(updated_since or None, (page - 1) * size, size)
+        return {"code": 0, "data": {"items": items, "total": total, "page": page, "size": size}}
 
     @app.post("/_sandbox/advance")
     async def advance(days: int = Query(1, ge=0)):

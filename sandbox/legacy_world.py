@@ -12,6 +12,7 @@ Records use the legacy system's own pinyin field names and string formats (see `
 """
 from __future__ import annotations
 
+import bisect
 import json
 import random
 from dataclasses import dataclass, field
@@ -254,6 +255,19 @@ class LegacyWorld:
         snapshots = self._snapshots()
         chosen = [record for record in snapshots if updated_since is None or record["gxsj"] > updated_since]
         return json.loads(json.dumps(chosen, ensure_ascii=False))
+
+    def page(self, updated_since: str | None, offset: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of `records(updated_since)` (fresh copies of that page only) and the total: a page request must
+        not copy the whole data set (a million-record world would copy a million records per page)."""
+        if updated_since is not None:
+            updated_since = _fmt(datetime.strptime(updated_since.strip(), TIME_FORMAT))
+        snapshots = self._snapshots()
+        if updated_since is None:
+            start = 0
+        else:  # sorted by gxsj: the first record changed after updated_since
+            start = bisect.bisect_right(snapshots, updated_since, key=lambda record: record["gxsj"])
+        chosen = snapshots[start + offset: start + offset + size]
+        return json.loads(json.dumps(chosen, ensure_ascii=False)), len(snapshots) - start
 
     def record(self, key: str) -> dict[str, Any] | None:
         """One case as it looks now (None when it does not exist yet or at all)."""

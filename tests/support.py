@@ -78,7 +78,7 @@ def scratch_pg_schema(prefix: str = "t", *, give_up_after: str | None = None) ->
     import sqlalchemy as sa
 
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_BASE)
+    admin = sa.create_engine(PG_BASE, pool_pre_ping=True)  # survives a PostgreSQL restart (tests/e2e/test_restarts.py)
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {name}")
     try:

@@ -84,8 +84,13 @@ class _Publisher:
 
 
 def _back_to(work: WorkQueue) -> dict:
-    """Queue arguments that dead-letter expired messages back to the work queue."""
-    return {"x-dead-letter-exchange": work.exchange, "x-dead-letter-routing-key": work.routing_key}
+    """Queue arguments that dead-letter expired messages back to the work queue, at least once: a quorum queue
+    keeps an expired message until the work queue confirmed it (a classic queue's dead-lettering is at most once,
+    and a broker restart lost messages on that hop). At-least-once needs reject-publish overflow (RabbitMQ 3.10+);
+    with no length limit set, nothing is ever rejected for it."""
+    return {"x-queue-type": "quorum", "x-dead-letter-exchange": work.exchange,
+            "x-dead-letter-routing-key": work.routing_key,
+            "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
 
 class RabbitBus(Bus):
@@ -119,6 +124,26 @@ class RabbitBus(Bus):
             ch.queue_bind(work.queue, work.exchange, work.routing_key)
             ch.queue_declare(work.wait_queue, durable=True,
                              arguments={**_back_to(work), "x-message-ttl": delay_ms(WAIT_SECONDS)})
+            self._retire_legacy_wait(connection, work)
+
+    def _retire_legacy_wait(self, connection: pika.BlockingConnection, work: WorkQueue) -> None:
+        """The classic wait queue of earlier versions gets no new messages (tongban.bus.topology: migration); what
+        it holds dead-letters back to the work queue by its TTL. Delete it only when empty, never with messages."""
+        name = work.legacy_wait_queue
+        channel = connection.channel()
+        try:
+            held = channel.queue_declare(name, passive=True).method.message_count
+        except pex.ChannelClosedByBroker:
+            return  # 404: never there, or gone already
+        if held:
+            log.warning("the old classic wait queue %s still holds %d messages; they return to %s by their TTL, "
+                        "and the queue is deleted by a later declare once empty", name, held, work.queue)
+            return
+        try:
+            channel.queue_delete(name, if_empty=True)
+            log.info("deleted the old classic wait queue %s (empty; replaced by %s)", name, work.wait_queue)
+        except pex.ChannelClosedByBroker:
+            pass  # 406: a message arrived meanwhile; it drains by its TTL, a later declare deletes the queue
 
     def _thread_publisher(self) -> _Publisher:
         # pika connections are not thread-safe: one publisher per thread.

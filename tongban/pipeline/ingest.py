@@ -337,6 +337,10 @@ class Ingest:
                 if sum(len(d.changes) for d in drafts) >= PUBLISH_CHUNK:
                     self._publish(self._numbered(drafts))
                     drafts = []
+                    # The chunk's snapshots are committed: a later record of one of its cases reads the stored
+                    # snapshot. Keeping them would grow with the run (a million-record backlog held in memory), and
+                    # a draft refused a number would otherwise stand as the "previous" of the case's next record.
+                    previous_in_run.clear()
                     self._flush_quarantine()
             self._publish(self._numbered(drafts))
             self._flush_quarantine()
