@@ -139,3 +139,20 @@ def samr_mappings(tmp_path, monkeypatch):
     monkeypatch.setenv("TONGBAN_MAPPINGS", str(folder))
     monkeypatch.setenv("TONGBAN_BUS", "inprocess")
     return folder
+
+
+@pytest.fixture
+def say(request):
+    """say(text): a line straight to the terminal, past output capture — the restart tests and the soak announce
+    what they are about to do to a service before doing it (other work on the machine may notice)."""
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def say(text: str) -> None:
+        with capture.global_and_fixture_disabled():
+            if reporter is not None:
+                reporter.write_line(f"[{request.node.name}] {text}")
+            else:
+                print(f"[{request.node.name}] {text}", flush=True)
+
+    return say
