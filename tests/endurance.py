@@ -203,3 +203,77 @@ CLEAN = {"platform_lost": 0, "platform_doubled": 0, "platform_unexpected": 0,
 
 def clean(report: dict[str, int]) -> bool:
     return {k: v for k, v in report.items() if k != "expected"} == CLEAN
+
+
+class LegacyIngest:
+    """A legacy REST world (sandbox) ingested by `tongban ingest` processes, with an oracle: the same world ingested
+    once uninterrupted on the embedded bus in a SQLite home of its own, against the same platform (numbering is
+    idempotent, so the events' idempotency keys are the same). `expected` holds those keys."""
+
+    def __init__(self, tmp_path: Path, platform_url: str, *, cases: int, seed: int = 5):
+        from sandbox.legacy_rest import create_app
+        from sandbox.legacy_world import LegacyWorld
+        from sandbox.runner import Server
+
+        world = LegacyWorld(seed=seed, cases=cases, bad_share=0.0)
+        world.advance(30)  # every case there, most with several events
+        self.tmp_path = tmp_path
+        self.server = Server(create_app(world, token="endurance-token"), name="endurance-legacy").start()
+        self.mapping = str(Path(__file__).resolve().parents[1] / "mappings" / "cq-samr-rest.yaml")
+        self.source_env = {"CQ_SAMR_URL": self.server.url, "CQ_SAMR_TOKEN": "endurance-token",
+                           "TONGBAN_PLATFORM_URL": platform_url, "COLUMNS": "200"}
+        self.expected: set[str] = set()
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        env = {**base, **self.source_env}
+        env.pop("TONGBAN_MAPPINGS", None)
+        return env
+
+    def run(self, env: dict[str, str]) -> subprocess.CompletedProcess:
+        result = subprocess.run([TONGBAN, "ingest", self.mapping], env=env, cwd=self.tmp_path, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def run_reference(self) -> set[str]:
+        from tests.schema_at_head import home_at_head
+        from tongban.audit import ledger
+        from tongban.store import Store
+
+        home = home_at_head(self.tmp_path / "reference")
+        self.run(self.env({**os.environ, "TONGBAN_HOME": str(home), "TONGBAN_BUS": "inprocess"}))
+        oracle = Store(f"sqlite:///{home}/tongban.db")
+        try:
+            self.expected = {e["idempotency_key"] for e in ledger.iter_events(oracle, ["published"])}
+        finally:
+            oracle.dispose()
+        return self.expected
+
+    def kill_mid_publish(self, env: dict[str, str], store) -> int:
+        """Start an ingest, SIGKILL it once its first chunk is committed ("published" ledger events there), and
+        return how many "published" events the ledger held then."""
+        before = published_count(store)
+        proc = subprocess.Popen([TONGBAN, "ingest", self.mapping], env=env, cwd=self.tmp_path,
+                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: published_count(store) > before or proc.poll() is not None, 180,
+                       "the ingest's first chunk", every=0.02)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return published_count(store) - before
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def published_count(store) -> int:
+    from sqlalchemy.exc import DBAPIError
+    from tongban.store.tables import ledger
+
+    try:
+        with store.read() as conn:
+            return conn.execute(select(func.count()).select_from(ledger).where(ledger.c.hop == "published")).scalar()
+    except DBAPIError:  # the database is restarting
+        return 0

@@ -9,8 +9,6 @@ After each: the mock platform stored every event exactly once AND the ledger has
 event (0 lost, 0 doubled, both counted), and the ledger's hash chain verifies."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -20,7 +18,6 @@ from sqlalchemy.exc import DBAPIError
 
 from tests import endurance as en
 from tests.conftest import AMQP_URL
-from tests.support import REPO, scratch_pg_schema
 from tongban.audit import ledger
 from tongban.bus.rabbit import RabbitBus
 from tongban.bus.topology import cases_work
@@ -108,73 +105,32 @@ def test_a_postgresql_restart_mid_delivery_loses_and_doubles_nothing(postgres, p
     _deliver_through(restart, store=pg_store, platform=platform, tmp_path=tmp_path, say=say)
 
 
-def _published(store) -> int:
-    try:
-        return ledger.count_by_hop(store).get("published", 0)
-    except DBAPIError:
-        return 0
-
-
-def test_an_ingest_killed_mid_publish_then_run_again_delivers_every_record_once(platform, tmp_path, say):
+def test_an_ingest_killed_mid_publish_then_run_again_delivers_every_record_once(pg_store, platform, tmp_path, say):
     """SIGKILL between a chunk's commit and the end of the run; the next run relays what the outbox holds and
-    fetches the rest. The oracle: the same legacy world ingested uninterrupted (embedded bus, its own SQLite home)
-    against the same platform (numbering is idempotent, so the idempotency keys are the same)."""
-    from sandbox.legacy_rest import create_app as legacy_app
-    from sandbox.legacy_world import LegacyWorld
-    from sandbox.runner import Server
-    from tongban.store import Store
-
-    world = LegacyWorld(seed=5, cases=400, bad_share=0.0)
-    world.advance(30)  # every case there, most with several events
-    legacy = Server(legacy_app(world, token="restart-token"), name="restart-legacy").start()
-    mapping = str(REPO / "mappings" / "cq-samr-rest.yaml")
-    base = {**os.environ, "CQ_SAMR_URL": legacy.url, "CQ_SAMR_TOKEN": "restart-token",
-            "TONGBAN_PLATFORM_URL": platform.url, "COLUMNS": "200"}
-    base.pop("TONGBAN_MAPPINGS", None)
+    fetches the rest. The oracle: the same legacy world ingested uninterrupted (tests/endurance.py LegacyIngest)."""
+    source = en.LegacyIngest(tmp_path, platform.url, cases=400)
     workers: list[subprocess.Popen] = []
     try:
-        from tests.schema_at_head import home_at_head
-
-        reference_home = home_at_head(tmp_path / "reference")
-        reference = subprocess.run([en.TONGBAN, "ingest", mapping], env={
-            **base, "TONGBAN_HOME": str(reference_home), "TONGBAN_BUS": "inprocess"}, cwd=tmp_path,
-            capture_output=True, text=True, timeout=300)
-        assert reference.returncode == 0, reference.stdout + reference.stderr
-        oracle = Store(f"sqlite:///{reference_home}/tongban.db")
-        expected = {e["idempotency_key"] for e in ledger.iter_events(oracle, ["published"])}
-        oracle.dispose()
+        expected = source.run_reference()
         assert len(expected) > 1500  # several publish chunks (500 events each): a kill lands mid-run
-
-        with scratch_pg_schema("restart") as url:
-            store = Store(url)
-            work = cases_work(f"restart-{uuid.uuid4().hex[:8]}")
-            env = {**en.worker_env(db_url=url, prefix=work.queue.split(".")[0], platform_url=platform.url,
-                                   home=tmp_path / "home"), **{k: base[k] for k in ("CQ_SAMR_URL", "CQ_SAMR_TOKEN")}}
-            env.pop("TONGBAN_MAPPINGS", None)
-            say("about to SIGKILL a `tongban ingest` of this test's own mid-publish (no shared service is touched)")
-            first = subprocess.Popen([en.TONGBAN, "ingest", mapping], env=env, cwd=tmp_path, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            en.wait_until(lambda: _published(store) > 0 or first.poll() is not None, 120, "the first chunk",
-                          every=0.02)
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait()
-            at_kill = _published(store)
-            assert 0 < at_kill < len(expected), at_kill  # killed mid-run, some published, not all
-            again = subprocess.run([en.TONGBAN, "ingest", mapping], env=env, cwd=tmp_path, capture_output=True,
-                                   text=True, timeout=300)
-            assert again.returncode == 0, again.stdout + again.stderr
-            workers = [en.start_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
-            en.wait_until(lambda: _delivered(store) >= len(expected), 240, "every ingested event delivered")
-            time.sleep(1.0)
-            en.stop_processes(workers)
-            report = en.exactly_once_report(expected, platform.db, store)
-            assert en.clean(report), report
-            assert ledger.verify(store).ok
-            bus = RabbitBus(AMQP_URL)
-            assert sum(bus.depth(q) for q in bus.queues(work)) == 0
-            bus.delete(work)
-            bus.close()
-            store.dispose()
+        work = cases_work(f"restart-{uuid.uuid4().hex[:8]}")
+        env = source.env(en.worker_env(db_url=pg_store.url, prefix=work.queue.split(".")[0],
+                                       platform_url=platform.url, home=tmp_path / "home"))
+        say("about to SIGKILL a `tongban ingest` of this test's own mid-publish (no shared service is touched)")
+        at_kill = source.kill_mid_publish(env, pg_store)
+        assert 0 < at_kill < len(expected), at_kill  # killed mid-run: some published, not all
+        source.run(env)  # again: relays the outbox, fetches the rest
+        workers = [en.start_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
+        en.wait_until(lambda: _delivered(pg_store) >= len(expected), 240, "every ingested event delivered")
+        time.sleep(1.0)
+        en.stop_processes(workers)
+        report = en.exactly_once_report(expected, platform.db, pg_store)
+        assert en.clean(report), report
+        assert ledger.verify(pg_store).ok
+        bus = RabbitBus(AMQP_URL)
+        assert sum(bus.depth(q) for q in bus.queues(work)) == 0
+        bus.delete(work)
+        bus.close()
     finally:
         en.stop_processes(workers)
-        legacy.stop()
+        source.stop()

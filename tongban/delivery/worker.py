@@ -19,6 +19,7 @@ is smallest), so that a batch can fill.
 from __future__ import annotations
 
 import logging
+from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,10 +41,15 @@ from .retry import RedeliveryPolicy, delay_or_park
 log = logging.getLogger("tongban.worker")
 
 
+LATENCY_WINDOW = 10_000
+
+
 @dataclass
 class WorkerStats:
     delivered: int = 0
-    latencies: list[float] = field(default_factory=list)  # seconds from push to receipt, one per delivered event
+    # Seconds from push to receipt of the latest deliveries (bounded: a worker that runs for weeks keeps the last
+    # LATENCY_WINDOW, not one float per event it ever delivered — that grew the worker's memory in the soak).
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     duplicates: int = 0
     retried: int = 0
     parked: int = 0
