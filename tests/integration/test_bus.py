@@ -154,3 +154,50 @@ def test_batches_survive_the_broker_closing_every_connection(rabbit_bus, rabbit_
     seen = set()
     _drain(rabbit_bus, rabbit_work, lambda d: seen.add(d.envelope.payload["i"]))
     assert seen == set(range(600))
+
+
+def _old_classic_wait_queue(url: str, work: WorkQueue, messages: int) -> None:
+    """The topology of earlier versions: a classic wait queue dead-lettering (at most once) to the work queue."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(work.exchange, "direct", durable=True)
+        channel.queue_declare(work.queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(work.queue, work.exchange, work.routing_key)
+        channel.queue_declare(work.legacy_wait_queue, durable=True, arguments={
+            "x-dead-letter-exchange": work.exchange, "x-dead-letter-routing-key": work.routing_key,
+            "x-message-ttl": 300})
+        for i in range(messages):
+            channel.basic_publish("", work.legacy_wait_queue, _env(i).to_bytes())
+    finally:
+        connection.close()
+
+
+def _exists(bus, name: str) -> bool:
+    import pika.exceptions as pex
+
+    with bus._connection() as connection:
+        try:
+            connection.channel().queue_declare(name, passive=True)
+            return True
+        except pex.ChannelClosedByBroker:
+            return False
+
+
+def test_upgrading_a_deployment_keeps_what_the_old_wait_queue_holds_then_retires_it(rabbit_bus, rabbit_work):
+    """The ordering gate's wait queue is now a quorum queue under a new name (at-least-once dead-lettering); an old
+    classic one is never deleted with messages in it: they return to the work queue, then the queue goes."""
+    _old_classic_wait_queue(rabbit_bus.url, rabbit_work, messages=3)
+    rabbit_bus.declare(rabbit_work)  # the upgrade: the old queue still holds its messages, so it stays
+    assert _exists(rabbit_bus, rabbit_work.legacy_wait_queue)
+    time.sleep(1.0)  # their TTL runs out: back to the work queue
+    rabbit_bus.declare(rabbit_work)
+    assert not _exists(rabbit_bus, rabbit_work.legacy_wait_queue)
+    seen = []
+    _drain(rabbit_bus, rabbit_work, lambda d: seen.append(d.envelope.payload["i"]))
+    assert sorted(seen) == [0, 1, 2]
+    rabbit_bus.publish_delayed(rabbit_work, _env(7), 0.2)  # the gate's wait goes round the new queue
+    _drain(rabbit_bus, rabbit_work, lambda d: seen.append(d.envelope.payload["i"]))
+    assert seen[-1] == 7 and _exists(rabbit_bus, rabbit_work.wait_queue)
