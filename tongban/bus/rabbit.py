@@ -218,10 +218,13 @@ class RabbitBus(Bus):
                 idle_exit: float | None = None, lanes: int = 1) -> None:
         backoff = 0.5
         while not stop.is_set():
+            attempt_started = time.monotonic()
             try:
                 self._consume_once(work, handler, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=max(1, lanes))
                 return
             except _CONNECTION_ERRORS as exc:
+                if time.monotonic() - attempt_started > 30:
+                    backoff = 0.5  # it was up for a while: a new outage starts from the short wait again
                 # Unacked messages go back to the queue on the broker's side; reconnect and go on.
                 log.warning("consumer connection lost (%r); reconnecting in %.1fs", exc, backoff)
                 stop.wait(backoff)
