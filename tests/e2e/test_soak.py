@@ -161,7 +161,7 @@ def test_soak_restarts_and_a_killed_ingest_lose_and_double_nothing(pg_store, tmp
         postgres.ensure_running()
         source.stop()
     feeder.join(timeout=60)
-    report = en.exactly_once_report(feeder.keys | expected_ingest, platform.db, pg_store)
+    report = en.exactly_once_report(feeder.keys | expected_ingest, tmp_path / "platform.db", pg_store)
     verified = ledger.verify(pg_store)
     queued = sum(bus.depth(q) for q in bus.queues(work))
     platform.stop()

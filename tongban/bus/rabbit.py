@@ -131,10 +131,15 @@ class RabbitBus(Bus):
         it holds dead-letters back to the work queue by its TTL. Delete it only when empty, never with messages."""
         name = work.legacy_wait_queue
         channel = connection.channel()
+        pika_channel_log = logging.getLogger("pika.channel")
+        level = pika_channel_log.level
+        pika_channel_log.setLevel(logging.ERROR)  # its "Channel.Close (404)" warning is the usual answer here
         try:
             held = channel.queue_declare(name, passive=True).method.message_count
         except pex.ChannelClosedByBroker:
             return  # 404: never there, or gone already
+        finally:
+            pika_channel_log.setLevel(level)
         if held:
             log.warning("the old classic wait queue %s still holds %d messages; they return to %s by their TTL, "
                         "and the queue is deleted by a later declare once empty", name, held, work.queue)
