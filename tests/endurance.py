@@ -6,7 +6,8 @@ own services):
   TONGBAN_TEST_AMQP           the broker's URL (tests/conftest.py; default amqp://guest:guest@127.0.0.1:5672/)
   TONGBAN_TEST_RABBIT_NODE    its node for `rabbitmqctl -n` (default: rabbitmqctl's own default node)
   TONGBAN_TEST_PG             the PostgreSQL URL (tests/support.py; default ...@127.0.0.1:5432/test)
-  TONGBAN_TEST_PG_CLUSTER     its cluster for pg_ctlcluster, "15/main" style (default 15/main)
+  TONGBAN_TEST_PG_CLUSTER     its cluster for pg_ctlcluster, "15/main" style (default: the first version under
+                              /etc/postgresql, cluster main, as .ci/run starts it)
 """
 from __future__ import annotations
 
@@ -28,7 +29,15 @@ from tests.support import PG_BASE
 
 TONGBAN = str(Path(sys.executable).with_name("tongban"))
 RABBIT_NODE = os.environ.get("TONGBAN_TEST_RABBIT_NODE") or None
-PG_CLUSTER = os.environ.get("TONGBAN_TEST_PG_CLUSTER", "15/main")
+
+
+def _default_cluster() -> str:
+    """The machine's cluster as .ci/run starts it: the first version under /etc/postgresql, cluster main."""
+    versions = sorted(p.name for p in Path("/etc/postgresql").glob("*") if p.is_dir())
+    return f"{versions[0] if versions else '15'}/main"
+
+
+PG_CLUSTER = os.environ.get("TONGBAN_TEST_PG_CLUSTER") or _default_cluster()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.5) -> None:
@@ -88,7 +97,8 @@ class Postgres:
     def restart(self) -> float:
         started = time.monotonic()
         try:
-            subprocess.run(["pg_ctlcluster", self.version, self.name, "restart", "-m", "fast"], check=True,
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, "restart",
+                            "-m", "fast"], check=True,
                            capture_output=True, text=True, timeout=120)
         finally:
             self.ensure_running()
@@ -96,7 +106,8 @@ class Postgres:
 
     def ensure_running(self) -> None:
         if not self.ready():
-            subprocess.run(["pg_ctlcluster", self.version, self.name, "start"], capture_output=True, timeout=120)
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, "start"],
+                           capture_output=True, timeout=120)
         wait_until(self.ready, 120, f"{self.label} to accept connections")
 
 
