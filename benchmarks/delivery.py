@@ -82,10 +82,16 @@ class Bench:
         from tongban.store import Store
         from tongban.store.schema import upgrade
 
+        from tongban.seal.ca import init_sandbox_ca
+
         self.home = home
         self.run_id = uuid.uuid4().hex[:8]
-        self.platform_proc, self.platform_url = platform_process(home / "platform.db")
-        self.platform = PlatformClient(Settings(platform_url=self.platform_url))
+        # A sandbox CA where the workers' TONGBAN_HOME looks for it: the platform signs every receipt (JWS) and the
+        # workers verify each one (certificate chain and signature), as in production.
+        certs = home / "home" / "certs"
+        init_sandbox_ca(certs)
+        self.platform_proc, self.platform_url = platform_process(home / "platform.db", certs)
+        self.platform = PlatformClient(Settings(platform_url=self.platform_url, home=home / "home"))
         self.schema = f"bench_{self.run_id}"
         self.admin = sa.create_engine(PG_BASE)
         with self.admin.begin() as conn:
