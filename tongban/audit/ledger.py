@@ -21,6 +21,7 @@ from sqlalchemy import Connection, or_, select
 from adapters.names import is_utf8, storable
 from tongban.bus.envelope import canonical_json, utcnow
 from tongban.store import Store
+from tongban.store.db import before_commit
 from tongban.store.tables import ledger
 
 GENESIS = "0" * 64
@@ -69,12 +70,21 @@ def _storable(value: str | None) -> str | None:
     return value if value is None else storable(value)
 
 
-def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
+def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(ledger.insert(), rows)
+
+
+def append(conn: Connection, events: Sequence[LedgerEvent], *, at_commit: bool = False) -> None:
     """Append events inside the caller's write transaction.
 
     Appenders take turns: on PostgreSQL the first append of a transaction takes the advisory lock APPEND_LOCK
     (held until commit) before it reads the chain's tail, so the next appender reads a tail that is committed;
-    SQLite's writers take turns anyway (BEGIN IMMEDIATE). Writes that append nothing never wait for appenders."""
+    SQLite's writers take turns anyway (BEGIN IMMEDIATE). Writes that append nothing never wait for appenders.
+
+    `at_commit`: the rows (hashed and chained now, in order) are inserted at the end of the `Store.write`
+    transaction, with the rows of every other such append of it, in one statement (a group commit's ledger). For
+    writers that do not read the ledger back in the same transaction; outside `Store.write` they are inserted at once."""
     if not events:
         return
     # Once the lock is held no other writer can append until this transaction ends, so the chain's tail is read
@@ -110,8 +120,15 @@ def append(conn: Connection, events: Sequence[LedgerEvent]) -> None:
         row["prev_hash"] = prev_hash
         row["hash"] = prev_hash = _hash(prev_hash, row)
         rows.append(row)
-    conn.execute(ledger.insert(), rows)
     conn.info["ledger_tail"] = (transaction, prev_hash)
+    pending = before_commit(conn, "ledger", _insert_rows)
+    if at_commit and pending is not None:
+        pending.extend(rows)
+        return
+    if pending:  # rows held for the commit come first: the chain's order is the insertion order (seq)
+        _insert_rows(conn, pending)
+        pending.clear()
+    conn.execute(ledger.insert(), rows)
 
 
 def record(store: Store, *events: LedgerEvent) -> None:

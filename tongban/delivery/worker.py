@@ -34,7 +34,9 @@ from tongban.store import Store
 from tongban.store import state as st
 from tongban.store.batcher import WriteBatcher
 
+from . import lookup
 from .batching import PushBatcher
+from .inflight import InFlight
 from .retry import RedeliveryPolicy, delay_or_park
 
 log = logging.getLogger("tongban.worker")
@@ -67,6 +69,7 @@ class DeliveryWorker:
         self._stats_lock = threading.Lock()  # handler lanes run in parallel
         self.metrics = metrics
         self.pusher: PushBatcher | None = None  # set by run() when the platform offers batch push
+        self._in_flight = InFlight()
 
     def _count(self, name: str, seconds: float | None = None) -> None:
         with self._stats_lock:
@@ -85,7 +88,8 @@ class DeliveryWorker:
         def write(conn):
             q.park(conn, message_id=env.message_id, idempotency_key=env.idempotency_key, system=env.source,
                    case_number=env.correlation, reason=reason, envelope_json=env.to_bytes().decode("utf-8"))
-            ledger.append(conn, [self._ledger("parked", env, {"reason": reason, "attempts": env.attempt})])
+            ledger.append(conn, [self._ledger("parked", env, {"reason": reason, "attempts": env.attempt})],
+                          at_commit=True)
 
         self.writes.write(write)
         self._count("parked")
@@ -97,7 +101,8 @@ class DeliveryWorker:
             q.add(conn, q.QuarantineEntry(env.source, payload.get("source_key"), "platform", exc.reason,
                                           field=payload.get("event"), position=f"event {payload.get('sequence')}",
                                           record={"envelope": env.__dict__}))
-            ledger.append(conn, [self._ledger("rejected", env, {"status": exc.status, "reason": exc.reason})])
+            ledger.append(conn, [self._ledger("rejected", env, {"status": exc.status, "reason": exc.reason})],
+                          at_commit=True)
 
         self.writes.write(write)
         self._count("rejected")
@@ -106,7 +111,7 @@ class DeliveryWorker:
         detail = self.policy.redeliver(env, reason, retry_after, bus=self.bus, work=self.work, park=self._park)
         if detail is not None:
             event = self._ledger("retried", env, detail)
-            self.writes.write(lambda conn: ledger.append(conn, [event]))
+            self.writes.write(lambda conn: ledger.append(conn, [event], at_commit=True))
             self._count("retried")
 
     def _attempt(self, env: Envelope, push):
@@ -127,7 +132,7 @@ class DeliveryWorker:
         env = delivery.envelope
         event = self._ledger("duplicate", env, {**receipt_detail, "redelivered": delivery.redelivered,
                                                 "replay": env.replay_of is not None})
-        self.writes.write(lambda conn: ledger.append(conn, [event]))
+        self.writes.write(lambda conn: ledger.append(conn, [event], at_commit=True))
         self._count("duplicates")
 
     def _delay(self, env: Envelope, seconds: float) -> bool:
@@ -136,14 +141,17 @@ class DeliveryWorker:
 
     # --- the handler ------------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:
+        # A second copy of a message this worker is handling now (a redelivery after a lost connection, taken by
+        # another lane) waits for the first copy, then finds it delivered: the platform gets it once.
+        with self._in_flight.hold(delivery.envelope.idempotency_key):
+            self._handle(delivery)
+
+    def _handle(self, delivery: Delivery) -> None:
         env = delivery.envelope
         payload = env.payload
         with self.store.read() as conn:
-            receipt = st.delivered_receipt(conn, env.idempotency_key)
-            blocked = None if receipt else q.is_blocked(conn, env.correlation, env.source, payload.get("source_key"))
-            # Only a message that goes on to the ordering gate needs its case's last delivered sequence.
-            last = st.last_delivered_sequence(conn, env.correlation) \
-                if env.correlation and receipt is None and not blocked else 0
+            now = lookup.standing(conn, env.idempotency_key, env.correlation, env.source, payload.get("source_key"))
+        receipt, blocked, last = now.receipt, now.blocked, now.last_sequence
         if receipt is not None:
             self._duplicate(delivery, {"receipt_id": receipt.get("receipt_id")})
             return
@@ -212,7 +220,7 @@ class DeliveryWorker:
         fresh = st.record_delivery(conn, env.idempotency_key, env.message_id, env.correlation, sequence, receipt)
         if not fresh:
             ledger.append(conn, [self._ledger("duplicate", env, {"receipt_id": receipt.get("receipt_id"),
-                                                                 "concurrent": True})])
+                                                                 "concurrent": True})], at_commit=True)
             return False
         ledger.append(conn, [
             self._ledger("delivered", env, {"event": payload.get("event"), "sequence": sequence,
@@ -223,7 +231,7 @@ class DeliveryWorker:
                                           "received_at": receipt.get("received_at"),
                                           "signature": receipt.get("signature"),
                                           **({"jws": receipt["jws"]} if receipt.get("jws") else {})}),
-        ])
+        ], at_commit=True)
         return True
 
     def run(self, *, stop: threading.Event | None = None, idle_exit: float | None = None, prefetch: int = 50,
