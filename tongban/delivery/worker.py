@@ -1,7 +1,11 @@
 """The delivery worker: consume case events, push each to the platform, ack after the receipt is recorded.
 
-For each message, in this order:
-1. idempotent consumer — a key already delivered is recorded as a duplicate and acked, never re-pushed;
+For each message, in this order (steps 1–3 read with one statement, tongban.delivery.lookup):
+0. one copy at a time — a second copy of a message this worker is handling (a redelivery after a lost connection)
+   waits for the first (tongban.delivery.inflight), then meets step 1;
+1. idempotent consumer — a key already delivered is recorded as a duplicate and acked, never re-pushed; the record
+   itself is made by the deliveries table's unique key in the committer's transaction, so a copy that passed this
+   check while another worker's copy was committing is recorded as a duplicate, not a second delivery;
 2. blocked case — if an earlier event of the case is parked or was rejected, this one is parked behind
    it (order holds; replaying the parked events releases the case);
 3. ordering gate — if the previous event of the case has no receipt yet, the message waits briefly on

@@ -111,8 +111,10 @@ class PlatformClient:
         return policy.call(lambda: self._attempt(method, path, content, headers), retry_if=_retryable)
 
     def _json(self, method: str, path: str, body: Any = None, *, idempotency_key: str | None = None,
-              retry: RetryPolicy | None = None) -> dict:
-        content = canonical_json(body) if body is not None else None
+              retry: RetryPolicy | None = None, content: bytes | None = None) -> dict:
+        """`content`: the body already serialised (canonical JSON) by the caller, instead of `body`."""
+        if content is None and body is not None:
+            content = canonical_json(body)
         response = self.send(method, path, content=content, idempotency_key=idempotency_key, retry=retry)
         try:
             answer = response.json()
@@ -135,16 +137,17 @@ class PlatformClient:
 
     def push_event(self, event: dict, idempotency_key: str) -> dict:
         """Push one case event; returns the verified receipt."""
-        return self._checked(self._json("POST", CASE_EVENTS_PATH, event, idempotency_key=idempotency_key),
-                             event, idempotency_key)
+        body = canonical_json(event)  # once: the request body, and its SHA-256 is what the receipt must name
+        return self._checked(self._json("POST", CASE_EVENTS_PATH, content=body, idempotency_key=idempotency_key),
+                             event, idempotency_key, digest=hashlib.sha256(body).hexdigest())
 
-    def _checked(self, receipt: Any, event: dict, idempotency_key: str) -> dict:
+    def _checked(self, receipt: Any, event: dict, idempotency_key: str, *, digest: str | None = None) -> dict:
         """The receipt, if it is the platform's (HMAC) and acknowledges exactly this event; else ReceiptInvalid."""
         if not isinstance(receipt, dict) or not verify_receipt(receipt, self.settings.platform_secret):
             raise ReceiptInvalid("the platform's receipt signature does not verify")
         if receipt.get("idempotency_key") != idempotency_key:
             raise ReceiptInvalid("the receipt names another idempotency key")
-        if receipt.get("digest") != content_digest(event):
+        if receipt.get("digest") != (digest or content_digest(event)):
             # Non-repudiation of receipt: the platform must acknowledge exactly what we sent.
             raise ReceiptInvalid("the receipt's digest does not match the event sent")
         return receipt
