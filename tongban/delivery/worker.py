@@ -200,18 +200,24 @@ class DeliveryWorker:
             log.info("the platform offers batch push (批量推送) of up to %d events; using it", limit)
         return limit
 
-    def _receipt_signed(self, env: Envelope, receipt: dict) -> bool:
-        """The platform's signature on the receipt (tongban.audit.receipts); one that does not verify is parked."""
-        from tongban.audit.receipts import REASON, ReceiptSignatureInvalid, ReceiptVerifier
-
+    def _verifier(self):
+        """The receipt verifier (loaded once: the trust configuration and its certificates)."""
         if self._receipts is _FROM_SETTINGS:
+            from tongban.audit.receipts import ReceiptVerifier
             from tongban.settings import current
 
             self._receipts = ReceiptVerifier.from_settings(getattr(self.platform, "settings", None) or current())
-        if self._receipts is None:
+        return self._receipts
+
+    def _receipt_signed(self, env: Envelope, receipt: dict) -> bool:
+        """The platform's signature on the receipt (tongban.audit.receipts); one that does not verify is parked."""
+        from tongban.audit.receipts import REASON, ReceiptSignatureInvalid
+
+        verifier = self._verifier()
+        if verifier is None:
             return True
         try:
-            self._receipts.check(receipt, env.payload, env.idempotency_key)
+            verifier.check(receipt, env.payload, env.idempotency_key)
         except ReceiptSignatureInvalid as exc:
             self._park(env, f"{REASON}: {exc}")
             return False
@@ -241,6 +247,8 @@ class DeliveryWorker:
     def run(self, *, stop: threading.Event | None = None, idle_exit: float | None = None, prefetch: int = 50,
             lanes: int = 8) -> WorkerStats:
         stop = stop or threading.Event()
+        if type(self).handle is DeliveryWorker.handle:
+            self._verifier()  # before the first message: a trust configuration that cannot load fails here
         self.bus.declare(self.work)
         limit = self._batch_limit()
         if limit > 1 and self.pusher is None:
