@@ -21,6 +21,8 @@ What is measured, in one run:
 
 Everything runs on 127.0.0.1: the mock platform in a process of its own, the workers as subprocesses with a
 PostgreSQL schema of their own (dropped at the end) and queues under a prefix of their own (deleted at the end).
+The mock platform signs every receipt (JWS, ES256, with a sandbox CA made for the run) and the workers trust that CA,
+so each receipt's signature and certificate check is part of the CPU measured, as in production.
 
     .venv/bin/python benchmarks/delivery.py [--events 1500] [--latency-seconds 20] [--mode both|single|batch]
                                             [--profile DIR]
