@@ -21,6 +21,8 @@ What is measured, in one run:
 
 Everything runs on 127.0.0.1: the mock platform in a process of its own, the workers as subprocesses with a
 PostgreSQL schema of their own (dropped at the end) and queues under a prefix of their own (deleted at the end).
+The mock platform signs every receipt (JWS, ES256, with a sandbox CA made for the run) and the workers trust that CA,
+so each receipt's signature and certificate check is part of the CPU measured, as in production.
 
     .venv/bin/python benchmarks/delivery.py [--events 1500] [--latency-seconds 20] [--mode both|single|batch]
                                             [--profile DIR]
@@ -82,10 +84,16 @@ class Bench:
         from tongban.store import Store
         from tongban.store.schema import upgrade
 
+        from tongban.seal.ca import init_sandbox_ca
+
         self.home = home
         self.run_id = uuid.uuid4().hex[:8]
-        self.platform_proc, self.platform_url = platform_process(home / "platform.db")
-        self.platform = PlatformClient(Settings(platform_url=self.platform_url))
+        # A sandbox CA where the workers' TONGBAN_HOME looks for it: the platform signs every receipt (JWS) and the
+        # workers verify each one (certificate chain and signature), as in production.
+        certs = home / "home" / "certs"
+        init_sandbox_ca(certs)
+        self.platform_proc, self.platform_url = platform_process(home / "platform.db", certs)
+        self.platform = PlatformClient(Settings(platform_url=self.platform_url, home=home / "home"))
         self.schema = f"bench_{self.run_id}"
         self.admin = sa.create_engine(PG_BASE)
         with self.admin.begin() as conn:

@@ -12,9 +12,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def platform_process(db: Path) -> tuple[subprocess.Popen, str]:
+def platform_process(db: Path, certs: Path | None = None) -> tuple[subprocess.Popen, str]:
     """The mock platform in a process of its own (as the real one is): its work does not share this process's
-    interpreter lock with the publisher and the pollers here."""
+    interpreter lock with the publisher and the pollers here. With `certs` (a sandbox CA folder) it signs every
+    receipt (JWS, ES256) as the real platform does, so the workers' receipt check is part of what is measured."""
     import httpx
 
     with socket.socket() as probe:
@@ -22,7 +23,8 @@ def platform_process(db: Path) -> tuple[subprocess.Popen, str]:
         port = probe.getsockname()[1]
     log = db.with_suffix(".log")  # a file, not a pipe: a full pipe would stall the platform
     with log.open("wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "sandbox.platform", "--port", str(port), "--db", str(db)],
+        proc = subprocess.Popen([sys.executable, "-m", "sandbox.platform", "--port", str(port), "--db", str(db),
+                                 *(["--certs", str(certs)] if certs is not None else [])],
                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -391,8 +391,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", default=None, help="SQLite file (default: in memory)")
     parser.add_argument("--access-key", default=DEFAULT_ACCESS_KEY)
     parser.add_argument("--secret", default=DEFAULT_SECRET)
+    parser.add_argument("--certs", default=None, help="a sandbox CA folder (`tongban certs init`): receipts are signed "
+                                                      "(JWS) with its receipt key and the sealed-document API is served")
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(args.db, args.access_key, args.secret), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(args.db, args.access_key, args.secret, certs_dir=args.certs), host=args.host, port=args.port,
+                log_level="warning")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,16 @@ warning; a signature that is there and does not verify is refused everywhere.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 
 from tongban.audit import jws
 from tongban.audit.keys import trust_config
@@ -55,8 +57,18 @@ def _warn_unsigned() -> None:
                     "in the sandbox only")
 
 
+def _clock() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
 def _fingerprint(cert: x509.Certificate) -> bytes:
     return cert.fingerprint(hashes.SHA256())
+
+
+# A certificate chain that passed is trusted again without the chain check for at most this long, and never past the
+# validity of any certificate in it: the worker checks one receipt per event, all by the same certificate.
+PASS_KEPT_SECONDS = 300.0
+_PASSES_KEPT = 16
 
 
 @dataclass
@@ -65,6 +77,13 @@ class ReceiptVerifier:
     signers: tuple[x509.Certificate, ...]
     refusal: str | None = None  # set: every receipt is refused with this reason (production, nothing configured)
     sandbox: bool = False       # a receipt with no signature at all passes (a sandbox platform without a CA)
+    # (leaf DER, intermediates' DER …) -> (not before, not after) of a pass: the certificate check's answer, kept
+    _passes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _signer_prints: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._signer_prints = frozenset(_fingerprint(c) for c in self.signers)
+        self._passes_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: Path, *, sandbox: bool = True) -> "ReceiptVerifier | None":
@@ -102,12 +121,26 @@ class ReceiptVerifier:
         return cls.from_config(trust_config(settings), sandbox=settings.is_sandbox)
 
     def _accept(self, leaf: x509.Certificate, intermediates: list[x509.Certificate]) -> None:
-        if _fingerprint(leaf) not in {_fingerprint(c) for c in self.signers}:
+        """The leaf must be the platform's receipt certificate and chain, unrevoked and within its validity, to the
+        party's CAs. A pass is kept (by the certificates' bytes) until the earliest expiry in the chain or for
+        PASS_KEPT_SECONDS, whichever comes first; a refusal is never kept, so it is checked afresh every time."""
+        key = tuple(c.public_bytes(serialization.Encoding.DER) for c in (leaf, *intermediates))
+        checked_at = _clock()
+        kept = self._passes.get(key)
+        if kept is not None and kept[0] <= checked_at.timestamp() < kept[1]:
+            return
+        if _fingerprint(leaf) not in self._signer_prints:
             raise jws.JWSInvalid(f"signed by {describe(leaf)}, which is not the platform's receipt certificate")
         try:
-            self.trust.validate(leaf, intermediates)
+            chain = self.trust.validate(leaf, intermediates, now=checked_at)
         except CertificateProblem as exc:
             raise jws.JWSInvalid(f"{exc.reason}: {exc}") from None
+        until = min([checked_at.timestamp() + PASS_KEPT_SECONDS,
+                     *(c.not_valid_after_utc.timestamp() for c in (*chain, leaf, *intermediates))])
+        with self._passes_lock:
+            if len(self._passes) >= _PASSES_KEPT:
+                self._passes.pop(next(iter(self._passes)))
+            self._passes[key] = (checked_at.timestamp(), until)
 
     def check(self, receipt: dict[str, Any], event: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         """The signed receipt fields, or ReceiptSignatureInvalid saying what is wrong."""

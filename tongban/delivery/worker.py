@@ -1,7 +1,11 @@
 """The delivery worker: consume case events, push each to the platform, ack after the receipt is recorded.
 
-For each message, in this order:
-1. idempotent consumer — a key already delivered is recorded as a duplicate and acked, never re-pushed;
+For each message, in this order (steps 1–3 read with one statement, tongban.delivery.lookup):
+0. one copy at a time — a second copy of a message this worker is handling (a redelivery after a lost connection)
+   waits for the first (tongban.delivery.inflight), then meets step 1;
+1. idempotent consumer — a key already delivered is recorded as a duplicate and acked, never re-pushed; the record
+   itself is made by the deliveries table's unique key in the committer's transaction, so a copy that passed this
+   check while another worker's copy was committing is recorded as a duplicate, not a second delivery;
 2. blocked case — if an earlier event of the case is parked or was rejected, this one is parked behind
    it (order holds; replaying the parked events releases the case);
 3. ordering gate — if the previous event of the case has no receipt yet, the message waits briefly on
@@ -35,7 +39,9 @@ from tongban.store import Store
 from tongban.store import state as st
 from tongban.store.batcher import WriteBatcher
 
+from . import lookup
 from .batching import PushBatcher
+from .inflight import InFlight
 from .retry import RedeliveryPolicy, delay_or_park
 
 log = logging.getLogger("tongban.worker")
@@ -73,6 +79,7 @@ class DeliveryWorker:
         self._stats_lock = threading.Lock()  # handler lanes run in parallel
         self.metrics = metrics
         self.pusher: PushBatcher | None = None  # set by run() when the platform offers batch push
+        self._in_flight = InFlight()
 
     def _count(self, name: str, seconds: float | None = None) -> None:
         with self._stats_lock:
@@ -91,7 +98,8 @@ class DeliveryWorker:
         def write(conn):
             q.park(conn, message_id=env.message_id, idempotency_key=env.idempotency_key, system=env.source,
                    case_number=env.correlation, reason=reason, envelope_json=env.to_bytes().decode("utf-8"))
-            ledger.append(conn, [self._ledger("parked", env, {"reason": reason, "attempts": env.attempt})])
+            ledger.append(conn, [self._ledger("parked", env, {"reason": reason, "attempts": env.attempt})],
+                          at_commit=True)
 
         self.writes.write(write)
         self._count("parked")
@@ -103,7 +111,8 @@ class DeliveryWorker:
             q.add(conn, q.QuarantineEntry(env.source, payload.get("source_key"), "platform", exc.reason,
                                           field=payload.get("event"), position=f"event {payload.get('sequence')}",
                                           record={"envelope": env.__dict__}))
-            ledger.append(conn, [self._ledger("rejected", env, {"status": exc.status, "reason": exc.reason})])
+            ledger.append(conn, [self._ledger("rejected", env, {"status": exc.status, "reason": exc.reason})],
+                          at_commit=True)
 
         self.writes.write(write)
         self._count("rejected")
@@ -112,7 +121,7 @@ class DeliveryWorker:
         detail = self.policy.redeliver(env, reason, retry_after, bus=self.bus, work=self.work, park=self._park)
         if detail is not None:
             event = self._ledger("retried", env, detail)
-            self.writes.write(lambda conn: ledger.append(conn, [event]))
+            self.writes.write(lambda conn: ledger.append(conn, [event], at_commit=True))
             self._count("retried")
 
     def _attempt(self, env: Envelope, push):
@@ -133,7 +142,7 @@ class DeliveryWorker:
         env = delivery.envelope
         event = self._ledger("duplicate", env, {**receipt_detail, "redelivered": delivery.redelivered,
                                                 "replay": env.replay_of is not None})
-        self.writes.write(lambda conn: ledger.append(conn, [event]))
+        self.writes.write(lambda conn: ledger.append(conn, [event], at_commit=True))
         self._count("duplicates")
 
     def _delay(self, env: Envelope, seconds: float) -> bool:
@@ -142,14 +151,17 @@ class DeliveryWorker:
 
     # --- the handler ------------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:
+        # A second copy of a message this worker is handling now (a redelivery after a lost connection, taken by
+        # another lane) waits for the first copy, then finds it delivered: the platform gets it once.
+        with self._in_flight.hold(delivery.envelope.idempotency_key):
+            self._handle(delivery)
+
+    def _handle(self, delivery: Delivery) -> None:
         env = delivery.envelope
         payload = env.payload
         with self.store.read() as conn:
-            receipt = st.delivered_receipt(conn, env.idempotency_key)
-            blocked = None if receipt else q.is_blocked(conn, env.correlation, env.source, payload.get("source_key"))
-            # Only a message that goes on to the ordering gate needs its case's last delivered sequence.
-            last = st.last_delivered_sequence(conn, env.correlation) \
-                if env.correlation and receipt is None and not blocked else 0
+            now = lookup.standing(conn, env.idempotency_key, env.correlation, env.source, payload.get("source_key"))
+        receipt, blocked, last = now.receipt, now.blocked, now.last_sequence
         if receipt is not None:
             self._duplicate(delivery, {"receipt_id": receipt.get("receipt_id")})
             return
@@ -194,18 +206,24 @@ class DeliveryWorker:
             log.info("the platform offers batch push (批量推送) of up to %d events; using it", limit)
         return limit
 
-    def _receipt_signed(self, env: Envelope, receipt: dict) -> bool:
-        """The platform's signature on the receipt (tongban.audit.receipts); one that does not verify is parked."""
-        from tongban.audit.receipts import REASON, ReceiptSignatureInvalid, ReceiptVerifier
-
+    def _verifier(self):
+        """The receipt verifier (loaded once: the trust configuration and its certificates)."""
         if self._receipts is _FROM_SETTINGS:
+            from tongban.audit.receipts import ReceiptVerifier
             from tongban.settings import current
 
             self._receipts = ReceiptVerifier.from_settings(getattr(self.platform, "settings", None) or current())
-        if self._receipts is None:
+        return self._receipts
+
+    def _receipt_signed(self, env: Envelope, receipt: dict) -> bool:
+        """The platform's signature on the receipt (tongban.audit.receipts); one that does not verify is parked."""
+        from tongban.audit.receipts import REASON, ReceiptSignatureInvalid
+
+        verifier = self._verifier()
+        if verifier is None:
             return True
         try:
-            self._receipts.check(receipt, env.payload, env.idempotency_key)
+            verifier.check(receipt, env.payload, env.idempotency_key)
         except ReceiptSignatureInvalid as exc:
             self._park(env, f"{REASON}: {exc}")
             return False
@@ -218,7 +236,7 @@ class DeliveryWorker:
         fresh = st.record_delivery(conn, env.idempotency_key, env.message_id, env.correlation, sequence, receipt)
         if not fresh:
             ledger.append(conn, [self._ledger("duplicate", env, {"receipt_id": receipt.get("receipt_id"),
-                                                                 "concurrent": True})])
+                                                                 "concurrent": True})], at_commit=True)
             return False
         ledger.append(conn, [
             self._ledger("delivered", env, {"event": payload.get("event"), "sequence": sequence,
@@ -229,12 +247,14 @@ class DeliveryWorker:
                                           "received_at": receipt.get("received_at"),
                                           "signature": receipt.get("signature"),
                                           **({"jws": receipt["jws"]} if receipt.get("jws") else {})}),
-        ])
+        ], at_commit=True)
         return True
 
     def run(self, *, stop: threading.Event | None = None, idle_exit: float | None = None, prefetch: int = 50,
             lanes: int = 8) -> WorkerStats:
         stop = stop or threading.Event()
+        if type(self).handle is DeliveryWorker.handle:
+            self._verifier()  # before the first message: a trust configuration that cannot load fails here
         self.bus.declare(self.work)
         limit = self._batch_limit()
         if limit > 1 and self.pusher is None:

@@ -3,7 +3,9 @@
 The ledger's hash chain admits one writer at a time, and every commit waits for the disk. Handler lanes
 therefore hand their writes to one committer thread, which runs whatever has queued up in a single
 transaction and then wakes the callers: the same durability (a caller returns only after its commit), many
-writes per disk flush. A batch that fails is retried one write at a time, so one bad write fails alone."""
+writes per disk flush. A batch that fails is retried one write at a time, so one bad write fails alone; a caller is
+told its result only once the transaction that holds its write has committed. Rows the writes leave for the end of
+the transaction (`db.before_commit`: the ledger's) go in with one statement per group commit."""
 from __future__ import annotations
 
 import queue
@@ -53,11 +55,15 @@ class WriteBatcher:
                     results = [fn(conn) for fn, _ in batch]
             except Exception:
                 for fn, future in batch:
+                    # The result is given only after the `with` has committed: a write whose commit fails is that
+                    # write's failure, never reported done (and its future is resolved once, so the committer lives).
                     try:
                         with self.store.write() as conn:
-                            future.set_result(fn(conn))
+                            result = fn(conn)
                     except Exception as exc:
                         future.set_exception(exc)
+                    else:
+                        future.set_result(result)
                 continue
             for (_, future), result in zip(batch, results):
                 future.set_result(result)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine
@@ -39,6 +39,21 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+_BEFORE_COMMIT = "tongban.before_commit"
+
+
+def before_commit(conn: Connection, key: str, flush: Callable[[Connection, list], None]) -> list | None:
+    """A list that lives until the end of this write transaction, when `flush(conn, items)` runs in it once, before
+    the commit: the writers of one group commit add their rows to it and one statement inserts them all. None when
+    `conn` is not a `Store.write` transaction (nothing would flush: the caller writes at once instead)."""
+    pending = conn.info.get(_BEFORE_COMMIT)
+    if pending is None:
+        return None
+    if key not in pending:
+        pending[key] = (flush, [])
+    return pending[key][1]
+
+
 def make_engine(url: str) -> Engine:
     """The engine tongban uses for `url` (SQLite: private file, WAL, writers queue; PostgreSQL: a small pool)."""
     if url.startswith("sqlite"):
@@ -68,8 +83,16 @@ class Store:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
+        """A write transaction; what its writers left for its end (`before_commit`) runs in it, then it commits."""
         with self.engine.begin() as conn:
-            yield conn
+            conn.info[_BEFORE_COMMIT] = {}
+            try:
+                yield conn
+                while conn.info[_BEFORE_COMMIT]:
+                    _key, (flush, items) = conn.info[_BEFORE_COMMIT].popitem()
+                    flush(conn, items)
+            finally:
+                conn.info.pop(_BEFORE_COMMIT, None)  # conn.info outlives the transaction (the pooled connection's)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

@@ -42,8 +42,9 @@ def save_case_number(conn: Connection, system: str, source_key: str, number: str
         return existing
     inserted = conn.execute(_insert(conn, case_numbers).values(
         system=system, source_key=source_key, case_number=number, item_code=item_code, assigned_at=utcnow())
-        .on_conflict_do_nothing(index_elements=[case_numbers.c.system, case_numbers.c.source_key]))
-    return number if inserted.rowcount else get_case_number(conn, system, source_key)
+        .on_conflict_do_nothing(index_elements=[case_numbers.c.system, case_numbers.c.source_key])
+        .returning(case_numbers.c.case_number))  # not rowcount: see record_delivery
+    return number if inserted.first() is not None else get_case_number(conn, system, source_key)
 
 
 def source_of_case_number(conn: Connection, number: str) -> tuple[str, str] | None:
@@ -82,13 +83,22 @@ def last_delivered_sequence(conn: Connection, case_number: str) -> int:
     return conn.execute(_LAST_SEQUENCE, {"case_number": case_number}).scalar() or 0
 
 
+_RECORD: dict[str, Any] = {}
+
+
 def record_delivery(conn: Connection, idempotency_key: str, message_id: str, case_number: str | None,
                     sequence: int | None, receipt: dict[str, Any]) -> bool:
-    """False when the key was already recorded (a concurrent duplicate): the caller records a duplicate."""
-    if delivered_receipt(conn, idempotency_key) is not None:
-        return False
-    inserted = conn.execute(_insert(conn, deliveries).values(
-        idempotency_key=idempotency_key, message_id=message_id, case_number=case_number, sequence=sequence,
-        receipt=json.dumps(receipt, ensure_ascii=False), delivered_at=utcnow())
-        .on_conflict_do_nothing(index_elements=[deliveries.c.idempotency_key]))
-    return bool(inserted.rowcount)
+    """False when the key was already recorded (a concurrent duplicate): the caller records a duplicate. The database's
+    unique key decides, in the caller's transaction: a row of this transaction (two writes of one key in one group
+    commit) or another's (committed, or committing: PostgreSQL waits for it) makes this insert do nothing."""
+    statement = _RECORD.get(conn.dialect.name)
+    if statement is None:  # built once per dialect: building it cost more than running it
+        # RETURNING, not rowcount: psycopg reports rowcount -1 for an INSERT … ON CONFLICT DO NOTHING here, which
+        # reads as "inserted" and let a concurrent copy record a second delivery.
+        statement = _RECORD[conn.dialect.name] = (
+            _insert(conn, deliveries).on_conflict_do_nothing(index_elements=[deliveries.c.idempotency_key])
+            .returning(deliveries.c.idempotency_key))
+    inserted = conn.execute(statement, {
+        "idempotency_key": idempotency_key, "message_id": message_id, "case_number": case_number,
+        "sequence": sequence, "receipt": json.dumps(receipt, ensure_ascii=False), "delivered_at": utcnow()})
+    return inserted.first() is not None
