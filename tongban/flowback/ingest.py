@@ -28,7 +28,7 @@ from tongban.audit import ledger
 from tongban.operator import quarantine as q
 from tongban.bus import Bus
 from tongban.codes import mask_text
-from tongban.bus.envelope import KIND_FLOWBACK, Envelope, idempotency_key, utcnow
+from tongban.bus.envelope import KIND_FLOWBACK, Envelope, new_id, text_idempotency_key, utcnow
 from tongban.audit.ledger import LedgerEvent
 from tongban.mapping import MappingError
 from tongban.store import Store
@@ -164,7 +164,7 @@ class BatchIngest:
                        flowback_records.c.digest.in_({i.digest for i in items})))}
         seen = seen_in_chunk if seen_in_chunk is not None else set()
         source, router, prefix_target = self.source, self.router, out.per_target
-        chunk_event = uuid.uuid4().hex                   # the routed_chunk event's id, named by the rows before it is written
+        chunk_event = new_id()                           # the routed_chunk event's id, named by the rows before it is written
         buffers: dict[str, list[Envelope]] = {}
         inserts: list[dict] = []
         updates: list[dict] = []
@@ -201,14 +201,14 @@ class BatchIngest:
                                           record=item.raw)
                 event = LedgerEvent("quarantined", {"batch_id": batch_id, "position": item.position, "stage": stage,
                                                     "field": field_name, "rule": rule}, system=source, source_key=key,
-                                    event_id=uuid.uuid4().hex)
+                                    event_id=new_id())
                 rejects.append((entry, event, {
                     "b_digest": digest, "run_id": run_id, "position": item.position, "outcome": "quarantined",
                     "stage": stage, "target": None, "message_id": None, "idempotency_key": None,
                     "record_key": key and key[:200]}, earlier is None, previous_entry))
                 continue
             rowguid = national[ROWGUID]
-            ikey = idempotency_key(source, rowguid, national)
+            ikey = text_idempotency_key(source, rowguid, national)  # national: text fields only
             target = decision.target
             route = decision.detail()
             env = Envelope(KIND_FLOWBACK, source, ikey, {
