@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from functools import lru_cache
 from urllib.parse import quote
 from dataclasses import dataclass, field
@@ -123,9 +124,31 @@ _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version nibble and the 
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)        # version 4, RFC 4122 variant
 
 
+_ids = threading.local()
+
+
+def _id_stream():
+    """uuid4 hex ids from one os.urandom call per 256 (a system call per id cost more than the rest of it)."""
+    while True:
+        raw = os.urandom(16 * 256)
+        for start in range(0, len(raw), 16):
+            yield f"{int.from_bytes(raw[start:start + 16], 'big') & _UUID4_CLEAR | _UUID4_SET:032x}"
+
+
+def _forget_ids() -> None:
+    global _ids
+    _ids = threading.local()  # a forked child must not repeat its parent's buffered ids
+
+
+os.register_at_fork(after_in_child=_forget_ids)
+
+
 def new_id() -> str:
-    """`uuid.uuid4().hex`, without building a UUID object (a batch makes one per record)."""
-    return f"{int.from_bytes(os.urandom(16), 'big') & _UUID4_CLEAR | _UUID4_SET:032x}"
+    """`uuid.uuid4().hex` (random, version 4, RFC 4122 variant), without building a UUID object per id."""
+    stream = getattr(_ids, "stream", None)
+    if stream is None:
+        stream = _ids.stream = _id_stream()
+    return next(stream)
 
 
 def utcnow() -> str:

@@ -106,6 +106,11 @@ class FlowbackMapping:
         # A field that is only `path: NAME` (and `required:`) is a dict look-up; map_record does it inline, with the
         # engine's own rules (empty is missing; the value trimmed, nested values left out as normalise_record does).
         self._plan = [(f, _plain_source(f.spec), bool(f.spec.get("required"))) for f in self.fields]
+        # Every field plain (the usual source file): one comprehension over text values does the whole record.
+        self._all_plain = all(source is not None for _, source, _ in self._plan)
+        self._pairs = [(f.name, source) for f, source, _ in self._plan]
+        self._sources = [source for _, source in self._pairs]
+        self._required = [(f, source) for f, source, required in self._plan if required]
         missing = [f for f in REQUIRED_FIELDS if f not in fields]
         if missing:
             raise MappingFileError(self.path_text, _line(section, "fields"),
@@ -132,10 +137,17 @@ class FlowbackMapping:
     def map_record(self, raw: dict) -> Record:
         """The national record of one ministry record; raises MappingError naming the field, the rule and the
         source file's line. Empty values are left out, as the national tables do."""
+        is_dict = isinstance(raw, dict)
+        if self._all_plain and is_dict and set(map(type, map(raw.get, self._sources))) <= _TEXT_OR_NONE:
+            for field, source in self._required:
+                if not raw.get(source):  # None or "": missing (a whitespace-only value passes, then is dropped)
+                    raise MappingError(self.record_key(raw), f"{field.name} ({source})", "required: value is missing",
+                                       field.line)
+            return {name: text for name, source in self._pairs
+                    if (value := raw.get(source)) is not None and (text := value.strip())}
         ctx: dict[str, Any] = {"timezone": self.timezone}
         out: dict[str, Any] = {}
         id_type = None
-        is_dict = isinstance(raw, dict)
         for field, source, required in self._plan:
             name = field.name
             if name == "APPLYERCARDCODE":
@@ -166,6 +178,7 @@ class FlowbackMapping:
         return out
 
 
+_TEXT_OR_NONE = {str, type(None)}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an unquoted JMESPath identifier: the path is one field
 
 
