@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -28,10 +29,11 @@ from tongban.audit import ledger
 from tongban.operator import quarantine as q
 from tongban.bus import Bus
 from tongban.codes import mask_text
-from tongban.bus.envelope import KIND_FLOWBACK, Envelope, new_id, text_idempotency_key, utcnow
+from tongban.bus.envelope import KIND_FLOWBACK, Envelope, TextEnvelope, new_id, text_idempotency_key, utcnow
 from tongban.audit.ledger import LedgerEvent
 from tongban.mapping import MappingError
 from tongban.store import Store
+from tongban.store.db import insert_rows
 from tongban.store.tables import quarantine
 
 from .batches import Batch
@@ -42,7 +44,9 @@ from .tables import flowback_batches, flowback_records
 from .topology import declare, work_queue
 
 CHUNK = 1000
-_INSERT_RECORDS = flowback_records.insert()
+_RECORD_COLUMNS = ("batch_id", "digest", "run_id", "position", "outcome", "target", "message_id", "idempotency_key",
+                   "quarantine_id", "stage", "record_key", "ledger_event")
+_record_values = itemgetter("b_digest", *_RECORD_COLUMNS[2:])  # a new row's values after its batch id
 
 
 def _same_columns(rows: list[dict]) -> list[list[dict]]:
@@ -164,6 +168,7 @@ class BatchIngest:
                        flowback_records.c.digest.in_({i.digest for i in items})))}
         seen = seen_in_chunk if seen_in_chunk is not None else set()
         source, router, prefix_target = self.source, self.router, out.per_target
+        created_at = utcnow()                            # the chunk's messages are made in the same moment
         chunk_event = new_id()                           # the routed_chunk event's id, named by the rows before it is written
         buffers: dict[str, list[Envelope]] = {}
         inserts: list[dict] = []
@@ -211,9 +216,9 @@ class BatchIngest:
             ikey = text_idempotency_key(source, rowguid, national)  # national: text fields only
             target = decision.target
             route = decision.detail()
-            env = Envelope(KIND_FLOWBACK, source, ikey, {
+            env = TextEnvelope(KIND_FLOWBACK, source, ikey, {  # payload: text (and the route's flags) only
                 "batch_id": batch_id, "run_id": run_id, "target": target, "route": route,
-                "record": national}, region=target, correlation=national.get(PROJID))
+                "record": national}, region=target, correlation=national.get(PROJID), created_at=created_at)
             buffers.setdefault(target, []).append(env)
             out.routed += 1
             prefix_target[target] = prefix_target.get(target, 0) + 1
@@ -253,9 +258,7 @@ class BatchIngest:
                 events.extend(LedgerEvent("replayed", {"quarantine_id": i, "batch_id": batch_id}, system=source)
                               for i in resolved)
             if inserts:
-                conn.execute(_INSERT_RECORDS, [{**{k: v for k, v in r.items() if k != "b_digest"}, "digest": r["b_digest"],
-                                                "batch_id": batch_id, "ledger_event": r.get("ledger_event")}
-                                               for r in inserts])
+                insert_rows(conn, flowback_records, _RECORD_COLUMNS, [(batch_id, *_record_values(r)) for r in inserts])
             for rows in _same_columns(updates + touched):
                 conn.execute(_UPDATE_RECORDS, [{**r, "b_batch_id": batch_id} for r in rows])
             ledger.append(conn, events)
