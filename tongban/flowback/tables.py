@@ -79,6 +79,6 @@ flowback_deliveries = Table(
     Column("receipt", Text),
     timestamp_column(),
 )
-Index("ix_flowback_deliveries_key", flowback_deliveries.c.idempotency_key, flowback_deliveries.c.status)
+# (ix_flowback_deliveries_key, on idempotency_key and status, was dropped by revision 0006: no query used it.)
 Index("ix_flowback_deliveries_batch", flowback_deliveries.c.batch_id, flowback_deliveries.c.run_id,
       flowback_deliveries.c.target)

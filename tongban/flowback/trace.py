@@ -3,8 +3,7 @@
 Routing writes one `routed_chunk` ledger event per chunk of up to 1,000 routed records, listing each record (position,
 ROWGUID, message id, 办件编号, target and why); the record's row in flowback_records names that event
 (`ledger_event`) and holds the record's key (`record_key`), message id and idempotency key. So a record is found by
-its ROWGUID, message id, idempotency key or raw digest — and, once delivered, by its 办件编号 (the delivery events carry
-it) — and its "routed" step is read back out of the chunk event that the hash chain covers.
+its ROWGUID, message id or idempotency key — and, once delivered, by its 办件编号 (the delivery events carry it) — and its "routed" step is read back out of the chunk event that the hash chain covers.
 
 `trace(store, ident)` returns what `ledger.trace` returns, plus one `routed` entry per flowback record found: the chunk
 event's seq, event id, time and hash, with the record's own line of the chunk as its detail (and `chunk` naming the
@@ -15,8 +14,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from tongban.audit import ledger as chain
 from tongban.store import Store
@@ -28,11 +28,20 @@ CHUNK_HOP = "routed_chunk"
 
 
 def _records(conn, ident: str, message_ids: set[str]) -> list[dict[str, Any]]:
+    """The records `ident` names, each look-up on an index (the table holds a row per record of every batch)."""
     rec = flowback_records.c
-    found = [rec.record_key == ident, rec.message_id == ident, rec.idempotency_key == ident, rec.digest == ident]
-    if message_ids:
-        found.append(rec.message_id.in_(sorted(message_ids)))
-    return [dict(r) for r in conn.execute(select(flowback_records).where(or_(*found))).mappings()]
+    keys = {ident}
+    parts = ident.split(":")
+    if len(parts) == 3:  # an idempotency key, source:ROWGUID:digest (the ROWGUID percent-encoded): its record's key
+        keys.add(unquote(parts[1]))
+    found = [rec.record_key.in_(sorted(keys)), rec.message_id.in_(sorted(message_ids | {ident}))]
+    rows = {}
+    for condition in found:
+        for row in conn.execute(select(flowback_records).where(condition)).mappings():
+            if row["record_key"] == ident or row["message_id"] == ident or row["idempotency_key"] == ident \
+                    or row["message_id"] in message_ids:
+                rows[(row["batch_id"], row["digest"])] = dict(row)
+    return list(rows.values())
 
 
 def _routed_entry(chunk: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:

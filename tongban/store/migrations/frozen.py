@@ -96,3 +96,14 @@ def drop_columns(table: str, *columns: str, indexes: tuple[str, ...] = ()) -> No
     with op.batch_alter_table(table) as batch:
         for column in columns:
             batch.drop_column(column)
+
+
+def create_indexes(table: str, indexes: dict[str, list[str]]) -> None:
+    """Indexes on an existing table (name: columns; none unique)."""
+    for index, names in indexes.items():
+        op.create_index(index, table, names, unique=False)
+
+
+def drop_indexes(table: str, *indexes: str) -> None:
+    for index in indexes:
+        op.drop_index(index, table_name=table)
