@@ -3,6 +3,8 @@ routing onto exchange <TONGBAN_QUEUE_PREFIX>.flowback with one durable queue per
 sinks → a balanced reconciliation; the ministry re-sending the batch routes nothing twice."""
 from __future__ import annotations
 
+import json
+
 import os
 import uuid
 from pathlib import Path
@@ -98,7 +100,8 @@ def test_soap_batch_flows_through_rabbitmq_to_every_district_and_balances(tmp_pa
         # Every message went through this environment's queues, none through the default `tongban.flowback.*`.
         channel = pika.BlockingConnection(pika.URLParameters(AMQP)).channel()
         assert channel.queue_declare(f"{prefix}.500101", passive=True).method.message_count == 0
-        assert any(e["hop"] == "routed" for e in ledger.iter_events(store, ["routed"]))
+        chunks = ledger.iter_events(store, ["routed_chunk"])
+        assert chunks and sum(json.loads(e["detail"])["count"] for e in chunks) == outcome.routed
     finally:
         bus.close()
         sinks.stop()

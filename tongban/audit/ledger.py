@@ -43,6 +43,9 @@ HOPS = {
     "bundle_received", "member_submitted", "member_linked", "member_changed", "member_cancelled", "member_late",
     "bundle_status",
     "maintenance_announced", "maintenance_skipped",  # 报备: a window announced, an ingest run skipped for one
+    # flowback: one event per chunk of routed records (up to 1,000), listing each record's key, message and target;
+    # flowback_records.ledger_event names the chunk event of each record (tongban.flowback.trace follows it)
+    "routed_chunk",
 }
 
 
@@ -55,6 +58,7 @@ class LedgerEvent:
     idempotency_key: str | None = None
     case_number: str | None = None
     source_key: str | None = None
+    event_id: str | None = None  # given by a caller that must name the event before it is written; else a new uuid4
 
 
 _DETAIL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)  # json.dumps's bytes, one encoder made once
@@ -123,7 +127,7 @@ def append(conn: Connection, events: Sequence[LedgerEvent], *, at_commit: bool =
             # A lone surrogate (a name that is not UTF-8 …) would fail the write: store it as the text `\xNN`.
             detail = _SURROGATE.sub(lambda m: "\\" + storable(m.group()), detail)  # JSON: an escaped backslash
         row = {
-            "event_id": uuid.uuid4().hex,
+            "event_id": ev.event_id or uuid.uuid4().hex,
             "at": utcnow(),
             "hop": ev.hop,
             "system": _storable(ev.system),
@@ -162,22 +166,22 @@ class VerifyResult:
     reason: str | None = None
 
 
-def verify(store: Store, batch: int = 5000, progress: Callable[[int], None] | None = None) -> VerifyResult:
+def verify(store: Store, batch: int = 500, progress: Callable[[int], None] | None = None) -> VerifyResult:
     """Recompute the chain from the genesis; report the first event whose link or hash is wrong.
-    `progress(n)` is told after each batch how many more events were checked (for a progress bar)."""
+    `progress(n)` is told after each page how many more events were checked (for a progress bar).
+
+    Constant memory whatever the ledger's size: pages of `batch` events by seq (keyset, never OFFSET), each page's
+    rows read one at a time and dropped once checked. Pages are small because an event can be large (a flowback
+    `routed_chunk` lists a thousand records)."""
     prev_hash = GENESIS
     count = 0
     last_seq = 0
     with store.read() as conn:
         while True:
-            rows = conn.execute(
-                select(ledger).where(ledger.c.seq > last_seq).order_by(ledger.c.seq).limit(batch)
-            ).mappings().all()
-            if not rows:
-                return VerifyResult(ok=True, events=count)
-            if progress is not None:
-                progress(len(rows))
-            for row in rows:
+            seen = 0
+            for row in conn.execute(select(ledger).where(ledger.c.seq > last_seq).order_by(ledger.c.seq)
+                                    .limit(batch)).mappings():
+                seen += 1
                 count += 1
                 if row["prev_hash"] != prev_hash:
                     return VerifyResult(False, count, row["seq"], row["event_id"],
@@ -187,6 +191,10 @@ def verify(store: Store, batch: int = 5000, progress: Callable[[int], None] | No
                                         "content altered: the event's hash does not match its fields")
                 prev_hash = row["hash"]
                 last_seq = row["seq"]
+            if not seen:
+                return VerifyResult(ok=True, events=count)
+            if progress is not None:
+                progress(seen)
 
 
 DELIVERY_HOPS = ("delivered", "receipt")

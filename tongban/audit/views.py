@@ -32,14 +32,22 @@ def _compact(detail: dict) -> str:
     return _mask(" ".join(parts))
 
 
+def _summary(ev: dict) -> dict:
+    """A flowback routed_chunk lists a thousand records: the timeline shows its batch and count (--json has all)."""
+    if ev["hop"] == "routed_chunk":
+        return {k: v for k, v in ev["detail"].items() if k != "records"}
+    return ev["detail"]
+
+
 def _shown(text) -> str:
     """Text from outside (file names, legacy keys) made inert for the terminal: control characters escaped
     (a newline cannot print a fake ledger line, an ANSI escape cannot recolour it) and rich markup disarmed."""
     return escape(printable(str(text)))
 
 
-def print_trace(store, ident: str, *, as_json: bool = False) -> bool:
-    events = ledger.trace(store, ident)
+def print_trace(store, ident: str, *, as_json: bool = False, events: list | None = None) -> bool:
+    """`events`: a trace already made (tongban.flowback.trace's, which adds each flowback record's routing)."""
+    events = ledger.trace(store, ident) if events is None else events
     if not events:
         return False
     if as_json:
@@ -52,7 +60,7 @@ def print_trace(store, ident: str, *, as_json: bool = False) -> bool:
     for ev in events:
         message = (ev["message_id"] or "")[:10]
         console.print(f"  #{ev['seq']:<7} {ev['at'][:23].replace('T', ' ')}  {ev['hop']:<11} "
-                      f"{_shown(message):<10}  {_shown(_compact(ev['detail']))}", highlight=False, soft_wrap=True)
+                      f"{_shown(message):<10}  {_shown(_compact(_summary(ev)))}", highlight=False, soft_wrap=True)
     return True
 
 

@@ -89,6 +89,8 @@ def _print_run(result, as_json: bool) -> bool:
                 + (f" (+{b.already_routed} routed before)" if b.already_routed else "")
                 + f" to {len(b.per_target)} queues, quarantined {b.quarantined}")
         typer.echo(line + (f" — NOT DONE: {b.error}" if b.error else " — done"), err=bool(b.error))
+        if b.accounting:  # every record read has one outcome (read = routed + … + quarantined), or says which not
+            typer.echo(f"  {b.accounting}" + ("" if b.accounted else " — NOT ACCOUNTED FOR"), err=not b.accounted)
     return failed
 
 

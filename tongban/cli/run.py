@@ -143,23 +143,22 @@ def worker(idle_exit: Optional[float] = typer.Option(None, help="exit after the 
 def trace(ident: str = typer.Argument(..., help="a 办件编号, message id, idempotency key or legacy case key"),
           as_json: bool = typer.Option(False, "--json", help="print the events as JSON")) -> None:
     """Print the ledger timeline of a message or case."""
-    from tongban.audit import ledger
     from tongban.audit.views import print_trace
+    from tongban.flowback.trace import trace as trace_events  # the ledger's lineage + each flowback record's routing
 
     _settings, store, *_ = _context()
     from tongban.bundle.views import trace_header
 
     bundle = trace_header(store, ident, _settings.mappings_dir)  # a bundle application: it and its members first
+    events = trace_events(store, ident)
     if as_json:
-        events = ledger.trace(store, ident)
         if events:
             emit_json({"bundle": bundle, "events": events} if bundle else events)
     else:
         if bundle:
             typer.echo(bundle["text"])
-        if print_trace(store, ident):
+        if print_trace(store, ident, events=events):
             return
-        events = []
     if not events:
         raise CliFailure(EXIT_FAILED, f"nothing in the ledger for {ident}",
                          "give a 办件编号, message id, idempotency key or legacy case key")

@@ -32,7 +32,9 @@ from tongban.store.tables import case_snapshots, ledger, parked, quarantine
 SATISFACTION = {1: "非常满意 very satisfied", 2: "满意 satisfied", 3: "基本满意 fairly satisfied",
                 4: "不满意 dissatisfied", 5: "非常不满意 very dissatisfied"}
 
-HANDLED_HOPS = ("fetched", "sealed", "routed")  # one record taken in: a case change, a sealed document, a flowback record
+# One record taken in: a case change, a sealed document, a flowback record (older runs; now a "routed_chunk" event
+# counts the records it lists).
+HANDLED_HOPS = ("fetched", "sealed", "routed")
 
 
 @dataclass
@@ -130,6 +132,9 @@ def compute(store, mappings_dir: Path, since: date, until: date) -> Indicators:
                                       .where(ledger.c.hop.in_(HANDLED_HOPS), in_period(ledger.c.at))
                                       .group_by(ledger.c.system)):
             dept(system).handled += n
+        for system, detail in conn.execute(select(ledger.c.system, ledger.c.detail)  # flowback: a chunk of records
+                                           .where(ledger.c.hop == "routed_chunk", in_period(ledger.c.at))):
+            dept(system).handled += int(json.loads(detail).get("count", 0))
         for system, stage, field_name, n in conn.execute(
                 select(quarantine.c.system, quarantine.c.stage, quarantine.c.field, func.count())
                 .where(in_period(quarantine.c.at)).group_by(quarantine.c.system, quarantine.c.stage, quarantine.c.field)):

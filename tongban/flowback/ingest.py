@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from tongban.audit import ledger
 from tongban.operator import quarantine as q
 from tongban.bus import Bus
 from tongban.codes import mask_text
-from tongban.bus.envelope import KIND_FLOWBACK, Envelope, idempotency_key, utcnow
+from tongban.bus.envelope import KIND_FLOWBACK, Envelope, TextEnvelope, new_id, text_idempotency_key, utcnow
 from tongban.audit.ledger import LedgerEvent
 from tongban.mapping import MappingError
 from tongban.store import Store
+from tongban.store.db import insert_rows
 from tongban.store.tables import quarantine
 
 from .batches import Batch
@@ -42,6 +44,23 @@ from .tables import flowback_batches, flowback_records
 from .topology import declare, work_queue
 
 CHUNK = 1000
+_RECORD_COLUMNS = ("batch_id", "digest", "run_id", "position", "outcome", "target", "message_id", "idempotency_key",
+                   "quarantine_id", "stage", "record_key", "ledger_event")
+_record_values = itemgetter("b_digest", *_RECORD_COLUMNS[2:])  # a new row's values after its batch id
+
+
+def _same_columns(rows: list[dict]) -> list[list[dict]]:
+    """Rows grouped by the columns they set: each group is one executemany."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return list(groups.values())
+
+
+# UPDATE flowback_records SET <the row's columns> WHERE batch_id = :b_batch_id AND digest = :b_digest (executemany:
+# SQLAlchemy sets the columns the parameter rows name).
+_UPDATE_RECORDS = update(flowback_records).where(flowback_records.c.batch_id == bindparam("b_batch_id"),
+                                                 flowback_records.c.digest == bindparam("b_digest"))
 
 
 @dataclass
@@ -60,6 +79,17 @@ class BatchOutcome:
     digest_ok: bool = False
     error: str | None = None         # why the batch is not done
     requeued: int = 0                # quarantined records mapped and routed again (`flowback retry`)
+    # read = routed + already routed + duplicates + quarantined: every record read has exactly one outcome
+    accounted: bool = False
+    accounting: str = ""
+
+    def account(self) -> bool:
+        """Check and state that every record read has one outcome (the run report shows `accounting`)."""
+        outcomes = self.routed + self.already_routed + self.duplicates + self.quarantined
+        self.accounted = outcomes == self.records_in
+        self.accounting = (f"read {self.records_in} {'=' if self.accounted else '≠'} routed {self.routed} + already "
+                           f"routed {self.already_routed} + duplicates {self.duplicates} + quarantined {self.quarantined}")
+        return self.accounted
 
 
 @dataclass
@@ -123,93 +153,114 @@ class BatchIngest:
     # --- one chunk -----------------------------------------------------------------------------------
     def _process(self, batch_id: str, run_id: str, items: list[_Item], out: BatchOutcome,
                  seen_in_chunk: set[str] | None = None, rerun_quarantined_only: bool = False) -> None:
-        """Dedupe, map, route, publish and record one chunk of items."""
+        """Dedupe, map, route, publish and record one chunk of items.
+
+        The ledger gets one `routed_chunk` event for the chunk's routed records (each listed with its key, message
+        and target; the hash chain covers the list) and one `quarantined` event per newly quarantined record;
+        each record's row names its event (flowback_records.ledger_event), so every record stays traceable."""
+        if not items:
+            return
         with self.store.read() as conn:
             known = {r.digest: r for r in conn.execute(
-                select(flowback_records).where(flowback_records.c.batch_id == batch_id,
-                                               flowback_records.c.digest.in_({i.digest for i in items})))}
+                select(flowback_records.c.digest, flowback_records.c.run_id, flowback_records.c.outcome,
+                       flowback_records.c.quarantine_id)
+                .where(flowback_records.c.batch_id == batch_id,
+                       flowback_records.c.digest.in_({i.digest for i in items})))}
         seen = seen_in_chunk if seen_in_chunk is not None else set()
+        source, router, prefix_target = self.source, self.router, out.per_target
+        created_at = utcnow()                            # the chunk's messages are made in the same moment
+        chunk_event = new_id()                           # the routed_chunk event's id, named by the rows before it is written
         buffers: dict[str, list[Envelope]] = {}
-        rows: list[tuple[str, dict]] = []               # ("insert" | "update", row values)
-        rejects: list[tuple[q.QuarantineEntry, LedgerEvent, dict, int | None]] = []
-        events: list[LedgerEvent] = []
+        inserts: list[dict] = []
+        updates: list[dict] = []
+        touched: list[dict] = []                        # routed by an earlier read: only the run id moves
+        listed: list[dict] = []                         # the chunk event's list: one entry per routed record
+        rejects: list[tuple[q.QuarantineEntry, LedgerEvent, dict, bool, int | None]] = []
         resolved: list[int] = []                         # quarantine entries whose record is now routed
         for item in items:
-            earlier = known.get(item.digest)
-            if item.digest in seen or (earlier is not None and earlier.run_id == run_id and not rerun_quarantined_only):
+            digest = item.digest
+            earlier = known.get(digest)
+            if digest in seen or (earlier is not None and earlier.run_id == run_id and not rerun_quarantined_only):
                 out.duplicates += 1
                 continue
-            seen.add(item.digest)
+            seen.add(digest)
             if earlier is not None and earlier.outcome == "routed":
                 out.already_routed += 1
-                rows.append(("update", {"batch_id": batch_id, "digest": item.digest, "run_id": run_id}))
+                touched.append({"b_digest": digest, "run_id": run_id})
                 continue
             previous_entry = item.quarantine_id or (earlier.quarantine_id if earlier is not None else None)
-            action = "update" if earlier is not None else "insert"
-            base = {"batch_id": batch_id, "digest": item.digest, "run_id": run_id, "position": item.position}
             stage, field_name, rule, national = self._decide(item)
             key = (national or {}).get(ROWGUID) or (self.mapping.record_key(item.raw) if isinstance(item.raw, dict) else None)
             if stage is None:
-                decision = self.router.route(national)
+                decision = router.route(national)
                 if isinstance(decision, Reject):
                     stage, field_name, rule = "routing", decision.field, decision.rule
             if stage is not None:
                 out.quarantined += 1
                 rule = mask_text(rule)
                 # The rule names the batch and record, not where this read found it: re-reading the same record
-                # and failing the same way finds the entry already open (quarantine.add) instead of a new one.
-                entry = q.QuarantineEntry(self.source, key or f"{batch_id}#{item.position}", stage,
+                # and failing the same way finds the entry already open (quarantine.add_many) instead of a new one.
+                entry = q.QuarantineEntry(source, key or f"{batch_id}#{item.position}", stage,
                                           f"batch {batch_id} record {item.position}: {rule}", field=field_name,
                                           position=f"batch {batch_id} record {item.position} ({item.where})",
                                           record=item.raw)
                 event = LedgerEvent("quarantined", {"batch_id": batch_id, "position": item.position, "stage": stage,
-                                                    "field": field_name, "rule": rule}, system=self.source, source_key=key)
-                rejects.append((entry, event, {**base, "outcome": "quarantined", "stage": stage, "target": None,
-                                               "message_id": None, "idempotency_key": None, "_action": action},
-                                previous_entry))
+                                                    "field": field_name, "rule": rule}, system=source, source_key=key,
+                                    event_id=new_id())
+                rejects.append((entry, event, {
+                    "b_digest": digest, "run_id": run_id, "position": item.position, "outcome": "quarantined",
+                    "stage": stage, "target": None, "message_id": None, "idempotency_key": None,
+                    "record_key": key and key[:200]}, earlier is None, previous_entry))
                 continue
-            ikey = idempotency_key(self.source, national[ROWGUID], national)
+            rowguid = national[ROWGUID]
+            ikey = text_idempotency_key(source, rowguid, national)  # national: text fields only
+            target = decision.target
             route = decision.detail()
-            env = Envelope(KIND_FLOWBACK, self.source, ikey, {
-                "batch_id": batch_id, "run_id": run_id, "target": decision.target, "route": route,
-                "record": national}, region=decision.target, correlation=national.get(PROJID))
-            buffers.setdefault(decision.target, []).append(env)
+            env = TextEnvelope(KIND_FLOWBACK, source, ikey, {  # payload: text (and the route's flags) only
+                "batch_id": batch_id, "run_id": run_id, "target": target, "route": route,
+                "record": national}, region=target, correlation=national.get(PROJID), created_at=created_at)
+            buffers.setdefault(target, []).append(env)
             out.routed += 1
-            out.per_target[decision.target] = out.per_target.get(decision.target, 0) + 1
-            rows.append((action, {**base, "outcome": "routed", "target": decision.target, "message_id": env.message_id,
-                                  "idempotency_key": ikey, "quarantine_id": None, "stage": None}))
+            prefix_target[target] = prefix_target.get(target, 0) + 1
+            row = {"b_digest": digest, "run_id": run_id, "position": item.position, "outcome": "routed",
+                   "target": target, "message_id": env.message_id, "idempotency_key": ikey, "quarantine_id": None,
+                   "stage": None, "record_key": rowguid[:200], "ledger_event": chunk_event}
+            (inserts if earlier is None else updates).append(row)
+            listed.append({"position": item.position, "key": rowguid, "message_id": env.message_id,
+                           "case_number": env.correlation, **route})
             if previous_entry:
                 resolved.append(previous_entry)
-            events.append(LedgerEvent("routed", {"batch_id": batch_id, **route}, system=self.source,
-                                      message_id=env.message_id, idempotency_key=ikey,
-                                      case_number=env.correlation, source_key=national[ROWGUID]))
         for target, envelopes in buffers.items():
             work = work_queue(target, self.prefix)
             declare(self.bus, work)
             self.bus.publish(work, envelopes)  # returns after the broker confirmed every message
+        events: list[LedgerEvent] = []
+        if listed:
+            events.append(LedgerEvent("routed_chunk", {"batch_id": batch_id, "run_id": run_id, "count": len(listed),
+                                                       "records": listed}, system=source, source_key=batch_id,
+                                      event_id=chunk_event))
         with self.store.write() as conn:
-            for entry, event, row, previous_entry in rejects:
-                action = row.pop("_action")
-                new_id = q.add(conn, entry)  # None: the same record is already open for the same rule
-                if new_id is not None and previous_entry:
-                    resolved.append(previous_entry)  # superseded by the entry with today's rule
-                row["quarantine_id"] = new_id or previous_entry or _open_entry(conn, entry)
-                rows.append((action, row))
-                if new_id is not None:  # a record found again with the same rule is in the ledger already
-                    events.append(event)
+            if rejects:
+                added = q.add_many(conn, [entry for entry, *_ in rejects])
+                for (entry, event, row, new_row, previous_entry), (entry_id, is_new) in zip(rejects, added):
+                    if is_new and previous_entry:
+                        resolved.append(previous_entry)  # superseded by the entry with today's rule
+                    row["quarantine_id"] = entry_id
+                    if is_new:  # a record found again with the same rule is in the ledger already
+                        events.append(event)
+                        row["ledger_event"] = event.event_id
+                    elif new_row:
+                        row["ledger_event"] = None  # (an updated row keeps the event that first recorded it)
+                    (inserts if new_row else updates).append(row)
             if resolved:
                 conn.execute(quarantine.update().where(quarantine.c.id.in_(resolved), quarantine.c.status == q.OPEN)
                              .values(status=q.REPLAYED))
-                events.extend(LedgerEvent("replayed", {"quarantine_id": i, "batch_id": batch_id}, system=self.source)
+                events.extend(LedgerEvent("replayed", {"quarantine_id": i, "batch_id": batch_id}, system=source)
                               for i in resolved)
-            inserts = [r for a, r in rows if a == "insert"]
             if inserts:
-                conn.execute(flowback_records.insert(), inserts)
-            for action, row in rows:
-                if action == "update":
-                    conn.execute(update(flowback_records).where(flowback_records.c.batch_id == row["batch_id"],
-                                                                flowback_records.c.digest == row["digest"])
-                                 .values(**{k: v for k, v in row.items() if k not in ("batch_id", "digest")}))
+                insert_rows(conn, flowback_records, _RECORD_COLUMNS, [(batch_id, *_record_values(r)) for r in inserts])
+            for rows in _same_columns(updates + touched):
+                conn.execute(_UPDATE_RECORDS, [{**r, "b_batch_id": batch_id} for r in rows])
             ledger.append(conn, events)
 
     def _decide(self, item: _Item) -> tuple[str | None, str | None, str, dict | None]:
@@ -252,11 +303,13 @@ class BatchIngest:
             self._process(m.batch_id, run_id, pending, out, seen)
         except Exception as exc:  # the batch stays "reading": the next run reads it again
             out.records_in = digest.count
+            out.account()
             out.error = f"batch {m.batch_id} interrupted after {digest.count} records: {exc}"
             self._finish(m.batch_id, out, digest, unreadable, "reading", out.error)
             batch.keep(out.error)
             return out
         out.records_in = digest.count
+        out.account()
         computed = digest.hexdigest()
         out.digest_ok = computed == m.digest and not unreadable
         problems = list(batch.problems)
@@ -267,6 +320,8 @@ class BatchIngest:
             problems.append(f"records in {out.records_in} ≠ manifest count {m.record_count}{hint}")
         elif computed != m.digest and not unreadable:
             problems.append(f"digest {computed[:12]}… ≠ manifest digest {m.digest[:12]}…")
+        if not out.accounted:
+            problems.append(f"records not accounted for: {out.accounting}")
         out.complete = not problems
         out.error = None if out.complete else "; ".join(problems)
         self._finish(m.batch_id, out, digest, unreadable, "done" if out.complete else "incomplete", out.error)
@@ -286,6 +341,7 @@ class BatchIngest:
                 "batch_id": batch_id, "status": status, "records_in": out.records_in, "duplicates": out.duplicates,
                 "routed": out.routed, "already_routed": out.already_routed, "quarantined": out.quarantined,
                 "manifest_count": out.manifest_count, "digest_matches": out.digest_ok, "per_target": out.per_target,
+                "accounted": out.accounted, "accounting": out.accounting,
                 **({"problem": problem} if problem else {})}, system=self.source, source_key=batch_id)])
 
     # --- quarantined records again -------------------------------------------------------------------
@@ -303,11 +359,9 @@ class BatchIngest:
         for start in range(0, len(items), self.chunk):
             self._process(batch_id, row["run_id"], items[start:start + self.chunk], out, set(),
                           rerun_quarantined_only=True)
+        outcomes = out.routed + out.already_routed + out.duplicates + out.quarantined
+        out.accounted = outcomes == out.requeued
+        out.accounting = (f"requeued {out.requeued} {'=' if out.accounted else '≠'} routed {out.routed} + already "
+                          f"routed {out.already_routed} + duplicates {out.duplicates} + quarantined {out.quarantined}")
         return out
-
-
-def _open_entry(conn, entry: q.QuarantineEntry) -> int | None:
-    return conn.execute(select(quarantine.c.id).where(
-        quarantine.c.system == entry.system, quarantine.c.source_key == entry.source_key,
-        quarantine.c.stage == entry.stage, quarantine.c.rule == entry.rule, quarantine.c.status == q.OPEN)).scalar()
 

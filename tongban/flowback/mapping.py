@@ -23,6 +23,7 @@ adapter's job), where they go (routing.Router's) and what a batch is (batches.py
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from tongban.mapping.paths import compile_path
 from tongban.mapping.tables import load_tables
 
 from .config import RoutingConfig, SinksConfig, include_section
-from .records import AREACODE, NATIONAL_FIELDS, ROWGUID, TASKCODE, Record, normalise_record
+from .records import AREACODE, NATIONAL_FIELDS, ROWGUID, TASKCODE, Record
 
 FLOWBACK_KEYS = {"routing", "sinks", "fields", "batches"}
 REQUIRED_FIELDS = (ROWGUID, TASKCODE, AREACODE)  # the record's key, its 实施编码 and its 行政区划
@@ -102,6 +103,14 @@ class FlowbackMapping:
                                        f"(known: {', '.join(NATIONAL_FIELDS)})")
             # Compiled once (tongban.mapping.paths): a plain field path is a dict lookup, batches run it millions of times.
             self.fields.append(Field(name, spec, _line(fields, name), self))
+        # A field that is only `path: NAME` (and `required:`) is a dict look-up; map_record does it inline, with the
+        # engine's own rules (empty is missing; the value trimmed, nested values left out as normalise_record does).
+        self._plan = [(f, _plain_source(f.spec), bool(f.spec.get("required"))) for f in self.fields]
+        # Every field plain (the usual source file): one comprehension over text values does the whole record.
+        self._all_plain = all(source is not None for _, source, _ in self._plan)
+        self._pairs = [(f.name, source) for f, source, _ in self._plan]
+        self._sources = [source for _, source in self._pairs]
+        self._required = [(f, source) for f, source, required in self._plan if required]
         missing = [f for f in REQUIRED_FIELDS if f not in fields]
         if missing:
             raise MappingFileError(self.path_text, _line(section, "fields"),
@@ -128,17 +137,56 @@ class FlowbackMapping:
     def map_record(self, raw: dict) -> Record:
         """The national record of one ministry record; raises MappingError naming the field, the rule and the
         source file's line. Empty values are left out, as the national tables do."""
+        is_dict = isinstance(raw, dict)
+        if self._all_plain and is_dict and set(map(type, map(raw.get, self._sources))) <= _TEXT_OR_NONE:
+            for field, source in self._required:
+                if not raw.get(source):  # None or "": missing (a whitespace-only value passes, then is dropped)
+                    raise MappingError(self.record_key(raw), f"{field.name} ({source})", "required: value is missing",
+                                       field.line)
+            return {name: text for name, source in self._pairs
+                    if (value := raw.get(source)) is not None and (text := value.strip())}
         ctx: dict[str, Any] = {"timezone": self.timezone}
         out: dict[str, Any] = {}
-        for field in self.fields:
-            if field.name == "APPLYERCARDCODE":
-                ctx["id_type"] = out.get("APPLYERCARDTYPE")  # `transform: identity` validates by 证件类型
+        id_type = None
+        for field, source, required in self._plan:
+            name = field.name
+            if name == "APPLYERCARDCODE":
+                ctx["id_type"] = id_type  # `transform: identity` validates by 证件类型
             try:
-                out[field.name] = field.value(raw, ctx)
+                if source is not None and is_dict:
+                    got = raw.get(source)
+                    if got is None or got == "" or got == []:
+                        if required:
+                            raise ValueError("required: value is missing")
+                        got = None
+                else:
+                    got = field.value(raw, ctx)
             except ValueError as exc:  # the record's key is looked up only for the error that names it
-                raise MappingError(self.record_key(raw), f"{field.name} ({field.spec.get('path', 'const')})", str(exc),
+                raise MappingError(self.record_key(raw), f"{name} ({field.spec.get('path', 'const')})", str(exc),
                                    field.line) from None
-        return normalise_record(out)
+            if name == "APPLYERCARDTYPE":
+                id_type = got
+            # normalise_record, one value at a time: text trimmed, empty and nested values left out
+            if type(got) is str:
+                got = got.strip()
+                if got:
+                    out[name] = got
+            elif got is not None and not isinstance(got, (dict, list)):
+                text = str(got).strip()
+                if text:
+                    out[name] = text
+        return out
+
+
+_TEXT_OR_NONE = {str, type(None)}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an unquoted JMESPath identifier: the path is one field
+
+
+def _plain_source(spec: dict) -> str | None:
+    """The field a `{path: NAME}` / `{path: NAME, required: …}` spec reads, else None (the engine's value runs)."""
+    if set(spec) <= {"path", "required"} and isinstance(spec.get("path"), str) and _IDENTIFIER.fullmatch(spec["path"]):
+        return spec["path"]
+    return None
 
 
 def is_flowback_mapping(mapping: Any) -> bool:

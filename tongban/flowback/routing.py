@@ -66,11 +66,16 @@ class Router:
     def __init__(self, routing: RoutingConfig):
         self.zones = routing.zone_map()
         self.municipal_levels = set(routing.municipal_levels)
+        # The decision depends on the 实施编码 and the 行政区划 alone, and a batch repeats a few thousand pairs: each
+        # pair is decided once (bounded cache: memory does not grow with the batch). Route and Reject are frozen.
+        self._decided = lru_cache(maxsize=65536)(self._decide)
 
     def route(self, record: Record) -> Route | Reject:
         if not record.get(ROWGUID):
             return Reject(ROWGUID, "ROWGUID (row guid) is required: it is the record's key")
-        task = record.get(TASKCODE)
+        return self._decided(record.get(TASKCODE), record.get(AREACODE))
+
+    def _decide(self, task: str | None, raw_area: str | None) -> Route | Reject:
         if not task:
             return Reject(TASKCODE, "TASKCODE (实施编码) is required")
         item = _item(task)
@@ -78,7 +83,6 @@ class Router:
             return Reject(TASKCODE, f"TASKCODE (实施编码): {item.rule}")
         if item.kind == "basic":
             return Reject(TASKCODE, "TASKCODE must be a 31-character 实施编码, not a 12-character 基本编码")
-        raw_area = record.get(AREACODE)
         if not raw_area:
             return Reject(AREACODE, "no region: AREACODE (行政区划) is missing, so the record has no district")
         area = normalise(raw_area)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from tongban.store.tables import key_column, key_columns, timestamp_column, metadata
+from tongban.store.tables import KEY_WIDTHS, key_column, key_columns, timestamp_column, metadata
 
 
 def batch_id_column(**options) -> Column:
@@ -42,7 +42,9 @@ flowback_batches = Table(
 
 # One row per distinct record of a batch (its raw digest: exact duplicates share a row). `outcome` is routed
 # (message_id says which message carries it) or quarantined (quarantine_id says which entry holds it).
-# A re-read batch updates rows in place: what was routed is not routed again.
+# A re-read batch updates rows in place: what was routed is not routed again. `record_key` (the record's ROWGUID,
+# or the ministry's own key) and `ledger_event` (the event that recorded its outcome: the `routed_chunk` listing it,
+# or its `quarantined` event) are how tongban.flowback.trace answers "where did record X go".
 flowback_records = Table(
     "flowback_records",
     metadata,
@@ -55,9 +57,12 @@ flowback_records = Table(
     *key_columns("message_id", "idempotency_key"),
     Column("quarantine_id", Integer),
     Column("stage", String(20)),                      # quarantined: mapping | routing
+    Column("record_key", String(KEY_WIDTHS["source_key"])),  # the width of a source_key: it is one
+    Column("ledger_event", String(32)),               # ledger_events.event_id
 )
 Index("ix_flowback_records_run", flowback_records.c.batch_id, flowback_records.c.run_id, flowback_records.c.outcome)
 Index("ix_flowback_records_message", flowback_records.c.message_id)
+Index("ix_flowback_records_key", flowback_records.c.record_key)
 
 # One row per routed message that reached an end state at its district sink:
 # delivered | held (the sink already held its idempotency key: delivered before, or the sink said so) | parked.
@@ -74,6 +79,6 @@ flowback_deliveries = Table(
     Column("receipt", Text),
     timestamp_column(),
 )
-Index("ix_flowback_deliveries_key", flowback_deliveries.c.idempotency_key, flowback_deliveries.c.status)
+# (ix_flowback_deliveries_key, on idempotency_key and status, was dropped by revision 0006: no query used it.)
 Index("ix_flowback_deliveries_batch", flowback_deliveries.c.batch_id, flowback_deliveries.c.run_id,
       flowback_deliveries.c.target)

@@ -114,14 +114,14 @@ class DistrictDeliverer:
         self._count("parked")
 
     def _retry(self, env: Envelope, reason: str, retry_after: float | None, sink: str) -> None:
-        env.attempt += 1
-        if self.policy.exhausted(env.attempt):
-            self._park(env, f"gave up after {env.attempt} attempts: {reason}", sink)
+        # The one redelivery step (tongban.delivery.retry): parked once the attempts are spent or when no delay
+        # queue takes it, else sent round the district queue's delay queue; only the ledger event is this worker's.
+        detail = self.policy.redeliver(env, reason, retry_after, bus=self.bus,
+                                       work=work_queue(env.payload["target"], self.prefix),
+                                       park=lambda parked, why: self._park(parked, why, sink))
+        if detail is None:
             return
-        delay = self.policy.delay(env.attempt, retry_after)
-        self.bus.publish_delayed(work_queue(env.payload["target"], self.prefix), env, delay)
-        ledger.record(self.store, self._event("retried", env, {"attempt": env.attempt, "delay_s": round(delay, 2),
-                                                               "reason": reason}))
+        ledger.record(self.store, self._event("retried", env, detail))
         self._count("retried")
 
     # --- the handler ---------------------------------------------------------------------------------

@@ -66,23 +66,78 @@ _OPEN_SAME = select(quarantine.c.id).where(
 _INSERT = quarantine.insert()
 
 
-def add(conn: Connection, entry: QuarantineEntry) -> int | None:
-    """Insert unless the same record is already open in quarantine for the same rule (re-runs add nothing)."""
+def _bounded(entry: QuarantineEntry) -> None:
     # Storable (no lone surrogate) and within the columns' widths: a hostile name or key must not fail the write.
     entry.source_key, entry.rule, entry.field, entry.position = (
         None if value is None else storable(value)[:width]
         for value, width in ((entry.source_key, 200), (entry.rule, 4000), (entry.field, 100), (entry.position, 300)))
+
+
+def _row(entry: QuarantineEntry, at: str) -> dict:
+    return dict(at=at, system=entry.system, source_key=entry.source_key, position=entry.position, field=entry.field,
+                rule=entry.rule, stage=entry.stage, record=protect(stored_record(entry.record)), status=OPEN)
+
+
+def add(conn: Connection, entry: QuarantineEntry) -> int | None:
+    """Insert unless the same record is already open in quarantine for the same rule (re-runs add nothing)."""
+    _bounded(entry)
     if entry.source_key is not None:
         existing = conn.execute(_OPEN_SAME, {"system": entry.system, "source_key": entry.source_key,
                                              "stage": entry.stage, "rule": entry.rule}).scalar()
         if existing:
             return None
-    result = conn.execute(_INSERT, dict(
-        at=utcnow(), system=entry.system, source_key=entry.source_key, position=entry.position, field=entry.field,
-        rule=entry.rule, stage=entry.stage,
-        record=protect(stored_record(entry.record)),
-        status=OPEN))
+    result = conn.execute(_INSERT, _row(entry, utcnow()))
     return result.inserted_primary_key[0]
+
+
+_INSERT_MANY = quarantine.insert().returning(quarantine.c.id, sort_by_parameter_order=True)
+_LOOKUP_SLICE = 500  # source keys per IN (…) look-up: well under every driver's parameter limit
+
+
+def add_many(conn: Connection, entries: list[QuarantineEntry]) -> list[tuple[int, bool]]:
+    """`add` for many entries with one look-up per 500 keys and one multi-row insert: (entry id, added) per entry,
+    in order — added False when the same record was already open for the same rule (its open entry's id is given),
+    including an entry repeated earlier in `entries`. A batch quarantines thousands of records."""
+    if not entries:
+        return []
+    for entry in entries:
+        _bounded(entry)
+    open_ids: dict[tuple, int] = {}
+    by_system: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry.source_key is not None:
+            by_system.setdefault(entry.system, set()).add(entry.source_key)
+    for system, source_keys in by_system.items():
+        wanted = sorted(source_keys)
+        for start in range(0, len(wanted), _LOOKUP_SLICE):
+            for row in conn.execute(select(quarantine.c.id, quarantine.c.source_key, quarantine.c.stage,
+                                           quarantine.c.rule)
+                                    .where(quarantine.c.system == system, quarantine.c.status == OPEN,
+                                           quarantine.c.source_key.in_(wanted[start:start + _LOOKUP_SLICE]))
+                                    .order_by(quarantine.c.id)):
+                open_ids.setdefault((system, row.source_key, row.stage, row.rule), row.id)
+    at = utcnow()
+    fresh: list[tuple[int, tuple | None]] = []  # (index in entries, identity) of the rows to insert
+    pending: dict[tuple, int] = {}              # identity → index of its first entry in this call
+    out: list[tuple[int, bool] | None] = [None] * len(entries)
+    repeats: list[tuple[int, tuple]] = []
+    for i, entry in enumerate(entries):
+        identity = None if entry.source_key is None else (entry.system, entry.source_key, entry.stage, entry.rule)
+        if identity is not None and identity in open_ids:
+            out[i] = (open_ids[identity], False)
+        elif identity is not None and identity in pending:
+            repeats.append((i, identity))
+        else:
+            if identity is not None:
+                pending[identity] = i
+            fresh.append((i, identity))
+    if fresh:
+        ids = conn.execute(_INSERT_MANY, [_row(entries[i], at) for i, _ in fresh]).scalars().all()
+        for (i, _), new_id in zip(fresh, ids):
+            out[i] = (new_id, True)
+    for i, identity in repeats:
+        out[i] = (out[pending[identity]][0], False)
+    return out  # type: ignore[return-value]
 
 
 _PARKED_OPEN = select(parked.c.id).where(parked.c.case_number == bindparam("case_number"), parked.c.status == OPEN)

@@ -136,8 +136,9 @@ def run_flowback_task(path: str) -> dict[str, Any]:
              delivery.get("retried", 0), delivery.get("parked", 0))
     problems: list[str] = [f"unreadable: {what}" for what in result["unreadable"]]
     for batch in result["batches"]:
-        log.info("  batch %s: %d records in, %d routed, %d quarantined%s", batch["batch_id"], batch["records_in"],
-                 batch["routed"], batch["quarantined"], f", error: {batch['error']}" if batch["error"] else "")
+        log.info("  batch %s: %d records in, %d routed, %d quarantined (%s)%s", batch["batch_id"], batch["records_in"],
+                 batch["routed"], batch["quarantined"], batch.get("accounting") or "-",
+                 f", error: {batch['error']}" if batch["error"] else "")
         if batch["error"]:
             problems.append(f"batch {batch['batch_id']}: {batch['error']}")
     for rec in result["reconciliations"]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine
@@ -112,3 +112,19 @@ def open_store(url: str | None = None) -> Store:
         if store is None:
             store = _engines[url] = Store(url)
         return store
+
+
+def insert_rows(conn, table, columns: Sequence[str], rows: list[tuple]) -> None:
+    """INSERT many rows of plain values (text, integers, null) in `columns` order, handed to the driver's
+    executemany as they are: SQLAlchemy's per-row parameter processing cost more than SQLite's insert itself
+    (flowback writes a row per record). A driver of another parameter style goes through SQLAlchemy."""
+    if not rows:
+        return
+    mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
+    if mark is None:
+        conn.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+           f"VALUES ({', '.join([mark] * len(columns))})")
+    conn.exec_driver_sql(sql, rows)

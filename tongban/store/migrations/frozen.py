@@ -78,3 +78,32 @@ def add_missing_columns(table: str, *columns: sa.Column) -> None:
         with op.batch_alter_table(table) as batch:
             for column in missing:
                 batch.add_column(column)
+
+
+def add_columns(table: str, *columns: sa.Column, indexes: dict[str, list[str]] | None = None) -> None:
+    """Add nullable columns to a table, then their indexes (name: columns; none unique). Plain ALTER TABLE ADD
+    COLUMN, which SQLite and PostgreSQL both run in place, online and as offline SQL alike."""
+    for column in columns:
+        op.add_column(table, column)
+    for index, names in (indexes or {}).items():
+        op.create_index(index, table, names, unique=False)
+
+
+def drop_columns(table: str, *columns: str, indexes: tuple[str, ...] = ()) -> None:
+    """Undo `add_columns`: the indexes first, then the columns (batch mode: SQLite rebuilds the table)."""
+    for index in indexes:
+        op.drop_index(index, table_name=table)
+    with op.batch_alter_table(table) as batch:
+        for column in columns:
+            batch.drop_column(column)
+
+
+def create_indexes(table: str, indexes: dict[str, list[str]]) -> None:
+    """Indexes on an existing table (name: columns; none unique)."""
+    for index, names in indexes.items():
+        op.create_index(index, table, names, unique=False)
+
+
+def drop_indexes(table: str, *indexes: str) -> None:
+    for index in indexes:
+        op.drop_index(index, table_name=table)
