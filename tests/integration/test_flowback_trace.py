@@ -72,6 +72,12 @@ def test_tongban_trace_follows_a_flowback_record_from_its_chunk_event_to_its_dis
     (rejected,) = [e for e in trace(store, bad) if e["hop"] == "quarantined"]
     assert rejected["detail"]["stage"] in ("mapping", "routing") and rejected["detail"]["rule"]
     assert ledger.verify(store).ok
+    # An evidence package of the record carries its chunk event as stored (its hash recomputes), and its delivery.
+    from tongban.audit.evidence import _raw_events
+
+    exported = {e["event_id"]: e for e in _raw_events(store, guid)}
+    assert step["event_id"] in exported and delivered["event_id"] in exported
+    assert json.loads(exported[step["event_id"]]["detail"])["count"] == step["detail"]["chunk_count"]
 
     # Someone removes the record from its chunk event: the trace says so, and the chain check finds the edit.
     chunk = step["event_id"]

@@ -63,8 +63,11 @@ def _json(value: Any) -> bytes:
 
 
 def _raw_events(store: Store, identifier: str) -> list[dict[str, Any]]:
-    """The events `tongban trace` finds, as stored (detail as its stored text, so hashes recompute)."""
-    ids = [e["event_id"] for e in ledger.trace(store, identifier)]
+    """The events `tongban trace` finds, as stored (detail as its stored text, so hashes recompute); a flowback
+    record's routing is its routed_chunk event, whole (the list the hash covers)."""
+    from tongban.flowback.trace import trace
+
+    ids = sorted({e["event_id"] for e in trace(store, identifier)})
     if not ids:
         return []
     with store.read() as conn:
@@ -119,11 +122,13 @@ def export_package(store: Store, identifier: str, out_path, *, unmasked: bool = 
     settings = current()
     signer: AuditSigner = audit_signer(settings)
     trust = TrustStore.load(trust_config(settings))
-    if not ledger.trace(store, identifier):
+    from tongban.flowback.trace import trace
+
+    if not trace(store, identifier):  # a flowback record routed but not yet delivered has only its chunk's event
         raise EvidenceError(f"no ledger event names {identifier!r} (a message id, idempotency key, 办件编号 or "
                             f"legacy key): nothing to export")
     if unmasked:
-        first = ledger.trace(store, identifier)[0]
+        first = trace(store, identifier)[0]
         ledger.record(store, ledger.LedgerEvent("evidence_exported", {"unmasked": True, "actor": actor or "unknown",
                                                                       "identifier": mask_text(identifier)},
                                                 system=first["system"], case_number=first["case_number"],
