@@ -12,6 +12,14 @@ AMQP_URL = os.environ.get("TONGBAN_TEST_AMQP", "amqp://guest:guest@127.0.0.1:567
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    # Airflow configures logging when it is first imported, binding its handlers to the sys.stderr of that moment.
+    # Inside a CliRunner call (`tongban mapping check` asks Airflow's own timetable) that stream is closed after the
+    # call, and every later log record then printed "--- Logging error ---" and a traceback into the next command's
+    # output. Import it once here, while pytest's session-long streams are in place.
+    import airflow.sdk  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def _stores_at_head(request, monkeypatch):
     """Every store a test opens in this process starts at the schema's head, as `tongban db upgrade` leaves it

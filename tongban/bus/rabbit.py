@@ -84,12 +84,16 @@ class _Publisher:
 
 
 def _back_to(work: WorkQueue) -> dict:
-    """Queue arguments that dead-letter expired messages back to the work queue, at least once: a quorum queue
-    keeps an expired message until the work queue confirmed it (a classic queue's dead-lettering is at most once,
-    and a broker restart lost messages on that hop). At-least-once needs reject-publish overflow (RabbitMQ 3.10+);
-    with no length limit set, nothing is ever rejected for it."""
-    return {"x-queue-type": "quorum", "x-dead-letter-exchange": work.exchange,
-            "x-dead-letter-routing-key": work.routing_key,
+    """Queue arguments that dead-letter expired messages back to the work queue (a retry delay queue: classic,
+    because it deletes itself with x-expires — tongban.bus.topology says why that rules out a quorum queue)."""
+    return {"x-dead-letter-exchange": work.exchange, "x-dead-letter-routing-key": work.routing_key}
+
+
+def _back_to_at_least_once(work: WorkQueue) -> dict:
+    """The ordering gate's wait queue: a quorum queue that keeps an expired message until the work queue confirmed
+    it (a classic queue's dead-lettering is at most once, and a broker restart lost messages on that hop).
+    At-least-once needs reject-publish overflow (RabbitMQ 3.10+); with no length limit, nothing is rejected for it."""
+    return {**_back_to(work), "x-queue-type": "quorum",
             "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
 
@@ -123,7 +127,7 @@ class RabbitBus(Bus):
             ch.queue_declare(work.queue, durable=True, arguments={"x-queue-type": "quorum"})
             ch.queue_bind(work.queue, work.exchange, work.routing_key)
             ch.queue_declare(work.wait_queue, durable=True,
-                             arguments={**_back_to(work), "x-message-ttl": delay_ms(WAIT_SECONDS)})
+                             arguments={**_back_to_at_least_once(work), "x-message-ttl": delay_ms(WAIT_SECONDS)})
             self._retire_legacy_wait(connection, work)
 
     def _retire_legacy_wait(self, connection: pika.BlockingConnection, work: WorkQueue) -> None:

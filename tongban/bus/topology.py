@@ -3,23 +3,25 @@
 Case events go to one quorum queue that any number of workers compete on. Order per case is kept by
 the delivery worker's ordering gate (an event waits until its predecessor's receipt is recorded), not
 by pinning cases to consumers, so competing workers scale without a partition rebalancer.
-Retries are delay queues: a message sits in `<queue>.retry.<ms>ms` for the delay the redelivery policy computed
+Retries are delay queues: a message sits in `<queue>.delay.<ms>ms` for the delay the redelivery policy computed
 (tongban.delivery.retry, jitter included; to 10 ms), then dead-letters back to the exchange with the routing key of
 its work queue. One queue per distinct delay, because RabbitMQ expires messages only at the head of a queue: a
 per-message TTL in one shared queue would hold a 1 s retry behind a 120 s one. Each delay queue deletes itself
 (`x-expires`) a while after its last message left. The ordering gate's short wait has its own fixed queue
 (`<queue>.gate`).
 
-The wait and delay queues are quorum queues that dead-letter at least once (x-dead-letter-strategy at-least-once,
-which RabbitMQ ≥ 3.10 allows with x-overflow reject-publish): an expired message stays in its queue until the work
-queue has confirmed it. A classic queue's TTL dead-lettering is at most once, and a broker restart lost messages
-on that hop (7–16 of ~410 events in the restart test, tests/e2e/test_restarts.py).
+The gate's wait queue is a quorum queue that dead-letters at least once (x-dead-letter-strategy at-least-once, which
+RabbitMQ >= 3.10 allows with x-overflow reject-publish): an expired message stays in it until the work queue has
+confirmed it. A classic queue's TTL dead-lettering is at most once, and a broker restart lost events on that hop
+(7-16 of ~410 in the restart test, tests/e2e/test_restarts.py). Its name is new (`<queue>.gate`): the old classic
+`<queue>.wait` cannot be redeclared with other arguments (406 PRECONDITION_FAILED), so it gets no new messages,
+what it holds returns to the work queue by its TTL, and `declare` deletes it only once it is empty.
 
-Migration from the classic queues (same names could not be redeclared with other arguments: 406
-PRECONDITION_FAILED): the new queues have new names. The old classic `<queue>.wait` and `<queue>.delay.<ms>ms`
-queues get no new messages; what they still hold returns to the work queue when its TTL runs out, as before.
-`declare` deletes the old wait queue only once it is empty (if-empty, never a message dropped) and says so
-while it still holds messages; the old delay queues delete themselves (x-expires).
+The retry delay queues stay classic. On RabbitMQ 3.10 a quorum delay queue with x-expires deleted itself with
+retries still in it: publishing to it and redeclaring it did not count as use, only consumers do (the chaos test,
+tests/e2e/test_chaos.py, lost 19 of 10,000 events that way). Without x-expires, one quorum queue per distinct delay
+would pile up for ever. So a retry waiting in a delay queue while the broker restarts can still be lost on the
+dead-letter hop: a known limit (docs/performance.md, "What is left").
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ class WorkQueue:
 
     def delay_queue(self, milliseconds: int) -> str:
         """The delay queue whose messages wait exactly `milliseconds` before returning to the work queue."""
-        return f"{self.queue}.retry.{int(milliseconds)}ms"
+        return f"{self.queue}.delay.{int(milliseconds)}ms"
 
     @property
     def wait_queue(self) -> str:
