@@ -335,7 +335,8 @@ class BatchIngest:
 
     def _finish(self, batch_id: str, out: BatchOutcome, digest: RecordsDigest, unreadable: int, status: str,
                 problem: str | None) -> None:
-        with self.store.write() as conn:
+        # durable: the batch's outcome and every chunk committed before it are on disk before the source is told
+        with self.store.write(durable=True) as conn:
             conn.execute(update(flowback_batches).where(flowback_batches.c.batch_id == batch_id).values(
                 status=status, problem=problem, finished_at=utcnow(), records_in=out.records_in,
                 unreadable=unreadable, digest=digest.hexdigest()))
