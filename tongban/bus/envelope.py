@@ -153,7 +153,6 @@ def new_id() -> str:
 
 
 _UUID7_RANDOM = (1 << 80) - 1                       # below the 48-bit millisecond time
-_UUID7_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version nibble and the variant bits (as for uuid4)
 _UUID7_SET = (0x7000 << 64) | (0x8000 << 48)        # version 7, RFC 9562 variant
 
 
@@ -163,7 +162,7 @@ def ordered_id() -> str:
     keyed by them appends at its end instead of splitting a random page of its B-tree for every row: the flowback
     router makes one per routed record (flowback_records' and flowback_deliveries' message ids)."""
     random = int(new_id(), 16) & _UUID7_RANDOM  # new_id's buffered randomness: no system call per id
-    return f"{((time.time_ns() // 1_000_000) << 80 | random) & _UUID7_CLEAR | _UUID7_SET:032x}"
+    return f"{((time.time_ns() // 1_000_000) << 80 | random) & _UUID4_CLEAR | _UUID7_SET:032x}"
 
 
 def utcnow() -> str:
