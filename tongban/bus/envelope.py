@@ -6,6 +6,7 @@ import json
 import os
 import re
 import threading
+import time
 from functools import lru_cache
 from urllib.parse import quote
 from dataclasses import dataclass, field
@@ -149,6 +150,19 @@ def new_id() -> str:
     if stream is None:
         stream = _ids.stream = _id_stream()
     return next(stream)
+
+
+_UUID7_RANDOM = (1 << 80) - 1                       # below the 48-bit millisecond time
+_UUID7_SET = (0x7000 << 64) | (0x8000 << 48)        # version 7, RFC 9562 variant
+
+
+def ordered_id() -> str:
+    """A time-ordered id (RFC 9562 UUIDv7 as 32 hex digits: Unix milliseconds, then 74 random bits), the same width
+    as `new_id`. Ids made one after the other sort one after the other (to the millisecond), so a table or index
+    keyed by them appends at its end instead of splitting a random page of its B-tree for every row: the flowback
+    router makes one per routed record (flowback_records' and flowback_deliveries' message ids)."""
+    random = int(new_id(), 16) & _UUID7_RANDOM  # new_id's buffered randomness: no system call per id
+    return f"{((time.time_ns() // 1_000_000) << 80 | random) & _UUID4_CLEAR | _UUID7_SET:032x}"
 
 
 def utcnow() -> str:

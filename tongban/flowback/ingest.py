@@ -29,7 +29,8 @@ from tongban.audit import ledger
 from tongban.operator import quarantine as q
 from tongban.bus import Bus
 from tongban.codes import mask_text
-from tongban.bus.envelope import KIND_FLOWBACK, Envelope, TextEnvelope, new_id, text_idempotency_key, utcnow
+from tongban.bus.envelope import (KIND_FLOWBACK, Envelope, TextEnvelope, new_id, ordered_id, text_idempotency_key,
+                                  utcnow)
 from tongban.audit.ledger import LedgerEvent
 from tongban.mapping import MappingError
 from tongban.store import Store
@@ -218,7 +219,8 @@ class BatchIngest:
             route = decision.detail()
             env = TextEnvelope(KIND_FLOWBACK, source, ikey, {  # payload: text (and the route's flags) only
                 "batch_id": batch_id, "run_id": run_id, "target": target, "route": route,
-                "record": national}, region=target, correlation=national.get(PROJID), created_at=created_at)
+                "record": national}, region=target, correlation=national.get(PROJID), created_at=created_at,
+                message_id=ordered_id())  # time-ordered: the message-id indexes append, not split random pages
             buffers.setdefault(target, []).append(env)
             out.routed += 1
             prefix_target[target] = prefix_target.get(target, 0) + 1
@@ -333,7 +335,8 @@ class BatchIngest:
 
     def _finish(self, batch_id: str, out: BatchOutcome, digest: RecordsDigest, unreadable: int, status: str,
                 problem: str | None) -> None:
-        with self.store.write() as conn:
+        # durable: the batch's outcome and every chunk committed before it are on disk before the source is told
+        with self.store.write(durable=True) as conn:
             conn.execute(update(flowback_batches).where(flowback_batches.c.batch_id == batch_id).values(
                 status=status, problem=problem, finished_at=utcnow(), records_in=out.records_in,
                 unreadable=unreadable, digest=digest.hexdigest()))

@@ -62,16 +62,21 @@ def ingest_source(mapping: FlowbackMapping, *, store: Store, bus: Bus, prefix: s
                   only: str | None = None) -> FlowbackRunReport:
     """Route every waiting batch of the source (only batch `only`, if named) onto the flowback queues."""
     report = FlowbackRunReport(mapping.system)
-    ingest = _ingest(mapping, store, bus, prefix)
-    for batch in source_batches(mapping):
-        if isinstance(batch, BatchUnreadable):
-            report.unreadable.append(str(batch))
-            continue
-        if only is not None and batch.manifest.batch_id != only:
-            continue
-        if not batch.acknowledged and ingest.is_done(batch.manifest):
-            continue  # still listed by a service that is never told: not news
-        report.batches.append(ingest.ingest(batch))
+    writer = store.bulk_writer()  # the router's own connections (SQLite: a larger page cache, fewer checkpoints)
+    try:
+        ingest = _ingest(mapping, writer, bus, prefix)
+        for batch in source_batches(mapping):
+            if isinstance(batch, BatchUnreadable):
+                report.unreadable.append(str(batch))
+                continue
+            if only is not None and batch.manifest.batch_id != only:
+                continue
+            if not batch.acknowledged and ingest.is_done(batch.manifest):
+                continue  # still listed by a service that is never told: not news
+            report.batches.append(ingest.ingest(batch))
+    finally:
+        if writer is not store:
+            writer.dispose()
     return report
 
 
