@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,7 @@ TONGBAN = str(Path(sys.executable).with_name("tongban"))
 
 from benchmarks.baseline import raw_pika  # noqa: E402  (after the path set-up above)
 from benchmarks.platform_ceiling import platform_ceiling, platform_process  # noqa: E402
+from tests.support import stop_processes  # noqa: E402
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -157,18 +157,6 @@ class Bench:
         return procs
 
     @staticmethod
-    def stop_workers(workers: list[subprocess.Popen]) -> None:
-        for proc in workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)  # finish the message in hand, then exit
-        for proc in workers:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-    @staticmethod
     def wait_for_consumers(work, count: int, workers: list[subprocess.Popen], timeout: float = 60) -> None:
         import pika
 
@@ -256,7 +244,7 @@ def throughput(bench: Bench, events: int, workers: int, *, batch: bool = True) -
         rows = bench.wait_delivered(system, events, procs)
         cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_start
     finally:
-        bench.stop_workers(procs)
+        stop_processes(procs)
     stamps = sorted(_when(at) for _key, at in rows)
     counted = [s for s in stamps if s >= attached]
     seconds = stamps[-1] - attached
@@ -317,7 +305,7 @@ def latency(bench: Bench, rate: float, seconds: float, *, batch: bool = True) ->
         offered = total / (time.monotonic() - started)
         rows = bench.wait_delivered(system, total, procs)
     finally:
-        bench.stop_workers(procs)
+        stop_processes(procs)
         bus.close()
     latencies = sorted(_when(at) - created[key] for key, at in rows)
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from tests.conftest import AMQP_URL
-from tests.support import PG_BASE
+from tests.support import PG_BASE, stop_processes  # noqa: F401 - the restart tests and the soak call en.stop_processes
 
 TONGBAN = str(Path(sys.executable).with_name("tongban"))
 RABBIT_NODE = os.environ.get("TONGBAN_TEST_RABBIT_NODE") or None
@@ -120,19 +120,6 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen([TONGBAN, "worker", "--lanes", "8", "--prefetch", "64"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
-
-
-def stop_processes(processes) -> None:
-    """SIGTERM (finish the message in hand), then SIGKILL whatever is still there after a minute."""
-    for proc in processes:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in processes:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def rss_kib(pid: int) -> int:

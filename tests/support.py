@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -95,3 +96,17 @@ def scratch_pg_schema(prefix: str = "t", *, give_up_after: str | None = None) ->
             print(f"schema {name} left behind: {exc}", file=sys.stderr)
         finally:
             admin.dispose()
+
+
+def stop_processes(processes) -> None:
+    """SIGTERM (finish the message in hand), then SIGKILL whatever is still there after a minute. The processes
+    were started with start_new_session=True, so the signal reaches each one's whole group."""
+    for proc in processes:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
