@@ -208,8 +208,9 @@ class Bench:
             channel = connection.channel()
             for prefix in self.prefixes:
                 work = cases_work(prefix)
-                for name in work.fixed_queues:  # delay queues delete themselves (x-expires)
+                for name in work.fixed_queues:  # the work queue, its gate and the exchange's retry tiers
                     channel.queue_delete(name)
+                channel.exchange_delete(work.retry_exchange)
                 channel.exchange_delete(work.exchange)
             connection.close()
         finally:

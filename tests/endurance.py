@@ -127,15 +127,15 @@ def rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
-def case_events(platform, cases: int, source: str = "restart-legacy", first: int = 0) -> list:
-    """`cases` legacy cases numbered by the platform, each published as its whole life (application … evaluation,
-    numbered events 1..n): later events of a case go round the ordering gate's wait queue while their predecessor
-    is delivered, so the wait queue's dead-lettering is on the path."""
+def case_events(platform, cases: int, source: str = "restart-legacy", first: int = 0, stage: str = "evaluated") -> list:
+    """`cases` legacy cases numbered by the platform, each published as its whole life up to `stage` (application …
+    evaluation, numbered events 1..n): later events of a case go round the ordering gate's wait queue while their
+    predecessor is delivered, so the wait queue's dead-lettering is on the path ("applied": one event a case)."""
     from tongban.bus.envelope import KIND_CASE_EVENT, Envelope, idempotency_key
     from tongban.cases.changes import events_between
     from tongban.cases.samples import sample_snapshot
 
-    snapshot = sample_snapshot("evaluated")
+    snapshot = sample_snapshot(stage)
     changes = events_between(None, snapshot)
 
     def number(i: int) -> str:

@@ -67,8 +67,8 @@ def test_delayed_publish_arrives_later(bus_and_work):
 
 
 def test_a_shorter_delay_published_later_arrives_first(bus_and_work):
-    """Each delay is honoured as the policy computed it: no rounding up to a ladder of steps (0.9 s and 0.3 s
-    would share the 1 s step and keep publish order) and no head-of-line blocking behind a longer TTL."""
+    """Each retry keeps the delay the policy computed: a 0.3 s retry is not held behind a 0.9 s one sent before it
+    (on RabbitMQ they wait in different tiers, each message with its own TTL)."""
     bus, work = bus_and_work
     bus.declare(work)
     bus.publish_delayed(work, _env(1), 0.9)
@@ -78,37 +78,57 @@ def test_a_shorter_delay_published_later_arrives_first(bus_and_work):
     assert seen == [2, 1]
 
 
-def test_the_rabbitmq_delay_queue_has_the_policys_delay_to_ten_milliseconds(rabbit_bus, rabbit_work):
+def test_a_rabbitmq_retry_waits_in_its_tier_with_the_policys_delay_as_its_own_ttl(rabbit_bus, rabbit_work):
     import random
 
-    import pika
-
-    from tongban.bus.topology import delay_ms
+    from tongban.bus.topology import delay_ms, retry_tier
     from tongban.delivery.retry import RedeliveryPolicy
 
     rabbit_bus.declare(rabbit_work)
     delay = RedeliveryPolicy(rng=random.Random(7)).delay(3)  # 4 s doubled from 1 s, plus jitter
     assert delay_ms(delay) % 1000  # jittered: not a whole step
     rabbit_bus.publish_delayed(rabbit_work, _env(3), delay)
-    name = rabbit_work.delay_queue(delay_ms(delay))
-    assert abs(delay_ms(delay) - delay * 1000) <= 5
-    assert name in rabbit_bus.queues(rabbit_work)
-    connection = pika.BlockingConnection(pika.URLParameters(rabbit_bus.url))
-    try:  # the broker holds the message in exactly that queue
-        assert connection.channel().queue_declare(name, passive=True).method.message_count == 1
+    tier = rabbit_work.retry_queue(retry_tier(delay_ms(delay)))
+    assert tier in rabbit_bus.queues(rabbit_work)
+    with rabbit_bus._connection() as connection:  # the broker holds the message in that tier, with that TTL
+        channel = connection.channel()
+        method, props, _body = channel.basic_get(tier, auto_ack=False)
+        assert method is not None and abs(int(props.expiration) - delay * 1000) <= 5
+        channel.basic_nack(method.delivery_tag, requeue=True)
+        assert sum(rabbit_bus.depths(rabbit_work.retry_queues).values()) == 1
+
+
+def test_retries_of_two_work_queues_on_one_exchange_share_the_tiers_and_go_back_to_their_own(rabbit_bus):
+    """The flowback's district queues share one exchange, hence one set of retry tiers: a retry returns to the
+    queue it came from, not to its neighbour's."""
+    import uuid
+
+    prefix = f"test-shared-{uuid.uuid4().hex[:8]}"
+    north, south = WorkQueue(prefix, f"{prefix}.north", "north"), WorkQueue(prefix, f"{prefix}.south", "south")
+    try:
+        rabbit_bus.declare(north)
+        rabbit_bus.declare(south)
+        assert north.retry_queues == south.retry_queues
+        rabbit_bus.publish_delayed(north, _env(1), 0.3)
+        rabbit_bus.publish_delayed(south, _env(2), 0.3)
+        rabbit_bus.publish_delayed(north, _env(3), 0.5)
+        seen: dict[str, list[int]] = {"north": [], "south": []}
+        _drain(rabbit_bus, north, lambda d: seen["north"].append(d.envelope.payload["i"]))
+        _drain(rabbit_bus, south, lambda d: seen["south"].append(d.envelope.payload["i"]))
+        assert seen == {"north": [1, 3], "south": [2]}
     finally:
-        connection.close()
-    rabbit_bus.delete(rabbit_work)
+        rabbit_bus.delete(north)
+        rabbit_bus.delete(south)
 
 
 def test_a_delay_towards_an_undeclared_work_queue_is_refused_not_dropped(rabbit_bus):
-    from tongban.bus.topology import cases_work
+    from tongban.bus.topology import cases_work, retry_tier
     import uuid
 
     nowhere = cases_work(f"test-undeclared-{uuid.uuid4().hex[:8]}")
     with pytest.raises(PublishError, match="unroutable: work queue .* is not declared"):
         rabbit_bus.publish_delayed(nowhere, _env(4), 2.5)
-    assert nowhere.delay_queue(2500) not in rabbit_bus.queues(nowhere)
+    assert not _exists(rabbit_bus, nowhere.retry_queue(retry_tier(2500)))
 
 
 def test_unroutable_publish_is_an_error_not_a_loss(rabbit_bus, rabbit_work):

@@ -42,8 +42,11 @@ def prefix(monkeypatch):
     connection = pika.BlockingConnection(pika.URLParameters(AMQP))
     channel = connection.channel()
     for work in flowback_topology(name).values():
-        for queue in work.fixed_queues:  # delay queues delete themselves (x-expires)
+        for queue in work.own_queues:
             channel.queue_delete(queue)
+    for queue in work.retry_queues:  # one set of retry tiers for all district queues (they share the exchange)
+        channel.queue_delete(queue)
+    channel.exchange_delete(work.retry_exchange)
     channel.exchange_delete(name)
     connection.close()
 

@@ -81,8 +81,14 @@ def print_status(store, bus, work=CASES) -> None:
     table = Table(title=f"tongban status (bus: {bus.name})")
     table.add_column("what")
     table.add_column("count", justify="right")
-    for name in bus.queues(work):
-        table.add_row(f"queue {name}", str(bus.depth(name)))
+    depths = bus.depths(bus.queues(work))
+    tiers = [name for name in depths if name in work.retry_queues]
+    for name, depth in depths.items():
+        if name not in tiers or depth:  # the retry tiers one by one only when they hold something
+            table.add_row(f"queue {name}", str(depth))
+    if tiers:
+        table.add_row(f"queue {work.retry_exchange}.* ({len(tiers)} retry tiers, shared)",
+                      str(sum(depths[name] for name in tiers)))
     table.add_row(f"oldest message in {work.queue}", _age(bus.oldest_created_at(work.queue)))
     counts = q.counts(store)
     table.add_row("outbox (committed, waiting for the broker)", str(sum(outbox.pending(store).values())))

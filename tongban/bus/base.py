@@ -65,6 +65,10 @@ class Bus:
         """The queues where the work queue's messages may be waiting right now (for depths and status)."""
         return [work.queue]
 
+    def depths(self, names: Sequence[str]) -> dict[str, int]:
+        """`depth` of each queue (the RabbitMQ bus asks over one connection)."""
+        return {name: self.depth(name) for name in names}
+
     def oldest_created_at(self, queue: str) -> str | None:
         """The created_at of the message at the head of the queue (None when empty)."""
         raise NotImplementedError

@@ -22,7 +22,7 @@ from tongban.bus.envelope import Envelope
 
 from .base import Bus, Delivery, Handler, PublishError
 from .confirms import AsyncConfirmPublisher
-from .topology import DELAY_QUEUE_LINGER_MS, WAIT_SECONDS, WorkQueue, delay_ms
+from .topology import RETRY_TIER_HEADER, RETRY_TIERS_MS, WAIT_SECONDS, WorkQueue, delay_ms, retry_tier
 
 log = logging.getLogger("tongban.bus.rabbit")
 
@@ -49,7 +49,8 @@ class _Publisher:
         return self.channel
 
     def publish(self, exchange: str, routing_key: str, bodies: Sequence[bytes], *, expiration_ms: int | None = None,
-                message_ids: Sequence[str] | None = None, prepare: Callable | None = None) -> None:
+                message_ids: Sequence[str] | None = None, prepare: Callable | None = None,
+                headers: dict | None = None) -> None:
         """Publish and wait for the confirms; `prepare(channel)` runs first on the same channel (declarations)."""
         for attempt in range(2):  # one reconnect: a connection closed by the broker is not a lost message
             try:
@@ -59,7 +60,7 @@ class _Publisher:
                 for i, body in enumerate(bodies):
                     props = pika.BasicProperties(
                         delivery_mode=pika.DeliveryMode.Persistent, content_type="application/json",
-                        message_id=message_ids[i] if message_ids else None,
+                        message_id=message_ids[i] if message_ids else None, headers=headers,
                         expiration=str(expiration_ms) if expiration_ms is not None else None)
                     channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
                 return
@@ -83,18 +84,21 @@ class _Publisher:
         self.connection = self.channel = None
 
 
-def _back_to(work: WorkQueue) -> dict:
-    """Queue arguments that dead-letter expired messages back to the work queue (a retry delay queue: classic,
-    because it deletes itself with x-expires — tongban.bus.topology says why that rules out a quorum queue)."""
-    return {"x-dead-letter-exchange": work.exchange, "x-dead-letter-routing-key": work.routing_key}
+# A quorum queue that keeps an expired message until the work exchange's queue has confirmed it (a classic queue's
+# dead-lettering is at most once, and a broker restart lost messages on that hop). At-least-once needs reject-publish
+# overflow (RabbitMQ 3.10+); with no length limit, nothing is rejected for it.
+_AT_LEAST_ONCE = {"x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
 
 def _back_to_at_least_once(work: WorkQueue) -> dict:
-    """The ordering gate's wait queue: a quorum queue that keeps an expired message until the work queue confirmed
-    it (a classic queue's dead-lettering is at most once, and a broker restart lost messages on that hop).
-    At-least-once needs reject-publish overflow (RabbitMQ 3.10+); with no length limit, nothing is rejected for it."""
-    return {**_back_to(work), "x-queue-type": "quorum",
-            "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+    """The ordering gate's wait queue: its messages come in by its own name, so it names the way back."""
+    return {**_AT_LEAST_ONCE, "x-dead-letter-exchange": work.exchange, "x-dead-letter-routing-key": work.routing_key}
+
+
+def _tier_arguments(work: WorkQueue) -> dict:
+    """A retry tier: shared by the exchange's work queues, so no x-dead-letter-routing-key — an expired retry goes
+    back with the routing key it was published with, its own work queue's (tongban.bus.topology)."""
+    return {**_AT_LEAST_ONCE, "x-dead-letter-exchange": work.exchange}
 
 
 class RabbitBus(Bus):
@@ -105,9 +109,11 @@ class RabbitBus(Bus):
         self._publisher = _Publisher(url)  # single messages (delays, retries)
         self._batches: AsyncConfirmPublisher | None = None  # batches, confirmed asynchronously
         self._local = threading.local()
-        # Delay queues this process filled: name → monotonic time by which its last message has left it.
-        self._delays: dict[str, tuple[WorkQueue, float]] = {}
+        # Work queues with retries this process sent: work → monotonic time by which its last one is back.
+        self._delays: dict[WorkQueue, float] = {}
         self._delays_lock = threading.Lock()
+        self._tiers_declared: set[str] = set()  # exchanges whose retry tiers this object declared
+        self._work_known: set[str] = set()  # work queues seen declared (a retry towards them can come back)
 
     # --- topology -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -129,6 +135,21 @@ class RabbitBus(Bus):
             ch.queue_declare(work.wait_queue, durable=True,
                              arguments={**_back_to_at_least_once(work), "x-message-ttl": delay_ms(WAIT_SECONDS)})
             self._retire_legacy_wait(connection, work)
+            self._declare_retry_tiers(ch, work)
+        self._work_known.add(work.queue)
+
+    def _declare_retry_tiers(self, channel, work: WorkQueue) -> None:
+        """The exchange's retry exchange and its tiers (tongban.bus.topology), once per exchange and bus object: 58
+        quorum queues take about a second to create, a tenth of that to redeclare, and a flowback run declares 39
+        work queues on one exchange."""
+        if work.exchange in self._tiers_declared:
+            return
+        channel.exchange_declare(work.retry_exchange, "headers", durable=True)
+        for tier in RETRY_TIERS_MS:
+            name = work.retry_queue(tier)
+            channel.queue_declare(name, durable=True, arguments=_tier_arguments(work))
+            channel.queue_bind(name, work.retry_exchange, arguments={"x-match": "all", RETRY_TIER_HEADER: str(tier)})
+        self._tiers_declared.add(work.exchange)
 
     def _retire_legacy_wait(self, connection: pika.BlockingConnection, work: WorkQueue) -> None:
         """The classic wait queue of earlier versions gets no new messages (tongban.bus.topology: migration); what
@@ -180,8 +201,8 @@ class RabbitBus(Bus):
             self._batches.publish_batch(work.exchange, work.routing_key, bodies, ids)
 
     def publish_delayed(self, work: WorkQueue, envelope: Envelope, seconds: float) -> None:
-        """The message returns to the work queue after `seconds` (to DELAY_RESOLUTION_MS): straight into the
-        delay queue of that TTL, declared on the way (see tongban.bus.topology for why one queue per delay)."""
+        """The message returns to the work queue after `seconds` (to DELAY_RESOLUTION_MS): its own TTL, in the
+        retry tier of that delay (tongban.bus.topology: at least the delay, at most a quarter more)."""
         ms = delay_ms(seconds)
         body, ids = [envelope.to_bytes()], [envelope.message_id]
         publisher = self._thread_publisher()
@@ -191,36 +212,62 @@ class RabbitBus(Bus):
         if ms == 0:
             publisher.publish(work.exchange, work.routing_key, body, message_ids=ids)
             return
-        name = work.delay_queue(ms)
 
         def prepare(channel) -> None:
-            # A dead-letter towards a work queue nobody declared would drop the message silently: refuse instead.
-            try:
-                channel.queue_declare(work.queue, passive=True)
-            except pex.ChannelClosedByBroker as exc:
-                if exc.reply_code == 404:
-                    raise PublishError(f"unroutable: work queue {work.queue} is not declared, so a delay "
-                                       f"queue would have nowhere to return the message", unroutable=True) from exc
+            # A dead-letter towards a work queue nobody declared would sit in its tier for ever: refuse instead.
+            if work.queue not in self._work_known:
+                try:
+                    channel.queue_declare(work.queue, passive=True)
+                except pex.ChannelClosedByBroker as exc:
+                    if exc.reply_code == 404:
+                        raise PublishError(f"unroutable: work queue {work.queue} is not declared, so a retry "
+                                           f"would have nowhere to return", unroutable=True) from exc
+                    raise
+                self._work_known.add(work.queue)
+            self._declare_retry_tiers(channel, work)  # a work queue declared by an earlier version has none yet
+
+        headers = {RETRY_TIER_HEADER: str(retry_tier(ms))}
+        try:
+            publisher.publish(work.retry_exchange, work.routing_key, body, message_ids=ids, prepare=prepare,
+                              expiration_ms=ms, headers=headers)
+        except PublishError as exc:
+            if exc.unroutable:
                 raise
-            channel.queue_declare(name, durable=True, arguments={
-                **_back_to(work), "x-message-ttl": ms, "x-expires": ms + DELAY_QUEUE_LINGER_MS})
-
-        publisher.publish("", name, body, message_ids=ids, prepare=prepare)
+            # Perhaps the tiers this object declared were deleted since (a sandbox torn down and made again):
+            # look again rather than send the message round its queue for ever.
+            self._tiers_declared.discard(work.exchange)
+            self._work_known.discard(work.queue)
+            publisher.publish(work.retry_exchange, work.routing_key, body, message_ids=ids, prepare=prepare,
+                              expiration_ms=ms, headers=headers)
         with self._delays_lock:
-            until = time.monotonic() + seconds + 1.0  # + the dead-letter hop back to the work queue
-            self._delays[name] = (work, max(until, self._delays.get(name, (work, 0.0))[1]))
+            until = time.monotonic() + seconds * 1.25 + 1.0  # + the tier's most + the dead-letter hop back
+            self._delays[work] = max(until, self._delays.get(work, 0.0))
 
-    def _live_delays(self, work: WorkQueue) -> list[str]:
-        now = time.monotonic()
+    def _live_delays(self, work: WorkQueue) -> bool:
+        """Whether a retry this process sent for `work` may still be on its way back."""
         with self._delays_lock:
-            for name in [n for n, (_, until) in self._delays.items() if until < now]:
-                del self._delays[name]
-            return sorted(n for n, (w, _) in self._delays.items() if w == work)
+            until = self._delays.get(work)
+            if until is not None and until < time.monotonic():
+                del self._delays[work]
+                return False
+            return until is not None
 
     def queues(self, work: WorkQueue) -> list[str]:
-        """The work and wait queues, and the delay queues this process filled whose messages are still due
-        (a delay queue filled by another process is not known here; it empties and deletes itself)."""
-        return [*work.fixed_queues, *self._live_delays(work)]
+        """The work and gate queues and the exchange's retry tiers (shared with its other work queues)."""
+        return list(work.fixed_queues)
+
+    def depths(self, names: Sequence[str]) -> dict[str, int]:
+        """Depth of each queue over one connection (a queue that does not exist holds 0)."""
+        result: dict[str, int] = {}
+        with self._connection() as connection:
+            channel = connection.channel()
+            for name in names:
+                try:
+                    result[name] = channel.queue_declare(name, passive=True).method.message_count
+                except pex.ChannelClosedByBroker:
+                    result[name] = 0
+                    channel = connection.channel()
+        return result
 
     # --- consuming ------------------------------------------------------------------------------
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
@@ -323,11 +370,12 @@ class RabbitBus(Bus):
                 pass
 
     def _quiet(self, channel, work: WorkQueue) -> bool:
-        """No message anywhere in the work queue's family: none due back from a delay queue this process filled,
-        none in the work or wait queue."""
+        """No message anywhere in the work queue's family: none due back from a retry this process sent, none in
+        the work or gate queue. (The retry tiers are shared by the exchange's work queues: their depth says
+        nothing about this one.)"""
         if self._live_delays(work):
             return False
-        return all(channel.queue_declare(name, passive=True).method.message_count == 0 for name in work.fixed_queues)
+        return all(channel.queue_declare(name, passive=True).method.message_count == 0 for name in work.own_queues)
 
     def depth(self, queue_name: str) -> int:
         with self._connection() as connection:
@@ -360,12 +408,16 @@ class RabbitBus(Bus):
                     ch = connection.channel()
 
     def delete(self, work: WorkQueue) -> None:
-        """Remove the work queue, its delay queues and its exchange (tests, benchmarks, retired sandboxes)."""
+        """Remove the work queue, its gate, its exchange and the exchange's retry tiers (tests, benchmarks, retired
+        sandboxes)."""
         with self._connection() as connection:
             channel = connection.channel()
             for name in self.queues(work):
                 channel.queue_delete(name)
+            channel.exchange_delete(work.retry_exchange)
             channel.exchange_delete(work.exchange)
+        self._tiers_declared.discard(work.exchange)
+        self._work_known.discard(work.queue)
 
     def close(self) -> None:
         self._publisher.close()

@@ -48,7 +48,7 @@ def status_data(store, bus, work, mappings_dir: Path) -> dict[str, Any]:
     counts = q.counts(store)
     return {
         "bus": bus.name,
-        "queues": {name: bus.depth(name) for name in names},
+        "queues": bus.depths(names),
         "oldest_message_at": bus.oldest_created_at(work.queue),
         "parked_open": counts["parked"], "oldest_parked_at": counts.get("oldest_parked"),
         "quarantined_open": counts["quarantined"], "oldest_quarantined_at": counts.get("oldest_quarantined"),

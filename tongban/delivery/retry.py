@@ -2,7 +2,8 @@
 bus's words. A message that failed `attempt` times waits `delay(attempt, retry_after)` seconds in a delay queue
 (the same backoff, jitter and cap as every in-call retry; the platform's Retry-After is a floor, never undercut),
 and after `max_attempts` failures it is parked. Both buses honour the delay as computed: the embedded bus holds the
-row until then, the RabbitMQ bus gives it a delay queue of exactly that TTL (tongban.bus.rabbit).
+row until then, the RabbitMQ bus sends it with that TTL into the retry tier of that delay (tongban.bus.topology: never
+earlier, at most a quarter later).
 
 `RedeliveryPolicy.redeliver` is that whole step for a consumer that parks what it cannot deliver (the delivery worker,
 the bundle worker): the consumer only records the `retried` ledger event it returns."""
@@ -20,7 +21,8 @@ Park = Callable[[Envelope, str], None]  # park(env, reason): the consumer's own 
 
 
 def delay_or_park(bus: Bus, work: WorkQueue, env: Envelope, seconds: float, park: Park) -> bool:
-    """Send the message round `work`'s delay queue; a delay queue nobody declared parks it rather than loop.
+    """Send the message round a delay (a retry tier); towards a work queue nobody declared it is parked rather than
+    loop.
     False when it was parked."""
     try:
         bus.publish_delayed(work, env, seconds)

@@ -44,5 +44,7 @@ def declare(bus: Bus, work: WorkQueue) -> None:
 
 
 def family_depth(bus: Bus, work: WorkQueue) -> int:
-    """Messages waiting in a work queue and its delay queues (the local bus keeps delayed ones in the queue)."""
-    return sum(bus.depth(name) for name in bus.queues(work))
+    """Messages waiting in a work queue and its gate (the local bus keeps delayed ones in the queue too). The retry
+    tiers are left out: all district queues share them (tongban.bus.topology), so their depth names no district;
+    a consumer stays while a retry it sent is due back (RabbitBus._quiet)."""
+    return sum(bus.depths([name for name in bus.queues(work) if name in work.own_queues]).values())
