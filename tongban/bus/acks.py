@@ -71,8 +71,15 @@ class Settler:
             else:
                 break  # still in a lane
             outstanding.popleft()
-        if newest is not None:
-            channel.basic_ack(newest, multiple=True)
-        for tag in sorted(ready):  # beyond a tag still in hand: alone
-            channel.basic_ack(tag)
+        acks = ([(newest, True)] if newest is not None else []) + [(tag, False) for tag in sorted(ready)]
+        for tag in ready:  # beyond a tag still in hand: acked alone
             self._alone.add(tag)
+        if not acks:
+            return
+        # pika's BlockingChannel.basic_ack writes its frame and then polls the socket until it is sent: per ack. The
+        # frames but the last go to the channel underneath (pika's own, which BlockingChannel.basic_ack calls too),
+        # so the last ack's poll sends them all, in order.
+        underneath = getattr(channel, "_impl", None)
+        for tag, multiple in acks[:-1]:
+            (underneath or channel).basic_ack(tag, multiple=multiple)
+        channel.basic_ack(acks[-1][0], multiple=acks[-1][1])

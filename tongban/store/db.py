@@ -89,6 +89,7 @@ class Store:
         self.is_sqlite = url.startswith("sqlite")
         self.engine = make_engine(url, bulk=bulk)
         self._lookups: Engine | None = None  # read_once's pool (PostgreSQL), made on first use
+        self._unpinged: Store | None = None  # unpinged()'s, made on first use
         try:
             require_current(self.engine, url)
         except BaseException:
@@ -128,6 +129,22 @@ class Store:
             return self
         return Store(self.url, bulk=True)
 
+    def unpinged(self) -> "Store":
+        """A store on the same database whose PostgreSQL connections are not pinged before each use, for a writer
+        that runs a failed transaction again by itself (the worker's committer, tongban.store.batcher): a
+        connection the server dropped (a PostgreSQL restart) fails that transaction instead of the ping, SQLAlchemy
+        discards every connection opened before it, and the writer's second try runs on a new one. The ping was a
+        round trip per group commit. SQLite: this store."""
+        if self.is_sqlite:
+            return self
+        with _engines_lock:
+            if self._unpinged is None:  # one per store, disposed with it
+                store = Store.__new__(Store)
+                store.url, store.is_sqlite, store._lookups, store._unpinged = self.url, False, None, None
+                store.engine = create_engine(self.url, pool_size=2, max_overflow=4)
+                self._unpinged = store
+            return self._unpinged
+
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
@@ -165,6 +182,8 @@ class Store:
         self.engine.dispose()
         if self._lookups is not None:
             self._lookups.dispose()
+        if self._unpinged is not None and self._unpinged is not self:
+            self._unpinged.dispose()
 
 
 def _pragma(conn: Connection, pragma: str) -> None:
