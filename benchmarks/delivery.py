@@ -25,12 +25,18 @@ The mock platform signs every receipt (JWS, ES256, with a sandbox CA made for th
 so each receipt's signature and certificate check is part of the CPU measured, as in production.
 
     .venv/bin/python benchmarks/delivery.py [--events 1500] [--latency-seconds 20] [--mode both|single|batch]
-                                            [--profile DIR]
+                                            [--compare TREE] [--repeats N] [--ceiling-each] [--profile FILE]
 
 `--mode both` (the default) runs the worker rounds twice: with one push per event (TONGBAN_PUSH_BATCH=0, "before")
 and with the platform's batch push (批量推送, "after"); the platform ceiling is measured both ways too (16 threads
 pushing single events; 16 threads pushing batch calls of the platform's limit), and each worker round is printed
 against both ceilings. The latency round uses the last mode.
+
+`--compare TREE` runs every worker round twice, interleaved: with the workers of TREE (another commit's source,
+`git archive COMMIT | tar -x -C TREE`; the workers get PYTHONPATH=TREE) and with this tree's, against the same
+platform and database, so a before/after pair meets the same load. `--repeats N` repeats the rounds; `--ceiling-each`
+measures the platform ceiling right after every round and prints each round against it (on a shared machine the
+ceiling moves with the load as much as the workers do).
 
 `--profile FILE` instead profiles a worker's handler: the same events handled in this process, one after another
 in one thread (cProfile sees one thread; a worker's lanes are threads), against the same platform and PostgreSQL,
@@ -331,6 +337,10 @@ def main() -> None:
                         help="a source tree of another commit (`git archive COMMIT | tar -x -C TREE`): its workers "
                              "run each round too, interleaved with this tree's, against the same platform")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of each kind (interleaved with --compare)")
+    parser.add_argument("--ceiling-each", action="store_true",
+                        help="measure the platform ceiling (of the round's mode) right after every round, and print "
+                             "each round against it: on a machine whose load moves, a ceiling measured minutes later "
+                             "says little about a round")
     args = parser.parse_args()
     modes = {"both": (False, True), "single": (False,), "batch": (True,)}[args.mode]
     rounds: list[dict] = []
@@ -347,8 +357,13 @@ def main() -> None:
                         for tree, label in trees:
                             rounds.append(throughput(bench, args.events, workers, batch=batch, tree=tree, label=label))
                             r = rounds[-1]
+                            if args.ceiling_each:  # the platform's ceiling right after this round, the same way
+                                limit = bench.platform.batch_limit() if batch else 0
+                                r["ceiling"] = platform_ceiling(bench, args.events, batch=limit if limit > 1 else 0)
                             print(f"  round: {label or 'this tree'} ×{workers} {'batch' if batch else 'single'}: "
-                                  f"{r['per_s']:,.0f} events/s, {r['cpu_ms']:.2f} ms CPU per event", flush=True)
+                                  f"{r['per_s']:,.0f} events/s, {r['cpu_ms']:.2f} ms CPU per event"
+                                  + (f"; the ceiling right after it {r['ceiling']:,.0f} events/s, ratio "
+                                     f"{r['per_s'] / r['ceiling']:.3f}" if 'ceiling' in r else ""), flush=True)
             ceiling = platform_ceiling(bench, args.events)
             limit = bench.platform.batch_limit()
             batch_ceiling = platform_ceiling(bench, args.events, batch=limit) if True in modes and limit > 1 else None
@@ -376,6 +391,10 @@ def main() -> None:
     for batch in modes:
         for label in sorted({r["label"] for r in rounds}):
             mine = [r for r in rounds if r["batch"] == batch and r["label"] == label]
+            if args.ceiling_each:
+                ratio = {w: statistics.mean(r["per_s"] / r["ceiling"] for r in mine if r["workers"] == w) for w in (1, 2)}
+                print(f"{'[' + label + '] ' if label else ''}{'batch' if batch else 'single'} push: ÷ the ceiling "
+                      f"measured right after each round: {ratio[1]:.3f} / {ratio[2]:.3f} (1 / 2 workers, mean)")
             one_w = statistics.mean(r["per_s"] for r in mine if r["workers"] == 1)
             two_w = statistics.mean(r["per_s"] for r in mine if r["workers"] == 2)
             cpu = {w: statistics.mean(r["cpu_ms"] for r in mine if r["workers"] == w) for w in (1, 2)}

@@ -16,7 +16,8 @@ For each message, in this order (steps 1–3 read with one statement, tongban.de
 When the platform offers batch push (批量推送, its capabilities answer) and the settings do not force single pushes
 (TONGBAN_PUSH_BATCH=0), step 4 hands the push to a PushBatcher (tongban/delivery/batching.py), which sends what the
 lanes have ready in one call and gives each lane its own event's outcome: steps 1–3, the per-event handling of that
-outcome, the receipt check and the ack after the receipt is recorded stay exactly as above. The worker then runs
+outcome, the receipt check (made by the pusher over the whole reply, so the lanes of one call reach the committer
+together) and the ack after the receipt is recorded stay exactly as above. The worker then runs
 more lanes (up to the prefetch, the batch limit or 16 — about what the PostgreSQL pool serves at once — whichever
 is smallest), so that a batch can fill.
 """
