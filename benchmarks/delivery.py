@@ -25,12 +25,18 @@ The mock platform signs every receipt (JWS, ES256, with a sandbox CA made for th
 so each receipt's signature and certificate check is part of the CPU measured, as in production.
 
     .venv/bin/python benchmarks/delivery.py [--events 1500] [--latency-seconds 20] [--mode both|single|batch]
-                                            [--profile DIR]
+                                            [--compare TREE] [--repeats N] [--ceiling-each] [--profile FILE]
 
 `--mode both` (the default) runs the worker rounds twice: with one push per event (TONGBAN_PUSH_BATCH=0, "before")
 and with the platform's batch push (批量推送, "after"); the platform ceiling is measured both ways too (16 threads
 pushing single events; 16 threads pushing batch calls of the platform's limit), and each worker round is printed
 against both ceilings. The latency round uses the last mode.
+
+`--compare TREE` runs every worker round twice, interleaved: with the workers of TREE (another commit's source,
+`git archive COMMIT | tar -x -C TREE`; the workers get PYTHONPATH=TREE) and with this tree's, against the same
+platform and database, so a before/after pair meets the same load. `--repeats N` repeats the rounds; `--ceiling-each`
+measures the platform ceiling right after every round and prints each round against it (on a shared machine the
+ceiling moves with the load as much as the workers do).
 
 `--profile FILE` instead profiles a worker's handler: the same events handled in this process, one after another
 in one thread (cProfile sees one thread; a worker's lanes are threads), against the same platform and PostgreSQL,
@@ -140,10 +146,14 @@ class Bench:
         self.prefixes.append(prefix)
         return prefix, cases_work(prefix)
 
-    def start_workers(self, prefix: str, count: int, *, batch: bool = True) -> list[subprocess.Popen]:
+    def start_workers(self, prefix: str, count: int, *, batch: bool = True,
+                      tree: Path | None = None) -> list[subprocess.Popen]:
+        """`tree`: a source tree (a checkout of another commit) whose tongban the workers run instead of this one's."""
         env = {**os.environ, "TONGBAN_PUSH_BATCH": "1" if batch else "0", "TONGBAN_DB_URL": self.db_url, "TONGBAN_BUS": "rabbitmq", "TONGBAN_AMQP_URL": AMQP,
                "TONGBAN_QUEUE_PREFIX": prefix, "TONGBAN_PLATFORM_URL": self.platform_url,
                "TONGBAN_HOME": str(self.home / "home")}
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)  # ahead of the editable install: that tree's tongban and adapters
         procs = []
         for _ in range(count):
             # stderr to a file, not a pipe nobody reads while the worker runs: a full pipe would stall it.
@@ -223,21 +233,24 @@ class Bench:
             self.admin.dispose()
 
 
-def throughput(bench: Bench, events: int, workers: int, *, batch: bool = True) -> dict:
+def throughput(bench: Bench, events: int, workers: int, *, batch: bool = True, tree: Path | None = None,
+               label: str = "") -> dict:
     """Events per second delivered by `workers` worker processes draining a queue of `events` ready events
-    (`batch`: the workers use the platform's batch push; else TONGBAN_PUSH_BATCH=0, one push per event)."""
+    (`batch`: the workers use the platform's batch push; else TONGBAN_PUSH_BATCH=0, one push per event;
+    `tree`: the workers run that source tree's tongban, `label` names it in the output)."""
     from tongban.bus.rabbit import RabbitBus
 
-    system = f"bench-{workers}w{'b' if batch else 's'}-{bench.run_id}"
+    tag = f"{workers}w{'b' if batch else 's'}{label}{len(bench.prefixes)}"
+    system = f"bench-{tag}-{bench.run_id}"
     cases = bench.cases(system, events)
-    prefix, work = bench.work(f"{workers}w{'b' if batch else 's'}")
+    prefix, work = bench.work(tag)
     bus = RabbitBus(AMQP)
     bus.declare(work)
     envelopes = [bench.envelope(event, key) for event, key in cases]
     for start in range(0, len(envelopes), 500):
         bus.publish(work, envelopes[start:start + 500])
     bus.close()
-    procs = bench.start_workers(prefix, workers, batch=batch)
+    procs = bench.start_workers(prefix, workers, batch=batch, tree=tree)
     try:
         bench.wait_for_consumers(work, workers, procs)
         attached = time.time()  # from here every worker is consuming: start-up is behind us
@@ -249,7 +262,7 @@ def throughput(bench: Bench, events: int, workers: int, *, batch: bool = True) -
     stamps = sorted(_when(at) for _key, at in rows)
     counted = [s for s in stamps if s >= attached]
     seconds = stamps[-1] - attached
-    return {"workers": workers, "batch": batch, "events": len(rows), "counted": len(counted), "seconds": seconds,
+    return {"workers": workers, "batch": batch, "label": label, "events": len(rows), "counted": len(counted), "seconds": seconds,
             "cpu_ms": 1000 * cpu / max(1, len(counted)),
             "per_s": len(counted) / seconds if seconds > 0 else float("nan"), "sample": envelopes[0].to_bytes()}
 
@@ -321,6 +334,14 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, metavar="FILE", help="profile a worker's handler instead (see above)")
     parser.add_argument("--mode", choices=("both", "single", "batch"), default="both",
                         help="workers pushing one event per call (TONGBAN_PUSH_BATCH=0), in batches, or both rounds")
+    parser.add_argument("--compare", type=Path, metavar="TREE",
+                        help="a source tree of another commit (`git archive COMMIT | tar -x -C TREE`): its workers "
+                             "run each round too, interleaved with this tree's, against the same platform")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of each kind (interleaved with --compare)")
+    parser.add_argument("--ceiling-each", action="store_true",
+                        help="measure the platform ceiling (of the round's mode) right after every round, and print "
+                             "each round against it: on a machine whose load moves, a ceiling measured minutes later "
+                             "says little about a round")
     args = parser.parse_args()
     modes = {"both": (False, True), "single": (False,), "batch": (True,)}[args.mode]
     rounds: list[dict] = []
@@ -330,14 +351,26 @@ def main() -> None:
             if args.profile:
                 profile_handler(bench, args.events, args.profile)
                 return
-            for batch in modes:
-                rounds += [throughput(bench, args.events, 1, batch=batch),
-                           throughput(bench, args.events, 2, batch=batch)]
+            trees = [(args.compare, "base"), (None, "")] if args.compare else [(None, "")]
+            for _ in range(args.repeats):
+                for batch in modes:
+                    for workers in (1, 2):
+                        for tree, label in trees:
+                            rounds.append(throughput(bench, args.events, workers, batch=batch, tree=tree, label=label))
+                            r = rounds[-1]
+                            if args.ceiling_each:  # the platform's ceiling right after this round, the same way
+                                limit = bench.platform.batch_limit() if batch else 0
+                                r["ceiling"] = platform_ceiling(bench, args.events, batch=limit if limit > 1 else 0)
+                            print(f"  round: {label or 'this tree'} ×{workers} {'batch' if batch else 'single'}: "
+                                  f"{r['per_s']:,.0f} events/s, {r['cpu_ms']:.2f} ms CPU per event"
+                                  + (f"; the ceiling right after it {r['ceiling']:,.0f} events/s, ratio "
+                                     f"{r['per_s'] / r['ceiling']:.3f}" if 'ceiling' in r else ""), flush=True)
             ceiling = platform_ceiling(bench, args.events)
             limit = bench.platform.batch_limit()
             batch_ceiling = platform_ceiling(bench, args.events, batch=limit) if True in modes and limit > 1 else None
-            one = rounds[-2]
-            lat = latency(bench, one["per_s"] * args.latency_load, args.latency_seconds, batch=modes[-1])
+            one = next(r for r in reversed(rounds) if r["workers"] == 1 and not r["label"])
+            lat = (latency(bench, one["per_s"] * args.latency_load, args.latency_seconds, batch=modes[-1])
+                   if args.latency_seconds > 0 else None)
         finally:
             bench.close()
     raw = raw_pika(args.events, one["sample"])
@@ -349,7 +382,7 @@ def main() -> None:
         print(f"platform ceiling, batch push: the same, in batch calls of {limit} events: {batch_ceiling:,.0f} events/s")
     for r in rounds:
         how = "batch push" if r["batch"] else "single push"
-        line = (f"tongban worker ×{r['workers']}, {how} (RabbitMQ, PostgreSQL ledger, mock platform): "
+        line = (f"{'[' + r['label'] + '] ' if r['label'] else ''}tongban worker ×{r['workers']}, {how} (RabbitMQ, PostgreSQL ledger, mock platform): "
                 f"{r['per_s']:,.0f} events/s ({r['counted']} of {r['events']} events counted, after every worker "
                 f"attached, in {r['seconds']:.1f}s); ÷ raw pika = {r['per_s'] / raw:.3f}; "
                 f"÷ single-push ceiling = {r['per_s'] / ceiling:.3f}")
@@ -357,9 +390,20 @@ def main() -> None:
             line += f"; ÷ batch ceiling = {r['per_s'] / batch_ceiling:.3f}"
         print(line + f"; worker CPU {r['cpu_ms']:.2f} ms per event")
     for batch in modes:
-        one_w, two_w = [r for r in rounds if r["batch"] == batch]
-        print(f"{'batch' if batch else 'single'} push: two workers ÷ one worker = {two_w['per_s'] / one_w['per_s']:.2f}"
-              f"  (on {os.cpu_count()} cores, the mock platform and PostgreSQL on the same machine)")
+        for label in sorted({r["label"] for r in rounds}):
+            mine = [r for r in rounds if r["batch"] == batch and r["label"] == label]
+            if args.ceiling_each:
+                ratio = {w: statistics.mean(r["per_s"] / r["ceiling"] for r in mine if r["workers"] == w) for w in (1, 2)}
+                print(f"{'[' + label + '] ' if label else ''}{'batch' if batch else 'single'} push: ÷ the ceiling "
+                      f"measured right after each round: {ratio[1]:.3f} / {ratio[2]:.3f} (1 / 2 workers, mean)")
+            one_w = statistics.mean(r["per_s"] for r in mine if r["workers"] == 1)
+            two_w = statistics.mean(r["per_s"] for r in mine if r["workers"] == 2)
+            cpu = {w: statistics.mean(r["cpu_ms"] for r in mine if r["workers"] == w) for w in (1, 2)}
+            print(f"{'[' + label + '] ' if label else ''}{'batch' if batch else 'single'} push: two workers ÷ one worker"
+                  f" = {two_w / one_w:.2f}; mean CPU per event {cpu[1]:.2f} / {cpu[2]:.2f} ms (1 / 2 workers)"
+                  f"  (on {os.cpu_count()} cores, the mock platform and PostgreSQL on the same machine)")
+    if lat is None:
+        return
     print(f"latency publish → recorded receipt, one worker ({'batch' if modes[-1] else 'single'} push), {lat['events']} events offered at {lat['offered']:,.1f}/s "
           f"({args.latency_load:.0%} of one-worker throughput): p50 {lat['p50'] * 1000:,.1f} ms, "
           f"p99 {lat['p99'] * 1000:,.1f} ms, max {lat['max'] * 1000:,.1f} ms")

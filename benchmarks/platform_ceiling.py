@@ -47,7 +47,9 @@ def platform_ceiling(bench, events: int, threads: int = 16, *, batch: int = 0) -
     from tongban.platform.client import PlatformClient
 
     cases = bench.cases(f"bench-direct{batch}-{bench.run_id}", events)
-    clients = [PlatformClient(bench.platform.settings) for _ in range(threads)]
+    # A long timeout: on a loaded machine a batch call of 16 threads can take more than the workers' 5 s, and a
+    # timed-out call would end the measurement, not slow it.
+    clients = [PlatformClient(bench.platform.settings, timeout=120) for _ in range(threads)]
 
     def push_share(i: int) -> None:
         share = cases[i::threads]

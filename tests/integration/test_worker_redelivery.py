@@ -127,7 +127,7 @@ def test_two_records_of_one_message_in_one_group_commit_make_one_delivery(store,
     assert taken.wait(10)  # the committer is busy: the next writes queue up and go in one transaction
     results: list[bool] = []
     lanes = [threading.Thread(target=lambda e=e: results.append(worker.writes.write(
-        lambda conn: worker._record(conn, e, receipt))), daemon=True) for e in (env, _copy(env))]  # noqa: SLF001
+        lambda conn: worker._record(conn, e, receipt)).fresh), daemon=True) for e in (env, _copy(env))]  # noqa: SLF001
     for lane in lanes:
         lane.start()
     deadline = time.monotonic() + 10
@@ -166,16 +166,20 @@ def test_two_workers_recording_one_message_at_once_make_one_delivery(store, plat
     results: dict[str, bool] = {}
 
     def record_then_wait(conn):
-        fresh = first._record(conn, env, receipt)  # noqa: SLF001
+        # The first transaction has its turn at the ledger (a delivery's row goes in only under it, at the end of
+        # the transaction) and is not committed yet.
+        ledger.take_turn(conn)
+        outcome = first._record(conn, env, receipt)  # noqa: SLF001
         recorded.set()
-        hold.wait(10)  # not committed yet
-        return fresh
+        hold.wait(10)
+        return outcome
 
-    a = threading.Thread(target=lambda: results.setdefault("first", first.writes.write(record_then_wait)), daemon=True)
+    a = threading.Thread(target=lambda: results.setdefault("first", first.writes.write(record_then_wait).fresh),
+                         daemon=True)
     a.start()
     assert recorded.wait(10)
     b = threading.Thread(target=lambda: results.setdefault("second", second.writes.write(
-        lambda conn: second._record(conn, _copy(env), receipt))), daemon=True)  # noqa: SLF001
+        lambda conn: second._record(conn, _copy(env), receipt)).fresh), daemon=True)  # noqa: SLF001
     b.start()
     b.join(0.3)  # the second transaction is under way, waiting for the first
     hold.set()

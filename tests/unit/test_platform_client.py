@@ -179,3 +179,13 @@ def test_a_receipt_for_something_else_is_refused(tmp_path):
     client, _platform, _sleeps = _client(tmp_path, lambda s: Platform(s, other_digest))
     with pytest.raises(ReceiptInvalid, match="digest does not match the event sent"):
         ENDPOINTS["case push"][0](client)
+
+
+def test_a_batch_body_is_the_canonical_json_of_its_events():
+    from tongban.bus.envelope import canonical_json
+    from tongban.platform.client import batch_body
+
+    events = [({"case_number": "CQ-1", "data": {"名称": "张三", "n": 1.5, "ok": True, "none": None}}, "sys:k1:ab"),
+              ({"z": [1, {"b": 2, "a": "x\"y\\\n"}], "a": "é\u2028\x00"}, 'key "quoted" 键'), ({}, "k3")]
+    expected = canonical_json({"events": [{"idempotency_key": key, "event": event} for event, key in events]})
+    assert batch_body([canonical_json(e) for e, _ in events], [k for _, k in events]) == expected

@@ -95,6 +95,23 @@ def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
                              tuple(row[name] for row in chunk for name in _COLUMNS))
 
 
+def take_turn(conn: Connection) -> str:
+    """This transaction's turn to append (PostgreSQL: the advisory lock APPEND_LOCK, held until it ends), and the
+    chain's tail hash. Once the lock is held no other writer can append until this transaction ends, so the tail is
+    read once per transaction, however many appends a group commit makes; a second call costs nothing.
+    A writer that inserts rows other writers may also insert (the deliveries' unique keys) takes its turn before
+    them, so that two writers never hold each other's rows while waiting for the lock (a deadlock)."""
+    transaction = conn.get_transaction()
+    cached = conn.info.get("ledger_tail")
+    if cached is not None and cached[0] is transaction:
+        return cached[1]
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
+    prev_hash = conn.execute(select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)).scalar() or GENESIS
+    conn.info["ledger_tail"] = (transaction, prev_hash)
+    return prev_hash
+
+
 def append(conn: Connection, events: Sequence[LedgerEvent], *, at_commit: bool = False) -> None:
     """Append events inside the caller's write transaction.
 
@@ -107,17 +124,8 @@ def append(conn: Connection, events: Sequence[LedgerEvent], *, at_commit: bool =
     writers that do not read the ledger back in the same transaction; outside `Store.write` they are inserted at once."""
     if not events:
         return
-    # Once the lock is held no other writer can append until this transaction ends, so the chain's tail is read
-    # once per transaction, however many appends a group commit makes.
     transaction = conn.get_transaction()
-    cached = conn.info.get("ledger_tail")
-    if cached is not None and cached[0] is transaction:
-        prev_hash = cached[1]
-    else:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
-        last = conn.execute(select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)).scalar()
-        prev_hash = last or GENESIS
+    prev_hash = take_turn(conn)
     rows = []
     for ev in events:
         if ev.hop not in HOPS:

@@ -7,7 +7,6 @@ connection on its own thread and runs handlers on a worker thread, acking throug
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import queue
 import threading
@@ -20,6 +19,7 @@ import pika.exceptions as pex
 
 from tongban.bus.envelope import Envelope
 
+from .acks import Settler
 from .base import Bus, Delivery, Handler, PublishError
 from .confirms import AsyncConfirmPublisher
 from .topology import RETRY_TIER_HEADER, RETRY_TIERS_MS, WAIT_SECONDS, WorkQueue, delay_ms, retry_tier
@@ -297,39 +297,38 @@ class RabbitBus(Bus):
         inboxes: list[queue.Queue] = [queue.Queue() for _ in range(lanes)]
         in_flight = [0]
         in_flight_lock = threading.Lock()
+        settler = Settler(connection, channel)  # acks sent in bunches from this thread (tongban.bus.acks)
 
         def on_message(ch, method, properties, body):
+            # Read once, here (the lane is chosen by the case); a body that is not an envelope fails in its lane.
             try:
-                key = Envelope.from_bytes(body).correlation or properties.message_id or ""
+                envelope = Envelope.from_bytes(body)
+                key = envelope.correlation or properties.message_id or ""
             except Exception:
-                key = ""
+                envelope, key = None, ""
             with in_flight_lock:
                 in_flight[0] += 1
-            inboxes[zlib.crc32(key.encode("utf-8")) % lanes].put((method.delivery_tag, method.redelivered, body))
-
-        def settle(tag: int, ok: bool) -> None:
-            if channel.is_open:
-                if ok:
-                    channel.basic_ack(tag)
-                else:
-                    channel.basic_nack(tag, requeue=True)
+            settler.delivered(method.delivery_tag)
+            inboxes[zlib.crc32(key.encode("utf-8")) % lanes].put(
+                (method.delivery_tag, method.redelivered, envelope, body))
 
         def lane_loop(inbox: queue.Queue):
             while True:
                 item = inbox.get()
                 if item is None:
                     return
-                tag, redelivered, body = item
+                tag, redelivered, envelope, body = item
                 ok = True
                 try:
-                    handler(Delivery(Envelope.from_bytes(body), work.queue, redelivered))
+                    handler(Delivery(envelope if envelope is not None else Envelope.from_bytes(body), work.queue,
+                                     redelivered))
                 except Exception:  # the message goes back to the queue; the worker goes on
                     log.exception("handler failed; message returned to the queue")
                     ok = False
                 with in_flight_lock:
                     in_flight[0] -= 1
                 try:
-                    connection.add_callback_threadsafe(functools.partial(settle, tag, ok))
+                    settler.settle(tag, ok)
                 except Exception:
                     return  # connection gone: the broker requeues what we did not ack
 

@@ -16,7 +16,8 @@ For each message, in this order (steps 1–3 read with one statement, tongban.de
 When the platform offers batch push (批量推送, its capabilities answer) and the settings do not force single pushes
 (TONGBAN_PUSH_BATCH=0), step 4 hands the push to a PushBatcher (tongban/delivery/batching.py), which sends what the
 lanes have ready in one call and gives each lane its own event's outcome: steps 1–3, the per-event handling of that
-outcome, the receipt check and the ack after the receipt is recorded stay exactly as above. The worker then runs
+outcome, the receipt check (made by the pusher over the whole reply, so the lanes of one call reach the committer
+together) and the ack after the receipt is recorded stay exactly as above. The worker then runs
 more lanes (up to the prefetch, the batch limit or 16 — about what the PostgreSQL pool serves at once — whichever
 is smallest), so that a batch can fill.
 """
@@ -34,12 +35,12 @@ from tongban.bus import Bus, Delivery
 from tongban.bus.topology import CASES, WAIT_SECONDS, WorkQueue
 from tongban.bus.envelope import Envelope
 from tongban.audit.ledger import LedgerEvent
+from tongban.audit.receipts import REASON as RECEIPT_REASON, ReceiptSignatureInvalid
 from tongban.platform.client import PlatformClient, PlatformRejected, PlatformTransient, ReceiptInvalid
 from tongban.store import Store
-from tongban.store import state as st
 from tongban.store.batcher import WriteBatcher
 
-from . import lookup
+from . import lookup, recording
 from .batching import PushBatcher
 from .inflight import InFlight
 from .retry import RedeliveryPolicy, delay_or_park
@@ -135,6 +136,8 @@ class DeliveryWorker:
             self._retry(env, str(exc), exc.retry_after)
         except ReceiptInvalid as exc:
             self._park(env, f"receipt not accepted: {exc}")
+        except ReceiptSignatureInvalid as exc:  # the batch pusher checked the signature (PushBatcher.check)
+            self._park(env, f"{RECEIPT_REASON}: {exc}")
         return None
 
     def _duplicate(self, delivery: Delivery, receipt_detail: dict) -> None:
@@ -159,8 +162,8 @@ class DeliveryWorker:
     def _handle(self, delivery: Delivery) -> None:
         env = delivery.envelope
         payload = env.payload
-        with self.store.read() as conn:
-            now = lookup.standing(conn, env.idempotency_key, env.correlation, env.source, payload.get("source_key"))
+        now = self.store.read_once(lambda conn: lookup.standing(conn, env.idempotency_key, env.correlation,
+                                                                env.source, payload.get("source_key")))
         receipt, blocked, last = now.receipt, now.blocked, now.last_sequence
         if receipt is not None:
             self._duplicate(delivery, {"receipt_id": receipt.get("receipt_id")})
@@ -180,11 +183,11 @@ class DeliveryWorker:
         started = time.monotonic()
         push = self.pusher.push if self.pusher is not None else self.platform.push_event
         receipt = self._attempt(env, lambda: push(payload, env.idempotency_key))
-        if receipt is None or not self._receipt_signed(env, receipt):
+        if receipt is None or (self.pusher is None and not self._receipt_signed(env, receipt)):
             return
         elapsed = time.monotonic() - started
-        fresh = self.writes.write(lambda conn: self._record(conn, env, receipt))
-        if fresh:
+        recorded = self.writes.write(lambda conn: self._record(conn, env, receipt))
+        if recorded.fresh:
             self._count("delivered", elapsed)
             with self._stats_lock:
                 self.stats.latencies.append(elapsed)
@@ -217,38 +220,38 @@ class DeliveryWorker:
 
     def _receipt_signed(self, env: Envelope, receipt: dict) -> bool:
         """The platform's signature on the receipt (tongban.audit.receipts); one that does not verify is parked."""
-        from tongban.audit.receipts import REASON, ReceiptSignatureInvalid
-
         verifier = self._verifier()
         if verifier is None:
             return True
         try:
             verifier.check(receipt, env.payload, env.idempotency_key)
         except ReceiptSignatureInvalid as exc:
-            self._park(env, f"{REASON}: {exc}")
+            self._park(env, f"{RECEIPT_REASON}: {exc}")
             return False
         return True
 
-    def _record(self, conn, env: Envelope, receipt: dict) -> bool:
-        """The delivery and its receipt, in the ledger, in the committer's transaction."""
+    def _record(self, conn, env: Envelope, receipt: dict) -> recording.Recorded:
+        """The delivery and its receipt, in the ledger, in the committer's transaction: queued for its end, where
+        the group's deliveries rows go in with one insert (tongban.delivery.recording)."""
         payload = env.payload
         sequence = payload.get("sequence")
-        fresh = st.record_delivery(conn, env.idempotency_key, env.message_id, env.correlation, sequence, receipt)
-        if not fresh:
-            ledger.append(conn, [self._ledger("duplicate", env, {"receipt_id": receipt.get("receipt_id"),
-                                                                 "concurrent": True})], at_commit=True)
-            return False
-        ledger.append(conn, [
-            self._ledger("delivered", env, {"event": payload.get("event"), "sequence": sequence,
-                                            "attempts": env.attempt + 1,
-                                            "duplicate_at_platform": receipt.get("duplicate", False),
-                                            **({"replay_of": env.replay_of} if env.replay_of else {})}),
-            self._ledger("receipt", env, {"receipt_id": receipt.get("receipt_id"), "digest": receipt.get("digest"),
-                                          "received_at": receipt.get("received_at"),
-                                          "signature": receipt.get("signature"),
-                                          **({"jws": receipt["jws"]} if receipt.get("jws") else {})}),
-        ], at_commit=True)
-        return True
+
+        def events(fresh: bool) -> list[LedgerEvent]:
+            if not fresh:  # the key was recorded meanwhile (another worker's copy, or one earlier in this group)
+                return [self._ledger("duplicate", env, {"receipt_id": receipt.get("receipt_id"), "concurrent": True})]
+            return [
+                self._ledger("delivered", env, {"event": payload.get("event"), "sequence": sequence,
+                                                "attempts": env.attempt + 1,
+                                                "duplicate_at_platform": receipt.get("duplicate", False),
+                                                **({"replay_of": env.replay_of} if env.replay_of else {})}),
+                self._ledger("receipt", env, {"receipt_id": receipt.get("receipt_id"), "digest": receipt.get("digest"),
+                                              "received_at": receipt.get("received_at"),
+                                              "signature": receipt.get("signature"),
+                                              **({"jws": receipt["jws"]} if receipt.get("jws") else {})}),
+            ]
+
+        return recording.record(conn, idempotency_key=env.idempotency_key, message_id=env.message_id,
+                                case_number=env.correlation, sequence=sequence, receipt=receipt, events=events)
 
     def run(self, *, stop: threading.Event | None = None, idle_exit: float | None = None, prefetch: int = 50,
             lanes: int = 8) -> WorkerStats:
@@ -258,7 +261,8 @@ class DeliveryWorker:
         self.bus.declare(self.work)
         limit = self._batch_limit()
         if limit > 1 and self.pusher is None:
-            self.pusher = PushBatcher(self.platform, limit)
+            verifier = self._verifier()
+            self.pusher = PushBatcher(self.platform, limit, check=verifier.check if verifier is not None else None)
             lanes = max(lanes, min(prefetch, limit, 16))
         self.bus.consume(self.work, self.handle, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=lanes)
         return self.stats

@@ -70,6 +70,13 @@ class BatchOutcome:
     error: Exception | None = None
 
 
+def batch_body(events: Sequence[bytes], keys: Sequence[str]) -> bytes:
+    """canonical_json({"events": [{"idempotency_key": key, "event": event} …]}) from each event's canonical bytes:
+    the same bytes (sorted keys, no whitespace), without serialising the events a second time."""
+    return b'{"events":[' + b",".join(b'{"event":' + event + b',"idempotency_key":' + canonical_json(key) + b"}"
+                                      for event, key in zip(events, keys)) + b"]}"
+
+
 class PlatformClient:
     """Every platform endpoint behind one signed, retried httpx client (see the module docstring)."""
 
@@ -207,23 +214,24 @@ class PlatformClient:
         keys = [key for _, key in events]
         # The call's own Idempotency-Key (signed) names the batch; each event carries its own key in the body.
         call_key = "batch-" + hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
-        body = self._json("POST", CASE_EVENTS_BATCH_PATH,
-                          {"events": [{"idempotency_key": key, "event": event} for event, key in events]},
-                          idempotency_key=call_key)
+        # Each event serialised once: its bytes go into the body, and their SHA-256 is what its receipt must name.
+        sent = [canonical_json(event) for event, _ in events]
+        body = self._json("POST", CASE_EVENTS_BATCH_PATH, content=batch_body(sent, keys), idempotency_key=call_key)
         results = body.get("results")
         if not isinstance(results, list) or len(results) != len(events):
             raise PlatformTransient(f"the batch answer carries {len(results) if isinstance(results, list) else 'no'}"
                                     f" results for {len(events)} events")
-        return [self._outcome(result, event, key) for result, (event, key) in zip(results, events)]
+        return [self._outcome(result, event, key, hashlib.sha256(raw).hexdigest())
+                for result, (event, key), raw in zip(results, events, sent)]
 
-    def _outcome(self, result: Any, event: dict, key: str) -> BatchOutcome:
+    def _outcome(self, result: Any, event: dict, key: str, digest: str) -> BatchOutcome:
         if not isinstance(result, dict) or result.get("idempotency_key") != key:
             return BatchOutcome(key, error=ReceiptInvalid("the batch result at this event's place names another "
                                                           "idempotency key"))
         status = result.get("status")
         if status == 200:
             try:
-                return BatchOutcome(key, receipt=self._checked(result.get("receipt"), event, key))
+                return BatchOutcome(key, receipt=self._checked(result.get("receipt"), event, key, digest=digest))
             except ReceiptInvalid as exc:
                 return BatchOutcome(key, error=exc)
         error = result.get("error") if isinstance(result.get("error"), dict) else {}

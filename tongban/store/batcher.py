@@ -35,7 +35,9 @@ def next_batch(pending: queue.Queue[T], most: int) -> list[T]:
 
 class WriteBatcher:
     def __init__(self, store: Store, max_batch: int = 200):
-        self.store = store
+        # Unpinged: a failed group is run again write by write, each in a transaction of its own on a connection
+        # checked out afresh, which is what recovers from a connection the database dropped (Store.unpinged).
+        self.store = store.unpinged() if isinstance(store, Store) else store
         self.max_batch = max_batch
         self._pending: queue.Queue[tuple[Write, Future]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tongban-committer", daemon=True)

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine
 
 from tongban import settings as settings_module
 
 from .files import private_sqlite_file
 
+T = TypeVar("T")
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -86,6 +88,8 @@ class Store:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine = make_engine(url, bulk=bulk)
+        self._lookups: Engine | None = None  # read_once's pool (PostgreSQL), made on first use
+        self._unpinged: Store | None = None  # unpinged()'s, made on first use
         try:
             require_current(self.engine, url)
         except BaseException:
@@ -125,13 +129,61 @@ class Store:
             return self
         return Store(self.url, bulk=True)
 
+    def unpinged(self) -> "Store":
+        """A store on the same database whose PostgreSQL connections are not pinged before each use, for a writer
+        that runs a failed transaction again by itself (the worker's committer, tongban.store.batcher): a
+        connection the server dropped (a PostgreSQL restart) fails that transaction instead of the ping, SQLAlchemy
+        discards every connection opened before it, and the writer's second try runs on a new one. The ping was a
+        round trip per group commit. SQLite: this store."""
+        if self.is_sqlite:
+            return self
+        with _engines_lock:
+            if self._unpinged is None:  # one per store, disposed with it
+                store = Store.__new__(Store)
+                store.url, store.is_sqlite, store._lookups, store._unpinged = self.url, False, None, None
+                store.engine = create_engine(self.url, pool_size=2, max_overflow=4)
+                self._unpinged = store
+            return self._unpinged
+
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
 
+    def read_once(self, fn: Callable[[Connection], T]) -> T:
+        """`fn(conn)` for a read of ONE statement that is safe to run twice (the delivery worker's look-up before
+        each push). On PostgreSQL it runs on a connection of a pool of its own, in autocommit and unpinged: one
+        round trip instead of four (the pool's ping, BEGIN, the statement, the ROLLBACK on return), and — one
+        statement being its own snapshot in READ COMMITTED — the same answer. A connection the server dropped (a
+        PostgreSQL restart) fails that statement instead of the ping: SQLAlchemy then discards every connection of
+        the pool opened before it, and the read runs once more on a new one. SQLite: `read()`."""
+        if self.is_sqlite:
+            with self.read() as conn:
+                return fn(conn)
+        engine = self._lookups
+        if engine is None:
+            with _engines_lock:
+                if self._lookups is None:
+                    # As many as the worker's lanes (16 at most): an overflow connection beyond the pool's size
+                    # would be opened and closed for every read when all lanes read at once.
+                    self._lookups = create_engine(self.url, isolation_level="AUTOCOMMIT", pool_size=16,
+                                                  max_overflow=8)
+                engine = self._lookups
+        for attempt in (1, 2):
+            try:
+                with engine.connect() as conn:
+                    return fn(conn)
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lookups is not None:
+            self._lookups.dispose()
+        if self._unpinged is not None and self._unpinged is not self:
+            self._unpinged.dispose()
 
 
 def _pragma(conn: Connection, pragma: str) -> None:
