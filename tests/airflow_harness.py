@@ -109,11 +109,16 @@ class AirflowRunner:
             self.tail = (self.tail + [line])[-80:]
 
     def close(self):
+        # Airflow's exit handlers take 10-60 s after stdin's end (the end of the session, counted against its last
+        # test); nothing is left to save once the last answer came, so it is asked to stop, then killed.
         self.process.stdin.close()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        for stop in (self.process.terminate, self.process.kill):
+            try:
+                self.process.wait(timeout=3)
+                break
+            except subprocess.TimeoutExpired:
+                stop()
+        self.process.wait()
         self.log.close()
 
 
