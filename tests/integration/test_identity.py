@@ -101,6 +101,27 @@ def test_unknown_user_is_reported_masked_and_the_negative_answer_is_cached(resol
     assert requests_seen(platform_server) == asked
 
 
+def test_prefetched_applicants_are_asked_about_once_and_resolve_as_if_asked_one_by_one(
+        resolver, sqlite_store, platform, settings, platform_server):
+    # Ingest's look-ahead asks about a window's applicants concurrently; resolve then finds every answer ready,
+    # the unknown one included, and nobody is asked twice.
+    control(platform_server, unknown=[OTHER_PERSON])
+    one_by_one = IdentityResolver(store=sqlite_store, platform=platform, settings=settings)
+    expected = one_by_one.resolve_user(user(COMPANY, "001", kind="2"))
+    before = requests_seen(platform_server)
+    resolver.prefetch([user(), user(OTHER_PERSON), user(COMPANY, "001", kind="2"), user()])
+    assert requests_seen(platform_server) - before == 2  # the company was cached already; PERSON once
+    resolved = resolver.resolve_user(user())
+    with pytest.raises(IdentityUnresolved) as caught:
+        resolver.resolve_user(user(OTHER_PERSON))
+    assert caught.value.kind == "unknown"
+    assert resolver.resolve_user(user(COMPANY, "001", kind="2")) == expected
+    assert requests_seen(platform_server) - before == 2 and re.fullmatch(r"U\d{16}", resolved)
+    # A person's number where a credit code belongs is never asked about: resolve flags it, as before.
+    resolver.prefetch([user(make_id_number("500101", date(1970, 1, 1), 5, "M"), "111", kind="2")])
+    assert requests_seen(platform_server) - before == 2
+
+
 def test_ambiguous_user_is_not_guessed(resolver, platform_server):
     control(platform_server, ambiguous=[COMPANY])
     with pytest.raises(IdentityUnresolved) as caught:

@@ -4,15 +4,24 @@ It keeps the RabbitMQ transport's promises on one machine: messages survive proc
 `tongban ingest` and `tongban worker` can run as separate commands), a message is removed only after
 its handler returned, and one that was claimed by a process that died is claimed again after a lease.
 
+With `lanes` > 1 (the delivery worker's default) handlers run on lane threads as on RabbitMQ: messages of one
+case (one correlation) always take the same lane, in the order they were claimed, so a case is never handled twice
+at once and its events keep their order; different cases are handled in parallel (their pushes overlap, and the
+worker's committer writes their receipts in one transaction). A row is deleted only after its handler returned;
+the rows the lanes finished are deleted together, one statement per turn of the loop.
+
 Queued bodies hold whole case events (names, 证件号码): they are stored encrypted like quarantine
 (tongban.store.at_rest), so the database file shows no personal data while messages wait.
 """
 from __future__ import annotations
 
+import logging
 import os
+import queue
 import threading
 import time
 import uuid
+import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
@@ -25,6 +34,8 @@ from tongban.store.tables import local_queue
 
 from .base import Bus, Delivery, Handler
 from .topology import WorkQueue
+
+log = logging.getLogger("tongban.bus.local")
 
 LEASE_SECONDS = 60
 
@@ -84,7 +95,9 @@ class LocalBus(Bus):
 
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
                 idle_exit: float | None = None, lanes: int = 1) -> None:
-        # One lane: SQLite takes one writer at a time anyway, so parallel handlers would only queue.
+        if lanes > 1:
+            self._consume_lanes(work, handler, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=lanes)
+            return
         idle_since = time.monotonic()
         while not stop.is_set():
             batch = self._claim(work, prefetch)
@@ -106,6 +119,82 @@ class LocalBus(Bus):
                     continue
                 with self.store.write() as conn:
                     conn.execute(delete(local_queue).where(local_queue.c.id == row_id))
+
+    def _consume_lanes(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int,
+                       idle_exit: float | None, lanes: int) -> None:
+        """`lanes` handler threads (see the module docstring); at most `prefetch` rows claimed and not yet settled."""
+        inboxes: list[queue.Queue] = [queue.Queue() for _ in range(lanes)]
+        settled: queue.Queue[tuple[int, bool]] = queue.Queue()  # (row id, handler returned)
+
+        def lane_loop(inbox: queue.Queue) -> None:
+            while (item := inbox.get()) is not None:
+                row_id, envelope, redelivered = item
+                ok = True
+                try:
+                    handler(Delivery(envelope, work.queue, redelivered))
+                except Exception:  # back to the queue, as a broker would on a nack with requeue
+                    log.exception("handler failed; message returned to the queue")
+                    ok = False
+                settled.put((row_id, ok))
+
+        def settle(block: bool) -> int:
+            """Delete the rows whose handler returned, release the others; how many were settled."""
+            done: list[int] = []
+            failed: list[int] = []
+            try:
+                while True:
+                    row_id, ok = settled.get(timeout=0.05) if block and not (done or failed) else settled.get_nowait()
+                    (done if ok else failed).append(row_id)
+            except queue.Empty:
+                pass
+            if done:
+                with self.store.write() as conn:
+                    conn.execute(delete(local_queue).where(local_queue.c.id.in_(done)))
+            if failed:
+                self._release(failed)
+            return len(done) + len(failed)
+
+        threads = [threading.Thread(target=lane_loop, args=(inbox,), name=f"tongban-local-lane-{i}", daemon=True)
+                   for i, inbox in enumerate(inboxes)]
+        for thread in threads:
+            thread.start()
+        in_hand = 0  # claimed, handed to a lane, not yet settled
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set() and all(t.is_alive() for t in threads):
+                in_hand -= settle(block=False)
+                batch = self._claim(work, prefetch - in_hand) if in_hand < prefetch else []
+                if batch:
+                    idle_since = time.monotonic()
+                    for row_id, body, redelivered in batch:
+                        envelope = _envelope(body)
+                        lane = zlib.crc32((envelope.correlation or "").encode("utf-8")) % lanes
+                        inboxes[lane].put((row_id, envelope, redelivered))
+                    in_hand += len(batch)
+                    continue
+                if in_hand:
+                    in_hand -= settle(block=True)
+                    idle_since = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - idle_since > idle_exit and self.depth(work.queue) == 0:
+                    return
+                else:
+                    stop.wait(0.05)
+        finally:
+            # What waits in the lanes unhandled goes back to the queue at once; the message in hand in each lane is
+            # finished (stop: finish, then exit) and settled.
+            unhandled: list[int] = []
+            for inbox in inboxes:
+                while True:
+                    try:
+                        unhandled.append(inbox.get_nowait()[0])
+                    except queue.Empty:
+                        break
+                inbox.put(None)
+            if unhandled:
+                self._release(unhandled)
+            for thread in threads:
+                thread.join(30)
+            settle(block=False)
 
     def _release(self, ids: list[int]) -> None:
         with self.store.write() as conn:

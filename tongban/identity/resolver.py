@@ -6,13 +6,21 @@ most once per number; throttling is retried honouring Retry-After, then raised a
 
 Resolutions are cached in the tongban store under the HMAC of the number (tongban.identity.protect);
 the resolver also keeps a per-run memo so a run touches the store at most once per applicant.
+
+`prefetch` lets ingest ask about the applicants of the records just ahead concurrently (one round trip each, up to
+PREFETCH_CONCURRENCY at once) instead of one after another: the answers go into the store and the memo exactly as
+`resolve` would put them, and `resolve`, still called record by record in order, finds them there. It asks only
+what `resolve` would ask next (a number not cached, of a kind that fits), so each number still reaches the service
+at most once.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from typing import Any
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable
 
 import jmespath
 from sqlalchemy import delete, select
@@ -50,6 +58,7 @@ _STATUS_RULES = {
     AMBIGUOUS: "the unified user service holds several users with this number (409)",
 }
 IDENTITY_KEYS = {"resolve", "account"}
+PREFETCH_CONCURRENCY = 8  # unified user service round trips in flight at once (as ingest's numbering)
 
 
 def _is_id_card_number(number: str) -> bool:
@@ -77,6 +86,10 @@ class IdentityResolver:
         self.retry = RetryPolicy(attempts=attempts, initial_wait=0.1, max_wait=max_wait)
         self._memo: dict[str, tuple[str, str | None, str | None]] = {}   # pii_hash → (status, user_id, reason)
         self._bindings: set[tuple[str, str, str]] = set()                 # (system, account, pii_hash) checked
+        # Answers `prefetch` got that the memo does not keep (INVALID ones): `resolve_user` takes each once, so a
+        # prefetched number is not asked about again. Cleared by every prefetch: at most one window's worth.
+        self._prefetched: dict[str, tuple[str, str | None, str | None]] = {}
+        self._calls_lock = threading.Lock()
         self.platform_calls = 0
 
     @classmethod
@@ -98,18 +111,68 @@ class IdentityResolver:
     # --- the pipeline's entry point -----------------------------------------------------------------
     def resolve(self, snapshot: dict, record: dict | None = None) -> str:
         """The unified user id of the snapshot's applicant, or IdentityError (the case waits in quarantine)."""
-        account = None
-        if self.account_path is not None and record is not None:
-            found = self.account_path.search(record)
-            account = None if found in (None, "") else str(found)
         user = None
         try:
-            user = user_from_snapshot(snapshot, account)
+            user = self.user_of(snapshot, record)
             return self.resolve_user(user)
         except (IdentityConflict, IdentityUnresolved) as exc:
             if user is not None and (isinstance(exc, IdentityConflict) or exc.kind in _STATUS_RULES):
                 self._wait(user, snapshot.get("source_key"), exc)
             raise
+
+    def user_of(self, snapshot: dict, record: dict | None = None) -> LegacyUser:
+        """The snapshot's applicant as a LegacyUser (with the legacy account, when the mapping names its path);
+        IdentityUnresolved when the number or its type cannot be resolved at all."""
+        account = None
+        if self.account_path is not None and record is not None:
+            found = self.account_path.search(record)
+            account = None if found in (None, "") else str(found)
+        return user_from_snapshot(snapshot, account)
+
+    def prefetch(self, users: Iterable[LegacyUser]) -> None:
+        """Ask the unified user service about `users` concurrently, ahead of their `resolve` (see the module
+        docstring). Only users `resolve` would ask about next: a number neither in the memo nor in the store's
+        cache, of a kind that fits; users with a legacy account are left to `resolve` (its account check comes
+        before any call, and may refuse one). A failed call (throttled, unavailable) is not retried here: `resolve`
+        meets the number as before and asks, or raises, itself."""
+        self._prefetched.clear()
+        wanted: dict[str, LegacyUser] = {}
+        for user in users:
+            if user.account_id is not None or self._kind_rule(user) is not None:
+                continue
+            digest = pii_hash(user.id_number, self.key)
+            if digest not in self._memo:
+                wanted.setdefault(digest, user)
+        if not wanted:
+            return
+        with self.store.read() as conn:
+            for row in conn.execute(select(identity_users.c.pii_hash, identity_users.c.status, identity_users.c.user_id,
+                                           identity_users.c.reason).where(identity_users.c.pii_hash.in_(list(wanted)))):
+                if row.status != INVALID:  # as _cached: an INVALID answer is asked again
+                    self._memo[row.pii_hash] = (row.status, row.user_id, row.reason)
+                    del wanted[row.pii_hash]
+        if not wanted:
+            return
+
+        def ask(item: tuple[str, LegacyUser]):
+            digest, user = item
+            try:
+                return digest, user, self._answer(user)
+            except IdentityThrottled:
+                return digest, user, None
+
+        with ThreadPoolExecutor(min(PREFETCH_CONCURRENCY, len(wanted))) as pool:
+            answers = [a for a in pool.map(ask, wanted.items()) if a[2] is not None]
+        if not answers:
+            return
+        with self.store.write() as conn:
+            for digest, user, answer in answers:
+                self._save_in(conn, user, digest, *answer)
+        for digest, _user, answer in answers:
+            if answer[0] != INVALID:
+                self._memo[digest] = answer
+            else:
+                self._prefetched[digest] = answer
 
     # --- one user -----------------------------------------------------------------------------------
     def resolve_user(self, user: LegacyUser) -> str:
@@ -119,7 +182,8 @@ class IdentityResolver:
             self._check_account(user, digest)
         status, user_id, reason = self._cached(digest)
         if status is None:
-            status, user_id, reason = self._ask(user, digest)
+            answer = self._prefetched.pop(digest, None)
+            status, user_id, reason = answer if answer is not None else self._ask(user, digest)
         if status == RESOLVED:
             return user_id
         raise IdentityUnresolved(status, "application.applicant_id_number",
@@ -132,13 +196,19 @@ class IdentityResolver:
         return self._ask(user, digest)[0]
 
     # --- checks -------------------------------------------------------------------------------------
-    def _check_kind(self, user: LegacyUser, digest: str) -> None:
+    @staticmethod
+    def _kind_rule(user: LegacyUser) -> str | None:
+        """Why the number does not fit the applicant's kind, or None when it does."""
         if user.id_type == ID_CARD and user.kind not in (None, NATURAL_PERSON):
-            rule = (f"applicant {user.masked}: 证件类型 {ID_CARD} (居民身份证) for an applicant of kind {user.kind} "
+            return (f"applicant {user.masked}: 证件类型 {ID_CARD} (居民身份证) for an applicant of kind {user.kind} "
                     f"(a legal person): a 统一社会信用代码 belongs here")
-        elif user.id_type == CREDIT_CODE and _is_id_card_number(user.id_number):
-            rule = (f"applicant {user.masked}: the 统一社会信用代码 field holds a natural person's 居民身份证号码")
-        else:
+        if user.id_type == CREDIT_CODE and _is_id_card_number(user.id_number):
+            return f"applicant {user.masked}: the 统一社会信用代码 field holds a natural person's 居民身份证号码"
+        return None
+
+    def _check_kind(self, user: LegacyUser, digest: str) -> None:
+        rule = self._kind_rule(user)
+        if rule is None:
             return
         self._flag(PERSON_NUMBER_FOR_LEGAL_PERSON, user, [digest], [user.account_id] if user.account_id else [],
                    rule, acceptable=False)
@@ -207,8 +277,18 @@ class IdentityResolver:
         return self._memo[digest]
 
     def _ask(self, user: LegacyUser, digest: str) -> tuple[str, str | None, str | None]:
+        status, user_id, reason = self._answer(user)
+        self._save(user, digest, status, user_id, reason)
+        if status != INVALID:
+            self._memo[digest] = (status, user_id, reason)
+        return status, user_id, reason
+
+    def _answer(self, user: LegacyUser) -> tuple[str, str | None, str | None]:
+        """The unified user service's answer about one user, as (status, user_id, reason); IdentityThrottled when
+        it is unavailable. Nothing is saved here (thread-safe: `prefetch` calls it from several threads)."""
         user_id = reason = None
-        self.platform_calls += 1
+        with self._calls_lock:
+            self.platform_calls += 1
         try:
             body = ask_platform(self.platform, user.id_type, user.id_number, self.retry)
             status, user_id = RESOLVED, str(body.get("user_id") or "") or None
@@ -221,21 +301,22 @@ class IdentityResolver:
             status = {404: UNKNOWN, 409: AMBIGUOUS}.get(exc.status, INVALID)
             reason = _STATUS_RULES.get(status) or f"refused by the unified user service (HTTP {exc.status}): " \
                                                   f"{codes.mask_text(exc.reason)}"
-        self._save(user, digest, status, user_id, reason)
-        if status != INVALID:
-            self._memo[digest] = (status, user_id, reason)
         return status, user_id, reason
 
     def _save(self, user: LegacyUser, digest: str, status: str, user_id: str | None, reason: str | None) -> None:
+        with self.store.write() as conn:
+            self._save_in(conn, user, digest, status, user_id, reason)
+
+    def _save_in(self, conn, user: LegacyUser, digest: str, status: str, user_id: str | None,
+                 reason: str | None) -> None:
         now = utcnow()
         values = dict(id_type=user.id_type, status=status, user_id=user_id, reason=reason, updated_at=now,
                       masked=user.masked, cipher=encrypt(user.id_number, self.key))
-        with self.store.write() as conn:
-            exists = conn.execute(select(identity_users.c.pii_hash).where(identity_users.c.pii_hash == digest)).first()
-            if exists:
-                conn.execute(identity_users.update().where(identity_users.c.pii_hash == digest).values(**values))
-            else:
-                conn.execute(identity_users.insert().values(pii_hash=digest, first_seen=now, **values))
+        exists = conn.execute(select(identity_users.c.pii_hash).where(identity_users.c.pii_hash == digest)).first()
+        if exists:
+            conn.execute(identity_users.update().where(identity_users.c.pii_hash == digest).values(**values))
+        else:
+            conn.execute(identity_users.insert().values(pii_hash=digest, first_seen=now, **values))
 
     def _wait(self, user: LegacyUser, source_key: str | None, exc: IdentityError) -> None:
         if not source_key:

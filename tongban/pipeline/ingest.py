@@ -2,6 +2,11 @@
 number (统一赋码) → record state, ledger events and outbox rows in one transaction → relay to the bus with
 confirms → only then move the source on (watermark, files to done/).
 
+Records are handled one by one, in order; a look-ahead window (tongban.pipeline.lookahead) maps the next few records
+first, reads their stored snapshots in one statement and asks the unified user service about their new applicants
+concurrently, so that those round trips do not come one after another. Chunks start small (FIRST_CHUNK events) and
+double up to PUBLISH_CHUNK, so that running workers start delivering early in a run.
+
 Crash safety (tongban/bus/outbox.py): a message exists only together with its "published" ledger event. If the run
 dies after that commit but before the broker confirmed, the messages wait in the outbox and the next run of the
 system sends them before it fetches; the source did not move on, and the re-fetched records are unchanged.
@@ -34,9 +39,15 @@ from tongban.platform.client import PlatformClient, PlatformRejected, PlatformTr
 from tongban.store import Store
 from tongban.store import state as st
 
+from .lookahead import new_applicants, windows
+
 log = logging.getLogger("tongban.pipeline.ingest")
 
 PUBLISH_CHUNK = 500
+# The first chunk of a run goes out after this many events, each next one twice the last, up to PUBLISH_CHUNK: the
+# workers (running all along) start delivering early in the run instead of after its first 500 events, and a long
+# run still publishes in chunks of 500.
+FIRST_CHUNK = 50
 QUARANTINE_CHUNK = 100  # quarantined records are written as they arrive, in groups this size, never held for a run
 NUMBERING_CONCURRENCY = 8  # numbering round trips in flight at once
 
@@ -71,6 +82,16 @@ class _Pending:
     flags: list[str]
     record: dict
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Refused:
+    """A record the mapping or validation refused: what its quarantine entry says."""
+
+    key: str | None
+    stage: str
+    rule: str
+    field_name: str | None
 
 
 @dataclass
@@ -110,6 +131,9 @@ class Ingest:
         # 统一事项标准 and 统一用户体系: the item must be in the catalogue, the applicant a unified user.
         self.catalog = CatalogCheck(mapping, store=store, platform=platform)
         self.identity = IdentityResolver.for_mapping(mapping, store=store, platform=platform)  # None: off
+        # Stored snapshots read for the current look-ahead window (source key → (snapshot, last sequence)); a
+        # publish drops the keys whose snapshots it saves.
+        self._stored: dict[str, tuple[dict | None, int]] = {}
 
     # --- quarantine -------------------------------------------------------------------------------
     def _quarantine(self, *, key: str | None, stage: str, rule: str, field_name: str | None, position: str,
@@ -145,14 +169,14 @@ class Ingest:
         self._quarantine_batch.clear()
 
     # --- one record -------------------------------------------------------------------------------
-    def _prepare(self, raw, previous_in_run: dict[str, tuple[dict | None, int]]) -> _Draft | None:
+    def _checked(self, raw) -> tuple[dict, list[str], list[str]] | _Refused:
+        """The record mapped and validated: (snapshot, notes, flags), or why it is refused. Pure (no store, no
+        platform): the look-ahead maps a window's records with it before they are handled one by one."""
         try:
             notes: list[str] = []  # what the mapping rewrote (a retired region code …): kept in the ledger
             snapshot = self.mapping.map_record(raw.data, notes)
         except MappingError as exc:
-            self._quarantine(key=exc.record_key, stage="mapping", rule=str(exc), field_name=exc.field.split(" ")[0],
-                             position=raw.position, record=raw.data)
-            return None
+            return _Refused(exc.record_key, "mapping", str(exc), exc.field.split(" ")[0])
         key = snapshot["source_key"]
         flags = snapshot.pop("_flags", [])
         try:
@@ -160,16 +184,42 @@ class Ingest:
             codes.parse_item_code(snapshot["item_code"])
         except ValidationError as exc:
             problems = describe_errors(exc)
-            self._quarantine(key=key, stage="validation", rule=f"record {key}: " + "; ".join(problems),
-                             field_name=problems[0].split(":")[0], position=raw.position, record=raw.data)
-            return None
+            return _Refused(key, "validation", f"record {key}: " + "; ".join(problems), problems[0].split(":")[0])
         except codes.CodeError as exc:
-            self._quarantine(key=key, stage="validation", rule=f"record {key}: item_code: {exc.rule}",
-                             field_name="item_code", position=raw.position, record=raw.data)
-            return None
+            return _Refused(key, "validation", f"record {key}: item_code: {exc.rule}", "item_code")
+        return snapshot, notes, flags
 
+    def _look_ahead(self, window: list, previous_in_run: dict[str, tuple[dict | None, int]]) -> list:
+        """The window's records mapped (tongban.pipeline.lookahead), their stored snapshots read in one statement,
+        and the resolver warmed with the new cases' applicants. Returns (raw, checked) pairs, in order."""
+        checked = [(raw, None if raw.error else self._checked(raw)) for raw in window]
+        keys = {c[0]["source_key"] for _, c in checked if isinstance(c, tuple)} - previous_in_run.keys()
+        with self.store.read() as conn:
+            self._stored = st.get_snapshots(conn, self.system, keys)
+        if self.identity is not None:
+            self.identity.prefetch(new_applicants(
+                checked, seen=lambda k: k in previous_in_run or self._stored.get(k, (None, 0))[0] is not None,
+                catalog=self.catalog, identity=self.identity))
+        return checked
+
+    def _ahead(self, records, previous_in_run: dict[str, tuple[dict | None, int]]):
+        """(raw, checked) for every record, in order, a look-ahead window at a time (lazily: a window is looked at
+        once the one before it has been handled)."""
+        for window in windows(records):
+            yield from self._look_ahead(window, previous_in_run)
+
+    def _prepare(self, raw, previous_in_run: dict[str, tuple[dict | None, int]],
+                 checked: tuple[dict, list[str], list[str]] | _Refused) -> _Draft | None:
+        if isinstance(checked, _Refused):
+            self._quarantine(key=checked.key, stage=checked.stage, rule=checked.rule, field_name=checked.field_name,
+                             position=raw.position, record=raw.data)
+            return None
+        snapshot, notes, flags = checked
+        key = snapshot["source_key"]
         if key in previous_in_run:
             previous, last_sequence = previous_in_run[key]
+        elif key in self._stored:
+            previous, last_sequence = self._stored[key]
         else:
             with self.store.read() as conn:
                 previous, last_sequence = st.get_snapshot(conn, self.system, key)
@@ -281,6 +331,8 @@ class Ingest:
             return
         envelopes = [env for p in pending for env in p.envelopes]
         events: list[LedgerEvent] = []
+        for p in pending:  # these snapshots change now: the look-ahead's reads of them are stale
+            self._stored.pop(p.key, None)
         with self.store.write() as conn:
             for p in pending:
                 st.save_snapshot(conn, self.system, p.key, p.snapshot, p.digest, p.last_sequence)
@@ -320,9 +372,11 @@ class Ingest:
         self.report.watermark_before = watermark
         newest = watermark
         drafts: list[_Draft] = []
+        drafted = 0  # events in `drafts`
+        chunk = FIRST_CHUNK
         previous_in_run: dict[str, tuple[dict | None, int]] = {}
         try:
-            for raw in self.adapter.fetch(watermark):
+            for raw, checked in self._ahead(self.adapter.fetch(watermark), previous_in_run):
                 self.report.fetched += 1
                 mark = self.mapping.watermark_of(raw.data)
                 if mark and (newest is None or mark > newest):
@@ -331,12 +385,13 @@ class Ingest:
                     key = self.mapping.record_key(raw.data) if raw.data else None
                     self._quarantine(key=key, stage="read", rule=f"{raw.position}: {raw.error}", field_name=None,
                                      position=raw.position, record=raw.data)
-                elif (draft := self._prepare(raw, previous_in_run)) is not None:
+                elif (draft := self._prepare(raw, previous_in_run, checked)) is not None:
                     drafts.append(draft)
+                    drafted += len(draft.changes)
                 self._flush_quarantine(at_least=QUARANTINE_CHUNK)  # written as they arrive, never held for the run
-                if sum(len(d.changes) for d in drafts) >= PUBLISH_CHUNK:
+                if drafted >= chunk:
                     self._publish(self._numbered(drafts))
-                    drafts = []
+                    drafts, drafted, chunk = [], 0, min(chunk * 2, PUBLISH_CHUNK)
                     # The chunk's snapshots are committed: a later record of one of its cases reads the stored
                     # snapshot. Keeping them would grow with the run (a million-record backlog held in memory), and
                     # a draft refused a number would otherwise stand as the "previous" of the case's next record.

@@ -61,6 +61,18 @@ def get_snapshot(conn: Connection, system: str, source_key: str) -> tuple[dict |
     return json.loads(reveal(row.snapshot)), row.last_sequence
 
 
+def get_snapshots(conn: Connection, system: str, source_keys) -> dict[str, tuple[dict | None, int]]:
+    """`get_snapshot` for many keys in one statement: every key given is in the answer ((None, 0): none stored)."""
+    keys = list(source_keys)
+    found: dict[str, tuple[dict | None, int]] = {key: (None, 0) for key in keys}
+    if keys:
+        for row in conn.execute(select(case_snapshots.c.source_key, case_snapshots.c.snapshot,
+                                       case_snapshots.c.last_sequence).where(
+                case_snapshots.c.system == system, case_snapshots.c.source_key.in_(keys))):
+            found[row.source_key] = (json.loads(reveal(row.snapshot)), row.last_sequence)
+    return found
+
+
 def save_snapshot(conn: Connection, system: str, source_key: str, snapshot: dict, digest: str, last_sequence: int) -> None:
     values = {"snapshot": protect(json.dumps(snapshot, ensure_ascii=False, sort_keys=True)), "digest": digest,
               "last_sequence": last_sequence, "updated_at": utcnow()}
