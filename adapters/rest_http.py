@@ -29,6 +29,7 @@ from adapters.base import SourceError
 from adapters.rest_auth import CrossOriginRefused, origin
 from adapters.rest_settings import Limits
 from tongban.retry import TRANSIENT_STATUS, Retryable, retry_after_seconds
+from tongban.tls import client_context
 
 
 class Unauthorized(SourceError):
@@ -96,8 +97,8 @@ class _DeadlineTransport(httpx.HTTPTransport):
     """httpx's own transport over a connection pool whose sockets obey the call deadline."""
 
     def __init__(self, deadline: _Deadline):
-        super().__init__()
-        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), max_connections=10,
+        super().__init__(verify=client_context())  # its own pool is replaced below; no second CA bundle load
+        self._pool = httpcore.ConnectionPool(ssl_context=client_context(), max_connections=10,
                                              max_keepalive_connections=5, keepalive_expiry=5.0,
                                              network_backend=_DeadlineBackend(deadline))
 

@@ -20,6 +20,7 @@ from tongban.retry import is_transient_status, retry_after_seconds
 
 from .config import FileSinkConfig, RestSinkConfig, SinkConfig
 from tongban.settings import environment_value
+from tongban.tls import client_context
 
 class SinkTransient(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):
@@ -55,7 +56,7 @@ class RestSink(Sink):
     def __init__(self, url: str, timeout: float = 10.0, token: str | None = None, client: httpx.Client | None = None):
         self.url, self.describe = url, url
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = client or httpx.Client(timeout=timeout)
+        self.http = client or httpx.Client(timeout=timeout, verify=client_context())
 
     def deliver(self, env: Envelope) -> dict:
         try:

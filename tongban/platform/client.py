@@ -33,6 +33,7 @@ import httpx
 from tongban.bus.envelope import canonical_json, content_digest
 from tongban.retry import RetryPolicy, is_transient_status
 from tongban.settings import Settings
+from tongban.tls import client_context
 
 from .auth import IDEMPOTENCY_HEADER, PlatformAuth, signed_headers, verify_receipt
 from .errors import (
@@ -83,7 +84,7 @@ class PlatformClient:
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None, timeout: float = 5.0,
                  quick_attempts: int = 2, retry: RetryPolicy | None = None):
         self.settings = settings
-        self._transport = transport if transport is not None else httpx.HTTPTransport()
+        self._transport = transport if transport is not None else httpx.HTTPTransport(verify=client_context())
         self.client = httpx.Client(base_url=settings.platform_url, timeout=timeout, transport=self._transport,
                                    auth=PlatformAuth(settings.platform_access_key, settings.platform_secret),
                                    follow_redirects=False)
