@@ -185,3 +185,26 @@ def test_the_stores_reading_of_the_revisions_agrees_with_alembic():
     script = ScriptDirectory.from_config(schema.alembic_config())
     assert schema.heads() == tuple(sorted(script.get_heads()))
     assert schema.known_revisions() == {rev.revision for rev in script.walk_revisions()}
+
+
+def test_flowback_record_digests_are_converted_so_a_batch_read_again_finds_what_it_routed(empty_url):
+    """Revision 0007 keeps a record's digest as 16 bytes, not 64 hex digits: rows routed before the upgrade are
+    converted (else a batch read again after it would route every record once more), and back on downgrade."""
+    import hashlib
+
+    from alembic import command
+
+    schema.upgrade(empty_url, "0006")
+    full = hashlib.sha256(b'{"ROWGUID":"R1"}').hexdigest()
+    engine = sa.create_engine(empty_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO flowback_records (batch_id, digest, run_id, position, outcome) "
+                             "VALUES ('B1', :digest, 'r1', 1, 'routed')"), {"digest": full})
+    schema.upgrade(empty_url)
+    assert _differences(empty_url) == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT digest FROM flowback_records")).scalar() == bytes.fromhex(full)[:16]
+    command.downgrade(schema.alembic_config(empty_url), "0006")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT digest FROM flowback_records")).scalar() == full[:32]
+    engine.dispose()

@@ -109,6 +109,11 @@ def text_idempotency_key(source: str, record_key: str, record: dict[str, str]) -
     return f"{_quoted_source(source)}:{_quoted_key(record_key)}:{hashlib.sha256(canonical_text(record)).hexdigest()[:32]}"
 
 
+def digest_idempotency_key(source: str, record_key: str, digest_hex: str) -> str:
+    """`text_idempotency_key` when the caller holds the SHA-256 (hex) of the record's canonical_text already."""
+    return f"{_quoted_source(source)}:{_quoted_key(record_key)}:{digest_hex[:32]}"
+
+
 @lru_cache(maxsize=256)
 def _quoted_source(source: str) -> str:
     return quote(source, safe='')
@@ -152,8 +157,15 @@ def new_id() -> str:
     return next(stream)
 
 
-_UUID7_RANDOM = (1 << 80) - 1                       # below the 48-bit millisecond time
 _UUID7_SET = (0x7000 << 64) | (0x8000 << 48)        # version 7, RFC 9562 variant
+
+
+def _random_stream():
+    """80-bit random integers from one os.urandom call per 256."""
+    while True:
+        raw = os.urandom(10 * 256)
+        for start in range(0, len(raw), 10):
+            yield int.from_bytes(raw[start:start + 10], 'big')
 
 
 def ordered_id() -> str:
@@ -161,8 +173,10 @@ def ordered_id() -> str:
     as `new_id`. Ids made one after the other sort one after the other (to the millisecond), so a table or index
     keyed by them appends at its end instead of splitting a random page of its B-tree for every row: the flowback
     router makes one per routed record (flowback_records' and flowback_deliveries' message ids)."""
-    random = int(new_id(), 16) & _UUID7_RANDOM  # new_id's buffered randomness: no system call per id
-    return f"{((time.time_ns() // 1_000_000) << 80 | random) & _UUID4_CLEAR | _UUID7_SET:032x}"
+    stream = getattr(_ids, "random", None)
+    if stream is None:
+        stream = _ids.random = _random_stream()  # buffered randomness: no system call per id
+    return f"{((time.time_ns() // 1_000_000) << 80 | next(stream)) & _UUID4_CLEAR | _UUID7_SET:032x}"
 
 
 def utcnow() -> str:

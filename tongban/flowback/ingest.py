@@ -17,11 +17,11 @@ done and arrives again is recognised as a re-delivery and routes nothing.
 """
 from __future__ import annotations
 
-import hashlib
 import uuid
+from hashlib import sha256
 from operator import itemgetter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from sqlalchemy import bindparam, select, update
 
@@ -29,17 +29,18 @@ from tongban.audit import ledger
 from tongban.operator import quarantine as q
 from tongban.bus import Bus
 from tongban.codes import mask_text
-from tongban.bus.envelope import (KIND_FLOWBACK, Envelope, TextEnvelope, new_id, ordered_id, text_idempotency_key,
-                                  utcnow)
+from tongban.bus.envelope import (KIND_FLOWBACK, Envelope, TextEnvelope, digest_idempotency_key, new_id, ordered_id,
+                                  text_idempotency_key, utcnow)
 from tongban.audit.ledger import LedgerEvent
 from tongban.mapping import MappingError
 from tongban.store import Store
-from tongban.store.db import insert_rows
+from tongban.store.db import driver_mark, insert_rows
 from tongban.store.tables import quarantine
 
 from .batches import Batch
+from .heap import quiet_collector
 from .mapping import FlowbackMapping
-from .records import PROJID, ROWGUID, Manifest, RecordsDigest, record_bytes
+from .records import PROJID, ROWGUID, Manifest, RecordsDigest, trimmed_body
 from .routing import Reject, Router
 from .tables import flowback_batches, flowback_records
 from .topology import declare, work_queue
@@ -62,6 +63,36 @@ def _same_columns(rows: list[dict]) -> list[list[dict]]:
 # SQLAlchemy sets the columns the parameter rows name).
 _UPDATE_RECORDS = update(flowback_records).where(flowback_records.c.batch_id == bindparam("b_batch_id"),
                                                  flowback_records.c.digest == bindparam("b_digest"))
+
+
+class _Known(NamedTuple):
+    """A record row an earlier chunk or read of the batch wrote."""
+    digest: bytes
+    run_id: str
+    outcome: str
+    quarantine_id: int | None
+
+
+def _known(conn, batch_id: str, digests: set[bytes]) -> dict[bytes, _Known]:
+    """The rows of `digests` the batch has already: one look-up per chunk, handed to the driver as it is (SQLAlchemy
+    processing a thousand parameters cost more than the look-up itself)."""
+    mark = driver_mark(conn)
+    if mark is None:
+        rows = list(conn.execute(select(flowback_records.c.digest, flowback_records.c.run_id,
+                                        flowback_records.c.outcome, flowback_records.c.quarantine_id)
+                                 .where(flowback_records.c.batch_id == batch_id,
+                                        flowback_records.c.digest.in_(digests))))
+    else:
+        rows, wanted = [], list(digests)
+        for start in range(0, len(wanted), _IN_SLICE):
+            part = wanted[start:start + _IN_SLICE]
+            rows.extend(conn.exec_driver_sql(
+                "SELECT digest, run_id, outcome, quarantine_id FROM flowback_records "
+                f"WHERE batch_id = {mark} AND digest IN ({', '.join([mark] * len(part))})", (batch_id, *part)))
+    return {bytes(r[0]): _Known(bytes(r[0]), *r[1:]) for r in rows}
+
+
+_IN_SLICE = 5000  # digests per look-up: well under SQLite's 32,766 parameters whatever the chunk size
 
 
 @dataclass
@@ -93,14 +124,15 @@ class BatchOutcome:
         return self.accounted
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     position: int
     raw: Any
-    digest: str
+    digest: bytes                     # flowback_records.digest: the record's SHA-256, first 16 bytes
     where: str
     read_error: str | None = None
     quarantine_id: int | None = None  # the entry that holds it now (re-processing a quarantined record)
+    flat: dict | None = None          # raw's trimmed text fields, when it is a flat text record (records.trimmed_body)
 
 
 class BatchIngest:
@@ -153,7 +185,7 @@ class BatchIngest:
 
     # --- one chunk -----------------------------------------------------------------------------------
     def _process(self, batch_id: str, run_id: str, items: list[_Item], out: BatchOutcome,
-                 seen_in_chunk: set[str] | None = None, rerun_quarantined_only: bool = False) -> None:
+                 seen_in_chunk: set[bytes] | None = None, rerun_quarantined_only: bool = False) -> None:
         """Dedupe, map, route, publish and record one chunk of items.
 
         The ledger gets one `routed_chunk` event for the chunk's routed records (each listed with its key, message
@@ -162,17 +194,14 @@ class BatchIngest:
         if not items:
             return
         with self.store.read() as conn:
-            known = {r.digest: r for r in conn.execute(
-                select(flowback_records.c.digest, flowback_records.c.run_id, flowback_records.c.outcome,
-                       flowback_records.c.quarantine_id)
-                .where(flowback_records.c.batch_id == batch_id,
-                       flowback_records.c.digest.in_({i.digest for i in items})))}
+            known = _known(conn, batch_id, {i.digest for i in items})
         seen = seen_in_chunk if seen_in_chunk is not None else set()
         source, router, prefix_target = self.source, self.router, out.per_target
         created_at = utcnow()                            # the chunk's messages are made in the same moment
         chunk_event = new_id()                           # the routed_chunk event's id, named by the rows before it is written
         buffers: dict[str, list[Envelope]] = {}
         inserts: list[dict] = []
+        routed_rows: list[tuple] = []                   # new rows of routed records, in _RECORD_COLUMNS order
         updates: list[dict] = []
         touched: list[dict] = []                        # routed by an earlier read: only the run id moves
         listed: list[dict] = []                         # the chunk event's list: one entry per routed record
@@ -214,7 +243,10 @@ class BatchIngest:
                     "record_key": key and key[:200]}, earlier is None, previous_entry))
                 continue
             rowguid = national[ROWGUID]
-            ikey = text_idempotency_key(source, rowguid, national)  # national: text fields only
+            if national is item.flat:  # its own national record: the digest of its bytes is taken already
+                ikey = digest_idempotency_key(source, rowguid, digest.hex())  # the same 32 hex digits
+            else:
+                ikey = text_idempotency_key(source, rowguid, national)  # national: text fields only
             target = decision.target
             route = decision.detail()
             env = TextEnvelope(KIND_FLOWBACK, source, ikey, {  # payload: text (and the route's flags) only
@@ -224,10 +256,14 @@ class BatchIngest:
             buffers.setdefault(target, []).append(env)
             out.routed += 1
             prefix_target[target] = prefix_target.get(target, 0) + 1
-            row = {"b_digest": digest, "run_id": run_id, "position": item.position, "outcome": "routed",
-                   "target": target, "message_id": env.message_id, "idempotency_key": ikey, "quarantine_id": None,
-                   "stage": None, "record_key": rowguid[:200], "ledger_event": chunk_event}
-            (inserts if earlier is None else updates).append(row)
+            if earlier is None:
+                routed_rows.append((batch_id, digest, run_id, item.position, "routed", target, env.message_id, ikey,
+                                    None, None, rowguid[:200], chunk_event))
+            else:
+                updates.append({"b_digest": digest, "run_id": run_id, "position": item.position, "outcome": "routed",
+                                "target": target, "message_id": env.message_id, "idempotency_key": ikey,
+                                "quarantine_id": None, "stage": None, "record_key": rowguid[:200],
+                                "ledger_event": chunk_event})
             listed.append({"position": item.position, "key": rowguid, "message_id": env.message_id,
                            "case_number": env.correlation, **route})
             if previous_entry:
@@ -259,8 +295,9 @@ class BatchIngest:
                              .values(status=q.REPLAYED))
                 events.extend(LedgerEvent("replayed", {"quarantine_id": i, "batch_id": batch_id}, system=source)
                               for i in resolved)
-            if inserts:
-                insert_rows(conn, flowback_records, _RECORD_COLUMNS, [(batch_id, *_record_values(r)) for r in inserts])
+            routed_rows.extend((batch_id, *_record_values(r)) for r in inserts)
+            if routed_rows:
+                insert_rows(conn, flowback_records, _RECORD_COLUMNS, routed_rows)
             for rows in _same_columns(updates + touched):
                 conn.execute(_UPDATE_RECORDS, [{**r, "b_batch_id": batch_id} for r in rows])
             ledger.append(conn, events)
@@ -272,12 +309,16 @@ class BatchIngest:
         if not isinstance(item.raw, dict):
             return "read", None, f"a record is an object, not {type(item.raw).__name__}", None
         try:
-            return None, None, "", self.mapping.map_record(item.raw)
+            return None, None, "", self.mapping.map_flat(item.raw, item.flat)
         except MappingError as exc:
             return "mapping", exc.field.split(" ")[0], f"{exc}", None
 
     # --- a whole batch -------------------------------------------------------------------------------
     def ingest(self, batch: Batch) -> BatchOutcome:
+        with quiet_collector():  # millions of short-lived objects: no walk of the whole heap every few chunks
+            return self._ingest(batch)
+
+    def _ingest(self, batch: Batch) -> BatchOutcome:
         run_id, duplicate = self._start(batch)
         if duplicate is not None:
             if duplicate.error is None and batch.duplicate_done:
@@ -288,17 +329,20 @@ class BatchIngest:
         digest = RecordsDigest()
         unreadable = 0
         pending: list[_Item] = []
-        seen: set[str] = set()  # digests of the chunk in hand only: earlier chunks are asked of the store
+        seen: set[bytes] = set()  # digests of the chunk in hand only: earlier chunks are asked of the store
         try:
             for position, raw in enumerate(batch.read(), start=1):
-                body = b"" if raw.error else record_bytes(raw.data)
                 if raw.error:
                     unreadable += 1
                     digest.count += 1  # counted as received; its bytes are unknown, so the digest cannot match
+                    pending.append(_Item(position, raw.data, sha256(raw.position.encode()).digest()[:16],
+                                         raw.position, raw.error))
                 else:
+                    flat, body = trimmed_body(raw.data)
                     digest.add_canonical(body)
-                pending.append(_Item(position, raw.data, hashlib.sha256(body or raw.position.encode()).hexdigest(),
-                                     raw.position, raw.error))
+                    # the record's key: its SHA-256's first 16 bytes (flowback_records.digest, revision 0007)
+                    pending.append(_Item(position, raw.data, sha256(body).digest()[:16], raw.position, None, None,
+                                         flat))
                 if len(pending) >= self.chunk:
                     self._process(m.batch_id, run_id, pending, out, seen)
                     pending, seen = [], set()

@@ -111,6 +111,10 @@ class FlowbackMapping:
         self._pairs = [(f.name, source) for f, source, _ in self._plan]
         self._sources = [source for _, source in self._pairs]
         self._required = [(f, source) for f, source, required in self._plan if required]
+        # Every field `path: <its own name>` (a ministry that already uses the national names): a trimmed record
+        # with exactly those fields, in that order, is its own national record (map_flat).
+        self._names = tuple(name for name, _ in self._pairs)
+        self._identity = self._all_plain and all(name == source for name, source in self._pairs)
         missing = [f for f in REQUIRED_FIELDS if f not in fields]
         if missing:
             raise MappingFileError(self.path_text, _line(section, "fields"),
@@ -133,6 +137,14 @@ class FlowbackMapping:
         except Exception:  # noqa: BLE001 - a record of the wrong shape has no key, it is not a crash
             return None
         return None if value in (None, "") else str(value).strip()
+
+    def map_flat(self, raw: dict, flat: dict[str, str] | None) -> Record:
+        """`map_record(raw)`, given `flat`, raw's trimmed non-empty text fields (records.trimmed_body) or None.
+        When every field maps to itself and `flat` holds them all in the source file's order, map_record would build
+        an equal dict in the same order (and no required field can be missing): `flat` is returned as it is."""
+        if flat is not None and self._identity and tuple(flat) == self._names:
+            return flat
+        return self.map_record(raw)
 
     def map_record(self, raw: dict) -> Record:
         """The national record of one ministry record; raises MappingError naming the field, the rule and the

@@ -123,6 +123,16 @@ def record_bytes(raw: Any) -> bytes:
 _STR = {str}
 
 
+def trimmed_body(raw: Any) -> tuple[dict[str, str] | None, bytes]:
+    """`record_bytes(raw)`, with the trimmed record it encoded when `raw` is a flat text record (else None): the
+    router maps that record without trimming it again, and when it maps to itself its idempotency key's digest is
+    the one already taken of these bytes."""
+    if type(raw) is dict and set(map(type, raw.values())) == _STR and set(map(type, raw)) == _STR:
+        flat = {k: t for k, v in raw.items() if (t := v.strip())}
+        return flat, canonical_text(flat)
+    return None, canonical_json(canonical_record(raw))
+
+
 class RecordsDigest:
     """The manifest digest, computed incrementally as records stream past."""
 

@@ -46,6 +46,15 @@ class Route:
     why: str = "行政区划"              # what decided the target
 
     def detail(self) -> dict:
+        """The route as the message and the ledger show it: one dict per Route, made once (the router's decisions
+        are cached, so each is shared by every record it routes; its readers only read it)."""
+        try:
+            return self.__dict__["_detail"]
+        except KeyError:
+            out = self.__dict__["_detail"] = self._make_detail()
+            return out
+
+    def _make_detail(self) -> dict:
         out = {"target": self.target, "area_code": self.area_code, "by": self.why}
         if self.translated_from:
             out["translated_from"] = self.translated_from

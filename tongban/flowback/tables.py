@@ -4,7 +4,7 @@ a district sink. Idempotency (what a district already has) is the shared `delive
 `parked` table; rejects the shared `quarantine` table."""
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, String, Table, Text
+from sqlalchemy import Column, Index, Integer, LargeBinary, String, Table, Text
 
 from tongban.store.tables import KEY_WIDTHS, key_column, key_columns, timestamp_column, metadata
 
@@ -49,7 +49,10 @@ flowback_records = Table(
     "flowback_records",
     metadata,
     batch_id_column(primary_key=True),
-    Column("digest", String(64), primary_key=True),   # SHA-256 of the record's canonical JSON as received
+    # The first 16 bytes of the SHA-256 of the record's canonical JSON as received (revision 0007; 64 hex digits
+    # before): the primary key's entries go anywhere in its B-tree, so the shorter they are the fewer pages each
+    # chunk's commit writes. 128 bits: two distinct records of a batch share a key with odds ~n²/2¹²⁹ (1e-27 at 1M).
+    Column("digest", LargeBinary, primary_key=True),
     run_id_column(),                                  # the last read that saw it
     Column("position", Integer, nullable=False),
     Column("outcome", String(20), nullable=False),    # routed | quarantined

@@ -202,13 +202,18 @@ def open_store(url: str | None = None) -> Store:
         return store
 
 
+def driver_mark(conn) -> str | None:
+    """The driver's placeholder for statements handed to it as they are (`?`, `%s`), None for another style."""
+    return {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
+
+
 def insert_rows(conn, table, columns: Sequence[str], rows: list[tuple]) -> None:
     """INSERT many rows of plain values (text, integers, null) in `columns` order, handed to the driver's
     executemany as they are: SQLAlchemy's per-row parameter processing cost more than SQLite's insert itself
     (flowback writes a row per record). A driver of another parameter style goes through SQLAlchemy."""
     if not rows:
         return
-    mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
+    mark = driver_mark(conn)
     if mark is None:
         conn.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
         return
