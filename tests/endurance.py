@@ -78,6 +78,18 @@ class Rabbit:
         self.ctl("start_app")
         self.ctl("-q", "await_startup", timeout=300)
 
+    def get_env(self, key: str) -> int | None:
+        """An integer setting of the node's `rabbit` application, None if unset (the broker's default applies)."""
+        answer = self.ctl("eval", f"application:get_env(rabbit, {key}).").stdout.strip()
+        return int(answer[len("{ok,"):-1]) if answer.startswith("{ok,") else None
+
+    def set_env(self, key: str, value: int | None) -> None:
+        """Set (None: unset) a setting of the node's `rabbit` application, in the running node only: it lasts
+        through stop_app/start_app (the application stays loaded), not through a restart of the node."""
+        expression = f"application:unset_env(rabbit, {key})." if value is None else \
+            f"application:set_env(rabbit, {key}, {int(value)})."
+        self.ctl("eval", expression)
+
 
 class Postgres:
     """The PostgreSQL cluster the tests restart (pg_ctlcluster, fast shutdown: connections are cut)."""

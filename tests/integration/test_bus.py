@@ -121,6 +121,34 @@ def test_retries_of_two_work_queues_on_one_exchange_share_the_tiers_and_go_back_
         rabbit_bus.delete(south)
 
 
+def test_a_retry_tier_is_made_by_its_first_retry_and_made_again_if_it_was_deleted(rabbit_bus, rabbit_work):
+    """`declare` makes none of the 58 tiers (a second per exchange); the first retry towards a tier makes it. A tier
+    deleted behind this process's back (a sandbox torn down and made again) is made again: the retry comes back,
+    neither refused as unroutable nor lost."""
+    import pika
+
+    from tests.conftest import AMQP_URL
+    from tongban.bus.topology import delay_ms, retry_tier
+
+    rabbit_bus.declare(rabbit_work)
+    assert not any(_exists(rabbit_bus, name) for name in rabbit_work.retry_queues)
+    assert sum(rabbit_bus.depths(rabbit_bus.queues(rabbit_work)).values()) == 0  # tiers never made count 0
+    rabbit_bus.publish_delayed(rabbit_work, _env(1), 0.3)
+    used = rabbit_work.retry_queue(retry_tier(delay_ms(0.3)))
+    assert [name for name in rabbit_work.retry_queues if _exists(rabbit_bus, name)] == [used]
+    seen = []
+    _drain(rabbit_bus, rabbit_work, lambda d: seen.append(d.envelope.payload["i"]))
+    for deleted in ("tier", "tier and retry exchange"):
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))  # someone else's teardown
+        connection.channel().queue_delete(used)
+        if deleted != "tier":
+            connection.channel().exchange_delete(rabbit_work.retry_exchange)
+        connection.close()
+        rabbit_bus.publish_delayed(rabbit_work, _env(len(seen) + 1), 0.3)
+        _drain(rabbit_bus, rabbit_work, lambda d: seen.append(d.envelope.payload["i"]))
+    assert seen == [1, 2, 3]
+
+
 def test_a_delay_towards_an_undeclared_work_queue_is_refused_not_dropped(rabbit_bus):
     from tongban.bus.topology import cases_work, retry_tier
     import uuid

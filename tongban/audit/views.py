@@ -87,7 +87,7 @@ def print_status(store, bus, work=CASES) -> None:
         if name not in tiers or depth:  # the retry tiers one by one only when they hold something
             table.add_row(f"queue {name}", str(depth))
     if tiers:
-        table.add_row(f"queue {work.retry_exchange}.* ({len(tiers)} retry tiers, shared)",
+        table.add_row(f"queue {work.retry_exchange}.* ({len(tiers)} retry tiers, shared, made on use)",
                       str(sum(depths[name] for name in tiers)))
     table.add_row(f"oldest message in {work.queue}", _age(bus.oldest_created_at(work.queue)))
     counts = q.counts(store)

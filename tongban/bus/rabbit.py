@@ -22,7 +22,7 @@ from tongban.bus.envelope import Envelope
 from .acks import Settler
 from .base import Bus, Delivery, Handler, PublishError
 from .confirms import AsyncConfirmPublisher
-from .topology import RETRY_TIER_HEADER, RETRY_TIERS_MS, WAIT_SECONDS, WorkQueue, delay_ms, retry_tier
+from .topology import RETRY_TIER_HEADER, WAIT_SECONDS, WorkQueue, delay_ms, retry_tier
 
 log = logging.getLogger("tongban.bus.rabbit")
 
@@ -90,6 +90,19 @@ class _Publisher:
 _AT_LEAST_ONCE = {"x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
 
+@contextlib.contextmanager
+def _missing_queues_expected() -> Iterator[None]:
+    """pika logs a warning for every channel the broker closes; a 404 for a queue not made yet (a retry tier no
+    retry has used, the old wait queue) is the usual answer there, not news."""
+    pika_channel_log = logging.getLogger("pika.channel")
+    level = pika_channel_log.level
+    pika_channel_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        pika_channel_log.setLevel(level)
+
+
 def _back_to_at_least_once(work: WorkQueue) -> dict:
     """The ordering gate's wait queue: its messages come in by its own name, so it names the way back."""
     return {**_AT_LEAST_ONCE, "x-dead-letter-exchange": work.exchange, "x-dead-letter-routing-key": work.routing_key}
@@ -112,7 +125,7 @@ class RabbitBus(Bus):
         # Work queues with retries this process sent: work → monotonic time by which its last one is back.
         self._delays: dict[WorkQueue, float] = {}
         self._delays_lock = threading.Lock()
-        self._tiers_declared: set[str] = set()  # exchanges whose retry tiers this object declared
+        self._tiers_declared: set[tuple[str, int]] = set()  # (exchange, tier) this object declared: made on use
         self._work_known: set[str] = set()  # work queues seen declared (a retry towards them can come back)
 
     # --- topology -------------------------------------------------------------------------------
@@ -135,36 +148,33 @@ class RabbitBus(Bus):
             ch.queue_declare(work.wait_queue, durable=True,
                              arguments={**_back_to_at_least_once(work), "x-message-ttl": delay_ms(WAIT_SECONDS)})
             self._retire_legacy_wait(connection, work)
-            self._declare_retry_tiers(ch, work)
         self._work_known.add(work.queue)
 
-    def _declare_retry_tiers(self, channel, work: WorkQueue) -> None:
-        """The exchange's retry exchange and its tiers (tongban.bus.topology), once per exchange and bus object: 58
-        quorum queues take about a second to create, a tenth of that to redeclare, and a flowback run declares 39
-        work queues on one exchange."""
-        if work.exchange in self._tiers_declared:
+    def _declare_retry_tier(self, channel, work: WorkQueue, tier: int) -> None:
+        """The exchange's retry exchange and the one tier a retry is about to wait in (tongban.bus.topology), once
+        per tier and bus object. Tiers are made on first use, not by `declare`: all 58 quorum queues took about a
+        second to create per exchange (most of it for tiers a run never uses), this is one queue and one binding."""
+        if (work.exchange, tier) in self._tiers_declared:
             return
         channel.exchange_declare(work.retry_exchange, "headers", durable=True)
-        for tier in RETRY_TIERS_MS:
-            name = work.retry_queue(tier)
-            channel.queue_declare(name, durable=True, arguments=_tier_arguments(work))
-            channel.queue_bind(name, work.retry_exchange, arguments={"x-match": "all", RETRY_TIER_HEADER: str(tier)})
-        self._tiers_declared.add(work.exchange)
+        name = work.retry_queue(tier)
+        channel.queue_declare(name, durable=True, arguments=_tier_arguments(work))
+        channel.queue_bind(name, work.retry_exchange, arguments={"x-match": "all", RETRY_TIER_HEADER: str(tier)})
+        self._tiers_declared.add((work.exchange, tier))
+
+    def _forget_tiers(self, work: WorkQueue) -> None:
+        self._tiers_declared = {key for key in self._tiers_declared if key[0] != work.exchange}
 
     def _retire_legacy_wait(self, connection: pika.BlockingConnection, work: WorkQueue) -> None:
         """The classic wait queue of earlier versions gets no new messages (tongban.bus.topology: migration); what
         it holds dead-letters back to the work queue by its TTL. Delete it only when empty, never with messages."""
         name = work.legacy_wait_queue
         channel = connection.channel()
-        pika_channel_log = logging.getLogger("pika.channel")
-        level = pika_channel_log.level
-        pika_channel_log.setLevel(logging.ERROR)  # its "Channel.Close (404)" warning is the usual answer here
         try:
-            held = channel.queue_declare(name, passive=True).method.message_count
+            with _missing_queues_expected():
+                held = channel.queue_declare(name, passive=True).method.message_count
         except pex.ChannelClosedByBroker:
             return  # 404: never there, or gone already
-        finally:
-            pika_channel_log.setLevel(level)
         if held:
             log.warning("the old classic wait queue %s still holds %d messages; they return to %s by their TTL, "
                         "and the queue is deleted by a later declare once empty", name, held, work.queue)
@@ -213,6 +223,8 @@ class RabbitBus(Bus):
             publisher.publish(work.exchange, work.routing_key, body, message_ids=ids)
             return
 
+        tier = retry_tier(ms)
+
         def prepare(channel) -> None:
             # A dead-letter towards a work queue nobody declared would sit in its tier for ever: refuse instead.
             if work.queue not in self._work_known:
@@ -224,18 +236,18 @@ class RabbitBus(Bus):
                                            f"would have nowhere to return", unroutable=True) from exc
                     raise
                 self._work_known.add(work.queue)
-            self._declare_retry_tiers(channel, work)  # a work queue declared by an earlier version has none yet
+            self._declare_retry_tier(channel, work, tier)
 
-        headers = {RETRY_TIER_HEADER: str(retry_tier(ms))}
+        headers = {RETRY_TIER_HEADER: str(tier)}
         try:
             publisher.publish(work.retry_exchange, work.routing_key, body, message_ids=ids, prepare=prepare,
                               expiration_ms=ms, headers=headers)
         except PublishError as exc:
-            if exc.unroutable:
-                raise
-            # Perhaps the tiers this object declared were deleted since (a sandbox torn down and made again):
-            # look again rather than send the message round its queue for ever.
-            self._tiers_declared.discard(work.exchange)
+            if exc.unroutable and work.queue not in self._work_known:
+                raise  # refused by `prepare`: the work queue is not there, a retry would never come back
+            # Perhaps the tier this object declared was deleted since (a sandbox torn down and made again: the
+            # retry exchange gone, or there but without this tier, unroutable): declare again and send once more.
+            self._forget_tiers(work)
             self._work_known.discard(work.queue)
             publisher.publish(work.retry_exchange, work.routing_key, body, message_ids=ids, prepare=prepare,
                               expiration_ms=ms, headers=headers)
@@ -253,13 +265,15 @@ class RabbitBus(Bus):
             return until is not None
 
     def queues(self, work: WorkQueue) -> list[str]:
-        """The work and gate queues and the exchange's retry tiers (shared with its other work queues)."""
+        """The work and gate queues and the exchange's retry tiers (shared with its other work queues). A tier is
+        made by the first retry that waits in it, so some of these may not exist: `depths` counts them 0, deleting
+        or purging one that is not there is no error."""
         return list(work.fixed_queues)
 
     def depths(self, names: Sequence[str]) -> dict[str, int]:
         """Depth of each queue over one connection (a queue that does not exist holds 0)."""
         result: dict[str, int] = {}
-        with self._connection() as connection:
+        with self._connection() as connection, _missing_queues_expected():
             channel = connection.channel()
             for name in names:
                 try:
@@ -398,7 +412,7 @@ class RabbitBus(Bus):
                 return None
 
     def purge(self, work: WorkQueue) -> None:
-        with self._connection() as connection:
+        with self._connection() as connection, _missing_queues_expected():
             ch = connection.channel()
             for name in self.queues(work):
                 try:
@@ -408,14 +422,14 @@ class RabbitBus(Bus):
 
     def delete(self, work: WorkQueue) -> None:
         """Remove the work queue, its gate, its exchange and the exchange's retry tiers (tests, benchmarks, retired
-        sandboxes)."""
+        sandboxes). Deleting a tier never made is no error (RabbitMQ answers delete-ok)."""
         with self._connection() as connection:
             channel = connection.channel()
             for name in self.queues(work):
                 channel.queue_delete(name)
             channel.exchange_delete(work.retry_exchange)
             channel.exchange_delete(work.exchange)
-        self._tiers_declared.discard(work.exchange)
+        self._forget_tiers(work)
         self._work_known.discard(work.queue)
 
     def close(self) -> None:

@@ -17,12 +17,14 @@ undercut. The top tier is open-ended (from about 7 h): a retry there may wait be
 The tiers belong to the exchange, not to one work queue: the exchange `<exchange>.retry` (headers) routes a retry
 to its tier by the `tongban-retry-tier` header, and a tier dead-letters to the work exchange with the message's own
 routing key (no x-dead-letter-routing-key), which brings it back to its own work queue. So the flowback's 39
-district queues share one set of tiers instead of 39 × 58 quorum queues. `declare` makes them, with no x-expires:
+district queues share one set of tiers instead of 39 × 58 quorum queues. A tier is made by the first retry that
+waits in it (RabbitBus.publish_delayed), not by `declare`: all 58 took about a second per exchange, and most runs use a
+few; a tier never used does not exist, and listing, depths, purge and delete take that as empty. No x-expires:
 on RabbitMQ 3.10 a quorum queue with x-expires deleted itself with retries still in it (publishing and redeclaring
 do not count as use, only consumers do: the chaos test, tests/e2e/test_chaos.py, lost 19 of 10,000 that way).
 A retry that comes due while the broker is down is kept, but RabbitMQ 3.10 recovers queues before exchanges, so it
-returns only after the broker's dead_letter_worker_publisher_confirm_timeout (180 s unless advanced.config lowers
-it; docs/performance.md).
+returns only after the broker's dead_letter_worker_publisher_confirm_timeout (180 s unless advanced.config or
+`rabbitmqctl eval` lowers it; docs/performance.md).
 
 Earlier versions used one classic queue per distinct delay, `<queue>.delay.<ms>ms`, deleting itself (x-expires).
 Nothing publishes there any more: what an upgraded broker still holds returns to the work queue by its TTL, and the
