@@ -34,17 +34,7 @@ sys.path.insert(0, str(REPO))
 AMQP = os.environ.get("TONGBAN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 from benchmarks.baseline import raw_pika  # noqa: E402  (after the path set-up above)
-
-
-def _wait_delivered(worker, expected: int, timeout: float = 900.0) -> float:
-    """perf_counter() once the worker has recorded every event's outcome (polled every 5 ms)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = worker.stats
-        if stats.delivered + stats.parked + stats.rejected >= expected:
-            return time.perf_counter()
-        time.sleep(0.005)
-    raise TimeoutError(f"the worker did not deliver {expected} events in {timeout:.0f}s: {worker.stats}")
+from benchmarks.waiting import delivered_all  # noqa: E402
 
 
 def tongban_run(cases: int, bus_kind: str, home: Path, *, after_ingest: bool = False) -> dict:
@@ -93,7 +83,7 @@ def tongban_run(cases: int, bus_kind: str, home: Path, *, after_ingest: bool = F
     ingest_done = time.perf_counter()
     if after_ingest:
         thread.start()
-    elapsed = _wait_delivered(worker, report.events_published) - started
+    elapsed = delivered_all(worker, report.events_published) - started
     stop.set()
     thread.join(60)
     stats = worker.stats

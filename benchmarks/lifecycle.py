@@ -40,6 +40,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from benchmarks.waiting import delivered_all  # noqa: E402  (after the path set-up above)
 AMQP = os.environ.get("TONGBAN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 LANES = 8
@@ -59,17 +61,6 @@ def _capturing_bus():
             self.captured.extend(envelopes)
 
     return CapturingBus(AMQP)
-
-
-def _delivered_all(worker, expected: int, timeout: float = 600.0) -> float:
-    """perf_counter() when the worker has recorded every event's outcome (polled every 5 ms)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = worker.stats
-        if stats.delivered + stats.parked + stats.rejected >= expected:
-            return time.perf_counter()
-        time.sleep(0.005)
-    raise TimeoutError(f"the worker did not deliver {expected} events in {timeout:.0f}s: {worker.stats}")
 
 
 def real_path(cases: int, home: Path, *, after_ingest: bool = False) -> dict:
@@ -126,7 +117,7 @@ def real_path(cases: int, home: Path, *, after_ingest: bool = False) -> dict:
         ingest_done = time.perf_counter()
         if after_ingest:
             worker_thread = start_worker()
-        finished = _delivered_all(worker, report.events_published)
+        finished = delivered_all(worker, report.events_published)
         elapsed, cpu = finished - started, time.process_time() - cpu_started
         stop.set()
         worker_thread.join(60)
