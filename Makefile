@@ -19,8 +19,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 demo: venv
 	$(BIN)/tongban sandbox demo
 
+# The suite on three parallel workers (most tests wait on servers, brokers and subprocesses, not on the CPU), then
+# the tests marked `serial` alone: they restart the shared RabbitMQ and PostgreSQL under everything else.
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 # The inner loop: unit tests only (no broker, no database server, no sandbox servers); seconds, not minutes.
 test-fast: venv

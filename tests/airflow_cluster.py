@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 
-from tests.support import PG_BASE, scratch_pg_schema
+from tests.support import PG_BASE, rabbit_vhost, scratch_pg_schema  # noqa: F401 (rabbit_vhost: re-exported)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -70,20 +70,6 @@ def pg_schema():
 
         upgrade(url)
         yield url
-
-
-@contextlib.contextmanager
-def rabbit_vhost():
-    """A RabbitMQ vhost of one's own for Celery (rabbitmqctl add_vhost; deleted afterwards): other tests' queues
-    are never touched."""
-    name = f"tongban-airflow-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True, timeout=60)
-    try:
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
-                       check=True, capture_output=True, timeout=60)
-        yield AMQP_ADMIN.rstrip("/") + "/" + name
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60)
 
 
 def worker_hostname() -> str:

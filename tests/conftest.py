@@ -20,6 +20,27 @@ def pytest_configure(config):
     import airflow.sdk  # noqa: F401
 
 
+# The order in which `make test`'s parallel workers (pytest-xdist) take tests: the long ones first, so that none of
+# them starts last and runs alone at the end while the other workers idle; the many short ones fill in after. A
+# test's own timeout says how long it may run (chaos 1,500 s, the Airflow clusters 600 s), then its markers and
+# its folder say how long it usually does.
+_LONG_FIRST = ("slow", "celery", "scheduler", "airflow")
+_BY_FOLDER = {"e2e": len(_LONG_FIRST), "integration": len(_LONG_FIRST) + 1}
+
+
+def _start_rank(item) -> tuple[float, int]:
+    timeout = item.get_closest_marker("timeout")
+    allowed = float(timeout.args[0]) if timeout and timeout.args else 300.0
+    by_kind = next((rank for rank, marker in enumerate(_LONG_FIRST) if item.get_closest_marker(marker)),
+                   _BY_FOLDER.get(item.path.parent.name, len(_LONG_FIRST) + 2))
+    return -(allowed or float("inf")), by_kind
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker collects, and sorts alike (a stable sort)
+        items.sort(key=_start_rank)
+
+
 @pytest.fixture(autouse=True)
 def _stores_at_head(request, monkeypatch):
     """Every store a test opens in this process starts at the schema's head, as `tongban db upgrade` leaves it

@@ -14,6 +14,7 @@ from typing import Iterator
 from adapters.base import Adapter, RawRecord
 
 REPO = Path(__file__).resolve().parents[1]
+AMQP_BASE = os.environ.get("TONGBAN_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 TONGBAN = str(Path(sys.executable).with_name("tongban"))  # the venv's console script, as a newcomer runs it
 
@@ -96,6 +97,28 @@ def scratch_pg_schema(prefix: str = "t", *, give_up_after: str | None = None) ->
             print(f"schema {name} left behind: {exc}", file=sys.stderr)
         finally:
             admin.dispose()
+
+
+@contextlib.contextmanager
+def rabbit_vhost(prefix: str = "tongban-test") -> Iterator[str]:
+    """A RabbitMQ vhost of one's own (rabbitmqctl add_vhost; deleted afterwards); yields its AMQP URL. Other tests'
+    queues are never touched, and a test that force-closes connections (close_vhost_connections) closes only its
+    own: the tests running beside it in the parallel run keep theirs."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True, timeout=60)
+    try:
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+                       check=True, capture_output=True, timeout=60)
+        yield AMQP_BASE.rstrip("/") + "/" + name
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60)
+
+
+def close_vhost_connections(amqp_url: str, why: str) -> None:
+    """Force-close every client connection of the vhost `amqp_url` names, as a broker restart would."""
+    vhost = amqp_url.rstrip("/").rsplit("/", 1)[1]
+    subprocess.run(["rabbitmqctl", "close_all_connections", "--vhost", vhost, why], check=True,
+                   capture_output=True, timeout=60)
 
 
 def stop_processes(processes) -> None:

@@ -34,7 +34,7 @@ def _published_cases(store_url: str, system: str) -> int:
 
 
 def test_two_celery_workers_share_the_ingests_and_a_killed_workers_task_is_retried_on_the_other(tmp_path):
-    with pg_database() as metadata_url, pg_schema() as store_url, rabbit_vhost() as broker, \
+    with pg_database() as metadata_url, pg_schema() as store_url, rabbit_vhost("tongban-airflow") as broker, \
             sandbox(tmp_path / "home") as sb:
         mappings = write_mappings(tmp_path / "mappings", attempts=3, timeout=60)
         env = airflow_env(tmp_path, metadata_url, store_url, sb.env, mappings,

@@ -1,6 +1,6 @@
 """Chaos: 10,000 cases through the real RabbitMQ to a mock platform that fails 30% of requests, with two
 competing `tongban worker` processes, one of them SIGKILLed three times mid-stream, and every broker connection
-force-closed once. Afterwards the platform holds every case exactly once, the ledger accounts for every message,
+force-closed once (the broker connections of a vhost of its own: tests running beside it keep theirs). Afterwards the platform holds every case exactly once, the ledger accounts for every message,
 and the hash chain verifies.
 
 TONGBAN_CHAOS_CASES overrides the size (default 10,000)."""
@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import AMQP_URL
+from tests.support import close_vhost_connections, rabbit_vhost
 from tongban.audit import ledger
 from tongban.bus.rabbit import RabbitBus
 from tongban.bus.topology import cases_work
@@ -48,6 +48,11 @@ def _worker(env) -> subprocess.Popen:
 
 
 def test_nothing_lost_nothing_doubled_under_chaos(pg_store, tmp_path, monkeypatch):
+    with rabbit_vhost("tongban-chaos") as amqp_url:
+        _chaos(pg_store, tmp_path, monkeypatch, amqp_url)
+
+
+def _chaos(pg_store, tmp_path, monkeypatch, amqp_url: str):
     from sandbox.platform import create_app
     from sandbox.runner import Server
 
@@ -74,14 +79,14 @@ def test_nothing_lost_nothing_doubled_under_chaos(pg_store, tmp_path, monkeypatc
                  "region": snapshot["region"], "occurred_at": occurred_at, "data": data}
         envelopes.append(Envelope(kind=KIND_CASE_EVENT, source="chaos-legacy", correlation=case_number, payload=event,
                                   idempotency_key=idempotency_key("chaos-legacy", f"L{i:06d}#1", event)))
-    bus = RabbitBus(AMQP_URL)
+    bus = RabbitBus(amqp_url)
     bus.declare(work)
     bus.publish(work, envelopes)
 
     httpx.post(f"{platform_server.url}/_sandbox/faults", json={
         "error_rate": 0.3, "kinds": ["500", "timeout", "reset", "429"], "retry_after": 1,
         "timeout_seconds": 1.0, "seed": 7}).raise_for_status()
-    env = {**os.environ, "TONGBAN_DB_URL": pg_store.url, "TONGBAN_BUS": "rabbitmq", "TONGBAN_AMQP_URL": AMQP_URL,
+    env = {**os.environ, "TONGBAN_DB_URL": pg_store.url, "TONGBAN_BUS": "rabbitmq", "TONGBAN_AMQP_URL": amqp_url,
            "TONGBAN_QUEUE_PREFIX": prefix, "TONGBAN_PLATFORM_URL": platform_server.url,
            "TONGBAN_HOME": str(tmp_path / "home")}
     steady, victim = _worker(env), _worker(env)
@@ -99,8 +104,7 @@ def test_nothing_lost_nothing_doubled_under_chaos(pg_store, tmp_path, monkeypatc
                 kills += 1
                 victim = _worker(env)
             if not closed_connections and progress > 0.5:
-                subprocess.run(["rabbitmqctl", "close_all_connections", "chaos test"], check=True,
-                               capture_output=True, timeout=60)
+                close_vhost_connections(amqp_url, "chaos test")
                 closed_connections = True
             time.sleep(0.5)
     finally:

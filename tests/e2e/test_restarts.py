@@ -24,7 +24,7 @@ from tongban.bus.topology import cases_work
 from tongban.platform.client import PlatformClient
 from tongban.settings import Settings
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.timeout(420), pytest.mark.serial]  # nothing else may run while a service restarts
 CASES = 60  # × 8 events: 480 events, the later 7 of each case round the ordering gate's wait queue
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 
+import pytest
 from sqlalchemy import select
 
 # The shapes tongban.codes.mask_text masks: 17 digits + digit/X (also 15-digit old numbers), and mainland
@@ -37,6 +38,7 @@ def test_the_patterns_find_what_they_are_meant_to_find():
     assert _leaks("applicant 5001**********035X called 138****8000, case 11500000MB1B75012N2500129001000") == []
 
 
+@pytest.mark.slow  # a whole demo run: about a minute
 def test_a_full_sandbox_demo_run_prints_logs_and_records_no_personal_number(tmp_path, monkeypatch, capsys, caplog):
     from sandbox.demo import run_demo
     from tongban.settings import load

@@ -82,15 +82,20 @@ def confined_path(base: Path, rel: str, mapping_path: str, line: int | None, wha
         raise MappingFileError(mapping_path, line, f"{what}: {rel} is an absolute path; table paths are relative to "
                                                    f"the mapping file's folder ({base})")
     root = base.resolve()
+    outside = MappingFileError(mapping_path, line, f"{what}: {rel} leads outside the mapping file's folder ({root}); "
+                                                   f"keep tables beside the mapping file")
+    # Climbing out by `..` is refused before the file is looked for: whether something exists outside the folder
+    # is not the mapping's business (and the answer must not depend on how deep the folder sits).
+    if not Path(os.path.normpath(root / candidate)).is_relative_to(root):
+        raise outside
     try:
         resolved = (root / candidate).resolve(strict=True)
     except FileNotFoundError:
         raise MappingFileError(mapping_path, line, f"{what}: cannot read table {rel}: no such file") from None
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on older Pythons
         raise MappingFileError(mapping_path, line, f"{what}: cannot read table {rel}: {exc}") from None
-    if not resolved.is_relative_to(root):
-        raise MappingFileError(mapping_path, line, f"{what}: {rel} leads outside the mapping file's folder ({root}); "
-                                                   f"keep tables beside the mapping file")
+    if not resolved.is_relative_to(root):  # a symlink inside the folder that points out of it
+        raise outside
     return resolved
 
 
