@@ -21,8 +21,10 @@ never arrive there). `DripServer` is a raw socket server that answers one byte e
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import threading
+import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -129,7 +131,9 @@ class Recorder:
 
 
 class DripServer:
-    """Answers every connection with an HTTP response, one byte every `interval` seconds."""
+    """Answers every connection with an HTTP response, one byte every `interval` seconds. `hangups` holds, for each
+    connection the client gave up on, how many bytes of the body it had been sent by then (a client that waits for
+    the drip instead of keeping its deadline hangs up after one byte or more, or never)."""
 
     RESPONSE = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{"items": []}\n'
 
@@ -142,6 +146,7 @@ class DripServer:
         self.port = self.sock.getsockname()[1]
         self.stopping = threading.Event()
         self.connections = 0
+        self.hangups: list[int] = []
         self.thread = threading.Thread(target=self._serve, name="drip", daemon=True)
 
     @property
@@ -171,12 +176,24 @@ class DripServer:
                     split = body.index(b"\r\n\r\n") + 4
                     conn.sendall(body[:split])
                     body = body[split:]
-                for byte in body:
-                    if self.stopping.wait(self.interval):
+                for sent, byte in enumerate(body):
+                    if self._client_hung_up(conn):
+                        self.hangups.append(sent)
+                        return
+                    if self.stopping.is_set():
                         return
                     conn.sendall(bytes([byte]))
             except OSError:
                 return
+
+    def _client_hung_up(self, conn: socket.socket) -> bool:
+        """Wait out one interval; True as soon as the client closes its end (or when the server stops)."""
+        deadline = time.monotonic() + self.interval
+        while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([conn], [], [], min(left, 0.1))
+            if readable and not conn.recv(1, socket.MSG_PEEK):
+                return True
+        return False
 
     def stop(self) -> None:
         self.stopping.set()

@@ -14,8 +14,8 @@ from tongban import settings as settings_module
 from .files import private_sqlite_file
 
 T = TypeVar("T")
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
+_stores: dict[str, "Store"] = {}  # open_store's, one per URL per process
+_stores_lock = threading.Lock()
 
 
 # A bulk writer's own connections (Store.bulk_writer): a 16 MB page cache instead of 2 MB (the B-trees a router
@@ -66,12 +66,17 @@ def before_commit(conn: Connection, key: str, flush: Callable[[Connection, list]
     return pending[key][1]
 
 
-def make_engine(url: str, *, bulk: bool = False) -> Engine:
+def make_engine(url: str, *, bulk: bool = False, pre_ping: bool = True, pool_size: int = 5, max_overflow: int = 10,
+                autocommit: bool = False) -> Engine:
     """The engine tongban uses for `url` (SQLite: private file, WAL, writers queue; PostgreSQL: a small pool).
-    `bulk`: SQLite connections tuned for one process's bulk writes (_BULK_PRAGMAS)."""
+    `bulk`: SQLite connections tuned for one process's bulk writes (_BULK_PRAGMAS). PostgreSQL: `pre_ping` pings a
+    pooled connection before each use (a round trip; without it a connection the server dropped fails its first
+    statement instead, and SQLAlchemy then discards every connection opened before it), `pool_size` and
+    `max_overflow` size the pool, `autocommit` runs each statement as its own transaction."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, _BULK_PRAGMAS if bulk else ())
-    return create_engine(url, pool_pre_ping=True, pool_size=5)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=max_overflow,
+                         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}))
 
 
 class Store:
@@ -82,12 +87,13 @@ class Store:
     writer at a time anyway (BEGIN IMMEDIATE), and on PostgreSQL only the ledger's appends need to take turns
     (its hash chain has one head), which `tongban.audit.ledger.append` arranges itself."""
 
-    def __init__(self, url: str, *, bulk: bool = False):
+    def __init__(self, url: str, *, bulk: bool = False, pre_ping: bool = True, pool_size: int = 5,
+                 max_overflow: int = 10):
         from .schema import require_current
 
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine = make_engine(url, bulk=bulk)
+        self.engine = make_engine(url, bulk=bulk, pre_ping=pre_ping, pool_size=pool_size, max_overflow=max_overflow)
         self._lookups: Engine | None = None  # read_once's pool (PostgreSQL), made on first use
         self._unpinged: Store | None = None  # unpinged()'s, made on first use
         try:
@@ -137,12 +143,9 @@ class Store:
         round trip per group commit. SQLite: this store."""
         if self.is_sqlite:
             return self
-        with _engines_lock:
+        with _stores_lock:
             if self._unpinged is None:  # one per store, disposed with it
-                store = Store.__new__(Store)
-                store.url, store.is_sqlite, store._lookups, store._unpinged = self.url, False, None, None
-                store.engine = create_engine(self.url, pool_size=2, max_overflow=4)
-                self._unpinged = store
+                self._unpinged = Store(self.url, pre_ping=False, pool_size=2, max_overflow=4)
             return self._unpinged
 
     @contextlib.contextmanager
@@ -162,12 +165,12 @@ class Store:
                 return fn(conn)
         engine = self._lookups
         if engine is None:
-            with _engines_lock:
+            with _stores_lock:
                 if self._lookups is None:
                     # As many as the worker's lanes (16 at most): an overflow connection beyond the pool's size
                     # would be opened and closed for every read when all lanes read at once.
-                    self._lookups = create_engine(self.url, isolation_level="AUTOCOMMIT", pool_size=16,
-                                                  max_overflow=8)
+                    self._lookups = make_engine(self.url, autocommit=True, pre_ping=False, pool_size=16,
+                                                max_overflow=8)
                 engine = self._lookups
         for attempt in (1, 2):
             try:
@@ -195,10 +198,10 @@ def open_store(url: str | None = None) -> Store:
     """The store for `url` (default: the settings' database), one engine per URL per process."""
     if url is None:
         url = settings_module.load().db_url
-    with _engines_lock:
-        store = _engines.get(url)
+    with _stores_lock:
+        store = _stores.get(url)
         if store is None:
-            store = _engines[url] = Store(url)
+            store = _stores[url] = Store(url)
         return store
 
 

@@ -98,19 +98,26 @@ def last_delivered_sequence(conn: Connection, case_number: str) -> int:
 _RECORD: dict[str, Any] = {}
 
 
-def record_delivery(conn: Connection, idempotency_key: str, message_id: str, case_number: str | None,
-                    sequence: int | None, receipt: dict[str, Any]) -> bool:
-    """False when the key was already recorded (a concurrent duplicate): the caller records a duplicate. The database's
-    unique key decides, in the caller's transaction: a row of this transaction (two writes of one key in one group
-    commit) or another's (committed, or committing: PostgreSQL waits for it) makes this insert do nothing."""
+def record_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert `rows` of `deliveries` (every column but delivered_at; the receipt already JSON text); the keys whose row
+    this insert made. A key that was there already — recorded before, by a concurrent transaction (committed, or
+    committing: PostgreSQL waits for it), or by an earlier row of `rows` — does nothing: that copy is a duplicate.
+    One statement for all rows: SQLAlchemy's "insertmanyvalues" sends them as multi-row INSERTs (1,000 rows each)."""
     statement = _RECORD.get(conn.dialect.name)
-    if statement is None:  # built once per dialect: building it cost more than running it
+    if statement is None:  # built once per dialect (and then cached compiled): building it cost more than running it
         # RETURNING, not rowcount: psycopg reports rowcount -1 for an INSERT … ON CONFLICT DO NOTHING here, which
         # reads as "inserted" and let a concurrent copy record a second delivery.
         statement = _RECORD[conn.dialect.name] = (
             _insert(conn, deliveries).on_conflict_do_nothing(index_elements=[deliveries.c.idempotency_key])
             .returning(deliveries.c.idempotency_key))
-    inserted = conn.execute(statement, {
+    at = utcnow()
+    return set(conn.execute(statement, [{**row, "delivered_at": at} for row in rows]).scalars())
+
+
+def record_delivery(conn: Connection, idempotency_key: str, message_id: str, case_number: str | None,
+                    sequence: int | None, receipt: dict[str, Any]) -> bool:
+    """False when the key was already recorded (a concurrent duplicate): the caller records a duplicate
+    (record_deliveries says how the database's unique key decides, in the caller's transaction)."""
+    return bool(record_deliveries(conn, [{
         "idempotency_key": idempotency_key, "message_id": message_id, "case_number": case_number,
-        "sequence": sequence, "receipt": json.dumps(receipt, ensure_ascii=False), "delivered_at": utcnow()})
-    return inserted.first() is not None
+        "sequence": sequence, "receipt": json.dumps(receipt, ensure_ascii=False)}]))
