@@ -21,8 +21,10 @@ demo: venv
 
 # The suite on three parallel workers (most tests wait on servers, brokers and subprocesses, not on the CPU), then
 # the tests marked `serial` alone: they restart the shared RabbitMQ and PostgreSQL under everything else.
+# --maxschedchunk 2: a worker is handed two tests at a time, not a quarter of its share at the start (which put
+# every long test, sorted first by tests/conftest.py, on the first worker, one after another).
 test: venv
-	$(BIN)/python -m pytest -q -n 3 -m "not serial"
+	$(BIN)/python -m pytest -q -n 3 --maxschedchunk 2 -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 
 # The inner loop: unit tests only (no broker, no database server, no sandbox servers); seconds, not minutes.

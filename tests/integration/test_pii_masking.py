@@ -22,12 +22,17 @@ def _leaks(text: str) -> list[str]:
 
 # Hex digests, signatures, receipt ids and message ids (random hex) can contain mobile-shaped digit runs by chance:
 # not personal data, wherever they sit in a ledger event's detail (a routed_chunk event lists each record's ids).
-OPAQUE = {"digest", "signature", "receipt_id", "ref", "hash", "manifest_digest", "message_id", "run_id", "event_id"}
+# Any key ending in "digest" is one (document_digest, receipt_digest, acknowledged_digest of a sealed licence).
+OPAQUE = {"signature", "receipt_id", "ref", "hash", "message_id", "run_id", "event_id"}
+
+
+def _opaque(key: str) -> bool:
+    return key in OPAQUE or key.endswith("digest")
 
 
 def _readable(detail):
     if isinstance(detail, dict):
-        return {k: _readable(v) for k, v in detail.items() if k not in OPAQUE}
+        return {k: _readable(v) for k, v in detail.items() if not _opaque(k)}
     if isinstance(detail, list):
         return [_readable(v) for v in detail]
     return detail
