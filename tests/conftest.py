@@ -42,6 +42,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _settings_of_this_test(monkeypatch):
+    """Every test starts with no settings loaded: the process's settings (`tongban.settings.current()`, read once)
+    are those of this test's environment, not of whichever test this worker ran before (a TONGBAN_PII_KEY of its
+    own would otherwise encrypt this test's records under a key its next `load()` no longer has)."""
+    from tongban import settings
+
+    monkeypatch.setattr(settings, "_current", None)
+
+
+@pytest.fixture(autouse=True)
 def _stores_at_head(request, monkeypatch):
     """Every store a test opens in this process starts at the schema's head, as `tongban db upgrade` leaves it
     (tests/schema_at_head.py: the migrations rendered once as SQL). A test marked `schema_unprepared` meets the
