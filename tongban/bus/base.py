@@ -30,6 +30,9 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], None]
+# Several messages of one case, in the order the bus holds them; one flag per message: True acks it, False returns it
+# to the queue (raising returns them all).
+RunHandler = Callable[[list[Delivery]], list[bool]]
 
 
 class Bus:
@@ -53,9 +56,11 @@ class Bus:
         raise NotImplementedError
 
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
-                idle_exit: float | None = None, lanes: int = 1) -> None:
+                idle_exit: float | None = None, lanes: int = 1, run_handler: RunHandler | None = None) -> None:
         """Run until `stop` is set (or, with idle_exit, until the queue has been empty that long).
-        `lanes` handler threads share the work; messages with the same correlation keep to one lane."""
+        `lanes` handler threads share the work; messages with the same correlation keep to one lane. With
+        `run_handler`, a lane that finds several messages of one case queued one behind the other hands them to it
+        together (tongban.bus.runs); a message alone still goes to `handler`."""
         raise NotImplementedError
 
     def depth(self, queue: str) -> int:

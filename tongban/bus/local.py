@@ -32,7 +32,8 @@ from tongban.store import Store
 from tongban.store.at_rest import protect, reveal
 from tongban.store.tables import local_queue
 
-from .base import Bus, Delivery, Handler
+from .base import Bus, Delivery, Handler, RunHandler
+from .runs import handle_run, lane_runs
 from .topology import WorkQueue
 
 log = logging.getLogger("tongban.bus.local")
@@ -94,9 +95,10 @@ class LocalBus(Bus):
         return [(r.id, r.body, (r.claims or 0) > 0) for r in rows]
 
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
-                idle_exit: float | None = None, lanes: int = 1) -> None:
+                idle_exit: float | None = None, lanes: int = 1, run_handler: RunHandler | None = None) -> None:
         if lanes > 1:
-            self._consume_lanes(work, handler, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=lanes)
+            self._consume_lanes(work, handler, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=lanes,
+                                run_handler=run_handler)
             return
         idle_since = time.monotonic()
         while not stop.is_set():
@@ -121,21 +123,17 @@ class LocalBus(Bus):
                     conn.execute(delete(local_queue).where(local_queue.c.id == row_id))
 
     def _consume_lanes(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int,
-                       idle_exit: float | None, lanes: int) -> None:
+                       idle_exit: float | None, lanes: int, run_handler: RunHandler | None = None) -> None:
         """`lanes` handler threads (see the module docstring); at most `prefetch` rows claimed and not yet settled."""
         inboxes: list[queue.Queue] = [queue.Queue() for _ in range(lanes)]
         settled: queue.Queue[tuple[int, bool]] = queue.Queue()  # (row id, handler returned)
 
         def lane_loop(inbox: queue.Queue) -> None:
-            while (item := inbox.get()) is not None:
-                row_id, envelope, redelivered = item
-                ok = True
-                try:
-                    handler(Delivery(envelope, work.queue, redelivered))
-                except Exception:  # back to the queue, as a broker would on a nack with requeue
-                    log.exception("handler failed; message returned to the queue")
-                    ok = False
-                settled.put((row_id, ok))
+            # Several messages of one case queued one behind the other go to run_handler together (tongban.bus.runs).
+            for run in lane_runs(inbox, lambda item: item[1].correlation, run_handler is not None):
+                oks = handle_run(run, lambda item: Delivery(item[1], work.queue, item[2]), handler, run_handler)
+                for (row_id, _, _), ok in zip(run, oks):
+                    settled.put((row_id, ok))
 
         def settle(block: bool) -> int:
             """Delete the rows whose handler returned, release the others; how many were settled."""

@@ -20,8 +20,9 @@ import pika.exceptions as pex
 from tongban.bus.envelope import Envelope
 
 from .acks import Settler
-from .base import Bus, Delivery, Handler, PublishError
+from .base import Bus, Delivery, Handler, PublishError, RunHandler
 from .confirms import AsyncConfirmPublisher
+from .runs import handle_run, lane_runs
 from .topology import RETRY_TIER_HEADER, WAIT_SECONDS, WorkQueue, delay_ms, retry_tier
 
 log = logging.getLogger("tongban.bus.rabbit")
@@ -285,12 +286,13 @@ class RabbitBus(Bus):
 
     # --- consuming ------------------------------------------------------------------------------
     def consume(self, work: WorkQueue, handler: Handler, *, stop: threading.Event, prefetch: int = 20,
-                idle_exit: float | None = None, lanes: int = 1) -> None:
+                idle_exit: float | None = None, lanes: int = 1, run_handler: RunHandler | None = None) -> None:
         backoff = 0.5
         while not stop.is_set():
             attempt_started = time.monotonic()
             try:
-                self._consume_once(work, handler, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=max(1, lanes))
+                self._consume_once(work, handler, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=max(1, lanes),
+                                   run_handler=run_handler)
                 return
             except _CONNECTION_ERRORS as exc:
                 if time.monotonic() - attempt_started > 30:
@@ -300,7 +302,7 @@ class RabbitBus(Bus):
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10)
 
-    def _consume_once(self, work, handler, *, stop, prefetch, idle_exit, lanes) -> None:
+    def _consume_once(self, work, handler, *, stop, prefetch, idle_exit, lanes, run_handler=None) -> None:
         params = pika.URLParameters(self.url)
         params.heartbeat = 30
         connection = pika.BlockingConnection(params)
@@ -326,23 +328,19 @@ class RabbitBus(Bus):
             inboxes[zlib.crc32(key.encode("utf-8")) % lanes].put(
                 (method.delivery_tag, method.redelivered, envelope, body))
 
+        def deliver(item) -> Delivery:
+            _tag, redelivered, envelope, body = item
+            return Delivery(envelope if envelope is not None else Envelope.from_bytes(body), work.queue, redelivered)
+
         def lane_loop(inbox: queue.Queue):
-            while True:
-                item = inbox.get()
-                if item is None:
-                    return
-                tag, redelivered, envelope, body = item
-                ok = True
-                try:
-                    handler(Delivery(envelope if envelope is not None else Envelope.from_bytes(body), work.queue,
-                                     redelivered))
-                except Exception:  # the message goes back to the queue; the worker goes on
-                    log.exception("handler failed; message returned to the queue")
-                    ok = False
+            for run in lane_runs(inbox, lambda item: item[2].correlation if item[2] is not None else None,
+                                 run_handler is not None):
+                oks = handle_run(run, deliver, handler, run_handler)
                 with in_flight_lock:
-                    in_flight[0] -= 1
+                    in_flight[0] -= len(run)
                 try:
-                    settler.settle(tag, ok)
+                    for item, ok in zip(run, oks):
+                        settler.settle(item[0], ok)
                 except Exception:
                     return  # connection gone: the broker requeues what we did not ack
 

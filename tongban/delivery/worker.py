@@ -19,10 +19,14 @@ lanes have ready in one call and gives each lane its own event's outcome: steps 
 outcome, the receipt check (made by the pusher over the whole reply, so the lanes of one call reach the committer
 together) and the ack after the receipt is recorded stay exactly as above. The worker then runs
 more lanes (up to the prefetch, the batch limit or 16 — about what the PostgreSQL pool serves at once — whichever
-is smallest), so that a batch can fill.
+is smallest), so that a batch can fill. With batch push a lane also hands over, together, the messages of one case
+it holds one behind the other (`handle_run`): the ones that continue the case's delivered sequence go in one call,
+in order, their receipts recorded in one transaction — not one round trip and one group commit per event, each
+waiting for the last (tongban.delivery.chains says how each promise above holds for a chain).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 import threading
@@ -40,7 +44,7 @@ from tongban.platform.client import PlatformClient, PlatformRejected, PlatformTr
 from tongban.store import Store
 from tongban.store.batcher import WriteBatcher
 
-from . import lookup, recording
+from . import chains, lookup, recording
 from .batching import PushBatcher
 from .inflight import InFlight
 from .retry import RedeliveryPolicy, delay_or_park
@@ -194,6 +198,70 @@ class DeliveryWorker:
         else:
             self._count("duplicates")
 
+    # --- runs of one case (batch push) ------------------------------------------------------------
+    def handle_run(self, deliveries: list[Delivery]) -> list[bool]:
+        """Several messages of one case, queued one behind the other in a lane (tongban.bus.runs): the events that
+        continue the case's delivered sequence go to the platform in one batch call, in order, and their receipts
+        are recorded in one transaction (tongban.delivery.chains); every other message is handled as `handle` does.
+        One flag per message: True acks it, False returns it to the queue."""
+        oks: list[bool] = []
+        rest = list(deliveries)
+        while rest:
+            chain = chains.consecutive(rest, self.pusher.max_events if self.pusher is not None else 1)
+            try:
+                settled = self._push_chain(chain) if len(chain) > 1 else 0
+            except Exception:  # e.g. the receipts' transaction failed: these and the rest go back to the queue
+                log.exception("a chain of case %s failed; its messages returned to the queue",
+                              rest[0].envelope.correlation)
+                return oks + [False] * len(rest)
+            if settled:
+                oks.extend([True] * settled)
+                rest = rest[settled:]
+                continue
+            try:
+                self.handle(rest[0])
+                oks.append(True)
+            except Exception:
+                log.exception("handler failed; message returned to the queue")
+                oks.append(False)
+            rest = rest[1:]
+        return oks
+
+    def _push_chain(self, chain: list[Delivery]) -> int:
+        """Push the chain in one call when its first event is the case's next one; how many of its messages were
+        settled: 0 (not the next one: handled singly instead), all of them, or those up to and including the first
+        event that got no receipt (the ones behind it are then handled afresh)."""
+        with contextlib.ExitStack() as holding:
+            for key in sorted(d.envelope.idempotency_key for d in chain):  # one order: two lanes never deadlock
+                holding.enter_context(self._in_flight.hold(key))
+            head = chain[0].envelope
+            now = self.store.read_once(lambda conn: lookup.standing(conn, head.idempotency_key, head.correlation,
+                                                                    head.source, head.payload.get("source_key")))
+            if now.receipt is not None or now.blocked or head.payload["sequence"] != now.last_sequence + 1:
+                return 0
+            started = time.monotonic()
+            outcomes = self.pusher.push_run([(d.envelope.payload, d.envelope.idempotency_key) for d in chain])
+            elapsed = time.monotonic() - started
+            received = 0
+            while received < len(chain) and not isinstance(outcomes[received], Exception):
+                received += 1
+            if received:
+                envs = [d.envelope for d in chain[:received]]
+                recorded = self.writes.write(lambda conn: [self._record(conn, env, receipt)
+                                                           for env, receipt in zip(envs, outcomes)])
+                for outcome in recorded:
+                    if outcome.fresh:
+                        self._count("delivered", elapsed)
+                        with self._stats_lock:
+                            self.stats.latencies.append(elapsed)
+                    else:
+                        self._count("duplicates")
+            if received == len(chain):
+                return received
+            failure = outcomes[received]
+            self._attempt(chain[received].envelope, lambda: _raise(failure))
+            return received + 1
+
     def _batch_limit(self) -> int:
         """Events per batch push: the platform's limit, or 0 (one push per event) when the settings force single
         pushes, the platform offers no batch, or this worker's handler is not the case-event one (a subclass)."""
@@ -264,5 +332,10 @@ class DeliveryWorker:
             verifier = self._verifier()
             self.pusher = PushBatcher(self.platform, limit, check=verifier.check if verifier is not None else None)
             lanes = max(lanes, min(prefetch, limit, 16))
-        self.bus.consume(self.work, self.handle, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=lanes)
+        self.bus.consume(self.work, self.handle, stop=stop, prefetch=prefetch, idle_exit=idle_exit, lanes=lanes,
+                         run_handler=self.handle_run if self.pusher is not None else None)
         return self.stats
+
+
+def _raise(exc: Exception):
+    raise exc

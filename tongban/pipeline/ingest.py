@@ -296,7 +296,7 @@ class Ingest:
         so a re-run after a crash asks again and gets the same number (the service is idempotent)."""
         keys = {d.key for d in drafts}
         with self.store.read() as conn:
-            known = {k: n for k in keys if (n := st.get_case_number(conn, self.system, k))}
+            known = st.case_numbers_of(conn, self.system, keys)
         wanted = {d.key: d for d in drafts if d.key not in known}
         if wanted:
             def ask(draft: _Draft):

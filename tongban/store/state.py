@@ -3,7 +3,7 @@ Functions taking `conn` run inside the caller's transaction."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import Connection, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,11 +35,20 @@ def get_case_number(conn: Connection, system: str, source_key: str) -> str | Non
         case_numbers.c.system == system, case_numbers.c.source_key == source_key)).scalar()
 
 
+def case_numbers_of(conn: Connection, system: str, source_keys: Iterable[str]) -> dict[str, str]:
+    """The stored numbers of those of `source_keys` that have one, in one statement per 500 keys."""
+    keys = list(dict.fromkeys(source_keys))
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), 500):
+        rows = conn.execute(select(case_numbers.c.source_key, case_numbers.c.case_number).where(
+            case_numbers.c.system == system, case_numbers.c.source_key.in_(keys[start:start + 500])))
+        found.update((key, number) for key, number in rows if number)
+    return found
+
+
 def save_case_number(conn: Connection, system: str, source_key: str, number: str, item_code: str | None) -> str:
-    """Keep the first number ever assigned (never reassigned); returns the number in force."""
-    existing = get_case_number(conn, system, source_key)
-    if existing:
-        return existing
+    """Keep the first number ever assigned (never reassigned); returns the number in force. The insert does nothing
+    when the key has a number already (the unique key decides, no read before it): that number is read and kept."""
     inserted = conn.execute(_insert(conn, case_numbers).values(
         system=system, source_key=source_key, case_number=number, item_code=item_code, assigned_at=utcnow())
         .on_conflict_do_nothing(index_elements=[case_numbers.c.system, case_numbers.c.source_key])
