@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -39,9 +38,7 @@ def listener():
 
 
 def _check(*args):
-    started = time.monotonic()
-    result = CliRunner().invoke(app, ["mapping", "check", *map(str, args)])
-    return result, time.monotonic() - started
+    return CliRunner().invoke(app, ["mapping", "check", *map(str, args)])
 
 
 ATTACKS = {
@@ -65,20 +62,22 @@ def test_hostile_xml_samples_are_refused(attack, tmp_path, listener):
     secret.write_text(SECRET, encoding="utf-8")
     sample = tmp_path / f"{attack}.xml"
     sample.write_text(ATTACKS[attack].format(secret=secret, url=url), encoding="utf-8")
-    result, seconds = _check(SAMR, "--sample", sample, "--record-tag", "rec")
-    assert result.exit_code == 1 and seconds < 1.0
-    assert "cannot read sample" in result.output
+    result = _check(SAMR, "--sample", sample, "--record-tag", "rec")
+    assert result.exit_code == 1 and "cannot read sample" in result.output
+    # Refused from its declarations, before any entity is expanded or fetched (not by a limit met while expanding).
+    refusal = "not well-formed XML" if attack == "malformed" else "XML declares a DOCTYPE/ENTITY"
+    assert refusal in result.output
     assert SECRET not in result.output and hits == []
 
 
 def test_nul_bytes_and_wrong_encoding_in_json_samples(tmp_path):
     sample = tmp_path / "nul.json"
     sample.write_bytes(b'[{"ywh": "SB1\x00"}]')
-    result, _ = _check(SAMR, "--sample", sample)
+    result = _check(SAMR, "--sample", sample)
     assert result.exit_code == 1 and "NUL bytes" in result.output
     gbk = tmp_path / "gbk.json"
     gbk.write_bytes('[{"sqrxm": "张三"}]'.encode("gbk"))
-    result, _ = _check(SAMR, "--sample", gbk)
+    result = _check(SAMR, "--sample", gbk)
     assert result.exit_code == 1 and "cannot read sample" in result.output
 
 
@@ -89,16 +88,15 @@ def test_yaml_alias_bomb_in_a_mapping_file_is_refused(tmp_path):
         levels.append(f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text("system: x\n" + "\n".join(levels) + "\n", encoding="utf-8")
-    result, seconds = _check(bomb)
-    assert result.exit_code == 1 and seconds < 1.0
-    assert "aliases" in result.output and "bomb.yaml:3" in result.output
+    result = _check(bomb)
+    assert result.exit_code == 1 and "aliases" in result.output and "bomb.yaml:3" in result.output
 
 
 def test_an_oversized_mapping_file_is_refused(tmp_path):
     big = tmp_path / "big.yaml"
     big.write_text("system: x\n# " + "x" * (2 * 1024 * 1024) + "\n", encoding="utf-8")
-    result, seconds = _check(big)
-    assert result.exit_code == 1 and "larger than" in result.output and seconds < 1.0
+    result = _check(big)
+    assert result.exit_code == 1 and "larger than" in result.output
 
 
 def test_a_good_xml_sample_maps(tmp_path):
@@ -106,6 +104,6 @@ def test_a_good_xml_sample_maps(tmp_path):
     sample.write_text("<cases><rec><ywh>SB1</ywh><sxbm>SX-0001</sxbm><sqrxm>张三</sqrxm><zjlx>SFZ</zjlx>"
                       "<zjhm>11010519491231002X</zjhm><xzqh>500103</xzqh><sqsj>2024-03-01 09:30:00</sqsj>"
                       "<bjlx>1</bjlx><gxsj>2024-03-01 09:30:00</gxsj></rec></cases>", encoding="utf-8")
-    result, _ = _check(SAMR, "--sample", sample)
+    result = _check(SAMR, "--sample", sample)
     assert result.exit_code == 0, result.output
     assert "1 records: 1 mapped, 0 with errors" in result.output
