@@ -18,25 +18,7 @@ from tongban.platform.client import PlatformClient
 from tongban.settings import load
 from tongban.store.tables import deliveries, parked, quarantine
 
-from tests.integration.test_batch_push import _batches, _cases
-
-
-@pytest.fixture
-def batch_platform(tmp_path, monkeypatch):
-    """As test_batch_push's: the mock platform with the sandbox CA (JWS receipts), batch push of at most 10."""
-    from sandbox.platform import create_app
-    from sandbox.runner import Server
-    from tongban.seal.ca import init_sandbox_ca
-
-    home = tmp_path / "home"
-    init_sandbox_ca(home / "certs")
-    server = Server(create_app(str(tmp_path / "platform.db"), certs_dir=str(home / "certs"), batch_max=10),
-                    name="platform").start()
-    monkeypatch.setenv("TONGBAN_HOME", str(home))
-    monkeypatch.setenv("TONGBAN_PLATFORM_URL", server.url)
-    monkeypatch.setenv("TONGBAN_PUSH_BATCH", "1")
-    yield server
-    server.stop()
+from tests.integration.test_batch_push import _batches, _cases, platform  # noqa: F401 (platform: its fixture)
 
 
 def _worker(store, bus, work) -> DeliveryWorker:
@@ -51,12 +33,12 @@ def _sequences(store, hop: str) -> list[int]:
     return [json.loads(e["detail"])["sequence"] for e in ledger.iter_events(store, [hop])]
 
 
-def test_a_cases_events_travel_in_one_call_in_order(pg_store, rabbit_bus, rabbit_work, batch_platform):
+def test_a_cases_events_travel_in_one_call_in_order(pg_store, rabbit_bus, rabbit_work, platform):
     client = PlatformClient(load())
     envelopes, _ = _cases(client, 1, 5)
     worker = _worker(pg_store, rabbit_bus, rabbit_work)
     assert worker.handle_run([Delivery(e, rabbit_work.queue) for e in envelopes]) == [True] * 5
-    assert _batches(batch_platform) == {"calls": 1, "events": 5, "max_events": 10}
+    assert _batches(platform) == {"calls": 1, "events": 5, "max_events": 10}
     number = envelopes[0].correlation
     assert [e["sequence"] for e in client.case(number)["events"]] == [1, 2, 3, 4, 5]
     assert _sequences(pg_store, "delivered") == [1, 2, 3, 4, 5]
@@ -64,7 +46,7 @@ def test_a_cases_events_travel_in_one_call_in_order(pg_store, rabbit_bus, rabbit
     assert ledger.verify(pg_store).ok
 
 
-def test_a_crash_before_the_receipts_are_recorded_doubles_nothing(pg_store, rabbit_bus, rabbit_work, batch_platform):
+def test_a_crash_before_the_receipts_are_recorded_doubles_nothing(pg_store, rabbit_bus, rabbit_work, platform):
     client = PlatformClient(load())
     envelopes, _ = _cases(client, 1, 5)
     # An earlier worker pushed the first three and died before recording them (the platform has them, we do not).
@@ -91,7 +73,7 @@ def test_a_crash_before_the_receipts_are_recorded_doubles_nothing(pg_store, rabb
     assert ledger.verify(pg_store).ok
 
 
-def test_a_refused_event_stops_the_chain_and_parks_the_rest(pg_store, rabbit_bus, rabbit_work, batch_platform):
+def test_a_refused_event_stops_the_chain_and_parks_the_rest(pg_store, rabbit_bus, rabbit_work, platform):
     client = PlatformClient(load())
     envelopes, _ = _cases(client, 1, 5)
     envelopes[2].payload["event"] = "no-such-event"  # the platform refuses event 3 (schema), then 4 and 5 (the gap)
@@ -108,10 +90,10 @@ def test_a_refused_event_stops_the_chain_and_parks_the_rest(pg_store, rabbit_bus
     assert _sequences(pg_store, "delivered") == [1, 2]
 
 
-def test_a_badly_signed_receipt_in_a_chain_parks_it_and_those_behind_it(pg_store, rabbit_bus, rabbit_work, batch_platform):
+def test_a_badly_signed_receipt_in_a_chain_parks_it_and_those_behind_it(pg_store, rabbit_bus, rabbit_work, platform):
     client = PlatformClient(load())
     envelopes, _ = _cases(client, 1, 4)
-    httpx.post(f"{batch_platform.url}/_sandbox/batch",
+    httpx.post(f"{platform.url}/_sandbox/batch",
                json={"bad_receipt_keys": [envelopes[1].idempotency_key]}).raise_for_status()
     worker = _worker(pg_store, rabbit_bus, rabbit_work)
     assert worker.handle_run([Delivery(e, rabbit_work.queue) for e in envelopes]) == [True] * 4
@@ -125,7 +107,7 @@ def test_a_badly_signed_receipt_in_a_chain_parks_it_and_those_behind_it(pg_store
 
 
 @pytest.mark.parametrize("transport", ["rabbitmq", "embedded"])
-def test_competing_batch_workers_keep_each_cases_order_and_deliver_once(pg_store, rabbit_work, batch_platform,
+def test_competing_batch_workers_keep_each_cases_order_and_deliver_once(pg_store, rabbit_work, platform,
                                                                        transport):
     """Through the buses' lanes (runs handed to the worker whole), two workers splitting the cases between them;
     the events published case by case, as an ingest does, so that a lane holds a case's events together."""

@@ -190,8 +190,11 @@ class DeliveryWorker:
         if receipt is None or (self.pusher is None and not self._receipt_signed(env, receipt)):
             return
         elapsed = time.monotonic() - started
-        recorded = self.writes.write(lambda conn: self._record(conn, env, receipt))
-        if recorded.fresh:
+        self._count_recorded(self.writes.write(lambda conn: self._record(conn, env, receipt)), elapsed)
+
+    def _count_recorded(self, outcome: recording.Recorded, elapsed: float) -> None:
+        """A recorded copy counted: delivered (with its push's latency) or a duplicate."""
+        if outcome.fresh:
             self._count("delivered", elapsed)
             with self._stats_lock:
                 self.stats.latencies.append(elapsed)
@@ -250,12 +253,7 @@ class DeliveryWorker:
                 recorded = self.writes.write(lambda conn: [self._record(conn, env, receipt)
                                                            for env, receipt in zip(envs, outcomes)])
                 for outcome in recorded:
-                    if outcome.fresh:
-                        self._count("delivered", elapsed)
-                        with self._stats_lock:
-                            self.stats.latencies.append(elapsed)
-                    else:
-                        self._count("duplicates")
+                    self._count_recorded(outcome, elapsed)
             if received == len(chain):
                 return received
             failure = outcomes[received]
