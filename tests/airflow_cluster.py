@@ -24,12 +24,11 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 
-from tests.support import PG_BASE, rabbit_vhost, scratch_pg_schema  # noqa: F401 (rabbit_vhost: re-exported)
+from tests.support import PG_BASE, scratch_pg_schema
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PG_ADMIN = PG_BASE  # the shared test database (TONGBAN_TEST_PG)
-AMQP_ADMIN = os.environ.get("TONGBAN_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 SYSTEMS = ("cq-samr-rest", "cq-hrss-soap", "cq-wsjkw-files")
 
 

@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 
 from tests.airflow_cluster import (
     SYSTEMS, CeleryCluster, Metadata, Processes, airflow_cli, airflow_env, api_ready, deliver, ledger_keys,
-    pg_database, pg_schema, rabbit_vhost, sandbox, wait_for, write_mappings,
+    pg_database, pg_schema, sandbox, wait_for, write_mappings,
 )
+from tests.support import rabbit_vhost
 
 pytestmark = [pytest.mark.celery, pytest.mark.timeout(600)]
 SAMR = "ingest__cq-samr-rest"
