@@ -18,7 +18,7 @@ from tongban.platform.client import PlatformClient
 from tongban.settings import load
 from tongban.store.tables import deliveries, parked, quarantine
 
-from tests.integration.test_batch_push import _batches, _cases, platform  # noqa: F401 (platform: its fixture)
+from tests.integration.test_batch_push import _batches, _cases, assert_delivered_in_order, platform  # noqa: F401 (platform: its fixture)
 
 
 def _worker(store, bus, work) -> DeliveryWorker:
@@ -138,10 +138,5 @@ def test_competing_batch_workers_keep_each_cases_order_and_deliver_once(pg_store
     assert all(w.pusher is not None for w in workers)  # batch push, so the lanes hand over runs
     assert sum(w.stats.delivered for w in workers) == len(envelopes)
     assert sum(w.stats.rejected + w.stats.parked for w in workers) == 0
-    for number, count in expected.items():
-        assert [e["sequence"] for e in client.case(number)["events"]] == list(range(1, count + 1))
-    order: dict[str, list[int]] = {}
-    for event in ledger.iter_events(pg_store, ["delivered"]):
-        order.setdefault(event["case_number"], []).append(json.loads(event["detail"])["sequence"])
-    assert order == {number: list(range(1, count + 1)) for number, count in expected.items()}
+    assert_delivered_in_order(client, pg_store, expected)
     assert ledger.verify(pg_store).ok

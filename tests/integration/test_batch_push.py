@@ -83,6 +83,17 @@ def _batches(server) -> dict:
     return httpx.get(f"{server.url}/_sandbox/batch").json()
 
 
+def assert_delivered_in_order(client: PlatformClient, store, expected: dict[str, int]) -> None:
+    """Every case of `expected` (case number → events) holds its events 1…n at the platform, in order, and each
+    receipt is in the ledger, a case's recorded in its order."""
+    for number, count in expected.items():
+        assert [e["sequence"] for e in client.case(number)["events"]] == list(range(1, count + 1))
+    order: dict[str, list[int]] = {}
+    for event in ledger.iter_events(store, ["delivered"]):
+        order.setdefault(event["case_number"], []).append(json.loads(event["detail"])["sequence"])
+    assert order == {number: list(range(1, count + 1)) for number, count in expected.items()}
+
+
 def _total(workers, name: str) -> int:
     return sum(getattr(w.stats, name) for w in workers)
 
@@ -146,13 +157,7 @@ def test_a_case_keeps_its_order_across_batches_and_competing_workers(pg_store, r
     # The platform refuses any event out of sequence (409): none was refused, none parked, all delivered once.
     assert _total(workers, "rejected") == 0 and _total(workers, "parked") == 0
     assert _total(workers, "delivered") == len(envelopes)
-    for number, count in expected.items():
-        assert [e["sequence"] for e in client.case(number)["events"]] == list(range(1, count + 1))
-    # Each receipt is in the ledger, and a case's receipts were recorded in its order.
-    order: dict[str, list[int]] = {}
-    for event in ledger.iter_events(pg_store, ["delivered"]):
-        order.setdefault(event["case_number"], []).append(json.loads(event["detail"])["sequence"])
-    assert order == {number: list(range(1, count + 1)) for number, count in expected.items()}
+    assert_delivered_in_order(client, pg_store, expected)
 
 
 def test_a_badly_signed_receipt_inside_a_batch_is_parked(pg_store, rabbit_bus, rabbit_work, platform):
