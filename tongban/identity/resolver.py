@@ -24,7 +24,6 @@ from typing import Any, Iterable
 
 import jmespath
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from tongban import codes
 from tongban.audit import ledger
@@ -35,6 +34,7 @@ from tongban.platform.errors import PlatformRejected, PlatformTransient
 from tongban.retry import RetryPolicy
 from tongban.settings import Settings, current
 from tongban.store import Store
+from tongban.store.state import dialect_insert
 
 from .protect import encrypt, pii_hash
 from .tables import identity_accounts, identity_conflicts, identity_users, identity_waiting
@@ -308,28 +308,21 @@ class IdentityResolver:
             self._save_in(conn, user, digest, status, user_id, reason)
 
     def _save_all(self, conn, answers: list[tuple[LegacyUser, str, str, str | None, str | None]]) -> None:
-        """Save several answers, `(user, digest, status, user_id, reason)` each, as `_save_in` saves one, with one
-        upsert statement (the prefetch's window: one round trip, not a read and a write per user)."""
+        """Save answers, `(user, digest, status, user_id, reason)` each, with one upsert statement (a user seen
+        before keeps its first_seen; the prefetch's window: one round trip, not a read and a write per user)."""
         now = utcnow()
         rows = list({digest: dict(pii_hash=digest, id_type=user.id_type, status=status, user_id=user_id,
                                   reason=reason, updated_at=now, first_seen=now, masked=user.masked,
                                   cipher=encrypt(user.id_number, self.key))
                      for user, digest, status, user_id, reason in answers}.values())
-        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(identity_users)
+        insert = dialect_insert(conn, identity_users)
         refreshed = ("id_type", "status", "user_id", "reason", "updated_at", "masked", "cipher")  # not first_seen
         conn.execute(insert.on_conflict_do_update(index_elements=[identity_users.c.pii_hash],
                                                   set_={name: insert.excluded[name] for name in refreshed}), rows)
 
     def _save_in(self, conn, user: LegacyUser, digest: str, status: str, user_id: str | None,
                  reason: str | None) -> None:
-        now = utcnow()
-        values = dict(id_type=user.id_type, status=status, user_id=user_id, reason=reason, updated_at=now,
-                      masked=user.masked, cipher=encrypt(user.id_number, self.key))
-        exists = conn.execute(select(identity_users.c.pii_hash).where(identity_users.c.pii_hash == digest)).first()
-        if exists:
-            conn.execute(identity_users.update().where(identity_users.c.pii_hash == digest).values(**values))
-        else:
-            conn.execute(identity_users.insert().values(pii_hash=digest, first_seen=now, **values))
+        self._save_all(conn, [(user, digest, status, user_id, reason)])
 
     def _wait(self, user: LegacyUser, source_key: str | None, exc: IdentityError) -> None:
         if not source_key:

@@ -14,7 +14,7 @@ from .at_rest import protect, reveal
 from .tables import case_numbers, case_snapshots, deliveries, watermarks
 
 
-def _insert(conn: Connection, table: Table):
+def dialect_insert(conn: Connection, table: Table):
     """An INSERT that can say ON CONFLICT: writers are not serialised, so a concurrent writer's row is met by the
     database's unique key instead of by a check made before it committed."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
@@ -25,7 +25,7 @@ def get_watermark(conn: Connection, system: str) -> str | None:
 
 
 def set_watermark(conn: Connection, system: str, value: str) -> None:
-    statement = _insert(conn, watermarks).values(system=system, value=value, updated_at=utcnow())
+    statement = dialect_insert(conn, watermarks).values(system=system, value=value, updated_at=utcnow())
     conn.execute(statement.on_conflict_do_update(index_elements=[watermarks.c.system],
                                                  set_={"value": value, "updated_at": statement.excluded.updated_at}))
 
@@ -49,7 +49,7 @@ def case_numbers_of(conn: Connection, system: str, source_keys: Iterable[str]) -
 def save_case_number(conn: Connection, system: str, source_key: str, number: str, item_code: str | None) -> str:
     """Keep the first number ever assigned (never reassigned); returns the number in force. The insert does nothing
     when the key has a number already (the unique key decides, no read before it): that number is read and kept."""
-    inserted = conn.execute(_insert(conn, case_numbers).values(
+    inserted = conn.execute(dialect_insert(conn, case_numbers).values(
         system=system, source_key=source_key, case_number=number, item_code=item_code, assigned_at=utcnow())
         .on_conflict_do_nothing(index_elements=[case_numbers.c.system, case_numbers.c.source_key])
         .returning(case_numbers.c.case_number))  # not rowcount: see record_delivery
@@ -85,7 +85,7 @@ def get_snapshots(conn: Connection, system: str, source_keys) -> dict[str, tuple
 def save_snapshot(conn: Connection, system: str, source_key: str, snapshot: dict, digest: str, last_sequence: int) -> None:
     values = {"snapshot": protect(json.dumps(snapshot, ensure_ascii=False, sort_keys=True)), "digest": digest,
               "last_sequence": last_sequence, "updated_at": utcnow()}
-    conn.execute(_insert(conn, case_snapshots).values(system=system, source_key=source_key, **values)
+    conn.execute(dialect_insert(conn, case_snapshots).values(system=system, source_key=source_key, **values)
                  .on_conflict_do_update(index_elements=[case_snapshots.c.system, case_snapshots.c.source_key],
                                         set_=values))
 
@@ -117,7 +117,7 @@ def record_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         # RETURNING, not rowcount: psycopg reports rowcount -1 for an INSERT … ON CONFLICT DO NOTHING here, which
         # reads as "inserted" and let a concurrent copy record a second delivery.
         statement = _RECORD[conn.dialect.name] = (
-            _insert(conn, deliveries).on_conflict_do_nothing(index_elements=[deliveries.c.idempotency_key])
+            dialect_insert(conn, deliveries).on_conflict_do_nothing(index_elements=[deliveries.c.idempotency_key])
             .returning(deliveries.c.idempotency_key))
     at = utcnow()
     return set(conn.execute(statement, [{**row, "delivered_at": at} for row in rows]).scalars())
