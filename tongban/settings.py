@@ -118,11 +118,12 @@ class Settings:
     # a PEM private key and its certificate. Unset in the sandbox: the sandbox CA's audit key; required in production.
     audit_key: Path | None = field(default_factory=lambda: _path("TONGBAN_AUDIT_KEY"))
     audit_cert: Path | None = field(default_factory=lambda: _path("TONGBAN_AUDIT_CERT"))
-    # Batch push (批量推送): with TONGBAN_PUSH_BATCH=1 the delivery worker groups its pushes into the platform's batch
-    # calls when the platform offers them (its capabilities answer). Off by default: on this 2-core machine it saved
-    # 16% CPU per event and lifted one worker 38%, but two workers delivered less than with single pushes and the
-    # p99 latency grew (docs/performance.md), so the proven single push stays the default until that is understood.
-    push_batch: bool = field(default_factory=lambda: _env("TONGBAN_PUSH_BATCH", "0").strip() not in ("", "0"))
+    # Batch push (批量推送): the delivery worker groups its pushes into the platform's batch calls when the platform
+    # offers them (its capabilities answer; a platform without batch push gets one push per event either way), and
+    # TONGBAN_PUSH_BATCH=0 forces one push per event. On by default since workers deliver ~1.4x as many events at
+    # ~0.6x the CPU per event with it; it costs some latency at moderate rates (p99 58 ms against 40 ms at ~170
+    # events/s), docs/performance.md, "Batch push by default".
+    push_batch: bool = field(default_factory=lambda: _env("TONGBAN_PUSH_BATCH", "1").strip() not in ("", "0"))
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:

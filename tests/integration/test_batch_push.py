@@ -41,7 +41,7 @@ def platform(tmp_path, monkeypatch):
                     name="platform").start()
     monkeypatch.setenv("TONGBAN_HOME", str(home))
     monkeypatch.setenv("TONGBAN_PLATFORM_URL", server.url)
-    monkeypatch.setenv("TONGBAN_PUSH_BATCH", "1")  # batch push is opt-in
+    monkeypatch.setenv("TONGBAN_PUSH_BATCH", "1")  # the default, set in case the environment running the tests forces 0
     yield server
     server.stop()
 
@@ -101,6 +101,29 @@ def _total(workers, name: str) -> int:
 def test_the_platform_advertises_its_batch_limit(platform):
     with PlatformClient(load()) as client:
         assert client.batch_limit() == 10
+
+
+@pytest.mark.parametrize("setting, batched", [(None, True), ("0", False)], ids=["default", "TONGBAN_PUSH_BATCH=0"])
+def test_batch_push_is_the_default_and_0_forces_single_pushes(pg_store, rabbit_bus, rabbit_work, platform,
+                                                              monkeypatch, setting, batched):
+    """A worker with nothing set uses the platform's batch calls (fewer calls than events); TONGBAN_PUSH_BATCH=0
+    makes it push one event per call, the batch endpoint never called. Every event is delivered once either way."""
+    if setting is None:
+        monkeypatch.delenv("TONGBAN_PUSH_BATCH")
+    else:
+        monkeypatch.setenv("TONGBAN_PUSH_BATCH", setting)
+    client = PlatformClient(load())
+    envelopes, expected = _cases(client, 12, 3)
+    rabbit_bus.declare(rabbit_work)
+    rabbit_bus.publish(rabbit_work, envelopes)
+    workers = _work(pg_store, rabbit_bus, rabbit_work)
+    batches = _batches(platform)
+    assert _total(workers, "delivered") == len(envelopes)
+    if batched:
+        assert 0 < batches["calls"] < batches["events"] == len(envelopes)
+    else:
+        assert batches["calls"] == batches["events"] == 0
+    assert_delivered_in_order(client, pg_store, expected)
 
 
 def test_a_refused_event_fails_alone_in_its_batch(pg_store, rabbit_bus, rabbit_work, platform):
