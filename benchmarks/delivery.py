@@ -36,7 +36,8 @@ against both ceilings. The latency round uses the last mode.
 `git archive COMMIT | tar -x -C TREE`; the workers get PYTHONPATH=TREE) and with this tree's, against the same
 platform and database, so a before/after pair meets the same load. `--repeats N` repeats the rounds; `--ceiling-each`
 measures the platform ceiling right after every round and prints each round against it (on a shared machine the
-ceiling moves with the load as much as the workers do).
+ceiling moves with the load as much as the workers do). The latency round runs for each tree too (after the
+throughput rounds, at the same offered rate, `--repeats` times, interleaved) and prints the worker's CPU per event.
 
 `--profile FILE` instead profiles a worker's handler: the same events handled in this process, one after another
 in one thread (cProfile sees one thread; a worker's lanes are threads), against the same platform and PostgreSQL,
@@ -293,20 +294,23 @@ def profile_handler(bench: Bench, events: int, out: Path) -> None:
           f"handler, its client and its store; under cProfile), {events / wall:,.0f} events/s; profile in {out}")
 
 
-def latency(bench: Bench, rate: float, seconds: float, *, batch: bool = True) -> dict:
-    """One worker; events published one at a time at `rate` per second; publish → recorded receipt."""
+def latency(bench: Bench, rate: float, seconds: float, *, batch: bool = True, tree: Path | None = None) -> dict:
+    """One worker (of `tree`, given one); events published one at a time at `rate` per second; publish → recorded
+    receipt, and the worker's CPU per event meanwhile."""
     from tongban.bus.rabbit import RabbitBus
 
-    system = f"bench-lat-{bench.run_id}"
+    tag = f"lat{len(bench.prefixes)}"  # a system and queues of this round's own (one latency round per tree)
+    system = f"bench-{tag}-{bench.run_id}"
     total = max(1, int(rate * seconds))
     cases = bench.cases(system, total)
-    prefix, work = bench.work("lat")
+    prefix, work = bench.work(tag)
     bus = RabbitBus(AMQP)
     bus.declare(work)
-    procs = bench.start_workers(prefix, 1, batch=batch)
+    procs = bench.start_workers(prefix, 1, batch=batch, tree=tree)
     created: dict[str, float] = {}
     try:
         bench.wait_for_consumers(work, 1, procs)
+        cpu_start = sum(_cpu_seconds(p.pid) for p in procs)
         started = time.monotonic()
         for i, (event, key) in enumerate(cases):
             due = started + i / rate
@@ -318,12 +322,14 @@ def latency(bench: Bench, rate: float, seconds: float, *, batch: bool = True) ->
             created[key] = _when(envelope.created_at)
         offered = total / (time.monotonic() - started)
         rows = bench.wait_delivered(system, total, procs)
+        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_start
     finally:
         stop_processes(procs)
         bus.close()
     latencies = sorted(_when(at) - created[key] for key, at in rows)
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"events": total, "offered": offered, "p50": cuts[49], "p99": cuts[98], "max": latencies[-1]}
+    return {"events": total, "offered": offered, "p50": cuts[49], "p99": cuts[98], "max": latencies[-1],
+            "cpu_ms": 1000 * cpu / total}
 
 
 def main() -> None:
@@ -334,9 +340,10 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, metavar="FILE", help="profile a worker's handler instead (see above)")
     parser.add_argument("--mode", choices=("both", "single", "batch"), default="both",
                         help="workers pushing one event per call (TONGBAN_PUSH_BATCH=0), in batches, or both rounds")
-    parser.add_argument("--compare", type=Path, metavar="TREE",
+    parser.add_argument("--compare", type=Path, metavar="TREE", action="append", default=[],
                         help="a source tree of another commit (`git archive COMMIT | tar -x -C TREE`): its workers "
-                             "run each round too, interleaved with this tree's, against the same platform")
+                             "run each round too, interleaved with this tree's, against the same platform (may be "
+                             "given more than once: the first is labelled base, the others by their folder's name)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of each kind (interleaved with --compare)")
     parser.add_argument("--ceiling-each", action="store_true",
                         help="measure the platform ceiling (of the round's mode) right after every round, and print "
@@ -351,7 +358,8 @@ def main() -> None:
             if args.profile:
                 profile_handler(bench, args.events, args.profile)
                 return
-            trees = [(args.compare, "base"), (None, "")] if args.compare else [(None, "")]
+            # The first --compare tree is "base"; further ones are named by their folder.
+            trees = [(tree, "base" if i == 0 else tree.name) for i, tree in enumerate(args.compare)] + [(None, "")]
             for _ in range(args.repeats):
                 for batch in modes:
                     for workers in (1, 2):
@@ -369,8 +377,10 @@ def main() -> None:
             limit = bench.platform.batch_limit()
             batch_ceiling = platform_ceiling(bench, args.events, batch=limit) if True in modes and limit > 1 else None
             one = next(r for r in reversed(rounds) if r["workers"] == 1 and not r["label"])
-            lat = (latency(bench, one["per_s"] * args.latency_load, args.latency_seconds, batch=modes[-1])
-                   if args.latency_seconds > 0 else None)
+            # With --compare, the latency round too runs for each tree, at the same offered rate, interleaved.
+            lats = [(label, latency(bench, one["per_s"] * args.latency_load, args.latency_seconds, batch=modes[-1],
+                                    tree=tree))
+                    for _ in range(args.repeats) for tree, label in trees] if args.latency_seconds > 0 else []
         finally:
             bench.close()
     raw = raw_pika(args.events, one["sample"])
@@ -402,11 +412,12 @@ def main() -> None:
             print(f"{'[' + label + '] ' if label else ''}{'batch' if batch else 'single'} push: two workers ÷ one worker"
                   f" = {two_w / one_w:.2f}; mean CPU per event {cpu[1]:.2f} / {cpu[2]:.2f} ms (1 / 2 workers)"
                   f"  (on {os.cpu_count()} cores, the mock platform and PostgreSQL on the same machine)")
-    if lat is None:
-        return
-    print(f"latency publish → recorded receipt, one worker ({'batch' if modes[-1] else 'single'} push), {lat['events']} events offered at {lat['offered']:,.1f}/s "
-          f"({args.latency_load:.0%} of one-worker throughput): p50 {lat['p50'] * 1000:,.1f} ms, "
-          f"p99 {lat['p99'] * 1000:,.1f} ms, max {lat['max'] * 1000:,.1f} ms")
+    for label, lat in lats:
+        print(f"{'[' + label + '] ' if label else ''}latency publish → recorded receipt, one worker "
+              f"({'batch' if modes[-1] else 'single'} push), {lat['events']} events offered at {lat['offered']:,.1f}/s "
+              f"({args.latency_load:.0%} of one-worker throughput): p50 {lat['p50'] * 1000:,.1f} ms, "
+              f"p99 {lat['p99'] * 1000:,.1f} ms, max {lat['max'] * 1000:,.1f} ms; worker CPU {lat['cpu_ms']:.2f} ms "
+              f"per event")
 
 
 if __name__ == "__main__":
