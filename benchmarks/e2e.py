@@ -30,7 +30,7 @@ the transport and the platform, so that is the ceiling it is measured against (a
 machines are noisy, an absolute time alone means little.
 
     .venv/bin/python benchmarks/e2e.py [--cases 1000] [--after-ingest] [--platform-in-process]
-    TONGBAN_PUSH_BATCH=0 .venv/bin/python benchmarks/e2e.py      # the worker pushes one event per call
+    TONGBAN_PUSH_BATCH=1 .venv/bin/python benchmarks/e2e.py      # the worker pushes in batch calls (批量推送)
 """
 from __future__ import annotations
 

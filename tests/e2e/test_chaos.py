@@ -42,9 +42,12 @@ def _counts(store) -> tuple[int, int, int]:
                 conn.execute(select(func.count()).select_from(quarantine)).scalar())
 
 
-def _worker(env) -> subprocess.Popen:
-    return subprocess.Popen([TONGBAN, "worker", "--lanes", "8", "--prefetch", "64"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+def _worker(env, log: Path) -> subprocess.Popen:
+    # stderr to a file, not a pipe nobody reads: once a worker's retry warnings filled the pipe (64 KiB), its next
+    # log line blocked it — mid-run it stopped delivering, and at the end it could not finish and exit on SIGTERM.
+    with log.open("ab") as stderr:
+        return subprocess.Popen([TONGBAN, "worker", "--lanes", "8", "--prefetch", "64"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
 
 
 def test_nothing_lost_nothing_doubled_under_chaos(pg_store, tmp_path, monkeypatch):
@@ -89,7 +92,7 @@ def _chaos(pg_store, tmp_path, monkeypatch, amqp_url: str):
     env = {**os.environ, "TONGBAN_DB_URL": pg_store.url, "TONGBAN_BUS": "rabbitmq", "TONGBAN_AMQP_URL": amqp_url,
            "TONGBAN_QUEUE_PREFIX": prefix, "TONGBAN_PLATFORM_URL": platform_server.url,
            "TONGBAN_HOME": str(tmp_path / "home")}
-    steady, victim = _worker(env), _worker(env)
+    steady, victim = _worker(env, tmp_path / "steady.log"), _worker(env, tmp_path / "victim.log")
     kills, closed_connections = 0, False
     deadline = time.monotonic() + 1200
     try:
@@ -102,7 +105,7 @@ def _chaos(pg_store, tmp_path, monkeypatch, amqp_url: str):
                 os.killpg(victim.pid, signal.SIGKILL)  # mid-stream: messages in hand are lost by the worker
                 victim.wait()
                 kills += 1
-                victim = _worker(env)
+                victim = _worker(env, tmp_path / "victim.log")
             if not closed_connections and progress > 0.5:
                 assert close_vhost_connections(amqp_url, "chaos test") >= 2  # the two workers' at least
                 closed_connections = True

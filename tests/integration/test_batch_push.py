@@ -41,7 +41,7 @@ def platform(tmp_path, monkeypatch):
                     name="platform").start()
     monkeypatch.setenv("TONGBAN_HOME", str(home))
     monkeypatch.setenv("TONGBAN_PLATFORM_URL", server.url)
-    monkeypatch.setenv("TONGBAN_PUSH_BATCH", "1")  # the default, set in case the environment running the tests forces 0
+    monkeypatch.setenv("TONGBAN_PUSH_BATCH", "1")  # batch push is opt-in
     yield server
     server.stop()
 
@@ -103,11 +103,11 @@ def test_the_platform_advertises_its_batch_limit(platform):
         assert client.batch_limit() == 10
 
 
-@pytest.mark.parametrize("setting, batched", [(None, True), ("0", False)], ids=["default", "TONGBAN_PUSH_BATCH=0"])
-def test_batch_push_is_the_default_and_0_forces_single_pushes(pg_store, rabbit_bus, rabbit_work, platform,
-                                                              monkeypatch, setting, batched):
-    """A worker with nothing set uses the platform's batch calls (fewer calls than events); TONGBAN_PUSH_BATCH=0
-    makes it push one event per call, the batch endpoint never called. Every event is delivered once either way."""
+@pytest.mark.parametrize("setting, batched", [(None, False), ("1", True), ("0", False)],
+                         ids=["default", "TONGBAN_PUSH_BATCH=1", "TONGBAN_PUSH_BATCH=0"])
+def test_batch_push_is_opt_in(pg_store, rabbit_bus, rabbit_work, platform, monkeypatch, setting, batched):
+    """A worker with nothing set pushes one event per call, the batch endpoint never called; TONGBAN_PUSH_BATCH=1
+    makes it use the platform's batch calls (fewer calls than events). Every event is delivered once either way."""
     if setting is None:
         monkeypatch.delenv("TONGBAN_PUSH_BATCH")
     else:
