@@ -50,6 +50,7 @@ AMQP = os.environ.get("TONGBAN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_BASE = os.environ.get("TONGBAN_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 
 from benchmarks.baseline import raw_pika  # noqa: E402  (after the path set-up above)
+from benchmarks.platform_ceiling import push_shares  # noqa: E402
 from benchmarks.waiting import delivered_all  # noqa: E402
 
 
@@ -258,19 +259,7 @@ def platform_ceiling(events: int, home: Path, threads: int = 16, *, batch: int =
         with ThreadPoolExecutor(8) as pool:
             cases = list(pool.map(one, range(events)))
 
-        def push_share(i: int) -> None:
-            share = cases[i::threads]
-            if batch > 1:
-                for start in range(0, len(share), batch):
-                    clients[i].push_batch(share[start:start + batch])
-                return
-            for event, key in share:
-                clients[i].push_event(event, key)
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(push_share, range(threads)))
-        return events / (time.perf_counter() - started)
+        return events / push_shares(clients, cases, batch)
     finally:
         for client in clients:
             client.close()

@@ -51,6 +51,17 @@ def platform_ceiling(bench, events: int, threads: int = 16, *, batch: int = 0) -
     # timed-out call would end the measurement, not slow it.
     clients = [PlatformClient(bench.platform.settings, timeout=120) for _ in range(threads)]
 
+    elapsed = push_shares(clients, cases, batch)
+    for client in clients:
+        client.close()
+    return events / elapsed
+
+
+def push_shares(clients: list, cases: list, batch: int = 0) -> float:
+    """Seconds to push `cases` ((event, idempotency key) each) from one thread per client, each its share, one
+    event a call, or in batch calls of `batch` events when > 1."""
+    threads = len(clients)
+
     def push_share(i: int) -> None:
         share = cases[i::threads]
         if batch > 1:
@@ -63,7 +74,4 @@ def platform_ceiling(bench, events: int, threads: int = 16, *, batch: int = 0) -
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(push_share, range(threads)))
-    elapsed = time.perf_counter() - started
-    for client in clients:
-        client.close()
-    return events / elapsed
+    return time.perf_counter() - started
