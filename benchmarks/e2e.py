@@ -78,11 +78,25 @@ class MockPlatform:
             self._proc.wait(timeout=30)
 
 
-def tongban_run(cases: int, bus_kind: str, home: Path, *, after_ingest: bool = False,
-                platform_in_process: bool = False) -> dict:
+def sandbox_pair(cases: int, home: Path, *, platform_in_process: bool = False):
+    """A run's mock platform and legacy REST system (cq-samr-rest.yaml's, `cases` cases each with its whole
+    lifecycle: several events), with the environment the mapping and the worker read them from."""
     from sandbox.legacy_rest import create_app as legacy_app
     from sandbox.legacy_world import LegacyWorld
     from sandbox.runner import Server
+
+    home.mkdir(parents=True)
+    world = LegacyWorld(seed=3, cases=cases, bad_share=0.0)
+    world.advance(world.settled_tick)
+    platform_server = MockPlatform(home / "platform.db", in_process=platform_in_process)
+    legacy_server = Server(legacy_app(world, token="bench")).start()
+    os.environ.update({"CQ_SAMR_URL": legacy_server.url, "CQ_SAMR_TOKEN": "bench",
+                       "TONGBAN_PLATFORM_URL": platform_server.url})
+    return platform_server, legacy_server
+
+
+def tongban_run(cases: int, bus_kind: str, home: Path, *, after_ingest: bool = False,
+                platform_in_process: bool = False) -> dict:
     from tongban.bus.topology import cases_work
     from tongban.delivery.worker import DeliveryWorker
     from tongban.pipeline.ingest import run_ingest
@@ -92,13 +106,7 @@ def tongban_run(cases: int, bus_kind: str, home: Path, *, after_ingest: bool = F
     from tongban.store import Store
     from tongban.store.schema import migrated
 
-    home.mkdir(parents=True)
-    world = LegacyWorld(seed=3, cases=cases, bad_share=0.0)
-    world.advance(world.settled_tick)  # every case has its whole lifecycle: several events each
-    platform_server = MockPlatform(home / "platform.db", in_process=platform_in_process)
-    legacy_server = Server(legacy_app(world, token="bench")).start()
-    os.environ.update({"CQ_SAMR_URL": legacy_server.url, "CQ_SAMR_TOKEN": "bench",
-                       "TONGBAN_PLATFORM_URL": platform_server.url})
+    platform_server, legacy_server = sandbox_pair(cases, home, platform_in_process=platform_in_process)
     settings = Settings()
     store = Store(migrated(f"sqlite:///{home / 'tongban.db'}"))
     work = cases_work(f"bench-{uuid.uuid4().hex[:8]}")
@@ -150,9 +158,6 @@ def deployed_run(cases: int, home: Path, *, platform_in_process: bool = False) -
     import sqlalchemy as sa
 
     from benchmarks.delivery import Bench
-    from sandbox.legacy_rest import create_app as legacy_app
-    from sandbox.legacy_world import LegacyWorld
-    from sandbox.runner import Server
     from tongban.bus.rabbit import RabbitBus
     from tongban.bus.topology import cases_work
     from tongban.pipeline.ingest import run_ingest
@@ -163,13 +168,7 @@ def deployed_run(cases: int, home: Path, *, platform_in_process: bool = False) -
     from tongban.store.schema import upgrade
     from tongban.store.tables import deliveries
 
-    home.mkdir(parents=True)
-    world = LegacyWorld(seed=3, cases=cases, bad_share=0.0)
-    world.advance(world.settled_tick)
-    platform_server = MockPlatform(home / "platform.db", in_process=platform_in_process)
-    legacy_server = Server(legacy_app(world, token="bench")).start()
-    os.environ.update({"CQ_SAMR_URL": legacy_server.url, "CQ_SAMR_TOKEN": "bench",
-                       "TONGBAN_PLATFORM_URL": platform_server.url})
+    platform_server, legacy_server = sandbox_pair(cases, home, platform_in_process=platform_in_process)
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_BASE)
     with admin.begin() as conn:
